@@ -1,0 +1,167 @@
+# Declarations of the data plane: rings, the MAC table (FDB), ports, the switch.
+# Every field of the C structs and of the cdef class lives here; the code is in
+# _fastpath.pyx and the .pxi parts it includes.
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from vale.includes.system cimport pthread_mutex_t
+
+
+cdef enum:
+    VALE_MAX_PORTS = 256        # port indexes 0..255 (VALE has 254 slots)
+    VALE_MAX_BATCH = 1024       # frames taken from one ring in one pass
+    VALE_DEFAULT_BATCH = 256
+    VALE_SLOT_ALIGN = 64        # buffers are cache-line aligned, copies go in 64-byte chunks
+    VALE_ETH_HLEN = 14
+    VALE_HIST_BUCKETS = 11      # batch sizes <=1, <=2, <=4 ... <=1024
+
+# Sentinels, outside the port index range.
+cdef enum:
+    VALE_NO_PORT = 0xFFFF
+    VALE_FLOOD = 0xFFFE
+    VALE_DROP = 0xFFFD
+
+cdef enum:
+    VALE_NIL = 0xFFFFFFFF       # "no entry" in the FDB's u32 links
+
+# Drop reasons: indexes into vale_port_counters.drops.
+cdef enum:
+    DROP_RING_FULL = 0          # the destination ring (or the port's own RX ring) had no slot
+    DROP_RUNT = 1               # shorter than an Ethernet header
+    DROP_OWN_PORT = 2           # the destination MAC sits on the port it came from
+    DROP_TOO_BIG = 3            # longer than the port's slots can hold
+    DROP_LEARN_LIMIT = 4        # a new source MAC on a port at its learn limit
+    DROP_LEARN_BANNED = 5       # a source MAC banned for moving too often
+    N_DROP_REASONS = 6
+
+# Per-frame flags inside a batch.
+cdef enum:
+    FRAME_UNKNOWN_UNICAST = 1   # flooded because the destination is unknown
+
+# FDB entry flags.
+cdef enum:
+    ENTRY_USED = 1
+    ENTRY_STATIC = 2
+
+
+# ---- rings -------------------------------------------------------------------------
+
+ctypedef struct vale_slot:
+    uint32_t off                # where the frame starts in the ring's buffer area
+    uint32_t len
+    uint32_t flags
+    uint32_t _reserved
+
+ctypedef struct vale_ring:
+    char *buf                   # nslots * slot_size bytes, 64-byte aligned
+    vale_slot *slots
+    uint32_t nslots             # a power of two
+    uint32_t mask
+    uint32_t slot_size          # a multiple of 64
+    uint32_t head               # producer index, free-running
+    uint32_t tail               # consumer index, free-running
+
+# A frame handed to the forwarding code: where it is, how long, flags.
+ctypedef struct vale_desc:
+    char *data
+    uint32_t len
+    uint32_t flags
+
+
+# ---- the MAC table -----------------------------------------------------------------
+
+# An open-addressing cell: 16 bytes, four to a cache line. The port sits beside the key
+# so a destination lookup touches one cell and nothing else.
+ctypedef struct vale_cell:
+    uint64_t key                # MAC in the low 48 bits (byte 0 lowest); 0 = empty
+    uint32_t entry              # index into the entry array
+    uint16_t port
+    uint16_t _reserved
+
+ctypedef struct vale_entry:
+    uint64_t key
+    uint64_t last_seen          # ms; entries of a port are kept in last_seen order
+    uint64_t window_start       # ms; start of the current move-counting window
+    uint64_t ban_until          # ms; no re-learning on another port before this
+    uint32_t prev               # per-port LRU list (dynamic entries only)
+    uint32_t next               # also the free-list link of unused entries
+    uint32_t cell               # where the entry's cell is
+    uint16_t port
+    uint8_t flags
+    uint8_t moves               # moves within the current window
+
+ctypedef struct vale_fdb:
+    vale_cell *cells
+    uint32_t cell_mask
+    uint32_t cell_shift         # 64 - log2(number of cells)
+    vale_entry *entries
+    uint32_t capacity
+    uint32_t free_head
+    uint32_t count              # entries in use, static ones included
+    uint32_t static_count
+    uint64_t ageing_ms          # 0 = never
+    uint64_t move_window_ms
+    uint64_t ban_ms
+    uint32_t move_limit         # more moves than this within the window: banned; 0 = off
+    uint64_t learned
+    uint64_t moved
+    uint64_t expired
+    uint64_t evicted
+
+
+# ---- ports and the switch ----------------------------------------------------------
+
+ctypedef struct vale_port_counters:
+    uint64_t rx_packets         # frames the switch took from the port's RX ring
+    uint64_t rx_bytes
+    uint64_t tx_packets         # frames written into the port's TX ring
+    uint64_t tx_bytes
+    uint64_t flood_packets      # received frames that were flooded
+    uint64_t drops[N_DROP_REASONS]
+
+ctypedef struct vale_port:
+    vale_ring rx
+    vale_ring tx
+    vale_port_counters c
+    uint32_t learn_limit        # dynamic entries this port may hold; 0 = no limit
+    uint32_t dyn_count          # dynamic entries it holds now
+    uint32_t lru_head           # oldest dynamic entry
+    uint32_t lru_tail           # newest
+    uint64_t last_src           # last source MAC learned here, to skip the hash
+    uint32_t last_src_entry
+    uint16_t index
+    bint learning
+    bint flood                  # receives flooded unknown unicast
+
+ctypedef struct vale_switch:
+    vale_fdb fdb
+    vale_port *ports[VALE_MAX_PORTS]
+    uint16_t active[VALE_MAX_PORTS]     # indexes of the ports in use, ascending
+    uint32_t nactive
+    uint32_t batch
+    uint64_t now_ms
+    bint manual_clock
+    uint64_t batches
+    uint64_t batch_frames
+    uint64_t batch_hist[VALE_HIST_BUCKETS]
+    # scratch space of one batch
+    vale_desc descs[VALE_MAX_BATCH]
+    uint64_t dkeys[VALE_MAX_BATCH]
+    uint16_t dest[VALE_MAX_BATCH]
+    uint16_t next_frame[VALE_MAX_BATCH]
+    uint16_t list_head[VALE_MAX_PORTS]
+    uint16_t list_tail[VALE_MAX_PORTS]
+    uint16_t flood_head
+    uint16_t flood_tail
+
+
+cdef class SwitchCore:
+    cdef vale_switch *sw
+    cdef pthread_mutex_t lock
+    cdef bint lock_ready
+
+    cdef inline void acquire(self) noexcept
+    cdef inline void release(self) noexcept
+    cdef vale_port *port_at(self, object index) except NULL
+    cdef void refresh_clock(self) noexcept nogil
+    cdef uint32_t remove_entries(self, uint32_t port, bint statics) noexcept
+    cdef resize(self, uint32_t capacity)

@@ -1,0 +1,572 @@
+# cython: language_level=3
+"""The data plane of vale: frame rings, the MAC table and batched forwarding.
+
+Everything per frame is C and runs without the GIL; SwitchCore is the thin object
+Python drives it through. It takes no names and knows nothing of interfaces: vale.switch
+puts names, parsing and policy on top. Each method holds the switch lock, which the
+forwarding code also holds for one batch at a time, so control changes never meet a
+half-done batch.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memset
+
+from vale.includes.system cimport (
+    MADV_HUGEPAGE, madvise, monotonic_ms, monotonic_ns, posix_memalign, pthread_mutex_destroy,
+    pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock, vale_likely,
+    vale_prefetch, vale_unlikely,
+)
+
+include "ring.pxi"
+include "fdb.pxi"
+include "forward.pxi"
+
+
+DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned")
+MAX_PORTS = VALE_MAX_PORTS
+MAX_BATCH = VALE_MAX_BATCH
+DEFAULT_BATCH = VALE_DEFAULT_BATCH
+SLOT_ALIGN = VALE_SLOT_ALIGN
+MAX_SLOT_SIZE = 65536 + 1024        # a 64 KiB GSO frame with its headers
+MAX_RING_SLOTS = 1 << 20
+MAX_RING_BYTES = 1 << 30
+MAX_FDB_CAPACITY = 1 << 24
+HIST_BOUNDS = tuple(1 << i for i in range(VALE_HIST_BUCKETS))
+
+
+cdef inline int check_range(str what, object value, uint64_t low, uint64_t high) except -1:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{what} must be an integer, not {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{what} must be between {low} and {high}, not {value}")
+    return 0
+
+
+cdef inline uint64_t seconds_to_ms(str what, object seconds, double high) except? 0:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ValueError(f"{what} must be a number of seconds, not {seconds!r}")
+    if not 0 <= seconds <= high:
+        raise ValueError(f"{what} must be between 0 and {high:g} seconds, not {seconds}")
+    return <uint64_t>(seconds * 1000.0 + 0.5)
+
+
+cdef class SwitchCore:
+    """One learning switch: up to MAX_PORTS ports, each with an RX and a TX ring."""
+
+    def __cinit__(self, *, uint32_t capacity=65536, double ageing=300.0,
+                  uint32_t batch=VALE_DEFAULT_BATCH, bint manual_clock=False,
+                  uint32_t move_limit=4, double move_window=10.0, double ban=60.0):
+        self.sw = NULL
+        self.lock_ready = False
+        check_range("fdb capacity", capacity, 1, MAX_FDB_CAPACITY)
+        check_range("batch", batch, 1, VALE_MAX_BATCH)
+        check_range("move limit", move_limit, 0, 255)
+        self.sw = <vale_switch *>calloc(1, sizeof(vale_switch))
+        if self.sw == NULL:
+            raise MemoryError()
+        if pthread_mutex_init(&self.lock, NULL) != 0:
+            raise MemoryError("cannot initialise the switch lock")
+        self.lock_ready = True
+        self.sw.fdb.ageing_ms = seconds_to_ms("ageing", ageing, 1e7)
+        self.sw.fdb.move_window_ms = seconds_to_ms("move window", move_window, 1e7)
+        self.sw.fdb.ban_ms = seconds_to_ms("ban time", ban, 1e7)
+        self.sw.fdb.move_limit = move_limit
+        self.sw.batch = batch
+        self.sw.manual_clock = manual_clock
+        self.sw.now_ms = 0 if manual_clock else monotonic_ms()
+        if fdb_alloc(&self.sw.fdb, capacity) != 0:
+            raise MemoryError(f"cannot allocate an FDB of {capacity} entries")
+
+    def __dealloc__(self):
+        cdef uint32_t i
+        if self.sw != NULL:
+            for i in range(VALE_MAX_PORTS):
+                if self.sw.ports[i] != NULL:
+                    ring_free(&self.sw.ports[i].rx)
+                    ring_free(&self.sw.ports[i].tx)
+                    free(self.sw.ports[i])
+            fdb_release(&self.sw.fdb)
+            free(self.sw)
+            self.sw = NULL
+        if self.lock_ready:
+            pthread_mutex_destroy(&self.lock)
+
+    # -- locking and helpers ---------------------------------------------------------
+
+    cdef inline void acquire(self) noexcept:
+        with nogil:
+            pthread_mutex_lock(&self.lock)
+
+    cdef inline void release(self) noexcept:
+        pthread_mutex_unlock(&self.lock)
+
+    cdef vale_port *port_at(self, object index) except NULL:
+        check_range("port index", index, 0, VALE_MAX_PORTS - 1)
+        cdef vale_port *p = self.sw.ports[<uint32_t>index]
+        if p == NULL:
+            raise ValueError(f"no port with index {index}")
+        return p
+
+    cdef void refresh_clock(self) noexcept nogil:
+        if not self.sw.manual_clock:
+            self.sw.now_ms = monotonic_ms()
+        fdb_expire(self.sw)
+
+    # -- ports -----------------------------------------------------------------------
+
+    def add_port(self, *, rx_slots=1024, tx_slots=1024, slot_size=2048, learning=True,
+                 flood=True, learn_limit=0):
+        """Add a port at the lowest free index and return that index."""
+        cdef uint32_t i, k
+        cdef vale_port *p
+        for what, n in (("rx_slots", rx_slots), ("tx_slots", tx_slots)):
+            check_range(what, n, 1, MAX_RING_SLOTS)
+            if n & (n - 1):
+                raise ValueError(f"{what} must be a power of two, not {n}")
+        check_range("slot_size", slot_size, VALE_SLOT_ALIGN, MAX_SLOT_SIZE)
+        if slot_size % VALE_SLOT_ALIGN:
+            raise ValueError(f"slot_size must be a multiple of {VALE_SLOT_ALIGN}, not {slot_size}")
+        if max(rx_slots, tx_slots) * slot_size > MAX_RING_BYTES:
+            raise ValueError(f"a ring may take at most {MAX_RING_BYTES} bytes")
+        check_range("learn_limit", learn_limit, 0, MAX_FDB_CAPACITY)
+        self.acquire()
+        try:
+            for i in range(VALE_MAX_PORTS):
+                if self.sw.ports[i] == NULL:
+                    break
+            else:
+                raise ValueError(f"the switch has all {VALE_MAX_PORTS} ports in use")
+            p = <vale_port *>calloc(1, sizeof(vale_port))
+            if p == NULL:
+                raise MemoryError()
+            if ring_init(&p.rx, rx_slots, slot_size) != 0:
+                free(p)
+                raise MemoryError("cannot allocate the RX ring")
+            if ring_init(&p.tx, tx_slots, slot_size) != 0:
+                ring_free(&p.rx)
+                free(p)
+                raise MemoryError("cannot allocate the TX ring")
+            p.index = i
+            p.learning = learning
+            p.flood = flood
+            p.learn_limit = learn_limit
+            p.lru_head = VALE_NIL
+            p.lru_tail = VALE_NIL
+            p.last_src = 0
+            self.sw.ports[i] = p
+            # Keep the active list ascending: flooding and ageing walk it in that order.
+            k = self.sw.nactive
+            while k > 0 and self.sw.active[k - 1] > i:
+                self.sw.active[k] = self.sw.active[k - 1]
+                k -= 1
+            self.sw.active[k] = i
+            self.sw.nactive += 1
+            return i
+        finally:
+            self.release()
+
+    def remove_port(self, index):
+        """Remove a port and every FDB entry pointing at it, so traffic to its MACs
+        floods again instead of vanishing."""
+        cdef vale_port *p
+        cdef uint32_t i, k
+        self.acquire()
+        try:
+            p = self.port_at(index)
+            self.remove_entries(p.index, True)
+            k = 0
+            for i in range(self.sw.nactive):
+                if self.sw.active[i] != p.index:
+                    self.sw.active[k] = self.sw.active[i]
+                    k += 1
+            self.sw.nactive = k
+            self.sw.ports[p.index] = NULL
+            ring_free(&p.rx)
+            ring_free(&p.tx)
+            free(p)
+        finally:
+            self.release()
+
+    def set_port(self, index, *, learning=None, flood=None, learn_limit=None):
+        cdef vale_port *p
+        if learn_limit is not None:
+            check_range("learn_limit", learn_limit, 0, MAX_FDB_CAPACITY)
+        self.acquire()
+        try:
+            p = self.port_at(index)
+            if learning is not None:
+                p.learning = bool(learning)
+            if flood is not None:
+                p.flood = bool(flood)
+            if learn_limit is not None:
+                p.learn_limit = learn_limit
+        finally:
+            self.release()
+
+    def port_info(self, index):
+        cdef vale_port *p
+        self.acquire()
+        try:
+            p = self.port_at(index)
+            return {
+                "index": p.index,
+                "rx_slots": p.rx.nslots, "tx_slots": p.tx.nslots, "slot_size": p.tx.slot_size,
+                "rx_pending": ring_count(&p.rx), "tx_pending": ring_count(&p.tx),
+                "learning": bool(p.learning), "flood": bool(p.flood),
+                "learn_limit": p.learn_limit, "fdb_entries": p.dyn_count,
+            }
+        finally:
+            self.release()
+
+    # -- frames in and out of the in-memory rings ------------------------------------
+
+    def inject(self, index, frames):
+        """Put frames (bytes) into a port's RX ring, as its receive side would. A frame
+        longer than a slot is dropped as too_big; one that finds the ring full as
+        ring_full. Returns how many went in."""
+        cdef vale_port *p
+        cdef vale_ring *rx
+        cdef vale_slot *slot
+        cdef Py_ssize_t length
+        cdef uint32_t accepted = 0
+        frames = list(frames)
+        for frame in frames:
+            if not isinstance(frame, bytes):
+                raise ValueError(f"frames must be bytes, not {type(frame).__name__}")
+        self.acquire()
+        try:
+            p = self.port_at(index)
+            rx = &p.rx
+            for frame in frames:
+                length = PyBytes_GET_SIZE(frame)
+                if length > rx.slot_size:
+                    p.c.drops[DROP_TOO_BIG] += 1
+                    continue
+                if ring_space(rx) == 0:
+                    p.c.drops[DROP_RING_FULL] += 1
+                    continue
+                slot = &rx.slots[rx.head & rx.mask]
+                memcpy(rx.buf + slot.off, PyBytes_AS_STRING(frame), length)
+                slot.len = <uint32_t>length
+                slot.flags = 0
+                rx.head += 1
+                accepted += 1
+            return accepted
+        finally:
+            self.release()
+
+    def drain(self, index, limit=None):
+        """Take the frames waiting in a port's TX ring, oldest first, as bytes."""
+        cdef vale_port *p
+        cdef vale_ring *tx
+        cdef vale_slot *slot
+        cdef uint32_t n
+        self.acquire()
+        try:
+            p = self.port_at(index)
+            tx = &p.tx
+            n = ring_count(tx)
+            if limit is not None:
+                check_range("limit", limit, 0, 1 << 32 - 1)
+                n = min(n, limit)
+            out = []
+            for _ in range(n):
+                slot = &tx.slots[tx.tail & tx.mask]
+                out.append(PyBytes_FromStringAndSize(tx.buf + slot.off, slot.len))
+                tx.tail += 1
+            return out
+        finally:
+            self.release()
+
+    def forward(self, index):
+        """Forward one batch from a port's RX ring; returns the frames taken."""
+        cdef vale_port *p
+        cdef uint32_t n
+        self.acquire()
+        try:
+            p = self.port_at(index)
+            with nogil:
+                n = forward_ring(self.sw, p)
+            return n
+        finally:
+            self.release()
+
+    def forward_all(self):
+        """Forward until every RX ring is empty, one batch per port in index order per
+        round; returns the frames taken."""
+        cdef uint64_t total = 0
+        cdef uint32_t k, n
+        self.acquire()
+        try:
+            with nogil:
+                while True:
+                    n = 0
+                    for k in range(self.sw.nactive):
+                        n += forward_ring(self.sw, self.sw.ports[self.sw.active[k]])
+                    if n == 0:
+                        break
+                    total += n
+            return total
+        finally:
+            self.release()
+
+    # -- the MAC table ---------------------------------------------------------------
+
+    cdef uint32_t remove_entries(self, uint32_t port, bint statics) noexcept:
+        """Remove the entries of one port (VALE_NO_PORT: of all ports); the caller holds
+        the lock. Statics only when asked."""
+        cdef vale_fdb *t = &self.sw.fdb
+        cdef uint32_t i, removed = 0
+        for i in range(t.capacity):
+            if not (t.entries[i].flags & ENTRY_USED):
+                continue
+            if port != VALE_NO_PORT and t.entries[i].port != port:
+                continue
+            if (t.entries[i].flags & ENTRY_STATIC) and not statics:
+                continue
+            fdb_remove(self.sw, i)
+            removed += 1
+        return removed
+
+    def fdb_entries(self):
+        """Every entry as (key, port index, static, seconds since last seen), after
+        removing the aged ones."""
+        cdef vale_fdb *t = &self.sw.fdb
+        cdef vale_entry *e
+        cdef uint32_t i
+        self.acquire()
+        try:
+            self.refresh_clock()
+            out = []
+            for i in range(t.capacity):
+                e = &t.entries[i]
+                if e.flags & ENTRY_USED:
+                    out.append((e.key, e.port, bool(e.flags & ENTRY_STATIC),
+                                (self.sw.now_ms - e.last_seen) / 1000.0))
+            return out
+        finally:
+            self.release()
+
+    def fdb_lookup(self, uint64_t key):
+        """The port index a MAC key would be forwarded to, or None."""
+        cdef uint16_t port
+        self.acquire()
+        try:
+            self.refresh_clock()
+            port = fdb_lookup_port(&self.sw.fdb, key)
+            return None if port == VALE_NO_PORT else port
+        finally:
+            self.release()
+
+    def fdb_add(self, uint64_t key, index):
+        """Add or replace a static entry: it never ages and never moves."""
+        cdef vale_fdb *t = &self.sw.fdb
+        cdef vale_port *p
+        cdef uint32_t ci
+        if key == 0 or key > 0xFFFFFFFFFFFF or key & 1:
+            raise ValueError("a static entry needs a unicast, non-zero MAC")
+        self.acquire()
+        try:
+            p = self.port_at(index)
+            self.refresh_clock()
+            ci = fdb_find_cell(t, key)
+            if ci != VALE_NIL:
+                fdb_remove(self.sw, t.cells[ci].entry)
+            elif t.count >= t.capacity and not fdb_evict_one(self.sw, VALE_NO_PORT):
+                raise ValueError(f"the FDB is full of static entries ({t.capacity})")
+            fdb_insert(self.sw, key, p.index, True)
+        finally:
+            self.release()
+
+    def fdb_del(self, uint64_t key):
+        """Remove one entry, static or learned; False when there was none."""
+        cdef uint32_t ci
+        self.acquire()
+        try:
+            self.refresh_clock()
+            ci = fdb_find_cell(&self.sw.fdb, key)
+            if ci == VALE_NIL:
+                return False
+            fdb_remove(self.sw, self.sw.fdb.cells[ci].entry)
+            return True
+        finally:
+            self.release()
+
+    def fdb_flush(self, port=None, *, statics=False):
+        """Remove learned entries (of one port, or all); statics too when asked.
+        Returns how many went."""
+        cdef uint32_t which = VALE_NO_PORT
+        self.acquire()
+        try:
+            if port is not None:
+                which = self.port_at(port).index
+            self.refresh_clock()
+            return self.remove_entries(which, statics)
+        finally:
+            self.release()
+
+    def set_capacity(self, capacity):
+        """Resize the table. Shrinking below the entries in use evicts fairly, as
+        learning into a full table does; statics are never evicted."""
+        check_range("fdb capacity", capacity, 1, MAX_FDB_CAPACITY)
+        self.acquire()
+        try:
+            self.refresh_clock()
+            if capacity < self.sw.fdb.static_count:
+                raise ValueError(f"the FDB holds {self.sw.fdb.static_count} static entries, "
+                                 f"more than {capacity}")
+            self.resize(capacity)
+        finally:
+            self.release()
+
+    cdef resize(self, uint32_t capacity):
+        cdef vale_fdb old = self.sw.fdb
+        cdef vale_fdb *t = &self.sw.fdb
+        cdef vale_port *p
+        cdef vale_entry *e
+        cdef uint32_t k, i, idx
+        while t.count > capacity:
+            fdb_evict_one(self.sw, VALE_NO_PORT)
+        old = self.sw.fdb
+        if fdb_alloc(t, capacity) != 0:
+            self.sw.fdb = old
+            raise MemoryError(f"cannot allocate an FDB of {capacity} entries")
+        # Re-insert port by port, oldest first, so each port keeps its ageing order.
+        for k in range(self.sw.nactive):
+            p = self.sw.ports[self.sw.active[k]]
+            i = p.lru_head
+            p.lru_head = VALE_NIL
+            p.lru_tail = VALE_NIL
+            p.dyn_count = 0
+            p.last_src = 0
+            while i != VALE_NIL:
+                e = &old.entries[i]
+                idx = fdb_insert(self.sw, e.key, e.port, False)
+                t.entries[idx].last_seen = e.last_seen
+                t.entries[idx].window_start = e.window_start
+                t.entries[idx].ban_until = e.ban_until
+                t.entries[idx].moves = e.moves
+                i = e.next
+        for i in range(old.capacity):
+            e = &old.entries[i]
+            if (e.flags & ENTRY_USED) and (e.flags & ENTRY_STATIC):
+                fdb_insert(self.sw, e.key, e.port, True)
+        fdb_release(&old)
+
+    def configure(self, *, ageing=None, batch=None, move_limit=None, move_window=None,
+                  ban=None):
+        """Change switch settings; the ones left None stay as they are."""
+        if batch is not None:
+            check_range("batch", batch, 1, VALE_MAX_BATCH)
+        if move_limit is not None:
+            check_range("move limit", move_limit, 0, 255)
+        cdef uint64_t ageing_ms = seconds_to_ms("ageing", ageing, 1e7) if ageing is not None else 0
+        cdef uint64_t window_ms = (seconds_to_ms("move window", move_window, 1e7)
+                                   if move_window is not None else 0)
+        cdef uint64_t ban_ms = seconds_to_ms("ban time", ban, 1e7) if ban is not None else 0
+        self.acquire()
+        try:
+            if ageing is not None:
+                self.sw.fdb.ageing_ms = ageing_ms
+            if batch is not None:
+                self.sw.batch = batch
+            if move_limit is not None:
+                self.sw.fdb.move_limit = move_limit
+            if move_window is not None:
+                self.sw.fdb.move_window_ms = window_ms
+            if ban is not None:
+                self.sw.fdb.ban_ms = ban_ms
+        finally:
+            self.release()
+
+    # -- the clock -------------------------------------------------------------------
+
+    @property
+    def now(self):
+        """The switch clock in seconds."""
+        return self.sw.now_ms / 1000.0
+
+    def set_time(self, seconds):
+        """Set the manual clock (tests age entries this way, without sleeping)."""
+        if not self.sw.manual_clock:
+            raise ValueError("the switch runs on the monotonic clock; create it with manual_clock=True")
+        cdef uint64_t ms = seconds_to_ms("time", seconds, 1e12)
+        if ms < self.sw.now_ms:
+            raise ValueError("the clock cannot go backwards")
+        self.acquire()
+        self.sw.now_ms = ms
+        self.release()
+
+    # -- counters --------------------------------------------------------------------
+
+    def snapshot(self):
+        """A copy of every counter, taken under the lock in one go."""
+        cdef vale_fdb *t = &self.sw.fdb
+        cdef vale_port *p
+        cdef uint32_t k
+        self.acquire()
+        try:
+            self.refresh_clock()
+            ports = {}
+            for k in range(self.sw.nactive):
+                p = self.sw.ports[self.sw.active[k]]
+                ports[p.index] = {
+                    "rx_packets": p.c.rx_packets, "rx_bytes": p.c.rx_bytes,
+                    "tx_packets": p.c.tx_packets, "tx_bytes": p.c.tx_bytes,
+                    "flood_packets": p.c.flood_packets,
+                    "drops": {DROP_REASONS[r]: p.c.drops[r] for r in range(N_DROP_REASONS)},
+                    "fdb_entries": p.dyn_count,
+                }
+            return {
+                "now": self.sw.now_ms / 1000.0,
+                "fdb": {
+                    "entries": t.count, "static": t.static_count, "capacity": t.capacity,
+                    "learned": t.learned, "moved": t.moved,
+                    "expired": t.expired, "evicted": t.evicted,
+                },
+                "batches": self.sw.batches,
+                "batch_frames": self.sw.batch_frames,
+                "batch_hist": [self.sw.batch_hist[k] for k in range(VALE_HIST_BUCKETS)],
+                "settings": {
+                    "ageing": t.ageing_ms / 1000.0, "batch": self.sw.batch,
+                    "move_limit": t.move_limit, "move_window": t.move_window_ms / 1000.0,
+                    "ban": t.ban_ms / 1000.0,
+                },
+                "ports": ports,
+            }
+        finally:
+            self.release()
+
+    # -- benchmark driver ------------------------------------------------------------
+
+    def bench_forward(self, index, uint64_t frames):
+        """Forward at least `frames` frames from a port whose RX ring was filled to the
+        brim, re-using its frames (rewind) and emptying every TX ring after each batch,
+        as bench/fastpath_c.c does. Returns (frames forwarded, nanoseconds)."""
+        cdef vale_port *src
+        cdef vale_ring *rx
+        cdef uint64_t done = 0, t0, t1
+        cdef uint32_t k
+        cdef vale_port *p
+        self.acquire()
+        try:
+            src = self.port_at(index)
+            rx = &src.rx
+            if ring_count(rx) != rx.nslots:
+                raise ValueError("fill the source RX ring completely before benchmarking")
+            with nogil:
+                t0 = monotonic_ns()
+                while done < frames:
+                    if rx.head == rx.tail:
+                        rx.tail = rx.head - rx.nslots
+                    done += forward_ring(self.sw, src)
+                    for k in range(self.sw.nactive):
+                        p = self.sw.ports[self.sw.active[k]]
+                        p.tx.tail = p.tx.head
+                t1 = monotonic_ns()
+                rx.tail = rx.head - rx.nslots
+            return done, t1 - t0
+        finally:
+            self.release()

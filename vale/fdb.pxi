@@ -1,0 +1,307 @@
+# The MAC table (FDB).
+#
+# Cells: open addressing with linear probing, at most half full, each cell holding the
+# MAC and its port so a destination lookup reads one cache line. Deletion shifts later
+# cells back (no tombstones), so probe runs stay short however long the switch runs.
+# Entries: a fixed array, one per MAC, holding what learning needs (timestamps, moves,
+# the per-port LRU links). Dynamic entries of a port form a list in last_seen order:
+# ageing pops aged heads, eviction takes the oldest entry of the largest port. No timer
+# per entry and no full-table sweep.
+
+cdef extern from *:
+    """
+    /* Fibonacci hashing: the top bits of key * 2^64/phi spread MACs evenly. */
+    #define VALE_HASH_MULTIPLIER 0x9E3779B97F4A7C15ULL
+    """
+    uint64_t VALE_HASH_MULTIPLIER
+
+
+cdef inline uint64_t load_mac(const char *p) noexcept nogil:
+    """The 6 bytes at p as a 48-bit key, byte 0 in the low bits (so bit 0 is the group bit)."""
+    cdef uint32_t lo
+    cdef uint16_t hi
+    memcpy(&lo, p, 4)
+    memcpy(&hi, p + 4, 2)
+    return <uint64_t>lo | (<uint64_t>hi << 32)
+
+
+cdef inline bint mac_is_group(uint64_t key) noexcept nogil:
+    return key & 1
+
+
+cdef inline uint32_t fdb_home(const vale_fdb *t, uint64_t key) noexcept nogil:
+    return <uint32_t>((key * VALE_HASH_MULTIPLIER) >> t.cell_shift)
+
+
+cdef inline uint32_t fdb_find_cell(const vale_fdb *t, uint64_t key) noexcept nogil:
+    """The cell holding key, or VALE_NIL."""
+    cdef uint32_t i = fdb_home(t, key)
+    cdef uint64_t k
+    while True:
+        k = t.cells[i].key
+        if k == key:
+            return i
+        if k == 0:
+            return VALE_NIL
+        i = (i + 1) & t.cell_mask
+
+
+cdef inline uint16_t fdb_lookup_port(const vale_fdb *t, uint64_t key) noexcept nogil:
+    """The port a unicast MAC was learned on, or VALE_NO_PORT."""
+    cdef uint32_t i = fdb_home(t, key)
+    cdef uint64_t k
+    while True:
+        k = t.cells[i].key
+        if k == key:
+            return t.cells[i].port
+        if k == 0:
+            return VALE_NO_PORT
+        i = (i + 1) & t.cell_mask
+
+
+cdef inline void fdb_prefetch(const vale_fdb *t, uint64_t key) noexcept nogil:
+    vale_prefetch(&t.cells[fdb_home(t, key)])
+
+
+cdef uint32_t cells_for(uint32_t capacity) noexcept nogil:
+    """Cells for a capacity: a power of two, at least twice the capacity."""
+    cdef uint32_t n = 16
+    while n < 2 * <uint64_t>capacity:
+        n <<= 1
+    return n
+
+
+cdef int fdb_alloc(vale_fdb *t, uint32_t capacity) noexcept nogil:
+    """Allocate empty cells and entries for capacity MACs; 0, or -1 when out of memory."""
+    cdef uint32_t ncells = cells_for(capacity)
+    cdef uint32_t bits = 0
+    cdef uint32_t i
+    cdef void *mem = NULL
+    cdef size_t size = <size_t>ncells * sizeof(vale_cell)
+    if posix_memalign(&mem, 4096, size) != 0:
+        return -1
+    if size >= (2 << 20):
+        madvise(mem, size, MADV_HUGEPAGE)
+    memset(mem, 0, size)
+    t.entries = <vale_entry *>calloc(capacity, sizeof(vale_entry))
+    if t.entries == NULL:
+        free(mem)
+        return -1
+    t.cells = <vale_cell *>mem
+    while (<uint32_t>1 << bits) < ncells:
+        bits += 1
+    t.cell_mask = ncells - 1
+    t.cell_shift = 64 - bits
+    t.capacity = capacity
+    for i in range(capacity):
+        t.entries[i].next = i + 1 if i + 1 < capacity else VALE_NIL
+    t.free_head = 0
+    t.count = 0
+    t.static_count = 0
+    return 0
+
+
+cdef void fdb_release(vale_fdb *t) noexcept nogil:
+    free(t.cells)
+    free(t.entries)
+    t.cells = NULL
+    t.entries = NULL
+
+
+cdef void fdb_cell_delete(vale_fdb *t, uint32_t i) noexcept nogil:
+    """Empty cell i, shifting back the cells of its probe run that may move."""
+    cdef uint32_t j = i
+    cdef uint32_t home
+    while True:
+        j = (j + 1) & t.cell_mask
+        if t.cells[j].key == 0:
+            break
+        home = fdb_home(t, t.cells[j].key)
+        # The cell at j may fill the hole at i unless its home lies cyclically in (i, j].
+        if i <= j:
+            if i < home <= j:
+                continue
+        elif i < home or home <= j:
+            continue
+        t.cells[i] = t.cells[j]
+        t.entries[t.cells[i].entry].cell = i
+        i = j
+    t.cells[i].key = 0
+
+
+cdef inline void lru_unlink(vale_switch *sw, vale_entry *e) noexcept nogil:
+    cdef vale_port *p = sw.ports[e.port]
+    cdef vale_entry *ents = sw.fdb.entries
+    if e.prev != VALE_NIL:
+        ents[e.prev].next = e.next
+    else:
+        p.lru_head = e.next
+    if e.next != VALE_NIL:
+        ents[e.next].prev = e.prev
+    else:
+        p.lru_tail = e.prev
+    p.dyn_count -= 1
+
+
+cdef inline void lru_append(vale_switch *sw, vale_entry *e, uint32_t idx) noexcept nogil:
+    cdef vale_port *p = sw.ports[e.port]
+    e.next = VALE_NIL
+    e.prev = p.lru_tail
+    if p.lru_tail != VALE_NIL:
+        sw.fdb.entries[p.lru_tail].next = idx
+    else:
+        p.lru_head = idx
+    p.lru_tail = idx
+    p.dyn_count += 1
+
+
+cdef inline void fdb_touch(vale_switch *sw, vale_entry *e, uint32_t idx) noexcept nogil:
+    """A frame came from this entry's MAC on its own port: it is the newest of its port."""
+    if e.last_seen == sw.now_ms:
+        return
+    e.last_seen = sw.now_ms
+    if sw.ports[e.port].lru_tail != idx:
+        lru_unlink(sw, e)
+        lru_append(sw, e, idx)
+
+
+cdef void fdb_remove(vale_switch *sw, uint32_t idx) noexcept nogil:
+    """Remove entry idx from the table, its cell and its port's list."""
+    cdef vale_fdb *t = &sw.fdb
+    cdef vale_entry *e = &t.entries[idx]
+    if e.flags & ENTRY_STATIC:
+        t.static_count -= 1
+    else:
+        lru_unlink(sw, e)
+    fdb_cell_delete(t, e.cell)
+    e.flags = 0
+    e.key = 0
+    e.next = t.free_head
+    t.free_head = idx
+    t.count -= 1
+
+
+cdef uint32_t fdb_insert(vale_switch *sw, uint64_t key, uint16_t port, bint static) noexcept nogil:
+    """Add a MAC known to be absent, with room known to exist; returns its entry index."""
+    cdef vale_fdb *t = &sw.fdb
+    cdef uint32_t idx = t.free_head
+    cdef vale_entry *e = &t.entries[idx]
+    cdef uint32_t i = fdb_home(t, key)
+    t.free_head = e.next
+    while t.cells[i].key != 0:
+        i = (i + 1) & t.cell_mask
+    t.cells[i].key = key
+    t.cells[i].entry = idx
+    t.cells[i].port = port
+    e.key = key
+    e.port = port
+    e.cell = i
+    e.last_seen = sw.now_ms
+    e.window_start = sw.now_ms
+    e.ban_until = 0
+    e.moves = 0
+    t.count += 1
+    if static:
+        e.flags = ENTRY_USED | ENTRY_STATIC
+        e.prev = VALE_NIL
+        e.next = VALE_NIL
+        t.static_count += 1
+    else:
+        e.flags = ENTRY_USED
+        lru_append(sw, e, idx)
+    return idx
+
+
+cdef bint fdb_evict_one(vale_switch *sw, uint16_t prefer) noexcept nogil:
+    """Make room by evicting the oldest entry of the port holding the most dynamic
+    entries (the learning port `prefer` first among equals, then the lowest index).
+    A port spraying source MACs is always the largest, so it evicts its own entries and
+    can never push another port below an even share. False when only statics remain."""
+    cdef uint32_t k
+    cdef uint16_t victim = VALE_NO_PORT
+    cdef uint32_t most = 0
+    cdef vale_port *p
+    for k in range(sw.nactive):
+        p = sw.ports[sw.active[k]]
+        if p.dyn_count > most:
+            most = p.dyn_count
+            victim = p.index
+    if victim == VALE_NO_PORT:
+        return False
+    if prefer != VALE_NO_PORT and sw.ports[prefer] != NULL and sw.ports[prefer].dyn_count == most:
+        victim = prefer
+    fdb_remove(sw, sw.ports[victim].lru_head)
+    sw.fdb.evicted += 1
+    return True
+
+
+cdef void fdb_expire(vale_switch *sw) noexcept nogil:
+    """Remove every dynamic entry not seen for the ageing time. Each port's list is in
+    last_seen order, so this looks at one entry per port when nothing is due."""
+    cdef vale_fdb *t = &sw.fdb
+    cdef uint32_t k, head
+    cdef vale_port *p
+    if t.ageing_ms == 0:
+        return
+    for k in range(sw.nactive):
+        p = sw.ports[sw.active[k]]
+        head = p.lru_head
+        while head != VALE_NIL and sw.now_ms - t.entries[head].last_seen >= t.ageing_ms:
+            fdb_remove(sw, head)
+            t.expired += 1
+            head = p.lru_head
+
+
+cdef int fdb_learn(vale_switch *sw, vale_port *src, uint64_t key) noexcept nogil:
+    """Learn that unicast MAC key sits behind port src. Returns -1 to forward the frame,
+    or a DropReason when the frame must be dropped (learn limit, banned mover)."""
+    cdef vale_fdb *t = &sw.fdb
+    cdef uint32_t idx, ci
+    cdef vale_entry *e
+    # Runs of frames from one host skip the hash (VALE's per-port source cache).
+    if src.last_src == key:
+        idx = src.last_src_entry
+        e = &t.entries[idx]
+        if e.key == key and e.port == src.index and (e.flags & ENTRY_USED):
+            if not (e.flags & ENTRY_STATIC):
+                fdb_touch(sw, e, idx)
+            return -1
+    ci = fdb_find_cell(t, key)
+    if ci != VALE_NIL:
+        idx = t.cells[ci].entry
+        e = &t.entries[idx]
+        if e.flags & ENTRY_STATIC:
+            return -1                       # statics neither age nor move
+        if e.port == src.index:
+            fdb_touch(sw, e, idx)
+        else:
+            # A move. Damping first: a banned MAC is not re-learned elsewhere.
+            if sw.now_ms < e.ban_until:
+                return DROP_LEARN_BANNED
+            if src.learn_limit != 0 and src.dyn_count >= src.learn_limit:
+                return DROP_LEARN_LIMIT
+            if sw.now_ms - e.window_start >= t.move_window_ms:
+                e.window_start = sw.now_ms
+                e.moves = 0
+            if t.move_limit != 0 and e.moves >= t.move_limit:
+                e.ban_until = sw.now_ms + t.ban_ms
+                e.moves = 0
+                e.window_start = sw.now_ms
+                return DROP_LEARN_BANNED
+            e.moves += 1
+            lru_unlink(sw, e)
+            e.port = src.index
+            t.cells[e.cell].port = src.index
+            e.last_seen = sw.now_ms
+            lru_append(sw, e, idx)
+            t.moved += 1
+    else:
+        if src.learn_limit != 0 and src.dyn_count >= src.learn_limit:
+            return DROP_LEARN_LIMIT
+        if t.count >= t.capacity and not fdb_evict_one(sw, src.index):
+            return -1                       # full of statics: forward, learn nothing
+        idx = fdb_insert(sw, key, src.index, False)
+        t.learned += 1
+    src.last_src = key
+    src.last_src_entry = idx
+    return -1

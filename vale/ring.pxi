@@ -1,0 +1,64 @@
+# Frame rings: fixed slots (offset, length, flags) over one contiguous, cache-line
+# aligned buffer area, with free-running producer (head) and consumer (tail) indexes.
+# One producer and one consumer; the forwarding code is the producer of TX rings and
+# the consumer of RX rings.
+
+cdef int ring_init(vale_ring *r, uint32_t nslots, uint32_t slot_size) noexcept nogil:
+    """Allocate a ring; 0 on success, -1 when out of memory."""
+    cdef void *mem = NULL
+    cdef size_t size = <size_t>nslots * slot_size
+    cdef uint32_t i
+    r.buf = NULL
+    r.slots = NULL
+    if posix_memalign(&mem, 4096, size) != 0:
+        return -1
+    if size >= (2 << 20):
+        madvise(mem, size, MADV_HUGEPAGE)
+    memset(mem, 0, size)
+    r.buf = <char *>mem
+    r.slots = <vale_slot *>calloc(nslots, sizeof(vale_slot))
+    if r.slots == NULL:
+        free(r.buf)
+        r.buf = NULL
+        return -1
+    r.nslots = nslots
+    r.mask = nslots - 1
+    r.slot_size = slot_size
+    r.head = 0
+    r.tail = 0
+    for i in range(nslots):
+        r.slots[i].off = i * slot_size
+    return 0
+
+
+cdef void ring_free(vale_ring *r) noexcept nogil:
+    free(r.buf)
+    free(r.slots)
+    r.buf = NULL
+    r.slots = NULL
+
+
+cdef inline uint32_t ring_count(const vale_ring *r) noexcept nogil:
+    """Frames waiting to be consumed."""
+    return r.head - r.tail
+
+
+cdef inline uint32_t ring_space(const vale_ring *r) noexcept nogil:
+    """Free slots a producer may fill."""
+    return r.nslots - (r.head - r.tail)
+
+
+cdef inline char *ring_slot_buf(const vale_ring *r, uint32_t idx) noexcept nogil:
+    return r.buf + <size_t>(idx & r.mask) * r.slot_size
+
+
+cdef inline void copy_frame(char *dst, const char *src, uint32_t length) noexcept nogil:
+    """Copy a frame between two padded, 64-byte aligned slots.
+
+    Both ends are slots whose size is a multiple of 64, so copying whole 64-byte chunks
+    never leaves either buffer and lets the compiler use fixed-size moves for small frames.
+    """
+    if length <= 64:
+        memcpy(dst, src, 64)
+    else:
+        memcpy(dst, src, (length + 63) & ~(<uint32_t>63))
