@@ -452,7 +452,8 @@ cdef class SwitchCore:
         for i in range(old.capacity):
             e = &old.entries[i]
             if (e.flags & ENTRY_USED) and (e.flags & ENTRY_STATIC):
-                fdb_insert(self.sw, e.key, e.port, True)
+                idx = fdb_insert(self.sw, e.key, e.port, True)
+                t.entries[idx].last_seen = e.last_seen
         fdb_release(&old)
 
     def configure(self, *, ageing=None, batch=None, move_limit=None, move_window=None,

@@ -39,10 +39,10 @@ cdef inline uint32_t fdb_find_cell(const vale_fdb *t, uint64_t key) noexcept nog
     cdef uint64_t k
     while True:
         k = t.cells[i].key
+        if k == 0:                      # first, so the zero MAC never matches an empty cell
+            return VALE_NIL
         if k == key:
             return i
-        if k == 0:
-            return VALE_NIL
         i = (i + 1) & t.cell_mask
 
 
@@ -52,10 +52,10 @@ cdef inline uint16_t fdb_lookup_port(const vale_fdb *t, uint64_t key) noexcept n
     cdef uint64_t k
     while True:
         k = t.cells[i].key
-        if k == key:
-            return t.cells[i].port
         if k == 0:
             return VALE_NO_PORT
+        if k == key:
+            return t.cells[i].port
         i = (i + 1) & t.cell_mask
 
 

@@ -1,0 +1,354 @@
+"""The forwarding core benchmark: vale's Cython core against its hand-written C twin.
+
+    .venv/bin/python bench/fastpath.py [--json] [--runs 5] [--quick]
+
+Each case sets up a vale._fastpath.SwitchCore through its Python API and forwards from
+one port whose RX ring is full, rewinding it when empty (SwitchCore.bench_forward), then
+runs bench/fastpath_c (bench/fastpath_c.c: the same structs and steps in plain C, built
+with the extension's -O2 -g0) on the same setup. The two alternate, run by run, and the
+medians are compared. Every run also checks that both left the same counters.
+
+The machine's speed drifts (a shared host): `ratio` is therefore the median over the run
+pairs of Cython/C, each pair run back to back, which cancels slow drifts that the ratio of
+the two medians (`ratio_of_medians`) does not. `--cpu N` pins both sides to one CPU.
+
+The targets in the closing summary are goals, not tests: the exit code is 0 unless
+something crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+C_SOURCE = BENCH / "fastpath_c.c"
+C_BINARY = BENCH / "fastpath_c"
+C_FLAGS = ["-std=c11", "-O2", "-g0"]    # setup.py COMPILE_ARGS
+
+DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned")
+MAC_A = bytes.fromhex("020000000001")   # the source of the benchmarked frames, on port 0
+MAC_B = bytes.fromhex("020000000002")   # the unicast destination, on port 1
+BROADCAST = b"\xff" * 6
+RING_SLOTS = 1024
+RANDOM_RING_SLOTS = 1 << 20
+RANDOM_SEED = 12345                     # as in fastpath_c.c
+LCG_MULTIPLIER = 6364136223846793005
+LCG_INCREMENT = 1442695040888963407
+MASK64 = (1 << 64) - 1
+
+TARGETS = {                             # summary key: (goal, what it is)
+    "unicast_60": (0.9, "Cython/C, 60-byte unicast, batch 256"),
+    "unicast_1514": (0.9, "Cython/C, 1514-byte unicast, batch 256"),
+    "random_1m_vs_small": (0.5, "Cython random_1m / random_small"),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str                           # unicast, flood, random_small, random_1m
+    kind: str                           # what fastpath_c calls it: unicast, flood, random
+    frame_size: int
+    batch: int
+    table_size: int = 0                 # random destinations drawn among this many MACs
+
+
+@dataclass
+class Result:
+    case: Case
+    frames: int                         # asked per run; a run forwards whole batches
+    mpps: list[float] = field(default_factory=list)
+    c_mpps: list[float] = field(default_factory=list)
+    counters_match: bool = True
+
+
+def all_cases() -> list[Case]:
+    cases = [Case("unicast", "unicast", size, batch)
+             for size in (60, 1514) for batch in (1, 32, 256, 1024)]
+    cases.append(Case("flood", "flood", 60, 256))
+    cases.append(Case("random_small", "random", 60, 256, 1000))
+    cases.append(Case("random_1m", "random", 60, 256, 1_000_000))
+    return cases
+
+
+# -- the C twin ------------------------------------------------------------------------
+
+def build_c() -> None:
+    """Compile fastpath_c.c unless the binary is newer than it."""
+    if C_BINARY.exists() and C_BINARY.stat().st_mtime >= C_SOURCE.stat().st_mtime:
+        return
+    subprocess.run(["gcc", *C_FLAGS, "-o", str(C_BINARY), str(C_SOURCE)], check=True)
+
+
+def run_c(case: Case, frames: int) -> tuple[float, dict[str, Any]]:
+    """One run of the C twin: Mpps and the counters of its timed loop."""
+    args = [str(C_BINARY), case.kind, str(case.frame_size), str(case.batch), str(frames)]
+    if case.table_size:
+        args.append(str(case.table_size))
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    result = json.loads(out)
+    counters = {"batches": result["batches"], "batch_hist": result["batch_hist"],
+                "ports": result["ports"]}
+    return result["frames"] * 1e3 / result["ns"], counters
+
+
+# -- the Cython core -------------------------------------------------------------------
+
+def load_switch_core() -> Any:
+    """vale._fastpath.SwitchCore from this tree (build it with setup.py build_ext)."""
+    sys.path.insert(0, str(ROOT))
+    from vale._fastpath import SwitchCore
+
+    return SwitchCore
+
+
+def frame(dst: bytes, src: bytes, size: int) -> bytes:
+    """Destination, source, IPv4 ethertype, zeroes: as make_frame in fastpath_c.c."""
+    return (dst + src + b"\x08\x00").ljust(size, b"\0")
+
+
+def table_mac(j: int) -> bytes:
+    """The j-th MAC of the random cases, 02:10:jj:jj:jj:jj as in fastpath_c.c."""
+    return b"\x02\x10" + j.to_bytes(4, "big")
+
+
+def slot_size_for(case: Case) -> int:
+    if case.kind == "random":
+        return 64
+    if case.frame_size <= 1984:
+        return 2048
+    return (case.frame_size + 63) & ~63
+
+
+def random_capacity(table_size: int) -> int:
+    """A power of two with room for the table and the source MAC, as in fastpath_c.c."""
+    capacity = 1
+    while capacity < table_size + 1:
+        capacity <<= 1
+    return capacity
+
+
+def random_destinations(table_size: int, count: int) -> list[int]:
+    """The table index of each frame's destination: the 64-bit LCG of fastpath_c.c."""
+    state = RANDOM_SEED
+    out = []
+    for _ in range(count):
+        state = (state * LCG_MULTIPLIER + LCG_INCREMENT) & MASK64
+        out.append((state >> 33) % table_size)
+    return out
+
+
+@dataclass(frozen=True)
+class Step:
+    """Inject frames into a port's RX ring, then forward them all or leave them there."""
+    port: int
+    frames: list[bytes]
+    forward: bool
+
+
+def setup_steps(case: Case) -> list[Step]:
+    """What fills the switch, as in fastpath_c.c: made once per case, replayed per run."""
+    size = case.frame_size
+    if case.kind == "flood":
+        return [Step(0, [frame(BROADCAST, MAC_A, size)] * RING_SLOTS, False)]
+    if case.kind == "unicast":
+        return [Step(1, [frame(MAC_A, MAC_B, size)], True),    # MAC_B learned on port 1
+                Step(0, [frame(MAC_B, MAC_A, size)] * RING_SLOTS, False)]
+    # Learn the table on port 1 in order. Every frame goes to the first MAC, which sits on
+    # port 1 itself, so these frames are learned and dropped, never sent anywhere.
+    steps = [Step(1, [frame(table_mac(0), table_mac(j), size)
+                      for j in range(start, min(start + RING_SLOTS, case.table_size))], True)
+             for start in range(0, case.table_size, RING_SLOTS)]
+    macs = [table_mac(j) for j in range(case.table_size)]
+    dests = random_destinations(case.table_size, RANDOM_RING_SLOTS)
+    chunk = 1 << 16
+    steps += [Step(0, [frame(macs[j], MAC_A, size) for j in dests[start:start + chunk]], False)
+              for start in range(0, RANDOM_RING_SLOTS, chunk)]
+    return steps
+
+
+def make_core(switch_core: Any, case: Case, steps: list[Step]) -> Any:
+    """A SwitchCore set up as fastpath_c.c sets up its switch, source RX ring full."""
+    slot_size = slot_size_for(case)
+    if case.kind == "random":
+        core = switch_core(batch=case.batch, capacity=random_capacity(case.table_size))
+        core.add_port(rx_slots=RANDOM_RING_SLOTS, slot_size=slot_size)
+        core.add_port(slot_size=slot_size)
+    else:
+        core = switch_core(batch=case.batch, capacity=65536)
+        for _ in range(5 if case.kind == "flood" else 2):
+            core.add_port(rx_slots=RING_SLOTS, slot_size=slot_size)
+    for step in steps:
+        core.inject(step.port, step.frames)
+        if step.forward:
+            core.forward_all()
+    return core
+
+
+def port_counters(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for index in sorted(snapshot["ports"]):
+        port = snapshot["ports"][index]
+        out.append({
+            "rx_packets": port["rx_packets"], "rx_bytes": port["rx_bytes"],
+            "tx_packets": port["tx_packets"], "tx_bytes": port["tx_bytes"],
+            "flood_packets": port["flood_packets"],
+            "drops": [port["drops"][reason] for reason in DROP_REASONS],
+        })
+    return out
+
+
+def counters_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What one run added to the counters, in the shape fastpath_c prints."""
+    ports = []
+    for old, new in zip(port_counters(before), port_counters(after), strict=True):
+        port: dict[str, Any] = {key: new[key] - old[key] for key in new if key != "drops"}
+        port["drops"] = [n - o for o, n in zip(old["drops"], new["drops"], strict=True)]
+        ports.append(port)
+    return {
+        "batches": after["batches"] - before["batches"],
+        "batch_hist": [n - o for o, n in zip(before["batch_hist"], after["batch_hist"],
+                                              strict=True)],
+        "ports": ports,
+    }
+
+
+def run_cython(core: Any, frames: int) -> tuple[float, dict[str, Any]]:
+    """One run of the Cython core: Mpps and the counters of its timed loop."""
+    before = core.snapshot()
+    done, ns = core.bench_forward(0, frames)
+    return done * 1e3 / ns, counters_between(before, core.snapshot())
+
+
+# -- measuring -------------------------------------------------------------------------
+
+def frames_for(core: Any, seconds: float) -> int:
+    """Frames for a run of about `seconds`, from a trial run of the Cython core."""
+    done, ns = core.bench_forward(0, 200_000)
+    rate = done * 1e9 / ns
+    return max(10_000, int(rate * seconds))
+
+
+def measure(switch_core: Any, case: Case, runs: int, seconds: float) -> Result:
+    steps = setup_steps(case)
+    result = Result(case, frames_for(make_core(switch_core, case, steps), seconds))
+    for run in range(runs):
+        # Alternate which goes first, so drift and warm-up favour neither. Like each C run
+        # in its new process, each Cython run gets a new switch: its rings land on other
+        # physical pages, whose cache-set conflicts (2048-byte slots) vary from one
+        # allocation to the next, so one unlucky switch must not count for every run.
+        order = ("cython", "c") if run % 2 == 0 else ("c", "cython")
+        counters: dict[str, dict[str, Any]] = {}
+        for which in order:
+            if which == "cython":
+                mpps, counters[which] = run_cython(make_core(switch_core, case, steps),
+                                                   result.frames)
+                result.mpps.append(mpps)
+            else:
+                mpps, counters[which] = run_c(case, result.frames)
+                result.c_mpps.append(mpps)
+        if counters["cython"] != counters["c"]:
+            result.counters_match = False
+            print(f"{case.name}: counters differ: cython {counters['cython']} "
+                  f"c {counters['c']}", file=sys.stderr)
+    return result
+
+
+def gbps(mpps: float, frame_size: int) -> float:
+    return mpps * frame_size * 8 / 1000
+
+
+def report(result: Result) -> dict[str, Any]:
+    case = result.case
+    mpps = statistics.median(result.mpps)
+    c_mpps = statistics.median(result.c_mpps)
+    paired = statistics.median(cy / c for cy, c in zip(result.mpps, result.c_mpps, strict=True))
+    row: dict[str, Any] = {
+        "case": case.name, "frame_size": case.frame_size, "batch": case.batch,
+        "mpps": round(mpps, 3), "gbps": round(gbps(mpps, case.frame_size), 3),
+        "c_mpps": round(c_mpps, 3), "c_gbps": round(gbps(c_mpps, case.frame_size), 3),
+        "ratio": round(paired, 3), "ratio_of_medians": round(mpps / c_mpps, 3),
+        "runs": len(result.mpps),
+        "frames": result.frames, "counters_match": result.counters_match,
+        "mpps_runs": [round(x, 2) for x in result.mpps],
+        "c_mpps_runs": [round(x, 2) for x in result.c_mpps],
+    }
+    if case.table_size:
+        row["table_size"] = case.table_size
+    return row
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def find(name: str, frame_size: int = 60, batch: int = 256) -> dict[str, Any]:
+        return next(r for r in rows
+                    if r["case"] == name and r["frame_size"] == frame_size
+                    and r["batch"] == batch)
+
+    values = {
+        "unicast_60": find("unicast")["ratio"],
+        "unicast_1514": find("unicast", 1514)["ratio"],
+        "random_1m_vs_small": find("random_1m")["ratio_vs_small"],
+    }
+    met = {key: values[key] >= goal for key, (goal, _) in TARGETS.items()}
+    return {"case": "summary", **values,
+            "targets": {key: goal for key, (goal, _) in TARGETS.items()},
+            "met": met, "all_met": all(met.values()),
+            "counters_match": all(r["counters_match"] for r in rows)}
+
+
+def print_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    print(f"{'case':<13}{'size':>6}{'batch':>7}{'Mpps':>9}{'Gbit/s':>9}"
+          f"{'C Mpps':>9}{'C Gbit/s':>10}{'ratio':>7}  counters")
+    for r in rows:
+        extra = f"  ({r['ratio_vs_small']:.2f} x small)" if "ratio_vs_small" in r else ""
+        print(f"{r['case']:<13}{r['frame_size']:>6}{r['batch']:>7}{r['mpps']:>9.2f}"
+              f"{r['gbps']:>9.2f}{r['c_mpps']:>9.2f}{r['c_gbps']:>10.2f}{r['ratio']:>7.2f}"
+              f"  {'same' if r['counters_match'] else 'DIFFER'}{extra}")
+    print()
+    for key, (goal, what) in TARGETS.items():
+        verdict = "met" if summary["met"][key] else "MISSED"
+        print(f"{what}: {summary[key]:.2f} (goal >= {goal}) {verdict}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each side (default 5)")
+    parser.add_argument("--quick", action="store_true", help="short runs, for a smoke test")
+    parser.add_argument("--cpu", type=int, help="pin both sides to this CPU")
+    args = parser.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})     # the C runs inherit it
+    runs = max(1, args.runs)
+    seconds = 0.05 if args.quick else 0.3
+
+    build_c()
+    switch_core = load_switch_core()
+    rows: list[dict[str, Any]] = []
+    for case in all_cases():
+        row = report(measure(switch_core, case, runs, seconds))
+        if case.name == "random_1m":
+            small = next(r for r in rows if r["case"] == "random_small")
+            row["ratio_vs_small"] = round(row["mpps"] / small["mpps"], 3)
+            row["c_ratio_vs_small"] = round(row["c_mpps"] / small["c_mpps"], 3)
+        rows.append(row)
+        if args.json:
+            print(json.dumps(row), flush=True)
+    summary = summarize(rows)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print_table(rows, summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

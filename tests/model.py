@@ -1,0 +1,340 @@
+"""A pure-Python reference model of the forwarding core's rules.
+
+It has SwitchCore's interface and follows the same documented rules (docs/architecture.md,
+"Forwarding rules"), written plainly: dicts and lists, one frame at a time. The property
+tests run random traffic through both and require the same frames out, FDB and counters.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned")
+MAX_PORTS = 256
+MAX_BATCH = 1024
+HIST_BUCKETS = 11
+ETH_HLEN = 14
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000.0 + 0.5)
+
+
+def _check_int(what: str, value: object, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"{what} must be an integer between {low} and {high}, not {value!r}")
+
+
+@dataclass
+class _Entry:
+    port: int
+    static: bool
+    last_seen: int
+    window_start: int
+    ban_until: int = 0
+    moves: int = 0
+
+
+@dataclass
+class _Port:
+    index: int
+    rx_slots: int
+    tx_slots: int
+    slot_size: int
+    learning: bool
+    flood: bool
+    learn_limit: int
+    rx: list = field(default_factory=list)
+    tx: list = field(default_factory=list)
+    lru: OrderedDict = field(default_factory=OrderedDict)   # dynamic MACs, oldest first
+    counters: dict = field(default_factory=lambda: {
+        "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0, "flood_packets": 0,
+        "drops": dict.fromkeys(DROP_REASONS, 0)})
+
+
+class ModelCore:
+    def __init__(self, *, capacity=65536, ageing=300.0, batch=256, manual_clock=False,
+                 move_limit=4, move_window=10.0, ban=60.0):
+        assert manual_clock, "the model only runs on a manual clock"
+        _check_int("fdb capacity", capacity, 1, 1 << 24)
+        _check_int("batch", batch, 1, MAX_BATCH)
+        self.capacity = capacity
+        self.ageing = _ms(ageing)
+        self.batch = batch
+        self.move_limit = move_limit
+        self.move_window = _ms(move_window)
+        self.ban = _ms(ban)
+        self.now_ms = 0
+        self.ports: dict[int, _Port] = {}
+        self.fdb: dict[int, _Entry] = {}
+        self.totals = dict.fromkeys(("learned", "moved", "expired", "evicted"), 0)
+        self.batches = 0
+        self.batch_frames = 0
+        self.hist = [0] * HIST_BUCKETS
+
+    # -- ports ----------------------------------------------------------------------------
+
+    def _port(self, index) -> _Port:
+        if index not in self.ports:
+            raise ValueError(f"no port with index {index}")
+        return self.ports[index]
+
+    def add_port(self, *, rx_slots=1024, tx_slots=1024, slot_size=2048, learning=True,
+                 flood=True, learn_limit=0):
+        index = min(set(range(MAX_PORTS)) - set(self.ports))
+        self.ports[index] = _Port(index, rx_slots, tx_slots, slot_size, learning, flood,
+                                  learn_limit)
+        return index
+
+    def remove_port(self, index):
+        self._port(index)
+        for key in [k for k, e in self.fdb.items() if e.port == index]:
+            self._remove(key)
+        del self.ports[index]
+
+    def set_port(self, index, *, learning=None, flood=None, learn_limit=None):
+        p = self._port(index)
+        if learning is not None:
+            p.learning = bool(learning)
+        if flood is not None:
+            p.flood = bool(flood)
+        if learn_limit is not None:
+            p.learn_limit = learn_limit
+
+    # -- frames ---------------------------------------------------------------------------
+
+    def inject(self, index, frames):
+        p = self._port(index)
+        accepted = 0
+        for frame in frames:
+            if len(frame) > p.slot_size:
+                p.counters["drops"]["too_big"] += 1
+            elif len(p.rx) == p.rx_slots:
+                p.counters["drops"]["ring_full"] += 1
+            else:
+                p.rx.append(bytes(frame))
+                accepted += 1
+        return accepted
+
+    def drain(self, index, limit=None):
+        p = self._port(index)
+        n = len(p.tx) if limit is None else min(limit, len(p.tx))
+        out, p.tx = p.tx[:n], p.tx[n:]
+        return out
+
+    def forward(self, index):
+        p = self._port(index)
+        n = min(len(p.rx), self.batch)
+        if n:
+            batch, p.rx = p.rx[:n], p.rx[n:]
+            self._expire()
+            for frame in batch:
+                self._forward_frame(p, frame)
+            self.batches += 1
+            self.batch_frames += n
+            self.hist[max(0, (n - 1).bit_length())] += 1
+        return n
+
+    def forward_all(self):
+        total = 0
+        while True:
+            n = sum(self.forward(i) for i in sorted(self.ports))
+            if n == 0:
+                return total
+            total += n
+
+    def _forward_frame(self, src: _Port, frame: bytes) -> None:
+        c = src.counters
+        c["rx_packets"] += 1
+        c["rx_bytes"] += len(frame)
+        if len(frame) < ETH_HLEN:
+            c["drops"]["runt"] += 1
+            return
+        dst_key = int.from_bytes(frame[0:6], "little")
+        src_key = int.from_bytes(frame[6:12], "little")
+        if src.learning and not src_key & 1 and src_key != 0:
+            reason = self._learn(src, src_key)
+            if reason:
+                c["drops"][reason] += 1
+                return
+        if dst_key & 1:
+            unknown = False
+        else:
+            entry = self.fdb.get(dst_key)
+            if entry is not None:
+                if entry.port == src.index:
+                    c["drops"]["own_port"] += 1
+                else:
+                    self._transmit(self.ports[entry.port], frame)
+                return
+            unknown = True
+        c["flood_packets"] += 1
+        for index in sorted(self.ports):
+            dst = self.ports[index]
+            if index != src.index and (dst.flood or not unknown):
+                self._transmit(dst, frame)
+
+    def _transmit(self, dst: _Port, frame: bytes) -> None:
+        if len(frame) > dst.slot_size:
+            dst.counters["drops"]["too_big"] += 1
+        elif len(dst.tx) == dst.tx_slots:
+            dst.counters["drops"]["ring_full"] += 1
+        else:
+            dst.tx.append(frame)
+            dst.counters["tx_packets"] += 1
+            dst.counters["tx_bytes"] += len(frame)
+
+    # -- learning -------------------------------------------------------------------------
+
+    def _learn(self, src: _Port, key: int) -> str | None:
+        now = self.now_ms
+        e = self.fdb.get(key)
+        at_limit = src.learn_limit and len(src.lru) >= src.learn_limit
+        if e is None:
+            if at_limit:
+                return "learn_limit"
+            if len(self.fdb) >= self.capacity and not self._evict_one(src.index):
+                return None
+            self.fdb[key] = _Entry(src.index, False, now, now)
+            src.lru[key] = None
+            self.totals["learned"] += 1
+            return None
+        if e.static:
+            return None
+        if e.port == src.index:
+            if e.last_seen != now:      # ties keep the order of first sighting
+                e.last_seen = now
+                src.lru.move_to_end(key)
+            return None
+        if now < e.ban_until:
+            return "learn_banned"
+        if at_limit:
+            return "learn_limit"
+        if now - e.window_start >= self.move_window:
+            e.window_start, e.moves = now, 0
+        if self.move_limit and e.moves >= self.move_limit:
+            e.ban_until, e.moves, e.window_start = now + self.ban, 0, now
+            return "learn_banned"
+        e.moves += 1
+        del self.ports[e.port].lru[key]
+        e.port, e.last_seen = src.index, now
+        src.lru[key] = None
+        self.totals["moved"] += 1
+        return None
+
+    def _remove(self, key: int) -> None:
+        e = self.fdb.pop(key)
+        if not e.static:
+            del self.ports[e.port].lru[key]
+
+    def _evict_one(self, prefer: int | None) -> bool:
+        counts = {i: len(p.lru) for i, p in self.ports.items()}
+        most = max(counts.values(), default=0)
+        if most == 0:
+            return False
+        victim = min(i for i, n in counts.items() if n == most)
+        if prefer is not None and counts.get(prefer) == most:
+            victim = prefer
+        self._remove(next(iter(self.ports[victim].lru)))
+        self.totals["evicted"] += 1
+        return True
+
+    def _expire(self) -> None:
+        if not self.ageing:
+            return
+        for p in self.ports.values():
+            while p.lru:
+                key = next(iter(p.lru))
+                if self.now_ms - self.fdb[key].last_seen < self.ageing:
+                    break
+                self._remove(key)
+                self.totals["expired"] += 1
+
+    # -- the MAC table API ----------------------------------------------------------------
+
+    def fdb_entries(self):
+        self._expire()
+        return [(k, e.port, e.static, (self.now_ms - e.last_seen) / 1000.0)
+                for k, e in self.fdb.items()]
+
+    def fdb_lookup(self, key):
+        self._expire()
+        e = self.fdb.get(key)
+        return None if e is None else e.port
+
+    def fdb_add(self, key, index):
+        if key == 0 or key > 0xFFFFFFFFFFFF or key & 1:
+            raise ValueError("a static entry needs a unicast, non-zero MAC")
+        self._port(index)
+        self._expire()
+        if key in self.fdb:
+            self._remove(key)
+        elif len(self.fdb) >= self.capacity and not self._evict_one(None):
+            raise ValueError("the FDB is full of static entries")
+        self.fdb[key] = _Entry(index, True, self.now_ms, self.now_ms)
+
+    def fdb_del(self, key):
+        self._expire()
+        if key not in self.fdb:
+            return False
+        self._remove(key)
+        return True
+
+    def fdb_flush(self, port=None, *, statics=False):
+        if port is not None:
+            self._port(port)
+        self._expire()
+        doomed = [k for k, e in self.fdb.items()
+                  if (port is None or e.port == port) and (statics or not e.static)]
+        for key in doomed:
+            self._remove(key)
+        return len(doomed)
+
+    def set_capacity(self, capacity):
+        self._expire()
+        statics = sum(e.static for e in self.fdb.values())
+        if capacity < statics:
+            raise ValueError("more static entries than that")
+        while len(self.fdb) > capacity:
+            self._evict_one(None)
+        self.capacity = capacity
+
+    def configure(self, *, ageing=None, batch=None, move_limit=None, move_window=None, ban=None):
+        if ageing is not None:
+            self.ageing = _ms(ageing)
+        if batch is not None:
+            self.batch = batch
+        if move_limit is not None:
+            self.move_limit = move_limit
+        if move_window is not None:
+            self.move_window = _ms(move_window)
+        if ban is not None:
+            self.ban = _ms(ban)
+
+    @property
+    def now(self):
+        return self.now_ms / 1000.0
+
+    def set_time(self, seconds):
+        ms = _ms(seconds)
+        if ms < self.now_ms:
+            raise ValueError("the clock cannot go backwards")
+        self.now_ms = ms
+
+    def snapshot(self):
+        self._expire()
+        return {
+            "now": self.now,
+            "fdb": {"entries": len(self.fdb), "static": sum(e.static for e in self.fdb.values()),
+                    "capacity": self.capacity, **self.totals},
+            "batches": self.batches,
+            "batch_frames": self.batch_frames,
+            "batch_hist": list(self.hist),
+            "settings": {"ageing": self.ageing / 1000.0, "batch": self.batch,
+                         "move_limit": self.move_limit, "move_window": self.move_window / 1000.0,
+                         "ban": self.ban / 1000.0},
+            "ports": {i: {**{k: v for k, v in p.counters.items() if k != "drops"},
+                          "drops": dict(p.counters["drops"]), "fdb_entries": len(p.lru)}
+                      for i, p in sorted(self.ports.items())},
+        }

@@ -1,0 +1,273 @@
+"""The MAC table: ageing, statics, learn limits, fair eviction, moves and their damping,
+flush and resizing. On the Cython core and the model, on a manual clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.frames import BROADCAST, frame, mac
+from vale._fastpath import SwitchCore
+
+
+def learn(sw, port, *macs, dst=BROADCAST):
+    sw.inject(port, [frame(dst, m) for m in macs])
+    sw.forward_all()
+    for p in sw.ports():
+        sw.drain(p)
+
+
+def table(sw):
+    return {e.mac: e.port for e in sw.fdb_show()}
+
+
+def fdb_stats(sw):
+    return sw.stats()["fdb"]
+
+
+# -- ageing ---------------------------------------------------------------------------
+
+def test_entries_age_out_after_the_ageing_time(make_switch):
+    sw = make_switch("a", "b", ageing=300)
+    learn(sw, "a", mac(1))
+    sw.set_time(200)
+    learn(sw, "b", mac(2))
+    sw.set_time(299.9)
+    assert table(sw) == {mac(1): "a", mac(2): "b"}
+    sw.set_time(300)
+    assert table(sw) == {mac(2): "b"}
+    assert fdb_stats(sw)["expired"] == 1
+    sw.set_time(500)
+    assert table(sw) == {}
+    assert fdb_stats(sw)["expired"] == 2
+
+
+def test_traffic_refreshes_an_entry(make_switch):
+    sw = make_switch("a", "b", ageing=10)
+    learn(sw, "a", mac(1))
+    for t in range(5, 50, 5):
+        sw.set_time(t)
+        learn(sw, "a", mac(1))
+    assert table(sw) == {mac(1): "a"}
+    sw.set_time(59)
+    assert table(sw) == {}
+
+
+def test_an_aged_destination_floods_again(make_switch):
+    sw = make_switch("a", "b", "c", ageing=10)
+    learn(sw, "b", mac(2))
+    sw.set_time(10)
+    f = frame(mac(2), mac(1))
+    sw.inject("a", [f])
+    sw.forward_all()
+    assert sw.drain("c") == [f]
+
+
+def test_ageing_zero_means_never(make_switch):
+    sw = make_switch("a", ageing=0)
+    learn(sw, "a", mac(1))
+    sw.set_time(10_000_000)
+    assert table(sw) == {mac(1): "a"}
+
+
+def test_ageing_can_be_changed(make_switch):
+    sw = make_switch("a")
+    learn(sw, "a", mac(1))
+    sw.set_time(100)
+    sw.configure(ageing=50)
+    assert table(sw) == {}
+
+
+def test_clock_never_goes_backwards(make_switch):
+    sw = make_switch()
+    sw.set_time(5)
+    with pytest.raises(ValueError, match="backwards"):
+        sw.set_time(4)
+
+
+# -- statics --------------------------------------------------------------------------
+
+def test_static_entries_neither_age_nor_move(make_switch):
+    sw = make_switch("a", "b", "c", ageing=10)
+    sw.fdb_add(mac(1), "a")
+    sw.set_time(1000)
+    learn(sw, "b", mac(1))                          # mac(1) shows up on b: not re-learned
+    assert [(e.mac, e.port, e.static) for e in sw.fdb_show()] == [(mac(1), "a", True)]
+    f = frame(mac(1), mac(3))
+    sw.inject("c", [f])
+    sw.forward_all()
+    assert sw.drain("a") == [f] and sw.drain("b") == []
+    assert fdb_stats(sw)["moved"] == 0
+
+
+def test_static_replaces_a_learned_entry_and_del_removes_it(make_switch):
+    sw = make_switch("a", "b")
+    learn(sw, "a", mac(1))
+    sw.fdb_add(mac(1), "b")
+    assert [(e.port, e.static) for e in sw.fdb_show()] == [("b", True)]
+    sw.fdb_del(mac(1))
+    assert sw.fdb_show() == []
+    with pytest.raises(ValueError, match="not in the FDB"):
+        sw.fdb_del(mac(1))
+
+
+def test_flush_keeps_statics_unless_asked(make_switch):
+    sw = make_switch("a", "b")
+    learn(sw, "a", mac(1), mac(2))
+    learn(sw, "b", mac(3))
+    sw.fdb_add(mac(4), "a")
+    assert sw.fdb_flush("a") == 2
+    assert table(sw) == {mac(3): "b", mac(4): "a"}
+    assert sw.fdb_flush() == 1
+    assert table(sw) == {mac(4): "a"}
+    assert sw.fdb_flush(statics=True) == 1
+    assert table(sw) == {}
+
+
+# -- learn limit ----------------------------------------------------------------------
+
+def test_learn_limit_drops_frames_from_new_macs(make_switch):
+    sw = make_switch("a", "b")
+    sw.set_port("a", learn_limit=3)
+    learn(sw, "a", *(mac(i) for i in range(1, 6)))
+    assert sorted(table(sw)) == [mac(1), mac(2), mac(3)]
+    assert sw.stats()["ports"]["a"]["drops"]["learn_limit"] == 2
+    # known MACs keep passing
+    sw.inject("a", [frame(BROADCAST, mac(2))])
+    sw.forward_all()
+    assert len(sw.drain("b")) == 1
+    # room again once an entry ages out
+    sw.set_time(400)
+    learn(sw, "a", mac(5))
+    assert table(sw) == {mac(5): "a"}
+
+
+# -- eviction -------------------------------------------------------------------------
+
+def test_a_port_spraying_macs_evicts_only_its_own(make_switch):
+    sw = make_switch("good", "bad", "other", fdb_capacity=64)
+    learn(sw, "good", *(mac(i) for i in range(1, 21)))
+    learn(sw, "other", *(mac(i) for i in range(100, 105)))
+    for burst in range(10):
+        sw.set_time(burst + 1)
+        learn(sw, "bad", *(mac(1000 + burst * 50 + i) for i in range(50)))
+    t = table(sw)
+    assert sum(p == "good" for p in t.values()) == 20
+    assert sum(p == "other" for p in t.values()) == 5
+    assert sum(p == "bad" for p in t.values()) == 64 - 25
+    assert fdb_stats(sw)["evicted"] == 500 - (64 - 25)
+    # the sprayer kept its newest
+    assert mac(1000 + 9 * 50 + 49) in t
+
+
+def test_eviction_takes_from_the_largest_port_its_oldest_entry(make_switch):
+    sw = make_switch("a", "b", "c", fdb_capacity=6)
+    learn(sw, "a", mac(1), mac(2), mac(3), mac(4))
+    sw.set_time(1)
+    learn(sw, "b", mac(5), mac(6))
+    sw.set_time(2)
+    learn(sw, "c", mac(7))                          # a holds most: its oldest, mac(1), goes
+    assert mac(1) not in table(sw) and len(table(sw)) == 6
+    learn(sw, "c", mac(8))                          # a still largest (3): mac(2) goes
+    assert mac(2) not in table(sw)
+
+
+def test_statics_are_never_evicted(make_switch):
+    sw = make_switch("a", "b", fdb_capacity=3)
+    sw.fdb_add(mac(1), "a")
+    sw.fdb_add(mac(2), "a")
+    sw.fdb_add(mac(3), "a")
+    learn(sw, "b", mac(4))                          # no room, nothing to evict: not learned
+    assert table(sw) == {mac(1): "a", mac(2): "a", mac(3): "a"}
+    with pytest.raises(ValueError, match="full of static"):
+        sw.fdb_add(mac(5), "b")
+
+
+def test_shrinking_the_table_evicts_fairly(make_switch):
+    sw = make_switch("a", "b")
+    learn(sw, "a", *(mac(i) for i in range(10)))
+    learn(sw, "b", *(mac(i) for i in range(100, 104)))
+    sw.fdb_add(mac(500), "b")
+    sw.configure(fdb_capacity=9)
+    t = table(sw)
+    assert len(t) == 9 and mac(500) in t
+    assert sum(p == "a" for p in t.values()) == 4
+    assert sum(p == "b" for p in t.values()) == 5   # 4 learned + the static
+    assert fdb_stats(sw)["evicted"] == 6
+    sw.fdb_add(mac(501), "a")
+    with pytest.raises(ValueError, match="static"):
+        sw.configure(fdb_capacity=1)               # two statics cannot fit in one
+    assert len(table(sw)) == 9                      # and nothing changed
+    sw.configure(fdb_capacity=1000)
+    learn(sw, "a", *(mac(i) for i in range(200, 300)))
+    assert len(table(sw)) == 109                    # 9 + 100: room again
+
+
+# -- moves and damping ----------------------------------------------------------------
+
+def test_a_mac_that_moves_is_relearned_and_counted(make_switch):
+    sw = make_switch("a", "b", "c")
+    learn(sw, "a", mac(1))
+    learn(sw, "b", mac(1))
+    assert table(sw) == {mac(1): "b"}
+    assert fdb_stats(sw)["moved"] == 1
+    f = frame(mac(1), mac(3))
+    sw.inject("c", [f])
+    sw.forward_all()
+    assert sw.drain("b") == [f] and sw.drain("a") == []
+
+
+def test_a_flapping_mac_is_banned_then_learned_again(make_switch):
+    sw = make_switch("a", "b", move_limit=4, move_window=10, ban=60)
+    learn(sw, "a", mac(1))
+    for i in range(4):                              # four moves inside the window: allowed
+        sw.set_time(1 + i)
+        learn(sw, "b" if i % 2 == 0 else "a", mac(1))
+    assert table(sw) == {mac(1): "a"} and fdb_stats(sw)["moved"] == 4
+    sw.set_time(6)
+    learn(sw, "b", mac(1))                          # the fifth: banned, frame dropped
+    assert table(sw) == {mac(1): "a"}
+    assert sw.stats()["ports"]["b"]["drops"]["learn_banned"] == 1
+    sw.set_time(60)
+    learn(sw, "a", mac(1))                          # on its own port it still passes
+    learn(sw, "b", mac(1))
+    assert sw.stats()["ports"]["b"]["drops"]["learn_banned"] == 2
+    sw.set_time(66)                                 # the ban is over
+    learn(sw, "b", mac(1))
+    assert table(sw) == {mac(1): "b"} and fdb_stats(sw)["moved"] == 5
+
+
+def test_moves_spread_out_in_time_are_never_banned(make_switch):
+    sw = make_switch("a", "b", move_limit=2, move_window=10, ban=60)
+    for i in range(20):
+        sw.set_time(i * 6)
+        learn(sw, "ab"[i % 2], mac(1))
+    assert fdb_stats(sw)["moved"] == 19
+
+
+def test_move_limit_zero_turns_damping_off(make_switch):
+    sw = make_switch("a", "b", move_limit=0)
+    for i in range(100):
+        learn(sw, "ab"[i % 2], mac(1))
+    assert fdb_stats(sw)["moved"] == 99
+
+
+# -- size -----------------------------------------------------------------------------
+
+def test_a_million_entries():
+    """Cython core only: the model would take minutes."""
+    core = SwitchCore(capacity=1_000_000, manual_clock=True)
+    a, b = core.add_port(), core.add_port()
+    base = 0x02_00_00_00_00_00.to_bytes(6, "big")
+    for i in range(1_000_000):
+        core.fdb_add(int.from_bytes(base[:3] + i.to_bytes(3, "big"), "little") & ~1, a + (i & 1))
+    snap = core.snapshot()["fdb"]
+    assert snap["entries"] == 1_000_000 and snap["static"] == 1_000_000
+    for i in (0, 1, 499_999, 999_999):
+        key = int.from_bytes(base[:3] + i.to_bytes(3, "big"), "little")
+        assert core.fdb_lookup(key) == a + (i & 1)
+    # full: learning a new MAC is refused (all static), and frames still flow
+    frame_ = bytes.fromhex("ffffffffffff") + bytes.fromhex("060000000001") + bytes(48)
+    core.inject(a, [frame_])
+    core.forward_all()
+    assert len(core.drain(b)) == 1
+    assert core.snapshot()["fdb"]["entries"] == 1_000_000

@@ -1,0 +1,54 @@
+"""Parsing and checking of the names users type: MAC addresses, switch names, port
+names and `switch:port` references. The one place these rules live."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "mac_to_key", "key_to_mac", "check_switch_name", "check_port_name", "parse_port_ref",
+]
+
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
+_SWITCH_RE = re.compile(r"^vale[A-Za-z0-9_]{1,11}$")
+IFNAMSIZ = 16  # Linux interface names: at most 15 bytes and a NUL
+
+
+def mac_to_key(mac: str) -> int:
+    """'02:00:00:00:00:01' (or with dashes) -> the 48-bit key the data plane uses
+    (byte 0 in the low bits, so bit 0 is the group bit)."""
+    if not isinstance(mac, str) or not _MAC_RE.match(mac):
+        raise ValueError(f"not a MAC address: {mac!r} (expected six hex pairs like 02:00:00:00:00:01)")
+    return int.from_bytes(bytes.fromhex(mac.replace("-", "").replace(":", "")), "little")
+
+
+def key_to_mac(key: int) -> str:
+    return ":".join(f"{b:02x}" for b in key.to_bytes(6, "little"))
+
+
+def check_switch_name(name: str) -> str:
+    """Switch names are 'vale' and 1-11 letters, digits or underscores: vale0, vale_lab."""
+    if not isinstance(name, str) or not _SWITCH_RE.match(name):
+        raise ValueError(f"not a switch name: {name!r} (expected vale followed by letters or "
+                         "digits, like vale0)")
+    return name
+
+
+def check_port_name(name: str) -> str:
+    """Port names are Linux interface names: 1-15 bytes, no '/', ':', white space or NUL,
+    not '.' or '..'."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"not a port name: {name!r}")
+    if len(name.encode()) >= IFNAMSIZ:
+        raise ValueError(f"port name {name!r} is longer than {IFNAMSIZ - 1} bytes")
+    if name in (".", "..") or any(c in name for c in "/:\0") or any(c.isspace() for c in name):
+        raise ValueError(f"not a port name: {name!r} (no '/', ':' or white space)")
+    return name
+
+
+def parse_port_ref(ref: str) -> tuple[str, str]:
+    """'vale0:eth1' -> ('vale0', 'eth1')."""
+    if not isinstance(ref, str) or ref.count(":") != 1:
+        raise ValueError(f"not a port reference: {ref!r} (expected SWITCH:PORT, like vale0:eth1)")
+    switch, port = ref.split(":")
+    return check_switch_name(switch), check_port_name(port)

@@ -1,0 +1,158 @@
+"""A learning switch with named ports, on top of the Cython core (vale._fastpath).
+
+The core works with port indexes and 48-bit MAC keys; this class owns the names, the
+parsing of what users type and the shape of what they get back. Any object with the
+SwitchCore interface can serve as the core: the tests run the same suite against the
+Cython core and a pure-Python reference model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from vale._fastpath import DROP_REASONS, SwitchCore
+from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key
+
+__all__ = ["Switch", "FdbEntry", "DROP_REASONS"]
+
+_PORT_SETTINGS = frozenset({"learning", "flood", "learn_limit"})
+_SWITCH_SETTINGS = frozenset({"fdb_capacity", "ageing", "batch", "move_limit", "move_window", "ban"})
+
+
+@dataclass(frozen=True, slots=True)
+class FdbEntry:
+    mac: str
+    port: str
+    static: bool
+    age: float          # seconds since a frame last came from this MAC
+
+
+class Switch:
+    """One switch (vale0, vale1, ...) and its ports, by name."""
+
+    __slots__ = ("name", "_core", "_index", "_names")
+
+    def __init__(self, name: str = "vale0", *, fdb_capacity: int = 65536, ageing: float = 300,
+                 batch: int = 256, move_limit: int = 4, move_window: float = 10, ban: float = 60,
+                 manual_clock: bool = False, core_class: type = SwitchCore) -> None:
+        self.name = check_switch_name(name)
+        self._core = core_class(capacity=fdb_capacity, ageing=ageing, batch=batch,
+                                manual_clock=manual_clock, move_limit=move_limit,
+                                move_window=move_window, ban=ban)
+        self._index: dict[str, int] = {}
+        self._names: dict[int, str] = {}
+
+    @property
+    def core(self) -> Any:
+        return self._core
+
+    # -- ports ---------------------------------------------------------------------------
+
+    def add_port(self, name: str, **settings: Any) -> int:
+        """Add a port; settings: rx_slots, tx_slots, slot_size, learning, flood,
+        learn_limit. Returns its index."""
+        check_port_name(name)
+        if name in self._index:
+            raise ValueError(f"{self.name}:{name} already exists")
+        index = self._core.add_port(**settings)
+        self._index[name] = index
+        self._names[index] = name
+        return index
+
+    def remove_port(self, name: str) -> None:
+        index = self.port_index(name)
+        self._core.remove_port(index)
+        del self._index[name]
+        del self._names[index]
+
+    def port_index(self, name: str) -> int:
+        try:
+            return self._index[name]
+        except (KeyError, TypeError):
+            raise ValueError(f"no port {name!r} on {self.name}") from None
+
+    def ports(self) -> list[str]:
+        return sorted(self._index, key=self._index.__getitem__)
+
+    def set_port(self, name: str, **settings: Any) -> None:
+        unknown = set(settings) - _PORT_SETTINGS
+        if unknown:
+            raise ValueError(f"unknown port setting(s): {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(sorted(_PORT_SETTINGS))}")
+        self._core.set_port(self.port_index(name), **settings)
+
+    def port_info(self, name: str) -> dict[str, Any]:
+        info = self._core.port_info(self.port_index(name))
+        info["name"] = name
+        return info
+
+    # -- frames --------------------------------------------------------------------------
+
+    def inject(self, port: str, frames: Iterable[bytes]) -> int:
+        return self._core.inject(self.port_index(port), frames)
+
+    def drain(self, port: str, limit: int | None = None) -> list[bytes]:
+        return self._core.drain(self.port_index(port), limit)
+
+    def forward(self, port: str) -> int:
+        return self._core.forward(self.port_index(port))
+
+    def forward_all(self) -> int:
+        return self._core.forward_all()
+
+    # -- the MAC table -------------------------------------------------------------------
+
+    def fdb_show(self, port: str | None = None) -> list[FdbEntry]:
+        only = None if port is None else self.port_index(port)
+        return sorted(
+            (FdbEntry(key_to_mac(key), self._names[index], static, age)
+             for key, index, static, age in self._core.fdb_entries()
+             if only is None or index == only),
+            key=lambda e: e.mac,
+        )
+
+    def fdb_lookup(self, mac: str) -> str | None:
+        index = self._core.fdb_lookup(mac_to_key(mac))
+        return None if index is None else self._names[index]
+
+    def fdb_add(self, mac: str, port: str) -> None:
+        """A static entry: never ages, never moves."""
+        self._core.fdb_add(mac_to_key(mac), self.port_index(port))
+
+    def fdb_del(self, mac: str) -> None:
+        if not self._core.fdb_del(mac_to_key(mac)):
+            raise ValueError(f"{mac} is not in the FDB of {self.name}")
+
+    def fdb_flush(self, port: str | None = None, *, statics: bool = False) -> int:
+        return self._core.fdb_flush(None if port is None else self.port_index(port),
+                                    statics=statics)
+
+    # -- settings, clock, counters -------------------------------------------------------
+
+    def configure(self, **settings: Any) -> None:
+        """Switch settings: fdb_capacity, ageing (s, 0 = never), batch, move_limit,
+        move_window (s), ban (s)."""
+        unknown = set(settings) - _SWITCH_SETTINGS
+        if unknown:
+            raise ValueError(f"unknown switch setting(s): {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(sorted(_SWITCH_SETTINGS))}")
+        capacity = settings.pop("fdb_capacity", None)
+        if capacity is not None:
+            self._core.set_capacity(capacity)
+        if settings:
+            self._core.configure(**settings)
+
+    def set_time(self, seconds: float) -> None:
+        self._core.set_time(seconds)
+
+    @property
+    def now(self) -> float:
+        return self._core.now
+
+    def stats(self) -> dict[str, Any]:
+        """Every counter, ports by name."""
+        snap = self._core.snapshot()
+        snap["ports"] = {self._names[i]: counters for i, counters in snap["ports"].items()}
+        snap["switch"] = self.name
+        return snap
