@@ -55,9 +55,8 @@ cdef inline uint64_t seconds_to_ms(str what, object seconds, double high) except
 cdef class SwitchCore:
     """One learning switch: up to MAX_PORTS ports, each with an RX and a TX ring."""
 
-    def __cinit__(self, *, uint32_t capacity=65536, double ageing=300.0,
-                  uint32_t batch=VALE_DEFAULT_BATCH, bint manual_clock=False,
-                  uint32_t move_limit=4, double move_window=10.0, double ban=60.0):
+    def __cinit__(self, *, capacity=65536, ageing=300.0, batch=VALE_DEFAULT_BATCH,
+                  bint manual_clock=False, move_limit=4, move_window=10.0, ban=60.0):
         self.sw = NULL
         self.lock_ready = False
         check_range("fdb capacity", capacity, 1, MAX_FDB_CAPACITY)
@@ -254,6 +253,24 @@ cdef class SwitchCore:
                 rx.head += 1
                 accepted += 1
             return accepted
+        finally:
+            self.release()
+
+    def _inject_lying(self, index, bytes frame, uint32_t claimed_len):
+        """Test hook: put a frame in the RX ring whose slot claims `claimed_len` bytes,
+        as a broken producer might. The forwarding code must drop it, not trust it."""
+        cdef vale_port *p
+        cdef vale_slot *slot
+        self.acquire()
+        try:
+            p = self.port_at(index)
+            if PyBytes_GET_SIZE(frame) > p.rx.slot_size or ring_space(&p.rx) == 0:
+                raise ValueError("frame too long for the slot, or ring full")
+            slot = &p.rx.slots[p.rx.head & p.rx.mask]
+            memcpy(p.rx.buf + slot.off, PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame))
+            slot.len = claimed_len
+            slot.flags = 0
+            p.rx.head += 1
         finally:
             self.release()
 
