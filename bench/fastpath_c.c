@@ -35,6 +35,8 @@
 #define VALE_HASH_MULTIPLIER 0x9E3779B97F4A7C15ULL
 
 #define vale_prefetch(p) __builtin_prefetch((p))
+#define HUGE_ALIGN (2u << 20)  /* large areas 2 MiB aligned, for huge pages */
+#define PREFETCH_AHEAD 16   /* frames between a cell's prefetch and its lookup */
 #define vale_likely(x) __builtin_expect(!!(x), 1)
 #define vale_unlikely(x) __builtin_expect(!!(x), 0)
 
@@ -141,9 +143,9 @@ static int ring_init(vale_ring *r, uint32_t nslots, uint32_t slot_size)
     size_t size = (size_t)nslots * slot_size;
     r->buf = NULL;
     r->slots = NULL;
-    if (posix_memalign(&mem, 4096, size) != 0)
+    if (posix_memalign(&mem, size >= HUGE_ALIGN ? HUGE_ALIGN : 4096, size) != 0)
         return -1;
-    if (size >= (2 << 20))
+    if (size >= HUGE_ALIGN)
         madvise(mem, size, MADV_HUGEPAGE);
     memset(mem, 0, size);
     r->buf = mem;
@@ -197,10 +199,10 @@ static inline uint32_t fdb_find_cell(const vale_fdb *t, uint64_t key)
     uint32_t i = fdb_home(t, key);
     for (;;) {
         uint64_t k = t->cells[i].key;
+        if (k == 0)                      /* first, so the zero MAC never matches */
+            return VALE_NIL;
         if (k == key)
             return i;
-        if (k == 0)
-            return VALE_NIL;
         i = (i + 1) & t->cell_mask;
     }
 }
@@ -210,10 +212,10 @@ static inline uint16_t fdb_lookup_port(const vale_fdb *t, uint64_t key)
     uint32_t i = fdb_home(t, key);
     for (;;) {
         uint64_t k = t->cells[i].key;
-        if (k == key)
-            return t->cells[i].port;
         if (k == 0)
             return VALE_NO_PORT;
+        if (k == key)
+            return t->cells[i].port;
         i = (i + 1) & t->cell_mask;
     }
 }
@@ -236,9 +238,9 @@ static int fdb_alloc(vale_fdb *t, uint32_t capacity)
     uint32_t ncells = cells_for(capacity), bits = 0;
     void *mem = NULL;
     size_t size = (size_t)ncells * sizeof(vale_cell);
-    if (posix_memalign(&mem, 4096, size) != 0)
+    if (posix_memalign(&mem, size >= HUGE_ALIGN ? HUGE_ALIGN : 4096, size) != 0)
         return -1;
-    if (size >= (2 << 20))
+    if (size >= HUGE_ALIGN)
         madvise(mem, size, MADV_HUGEPAGE);
     memset(mem, 0, size);
     t->entries = calloc(capacity, sizeof(vale_entry));
@@ -541,15 +543,13 @@ static uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n, uint3
     fdb_expire(sw);
     memset(drops, 0, sizeof(drops));
 
-    /* Pass 1: destination keys, and a prefetch of each one's cell. */
+    /* Pass 1: destination keys; pass 2 prefetches cells PREFETCH_AHEAD frames ahead. */
     for (uint32_t i = 0; i < n; i++) {
         vale_desc *d = &sw->descs[i];
-        if (d->len >= VALE_ETH_HLEN) {
-            uint64_t dkey = load_mac(d->data);
-            sw->dkeys[i] = dkey;
-            fdb_prefetch(t, dkey);
-        }
+        sw->dkeys[i] = d->len >= VALE_ETH_HLEN ? load_mac(d->data) : 0;
     }
+    for (uint32_t i = 0; i < n && i < PREFETCH_AHEAD; i++)
+        fdb_prefetch(t, sw->dkeys[i]);
 
     /* Pass 2: in batch order, learn the source, then look up the destination. */
     for (uint32_t k = 0; k < sw->nactive; k++)
@@ -557,6 +557,8 @@ static uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n, uint3
     sw->flood_head = NO_FRAME;
     sw->flood_tail = NO_FRAME;
     for (uint32_t i = 0; i < n; i++) {
+        if (i + PREFETCH_AHEAD < n)
+            fdb_prefetch(t, sw->dkeys[i + PREFETCH_AHEAD]);
         vale_desc *d = &sw->descs[i];
         d->flags &= ~(uint32_t)FRAME_UNKNOWN_UNICAST;
         if (vale_unlikely(d->len > src_max)) {

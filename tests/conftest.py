@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
+from vale._fastpath import SwitchCore
 
 from tests.model import ModelCore
-from vale._fastpath import SwitchCore
 from vale.switch import Switch
 
 

@@ -6,15 +6,17 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from vale._fastpath import SwitchCore
 
 from tests.frames import BROADCAST, frame, mac
-from vale._fastpath import SwitchCore
 from vale.names import check_port_name, check_switch_name, mac_to_key, parse_port_ref
 from vale.switch import Switch
 
 
-@pytest.mark.parametrize("text", ["", "02:00:00:00:00", "02:00:00:00:00:00:00", "zz:00:00:00:00:01",
-                                  "02-00:00:00:00:01", "0200.0000.0001", " 02:00:00:00:00:01", None, 5])
+@pytest.mark.parametrize("text", [
+    "", "02:00:00:00:00", "02:00:00:00:00:00:00", "zz:00:00:00:00:01", "02-00:00:00:00:01",
+    "0200.0000.0001", " 02:00:00:00:00:01", None, 5,
+])
 def test_bad_mac_strings(text):
     with pytest.raises(ValueError, match="MAC"):
         mac_to_key(text)
@@ -32,7 +34,8 @@ def test_bad_port_names(name):
         check_port_name(name)
 
 
-@pytest.mark.parametrize("name", ["", "vale", "br0", "vale-0", "vale0:", "VALE0", "vale" + "x" * 12])
+@pytest.mark.parametrize("name", ["", "vale", "br0", "vale-0", "vale0:", "VALE0",
+                                  "vale" + "x" * 12])
 def test_bad_switch_names(name):
     with pytest.raises(ValueError, match="switch name"):
         check_switch_name(name)
@@ -61,7 +64,8 @@ def test_bad_switch_settings(settings):
 
 @pytest.mark.parametrize("settings", [
     {"rx_slots": 0}, {"rx_slots": 1000}, {"tx_slots": 1 << 21}, {"slot_size": 100},
-    {"slot_size": 32}, {"slot_size": 1 << 20}, {"learn_limit": -1}, {"rx_slots": 1 << 20, "slot_size": 2048},
+    {"slot_size": 32}, {"slot_size": 1 << 20}, {"learn_limit": -1},
+    {"rx_slots": 1 << 20, "slot_size": 2048},
 ])
 def test_bad_port_settings(settings):
     sw = Switch("vale0")
@@ -121,7 +125,8 @@ def test_a_slot_length_that_lies_is_dropped_not_trusted():
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 4200), st.binary(min_size=12, max_size=12)),
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 4200),
+                          st.binary(min_size=12, max_size=12)),
                 min_size=1, max_size=60))
 def test_random_lengths_and_contents_never_escape_the_slots(frames):
     """Every length from 0 past the slot size, any addresses: what comes out is exactly

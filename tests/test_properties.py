@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from vale._fastpath import SwitchCore
 
 from tests.frames import frame, mac
 from tests.model import ModelCore
-from vale._fastpath import SwitchCore
 
 # A small pool, so MACs repeat, move and collide with ports' limits.
 MACS = [mac(i) for i in range(1, 11)] + ["ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:fb",
@@ -39,8 +39,8 @@ ops = st.one_of(
     st.tuples(st.just("set_port"), port_slot, st.booleans(), st.booleans(),
               st.sampled_from([0, 1, 2, 3])),
     st.tuples(st.just("capacity"), st.integers(1, 12)),
-    st.tuples(st.just("configure"), st.sampled_from([0, 5, 60, 300]), st.sampled_from([1, 2, 7, 256]),
-              st.sampled_from([0, 1, 2, 4])),
+    st.tuples(st.just("configure"), st.sampled_from([0, 5, 60, 300]),
+              st.sampled_from([1, 2, 7, 256]), st.sampled_from([0, 1, 2, 4])),
 )
 
 

@@ -13,6 +13,7 @@ cdef enum:
     VALE_SLOT_ALIGN = 64        # buffers are cache-line aligned, copies go in 64-byte chunks
     VALE_ETH_HLEN = 14
     VALE_HIST_BUCKETS = 11      # batch sizes <=1, <=2, <=4 ... <=1024
+    HUGE_ALIGN = 2 << 20        # large areas are 2 MiB aligned so huge pages can back them
 
 # Sentinels, outside the port index range.
 cdef enum:

@@ -78,10 +78,10 @@ cdef int fdb_alloc(vale_fdb *t, uint32_t capacity) noexcept nogil:
     cdef uint32_t i
     cdef void *mem = NULL
     cdef size_t size = <size_t>ncells * sizeof(vale_cell)
-    if posix_memalign(&mem, 4096, size) != 0:
+    if posix_memalign(&mem, HUGE_ALIGN if size >= HUGE_ALIGN else 4096, size) != 0:
         return -1
-    if size >= (2 << 20):
-        madvise(mem, size, MADV_HUGEPAGE)
+    if size >= HUGE_ALIGN:
+        madvise(mem, size, MADV_HUGEPAGE)   # fewer TLB misses in big rings and tables
     memset(mem, 0, size)
     t.entries = <vale_entry *>calloc(capacity, sizeof(vale_entry))
     if t.entries == NULL:

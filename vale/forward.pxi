@@ -5,6 +5,7 @@
 
 cdef enum:
     NO_FRAME = 0xFFFF           # end of a per-destination frame list
+    PREFETCH_AHEAD = 16         # frames between a cell's prefetch and its lookup
 
 
 cdef inline void batch_record(vale_switch *sw, uint32_t n) noexcept nogil:
@@ -86,14 +87,14 @@ cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n,
     fdb_expire(sw)
     memset(drops, 0, sizeof(drops))
 
-    # Pass 1: destination keys, and a prefetch of each one's cell, so the lookups of
-    # pass 2 find them in cache even in a table far larger than the caches.
+    # Pass 1: destination keys. Pass 2 prefetches the cell of the frame PREFETCH_AHEAD
+    # places on, so its lookups find cells in cache even in a table far larger than the
+    # caches, without more misses in flight than the memory system can track.
     for i in range(n):
         d = &sw.descs[i]
-        if d.len >= VALE_ETH_HLEN:
-            dkey = load_mac(d.data)
-            sw.dkeys[i] = dkey
-            fdb_prefetch(t, dkey)
+        sw.dkeys[i] = load_mac(d.data) if d.len >= VALE_ETH_HLEN else 0
+    for i in range(min(n, PREFETCH_AHEAD)):
+        fdb_prefetch(t, sw.dkeys[i])
 
     # Pass 2: in batch order, learn the source, then look up the destination.
     for k in range(sw.nactive):
@@ -101,6 +102,8 @@ cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n,
     sw.flood_head = NO_FRAME
     sw.flood_tail = NO_FRAME
     for i in range(n):
+        if i + PREFETCH_AHEAD < n:
+            fdb_prefetch(t, sw.dkeys[i + PREFETCH_AHEAD])
         d = &sw.descs[i]
         d.flags &= ~(<uint32_t>FRAME_UNKNOWN_UNICAST)
         if vale_unlikely(d.len > src_max):

@@ -6,7 +6,11 @@ from __future__ import annotations
 import re
 
 __all__ = [
-    "mac_to_key", "key_to_mac", "check_switch_name", "check_port_name", "parse_port_ref",
+    "check_port_name",
+    "check_switch_name",
+    "key_to_mac",
+    "mac_to_key",
+    "parse_port_ref",
 ]
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
@@ -18,7 +22,8 @@ def mac_to_key(mac: str) -> int:
     """'02:00:00:00:00:01' (or with dashes) -> the 48-bit key the data plane uses
     (byte 0 in the low bits, so bit 0 is the group bit)."""
     if not isinstance(mac, str) or not _MAC_RE.match(mac):
-        raise ValueError(f"not a MAC address: {mac!r} (expected six hex pairs like 02:00:00:00:00:01)")
+        raise ValueError(f"not a MAC address: {mac!r} "
+                         "(expected six hex pairs like 02:00:00:00:00:01)")
     return int.from_bytes(bytes.fromhex(mac.replace("-", "").replace(":", "")), "little")
 
 

@@ -10,10 +10,10 @@ cdef int ring_init(vale_ring *r, uint32_t nslots, uint32_t slot_size) noexcept n
     cdef uint32_t i
     r.buf = NULL
     r.slots = NULL
-    if posix_memalign(&mem, 4096, size) != 0:
+    if posix_memalign(&mem, HUGE_ALIGN if size >= HUGE_ALIGN else 4096, size) != 0:
         return -1
-    if size >= (2 << 20):
-        madvise(mem, size, MADV_HUGEPAGE)
+    if size >= HUGE_ALIGN:
+        madvise(mem, size, MADV_HUGEPAGE)   # fewer TLB misses in big rings and tables
     memset(mem, 0, size)
     r.buf = <char *>mem
     r.slots = <vale_slot *>calloc(nslots, sizeof(vale_slot))

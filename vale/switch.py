@@ -8,16 +8,19 @@ Cython core and a pure-Python reference model.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from vale._fastpath import DROP_REASONS, SwitchCore
+
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key
 
-__all__ = ["Switch", "FdbEntry", "DROP_REASONS"]
+__all__ = ["DROP_REASONS", "FdbEntry", "Switch"]
 
 _PORT_SETTINGS = frozenset({"learning", "flood", "learn_limit"})
-_SWITCH_SETTINGS = frozenset({"fdb_capacity", "ageing", "batch", "move_limit", "move_window", "ban"})
+_SWITCH_SETTINGS = frozenset({"fdb_capacity", "ageing", "batch", "move_limit", "move_window",
+                              "ban"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +34,7 @@ class FdbEntry:
 class Switch:
     """One switch (vale0, vale1, ...) and its ports, by name."""
 
-    __slots__ = ("name", "_core", "_index", "_names")
+    __slots__ = ("_core", "_index", "_names", "name")
 
     def __init__(self, name: str = "vale0", *, fdb_capacity: int = 65536, ageing: float = 300,
                  batch: int = 256, move_limit: int = 4, move_window: float = 10, ban: float = 60,

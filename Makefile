@@ -1,0 +1,48 @@
+# The commands the README names. Everything lands in .venv; nothing is installed system-wide
+# except Debian packages, and only when running as root (as CI does).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Debian packages the tests and benchmarks use (present already: nothing is installed).
+DEBS := gcc make
+
+.PHONY: setup build test test-debug bench run clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	    if [ -n "$$missing" ]; then \
+	        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	    fi; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+build: setup
+	$(PY) setup.py -q build_ext --inplace
+
+test: build
+	$(PY) -m ruff check vale tests bench cli
+	$(PY) -m pytest
+
+# Bounds checks, line tracing and an annotated listing (vale/_fastpath.html), then the tests.
+test-debug: setup
+	VALE_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
+	$(PY) -m pytest -q
+	$(PY) setup.py -q build_ext --inplace --force
+
+bench: build
+	$(PY) bench/fastpath.py --json
+
+# Until the daemon exists, the main job is the core benchmark, readable.
+run: build
+	$(PY) bench/fastpath.py
+
+clean:
+	rm -rf build vale/*.c vale/*.so vale/*.html bench/fastpath_c

@@ -1,0 +1,1 @@
+"""valectl, the command line of vale (installed as the package vale.cli)."""
