@@ -5,10 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Debian packages the tests and benchmarks use (present already: nothing is installed).
-DEBS := gcc make
+# Debian packages the tests, the demo and the benchmarks use (present already: nothing is
+# installed). Without root they are not installed, and the tests that need them skip.
+DEBS := gcc make iproute2 iputils-ping iperf3 ethtool netsniff-ng openvswitch-switch
 
-.PHONY: setup build test test-debug bench run clean
+.PHONY: setup build test test-debug bench bench-e2e run clean
 
 setup: $(STAMP)
 
@@ -16,7 +17,8 @@ $(STAMP): pyproject.toml setup.py
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	    if [ -n "$$missing" ]; then \
-	        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	            --no-install-recommends $$missing; \
 	    fi; \
 	fi
 	$(PYTHON) -m venv $(VENV)
@@ -43,9 +45,13 @@ test-debug: setup
 bench: build
 	$(PY) bench/fastpath.py --json
 
-# Until the daemon exists, the main job is the core benchmark, readable.
+bench-e2e: build
+	$(PY) bench/e2e.py --json
+
+# The main job: valed with three hosts in network namespaces on vale0, traffic shown
+# flowing; Ctrl-C removes everything. Needs root.
 run: build
-	$(PY) bench/fastpath.py
+	$(PY) -m vale.demo
 
 clean:
 	rm -rf build vale/*.c vale/*.so vale/*.html bench/fastpath_c

@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
-from vale._fastpath import SwitchCore
 
 from tests.model import ModelCore
+from vale._fastpath import SwitchCore
+from vale.client import ClientError, call
 from vale.switch import Switch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(params=[SwitchCore, ModelCore], ids=["cython", "model"])
@@ -21,3 +30,59 @@ def make_switch(core_class):
             sw.add_port(name)
         return sw
     return make
+
+
+class Valed:
+    def __init__(self, socket_path: str, proc: subprocess.Popen, log: Path) -> None:
+        self.socket = socket_path
+        self.proc = proc
+        self.log = log
+
+    def __call__(self, op: str, **args):
+        return call(op, args, path=self.socket)
+
+    def ctl(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "vale.cli.valectl", "--socket",
+                                 self.socket, *argv], capture_output=True, text=True,
+                                timeout=60, cwd=ROOT)
+        if check and result.returncode != 0:
+            raise AssertionError(f"valectl {' '.join(argv)}: {result.stderr.strip()}")
+        return result
+
+    def attach(self, *hosts, switch: str = "vale0", **settings) -> None:
+        for host in hosts:
+            self("attach", port=f"{switch}:{host.port}", settings=settings)
+
+    def port_stats(self, host, switch: str = "vale0") -> dict:
+        return self("stats", target=f"{switch}:{host.port}")[0]["ports"][host.port]
+
+
+@pytest.fixture
+def valed(tmp_path):
+    sock = str(tmp_path / "valed.sock")
+    log = tmp_path / "valed.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "vale.daemon", "--foreground",
+                                 "--socket", sock], stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=ROOT)
+    daemon = Valed(sock, proc, log)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            daemon("version")
+            break
+        except ClientError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError(f"valed did not start: {log.read_text()}") from None
+            time.sleep(0.05)
+    yield daemon
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError("valed did not stop on SIGTERM") from None
+    assert proc.returncode == 0, f"valed exited {proc.returncode}: {log.read_text()}"

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned")
+DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
+                "bad_offload", "tx_error")
 MAX_PORTS = 256
 MAX_BATCH = 1024
 HIST_BUCKETS = 11
@@ -330,11 +331,13 @@ class ModelCore:
                     "capacity": self.capacity, **self.totals},
             "batches": self.batches,
             "batch_frames": self.batch_frames,
+            "loops": 0,
             "batch_hist": list(self.hist),
             "settings": {"ageing": self.ageing / 1000.0, "batch": self.batch,
                          "move_limit": self.move_limit, "move_window": self.move_window / 1000.0,
-                         "ban": self.ban / 1000.0},
+                         "ban": self.ban / 1000.0, "busy_poll_us": 0},
             "ports": {i: {**{k: v for k, v in p.counters.items() if k != "drops"},
-                          "drops": dict(p.counters["drops"]), "fdb_entries": len(p.lru)}
+                          "drops": dict(p.counters["drops"]), "fdb_entries": len(p.lru),
+                          "up": True}
                       for i, p in sorted(self.ports.items())},
         }

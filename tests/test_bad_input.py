@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from vale._fastpath import SwitchCore
 
 from tests.frames import BROADCAST, frame, mac
+from vale._fastpath import SwitchCore
 from vale.names import check_port_name, check_switch_name, mac_to_key, parse_port_ref
 from vale.switch import Switch
 

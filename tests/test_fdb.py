@@ -4,9 +4,9 @@ flush and resizing. On the Cython core and the model, on a manual clock."""
 from __future__ import annotations
 
 import pytest
-from vale._fastpath import SwitchCore
 
 from tests.frames import BROADCAST, frame, mac
+from vale._fastpath import SwitchCore
 
 
 def learn(sw, port, *macs, dst=BROADCAST):

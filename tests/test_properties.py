@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vale._fastpath import SwitchCore
 
 from tests.frames import frame, mac
 from tests.model import ModelCore
+from vale._fastpath import SwitchCore
 
 # A small pool, so MACs repeat, move and collide with ports' limits.
 MACS = [mac(i) for i in range(1, 11)] + ["ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:fb",

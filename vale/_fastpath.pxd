@@ -3,6 +3,7 @@
 # _fastpath.pyx and the .pxi parts it includes.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from vale.includes.linux cimport iovec, mmsghdr
 from vale.includes.system cimport pthread_mutex_t
 
 
@@ -14,6 +15,7 @@ cdef enum:
     VALE_ETH_HLEN = 14
     VALE_HIST_BUCKETS = 11      # batch sizes <=1, <=2, <=4 ... <=1024
     HUGE_ALIGN = 2 << 20        # large areas are 2 MiB aligned so huge pages can back them
+    SOFT_STRIDE = 16384         # room for one software-segmented frame (jumbo MSS included)
 
 # Sentinels, outside the port index range.
 cdef enum:
@@ -32,11 +34,20 @@ cdef enum:
     DROP_TOO_BIG = 3            # longer than the port's slots can hold
     DROP_LEARN_LIMIT = 4        # a new source MAC on a port at its learn limit
     DROP_LEARN_BANNED = 5       # a source MAC banned for moving too often
-    N_DROP_REASONS = 6
+    DROP_BAD_OFFLOAD = 6        # a virtio-net header that does not match its frame
+    DROP_TX_ERROR = 7           # the kernel refused the frame (interface gone, error)
+    N_DROP_REASONS = 8
 
 # Per-frame flags inside a batch.
 cdef enum:
     FRAME_UNKNOWN_UNICAST = 1   # flooded because the destination is unknown
+    FRAME_VNET = 2              # desc.vnet asks for an offload (partial checksum, GSO)
+    FRAME_VLAN = 4              # the kernel took the VLAN tag off: desc.vlan_* hold it
+    FRAME_BAD = 8               # malformed (a lying virtio-net header): drop at once
+
+cdef enum PortKind:
+    PORT_MEMORY = 0             # in-memory RX and TX rings (tests, benchmarks)
+    PORT_PACKET = 1             # a Linux interface through an AF_PACKET socket
 
 # FDB entry flags.
 cdef enum:
@@ -45,6 +56,29 @@ cdef enum:
 
 
 # ---- rings -------------------------------------------------------------------------
+
+# struct virtio_net_hdr (linux/virtio_net.h), little-endian as the kernel hands it to
+# packet sockets on this architecture. It travels with a frame between ports that take it.
+ctypedef struct vale_vnet:
+    uint8_t flags               # VNET_NEEDS_CSUM, VNET_DATA_VALID
+    uint8_t gso_type            # VNET_GSO_* (| VNET_GSO_ECN)
+    uint16_t hdr_len            # Ethernet + IP + L4 header bytes
+    uint16_t gso_size           # payload bytes per segment
+    uint16_t csum_start         # where checksumming starts, from the Ethernet header
+    uint16_t csum_offset        # where the checksum goes, from csum_start
+
+cdef enum:
+    VNET_HDR_LEN = 10
+    VNET_NEEDS_CSUM = 1
+    VNET_DATA_VALID = 2
+    VNET_GSO_NONE = 0
+    VNET_GSO_TCPV4 = 1
+    VNET_GSO_UDP = 3            # UFO: one UDP datagram, split into IPv4 fragments
+    VNET_GSO_TCPV6 = 4
+    VNET_GSO_UDP_L4 = 5         # USO: split into UDP datagrams
+    VNET_GSO_ECN = 0x80
+    VALE_MAX_SEGMENTS = 128     # a 64 KiB GSO frame cut at the smallest sane MSS (536)
+
 
 ctypedef struct vale_slot:
     uint32_t off                # where the frame starts in the ring's buffer area
@@ -60,12 +94,26 @@ ctypedef struct vale_ring:
     uint32_t slot_size          # a multiple of 64
     uint32_t head               # producer index, free-running
     uint32_t tail               # consumer index, free-running
+    vale_vnet *vnets            # per slot, valid where the slot's flags have FRAME_VNET
 
 # A frame handed to the forwarding code: where it is, how long, flags.
 ctypedef struct vale_desc:
     char *data
     uint32_t len
     uint32_t flags
+    vale_vnet vnet
+    uint16_t vlan_tci
+    uint16_t vlan_tpid
+
+# A TPACKET_V2 receive ring, mapped from the kernel.
+ctypedef struct vale_pring:
+    char *map
+    size_t map_len
+    uint32_t frame_size
+    uint32_t frame_nr
+    uint32_t frames_per_block
+    uint32_t block_size
+    uint32_t head               # the next frame to look at
 
 
 # ---- the MAC table -----------------------------------------------------------------
@@ -132,6 +180,12 @@ ctypedef struct vale_port:
     uint16_t index
     bint learning
     bint flood                  # receives flooded unknown unicast
+    PortKind kind
+    bint up                     # forwarding to and from it; off when its link fails
+    bint vnet                   # takes virtio-net headers: offloaded frames pass as they are
+    uint32_t max_frame          # longest plain frame it takes (a TX slot, or MTU + 18)
+    int fd                      # the packet socket, or -1
+    vale_pring prx
 
 ctypedef struct vale_switch:
     vale_fdb fdb
@@ -153,6 +207,21 @@ ctypedef struct vale_switch:
     uint16_t list_tail[VALE_MAX_PORTS]
     uint16_t flood_head
     uint16_t flood_tail
+    # the forwarding thread
+    int epoll_fd
+    int wake_fd                 # eventfd: control wants the thread's attention
+    int notify_fd               # eventfd: the thread tells Python a port went down
+    bint stopping
+    uint32_t busy_poll_us       # spin this long before sleeping in epoll; 0 = never spin
+    uint32_t control_waiting    # control calls queued for the lock
+    uint64_t loops              # forwarding loop iterations (progress, for a watchdog)
+    # transmit scratch space: sendmmsg messages and software-offload output
+    mmsghdr tx_msgs[VALE_MAX_BATCH]
+    iovec tx_iov[4 * VALE_MAX_BATCH]
+    vale_vnet tx_vnet[VALE_MAX_BATCH]
+    uint8_t tx_tag[VALE_MAX_BATCH][4]
+    char *soft_buf              # VALE_MAX_SEGMENTS * SOFT_STRIDE bytes
+    uint32_t soft_lens[VALE_MAX_SEGMENTS]
 
 
 cdef class SwitchCore:
@@ -165,4 +234,6 @@ cdef class SwitchCore:
     cdef vale_port *port_at(self, object index) except NULL
     cdef void refresh_clock(self) noexcept nogil
     cdef uint32_t remove_entries(self, uint32_t port, bint statics) noexcept
+    cdef vale_port *new_port(self, learning, flood, learn_limit) except NULL
+    cdef uint32_t activate(self, vale_port *p) noexcept
     cdef resize(self, uint32_t capacity)

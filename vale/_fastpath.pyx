@@ -8,23 +8,29 @@ forwarding code also holds for one batch at a time, so control changes never mee
 half-done batch.
 """
 
+import os
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
+from vale.includes.linux cimport *
 from vale.includes.system cimport (
     MADV_HUGEPAGE, madvise, monotonic_ms, monotonic_ns, posix_memalign, pthread_mutex_destroy,
-    pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock, vale_likely,
-    vale_prefetch, vale_unlikely,
+    pthread_mutex_init, pthread_mutex_lock, pthread_mutex_t, pthread_mutex_unlock,
+    vale_likely, vale_prefetch, vale_unlikely,
 )
 
 include "ring.pxi"
 include "fdb.pxi"
+include "offload.pxi"
 include "forward.pxi"
+include "afpacket.pxi"
 
 
-DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned")
+DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
+                "bad_offload", "tx_error")
 MAX_PORTS = VALE_MAX_PORTS
 MAX_BATCH = VALE_MAX_BATCH
 DEFAULT_BATCH = VALE_DEFAULT_BATCH
@@ -34,6 +40,16 @@ MAX_RING_SLOTS = 1 << 20
 MAX_RING_BYTES = 1 << 30
 MAX_FDB_CAPACITY = 1 << 24
 HIST_BOUNDS = tuple(1 << i for i in range(VALE_HIST_BUCKETS))
+DEFAULT_RX_FRAMES = 256
+MAX_RX_FRAMES = 4096
+MAX_MTU = 65535 - 18
+
+
+cdef extern from *:
+    """
+    #define __vale_atomic_add(p, v) __atomic_add_fetch((p), (v), __ATOMIC_ACQ_REL)
+    """
+    uint32_t __vale_atomic_add(uint32_t *p, int v) nogil
 
 
 cdef inline int check_range(str what, object value, uint64_t low, uint64_t high) except -1:
@@ -59,6 +75,7 @@ cdef class SwitchCore:
                   bint manual_clock=False, move_limit=4, move_window=10.0, ban=60.0):
         self.sw = NULL
         self.lock_ready = False
+        cdef epoll_event ev
         check_range("fdb capacity", capacity, 1, MAX_FDB_CAPACITY)
         check_range("batch", batch, 1, VALE_MAX_BATCH)
         check_range("move limit", move_limit, 0, 255)
@@ -75,18 +92,38 @@ cdef class SwitchCore:
         self.sw.batch = batch
         self.sw.manual_clock = manual_clock
         self.sw.now_ms = 0 if manual_clock else monotonic_ms()
+        self.sw.epoll_fd = -1
+        self.sw.wake_fd = -1
+        self.sw.notify_fd = -1
         if fdb_alloc(&self.sw.fdb, capacity) != 0:
             raise MemoryError(f"cannot allocate an FDB of {capacity} entries")
+        self.sw.soft_buf = <char *>calloc(VALE_MAX_SEGMENTS * SOFT_STRIDE + VALE_SLOT_ALIGN, 1)
+        if self.sw.soft_buf == NULL:
+            raise MemoryError()
+        self.sw.epoll_fd = epoll_create1(EPOLL_CLOEXEC)
+        self.sw.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        self.sw.notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        if self.sw.epoll_fd < 0 or self.sw.wake_fd < 0 or self.sw.notify_fd < 0:
+            raise OSError(errno, os.strerror(errno))
+        ev.events = EPOLLIN
+        ev.data.u32 = WAKE_EVENT
+        if epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_ADD, self.sw.wake_fd, &ev) != 0:
+            raise OSError(errno, os.strerror(errno))
 
     def __dealloc__(self):
         cdef uint32_t i
         if self.sw != NULL:
             for i in range(VALE_MAX_PORTS):
                 if self.sw.ports[i] != NULL:
+                    packet_close(self.sw.ports[i])
                     ring_free(&self.sw.ports[i].rx)
                     ring_free(&self.sw.ports[i].tx)
                     free(self.sw.ports[i])
             fdb_release(&self.sw.fdb)
+            free(self.sw.soft_buf)
+            for fd in (self.sw.epoll_fd, self.sw.wake_fd, self.sw.notify_fd):
+                if fd >= 0:
+                    close(fd)
             free(self.sw)
             self.sw = NULL
         if self.lock_ready:
@@ -95,8 +132,11 @@ cdef class SwitchCore:
     # -- locking and helpers ---------------------------------------------------------
 
     cdef inline void acquire(self) noexcept:
+        # Say so first: the forwarding thread yields between rounds while anyone waits.
+        __vale_atomic_add(&self.sw.control_waiting, 1)
         with nogil:
             pthread_mutex_lock(&self.lock)
+        __vale_atomic_add(&self.sw.control_waiting, -1)
 
     cdef inline void release(self) noexcept:
         pthread_mutex_unlock(&self.lock)
@@ -116,9 +156,11 @@ cdef class SwitchCore:
     # -- ports -----------------------------------------------------------------------
 
     def add_port(self, *, rx_slots=1024, tx_slots=1024, slot_size=2048, learning=True,
-                 flood=True, learn_limit=0):
-        """Add a port at the lowest free index and return that index."""
-        cdef uint32_t i, k
+                 flood=True, learn_limit=0, vnet=False):
+        """Add a port with in-memory rings at the lowest free index; returns the index.
+        vnet: frames keep their virtio-net header (offloads pass through) instead of
+        being segmented and checksummed for it."""
+        cdef uint32_t i
         cdef vale_port *p
         for what, n in (("rx_slots", rx_slots), ("tx_slots", tx_slots)):
             check_range(what, n, 1, MAX_RING_SLOTS)
@@ -137,9 +179,7 @@ cdef class SwitchCore:
                     break
             else:
                 raise ValueError(f"the switch has all {VALE_MAX_PORTS} ports in use")
-            p = <vale_port *>calloc(1, sizeof(vale_port))
-            if p == NULL:
-                raise MemoryError()
+            p = self.new_port(learning, flood, learn_limit)
             if ring_init(&p.rx, rx_slots, slot_size) != 0:
                 free(p)
                 raise MemoryError("cannot allocate the RX ring")
@@ -147,24 +187,82 @@ cdef class SwitchCore:
                 ring_free(&p.rx)
                 free(p)
                 raise MemoryError("cannot allocate the TX ring")
-            p.index = i
-            p.learning = learning
-            p.flood = flood
-            p.learn_limit = learn_limit
-            p.lru_head = VALE_NIL
-            p.lru_tail = VALE_NIL
-            p.last_src = 0
-            self.sw.ports[i] = p
-            # Keep the active list ascending: flooding and ageing walk it in that order.
-            k = self.sw.nactive
-            while k > 0 and self.sw.active[k - 1] > i:
-                self.sw.active[k] = self.sw.active[k - 1]
-                k -= 1
-            self.sw.active[k] = i
-            self.sw.nactive += 1
-            return i
+            p.kind = PORT_MEMORY
+            p.vnet = vnet
+            p.max_frame = slot_size
+            return self.activate(p)
         finally:
             self.release()
+
+    def add_packet_port(self, int ifindex, *, mtu=1500, rx_frames=DEFAULT_RX_FRAMES,
+                        learning=True, flood=True, learn_limit=0, vnet=True):
+        """Attach the interface with this index through a packet socket (promiscuous,
+        virtio-net headers on); returns the port index. OSError when the kernel refuses.
+        vnet False: offloaded frames are segmented and checksummed before they reach it."""
+        cdef vale_port *p
+        cdef int err
+        cdef uint32_t frames
+        cdef epoll_event ev
+        check_range("mtu", mtu, 68, MAX_MTU)
+        check_range("rx_frames", rx_frames, 16, MAX_RX_FRAMES)
+        check_range("learn_limit", learn_limit, 0, MAX_FDB_CAPACITY)
+        frames = rx_frames
+        self.acquire()
+        try:
+            p = self.new_port(learning, flood, learn_limit)
+            p.kind = PORT_PACKET
+            p.vnet = vnet
+            p.max_frame = mtu + 18          # MTU plus Ethernet header and one VLAN tag
+            with nogil:
+                err = packet_open(p, ifindex, frames)
+            if err != 0:
+                free(p)
+                raise OSError(err, os.strerror(err))
+            ev.events = EPOLLIN
+            ev.data.u32 = p.index
+            if epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_ADD, p.fd, &ev) != 0:
+                err = errno
+                packet_close(p)
+                free(p)
+                raise OSError(err, os.strerror(err))
+            return self.activate(p)
+        finally:
+            self.release()
+
+    cdef vale_port *new_port(self, learning, flood, learn_limit) except NULL:
+        """A zeroed port at the lowest free index, not yet active."""
+        cdef uint32_t i
+        cdef vale_port *p
+        for i in range(VALE_MAX_PORTS):
+            if self.sw.ports[i] == NULL:
+                break
+        else:
+            raise ValueError(f"the switch has all {VALE_MAX_PORTS} ports in use")
+        p = <vale_port *>calloc(1, sizeof(vale_port))
+        if p == NULL:
+            raise MemoryError()
+        p.index = i
+        p.learning = learning
+        p.flood = flood
+        p.learn_limit = learn_limit
+        p.lru_head = VALE_NIL
+        p.lru_tail = VALE_NIL
+        p.last_src = 0
+        p.up = True
+        p.fd = -1
+        return p
+
+    cdef uint32_t activate(self, vale_port *p) noexcept:
+        """Put a port in the table; the active list stays ascending, since flooding and
+        ageing walk it in that order."""
+        cdef uint32_t k = self.sw.nactive
+        self.sw.ports[p.index] = p
+        while k > 0 and self.sw.active[k - 1] > p.index:
+            self.sw.active[k] = self.sw.active[k - 1]
+            k -= 1
+        self.sw.active[k] = p.index
+        self.sw.nactive += 1
+        return p.index
 
     def remove_port(self, index):
         """Remove a port and every FDB entry pointing at it, so traffic to its MACs
@@ -182,25 +280,50 @@ cdef class SwitchCore:
                     k += 1
             self.sw.nactive = k
             self.sw.ports[p.index] = NULL
+            if p.kind == PORT_PACKET:
+                if p.up:
+                    epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_DEL, p.fd, NULL)
+                packet_close(p)
             ring_free(&p.rx)
             ring_free(&p.tx)
             free(p)
         finally:
             self.release()
 
-    def set_port(self, index, *, learning=None, flood=None, learn_limit=None):
+    def set_port(self, index, *, learning=None, flood=None, learn_limit=None, vnet=None,
+                 mtu=None, up=None):
+        """Change a port's settings; up=True brings a packet port whose link had failed
+        back into forwarding."""
         cdef vale_port *p
+        cdef epoll_event ev
         if learn_limit is not None:
             check_range("learn_limit", learn_limit, 0, MAX_FDB_CAPACITY)
+        if mtu is not None:
+            check_range("mtu", mtu, 68, MAX_MTU)
         self.acquire()
         try:
             p = self.port_at(index)
+            if (mtu is not None or up is not None) and p.kind != PORT_PACKET:
+                raise ValueError("mtu and up apply to interface ports only")
             if learning is not None:
                 p.learning = bool(learning)
             if flood is not None:
                 p.flood = bool(flood)
             if learn_limit is not None:
                 p.learn_limit = learn_limit
+            if vnet is not None:
+                p.vnet = bool(vnet)
+            if mtu is not None:
+                p.max_frame = mtu + 18
+            if up is not None and bool(up) != bool(p.up):
+                if up:
+                    ev.events = EPOLLIN
+                    ev.data.u32 = p.index
+                    if epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_ADD, p.fd, &ev) != 0:
+                        raise OSError(errno, os.strerror(errno))
+                    p.up = True
+                else:
+                    port_down(self.sw, p)
         finally:
             self.release()
 
@@ -209,22 +332,30 @@ cdef class SwitchCore:
         self.acquire()
         try:
             p = self.port_at(index)
-            return {
-                "index": p.index,
-                "rx_slots": p.rx.nslots, "tx_slots": p.tx.nslots, "slot_size": p.tx.slot_size,
-                "rx_pending": ring_count(&p.rx), "tx_pending": ring_count(&p.tx),
+            info = {
+                "index": p.index, "kind": "packet" if p.kind == PORT_PACKET else "memory",
+                "up": bool(p.up), "vnet": bool(p.vnet), "max_frame": p.max_frame,
                 "learning": bool(p.learning), "flood": bool(p.flood),
                 "learn_limit": p.learn_limit, "fdb_entries": p.dyn_count,
             }
+            if p.kind == PORT_PACKET:
+                info.update(rx_frames=p.prx.frame_nr, rx_frame_size=p.prx.frame_size,
+                            rx_ring_bytes=p.prx.map_len)
+            else:
+                info.update(rx_slots=p.rx.nslots, tx_slots=p.tx.nslots,
+                            slot_size=p.tx.slot_size, rx_pending=ring_count(&p.rx),
+                            tx_pending=ring_count(&p.tx))
+            return info
         finally:
             self.release()
 
     # -- frames in and out of the in-memory rings ------------------------------------
 
-    def inject(self, index, frames):
-        """Put frames (bytes) into a port's RX ring, as its receive side would. A frame
-        longer than a slot is dropped as too_big; one that finds the ring full as
-        ring_full. Returns how many went in."""
+    def inject(self, index, frames, vnets=None):
+        """Put frames (bytes) into an in-memory port's RX ring, as its receive side would;
+        vnets, if given, one 10-byte virtio-net header (or None) per frame. A frame longer
+        than a slot is dropped as too_big; one that finds the ring full as ring_full.
+        Returns how many went in."""
         cdef vale_port *p
         cdef vale_ring *rx
         cdef vale_slot *slot
@@ -234,11 +365,19 @@ cdef class SwitchCore:
         for frame in frames:
             if not isinstance(frame, bytes):
                 raise ValueError(f"frames must be bytes, not {type(frame).__name__}")
+        vnets = [None] * len(frames) if vnets is None else list(vnets)
+        if len(vnets) != len(frames):
+            raise ValueError("give one virtio-net header (or None) per frame")
+        for vnet in vnets:
+            if vnet is not None and (not isinstance(vnet, bytes) or len(vnet) != VNET_HDR_LEN):
+                raise ValueError(f"a virtio-net header is {VNET_HDR_LEN} bytes")
         self.acquire()
         try:
             p = self.port_at(index)
+            if p.kind != PORT_MEMORY:
+                raise ValueError("only in-memory ports take injected frames")
             rx = &p.rx
-            for frame in frames:
+            for frame, vnet in zip(frames, vnets):
                 length = PyBytes_GET_SIZE(frame)
                 if length > rx.slot_size:
                     p.c.drops[DROP_TOO_BIG] += 1
@@ -250,6 +389,9 @@ cdef class SwitchCore:
                 memcpy(rx.buf + slot.off, PyBytes_AS_STRING(frame), length)
                 slot.len = <uint32_t>length
                 slot.flags = 0
+                if vnet is not None:
+                    memcpy(&rx.vnets[rx.head & rx.mask], PyBytes_AS_STRING(vnet), VNET_HDR_LEN)
+                    slot.flags = FRAME_VNET
                 rx.head += 1
                 accepted += 1
             return accepted
@@ -274,8 +416,9 @@ cdef class SwitchCore:
         finally:
             self.release()
 
-    def drain(self, index, limit=None):
-        """Take the frames waiting in a port's TX ring, oldest first, as bytes."""
+    def drain(self, index, limit=None, *, with_vnet=False):
+        """Take the frames waiting in a port's TX ring, oldest first, as bytes; with_vnet:
+        as (header bytes or None, frame) pairs."""
         cdef vale_port *p
         cdef vale_ring *tx
         cdef vale_slot *slot
@@ -291,7 +434,14 @@ cdef class SwitchCore:
             out = []
             for _ in range(n):
                 slot = &tx.slots[tx.tail & tx.mask]
-                out.append(PyBytes_FromStringAndSize(tx.buf + slot.off, slot.len))
+                frame = PyBytes_FromStringAndSize(tx.buf + slot.off, slot.len)
+                if with_vnet:
+                    vnet = (PyBytes_FromStringAndSize(<char *>&tx.vnets[tx.tail & tx.mask],
+                                                      VNET_HDR_LEN)
+                            if slot.flags & FRAME_VNET else None)
+                    out.append((vnet, frame))
+                else:
+                    out.append(frame)
                 tx.tail += 1
             return out
         finally:
@@ -332,20 +482,8 @@ cdef class SwitchCore:
     # -- the MAC table ---------------------------------------------------------------
 
     cdef uint32_t remove_entries(self, uint32_t port, bint statics) noexcept:
-        """Remove the entries of one port (VALE_NO_PORT: of all ports); the caller holds
-        the lock. Statics only when asked."""
-        cdef vale_fdb *t = &self.sw.fdb
-        cdef uint32_t i, removed = 0
-        for i in range(t.capacity):
-            if not (t.entries[i].flags & ENTRY_USED):
-                continue
-            if port != VALE_NO_PORT and t.entries[i].port != port:
-                continue
-            if (t.entries[i].flags & ENTRY_STATIC) and not statics:
-                continue
-            fdb_remove(self.sw, i)
-            removed += 1
-        return removed
+        """fdb_remove_port; the caller holds the lock."""
+        return fdb_remove_port(self.sw, port, statics)
 
     def fdb_entries(self):
         """Every entry as (key, port index, static, seconds since last seen), after
@@ -474,12 +612,14 @@ cdef class SwitchCore:
         fdb_release(&old)
 
     def configure(self, *, ageing=None, batch=None, move_limit=None, move_window=None,
-                  ban=None):
+                  ban=None, busy_poll_us=None):
         """Change switch settings; the ones left None stay as they are."""
         if batch is not None:
             check_range("batch", batch, 1, VALE_MAX_BATCH)
         if move_limit is not None:
             check_range("move limit", move_limit, 0, 255)
+        if busy_poll_us is not None:
+            check_range("busy_poll_us", busy_poll_us, 0, 1000000)
         cdef uint64_t ageing_ms = seconds_to_ms("ageing", ageing, 1e7) if ageing is not None else 0
         cdef uint64_t window_ms = (seconds_to_ms("move window", move_window, 1e7)
                                    if move_window is not None else 0)
@@ -496,6 +636,8 @@ cdef class SwitchCore:
                 self.sw.fdb.move_window_ms = window_ms
             if ban is not None:
                 self.sw.fdb.ban_ms = ban_ms
+            if busy_poll_us is not None:
+                self.sw.busy_poll_us = busy_poll_us
         finally:
             self.release()
 
@@ -536,6 +678,7 @@ cdef class SwitchCore:
                     "flood_packets": p.c.flood_packets,
                     "drops": {DROP_REASONS[r]: p.c.drops[r] for r in range(N_DROP_REASONS)},
                     "fdb_entries": p.dyn_count,
+                    "up": bool(p.up),
                 }
             return {
                 "now": self.sw.now_ms / 1000.0,
@@ -546,14 +689,70 @@ cdef class SwitchCore:
                 },
                 "batches": self.sw.batches,
                 "batch_frames": self.sw.batch_frames,
+                "loops": self.sw.loops,
                 "batch_hist": [self.sw.batch_hist[k] for k in range(VALE_HIST_BUCKETS)],
                 "settings": {
                     "ageing": t.ageing_ms / 1000.0, "batch": self.sw.batch,
                     "move_limit": t.move_limit, "move_window": t.move_window_ms / 1000.0,
-                    "ban": t.ban_ms / 1000.0,
+                    "ban": t.ban_ms / 1000.0, "busy_poll_us": self.sw.busy_poll_us,
                 },
                 "ports": ports,
             }
+        finally:
+            self.release()
+
+    # -- the forwarding thread -------------------------------------------------------
+
+    def run(self):
+        """The forwarding loop, for a thread of its own: returns after stop(). Holds no
+        GIL while it runs."""
+        with nogil:
+            run_loop(self.sw, &self.lock)
+
+    def stop(self):
+        """Make run() return (soon: the thread finishes its round first)."""
+        cdef uint64_t one = 1
+        self.acquire()
+        self.sw.stopping = True
+        self.release()
+        write(self.sw.wake_fd, &one, sizeof(one))
+
+    @property
+    def notify_fd(self):
+        """Readable when the thread has put a port down (its link failed or vanished);
+        read 8 bytes to clear it, then look at port_info()."""
+        return self.sw.notify_fd
+
+    def clear_notify(self):
+        cdef uint64_t value = 0
+        read(self.sw.notify_fd, &value, sizeof(value))
+        return value
+
+    @property
+    def loops(self):
+        """Forwarding-loop rounds so far: a watchdog sees progress here."""
+        return self.sw.loops
+
+    def poll_kernel_drops(self):
+        """Add the frames each packet port's kernel ring had no room for since the last
+        call to its ring_full drops; returns {port index: frames dropped}."""
+        cdef tpacket_stats st
+        cdef socklen_t length
+        cdef uint32_t k
+        cdef vale_port *p
+        out = {}
+        self.acquire()
+        try:
+            for k in range(self.sw.nactive):
+                p = self.sw.ports[self.sw.active[k]]
+                if p.kind != PORT_PACKET:
+                    continue
+                length = sizeof(st)
+                if getsockopt(p.fd, SOL_PACKET, PACKET_STATISTICS, &st, &length) == 0:
+                    p.c.drops[DROP_RING_FULL] += st.tp_drops
+                    if st.tp_drops:
+                        out[p.index] = st.tp_drops
+            return out
         finally:
             self.release()
 

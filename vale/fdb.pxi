@@ -305,3 +305,20 @@ cdef int fdb_learn(vale_switch *sw, vale_port *src, uint64_t key) noexcept nogil
     src.last_src = key
     src.last_src_entry = idx
     return -1
+
+
+cdef uint32_t fdb_remove_port(vale_switch *sw, uint32_t port, bint statics) noexcept nogil:
+    """Remove the entries of one port (VALE_NO_PORT: of every port), statics only when
+    asked; returns how many went."""
+    cdef vale_fdb *t = &sw.fdb
+    cdef uint32_t i, removed = 0
+    for i in range(t.capacity):
+        if not (t.entries[i].flags & ENTRY_USED):
+            continue
+        if port != VALE_NO_PORT and t.entries[i].port != port:
+            continue
+        if (t.entries[i].flags & ENTRY_STATIC) and not statics:
+            continue
+        fdb_remove(sw, i)
+        removed += 1
+    return removed

@@ -1,11 +1,12 @@
 # Batched forwarding: take a batch of frames from one source, learn and look them all
-# up, chain them per destination keeping their order, then copy each frame once into
-# each destination ring, never waiting for room: what does not fit is dropped and
-# counted. Runs without the GIL and touches no Python object.
+# up, chain them per destination keeping their order, then hand each frame once to each
+# destination, never waiting for room: what does not fit is dropped and counted. Runs
+# without the GIL and touches no Python object.
 
 cdef enum:
     NO_FRAME = 0xFFFF           # end of a per-destination frame list
     PREFETCH_AHEAD = 16         # frames between a cell's prefetch and its lookup
+    VLAN_HLEN = 4
 
 
 cdef inline void batch_record(vale_switch *sw, uint32_t n) noexcept nogil:
@@ -26,17 +27,152 @@ cdef inline void chain(vale_switch *sw, uint16_t *head, uint16_t *tail, uint16_t
     tail[0] = i
 
 
-cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b) noexcept nogil:
-    """Copy the frames of unicast list u and flood list b, merged in batch order, into
-    dst's TX ring."""
-    cdef vale_ring *ring = &dst.tx
-    cdef uint32_t space = ring_space(ring)
-    cdef uint32_t head = ring.head
-    cdef uint32_t max_len = ring.slot_size
-    cdef uint64_t packets = 0, nbytes = 0, full = 0, big = 0
-    cdef uint16_t i
-    cdef vale_desc *d
+cdef inline void vnet_for_output(vale_vnet *out, const vale_vnet *vnet, bint tagged) noexcept nogil:
+    """The header to send with a frame: its own (offsets moved past a re-inserted VLAN
+    tag) or, for a plain frame, all zeroes."""
+    if vnet == NULL:
+        memset(out, 0, sizeof(vale_vnet))
+        return
+    out[0] = vnet[0]
+    if tagged:
+        if out.flags & VNET_NEEDS_CSUM:
+            out.csum_start += VLAN_HLEN
+        if out.hdr_len:
+            out.hdr_len += VLAN_HLEN
+
+
+cdef inline void vlan_tag(uint8_t *tag, const vale_desc *d) noexcept nogil:
+    tag[0] = d.vlan_tpid >> 8
+    tag[1] = d.vlan_tpid & 0xFF
+    tag[2] = d.vlan_tci >> 8
+    tag[3] = d.vlan_tci & 0xFF
+
+
+cdef void flush_packet(vale_switch *sw, vale_port *dst, uint32_t n) noexcept nogil:
+    """Send the n messages queued in sw.tx_msgs on dst's socket, without blocking."""
+    cdef uint32_t sent = 0, j
+    cdef int r, e
+    while sent < n:
+        r = sendmmsg(dst.fd, &sw.tx_msgs[sent], n - sent, MSG_DONTWAIT)
+        if r > 0:
+            for j in range(sent, sent + <uint32_t>r):
+                dst.c.tx_packets += 1
+                dst.c.tx_bytes += sw.tx_msgs[j].msg_len - VNET_HDR_LEN
+            sent += r
+            continue
+        e = errno
+        if e == EINTR:
+            continue
+        if e == EAGAIN or e == ENOBUFS:
+            dst.c.drops[DROP_RING_FULL] += n - sent     # the interface's queue is full
+            return
+        if e == EMSGSIZE:
+            dst.c.drops[DROP_TOO_BIG] += 1
+        elif e == ENXIO or e == ENETDOWN or e == ENODEV:
+            dst.c.drops[DROP_TX_ERROR] += n - sent      # gone: the thread notices via epoll
+            return
+        else:
+            dst.c.drops[DROP_TX_ERROR] += 1
+        sent += 1
+
+
+cdef uint32_t put_frame(vale_switch *sw, vale_port *dst, const char *data, uint32_t length,
+                        const vale_vnet *vnet, const vale_desc *d, uint32_t queued,
+                        bint padded) noexcept nogil:
+    """Hand one frame to dst: into its TX ring, or queued as a sendmmsg message.
+    vnet is the frame's offload header (NULL: a plain frame). Returns the number of
+    messages queued for a packet port."""
+    cdef bint tagged = d.flags & FRAME_VLAN
+    cdef uint32_t wire = length + (VLAN_HLEN if tagged else 0)
+    cdef vale_ring *ring
     cdef vale_slot *slot
+    cdef uint32_t idx
+    cdef iovec *iov
+    cdef mmsghdr *m
+    if (vnet == NULL or vnet.gso_type == VNET_GSO_NONE) and vale_unlikely(wire > dst.max_frame):
+        dst.c.drops[DROP_TOO_BIG] += 1
+        return queued
+    if dst.kind == PORT_MEMORY:
+        ring = &dst.tx
+        if vale_unlikely(wire > ring.slot_size):    # a GSO frame bigger than a slot
+            dst.c.drops[DROP_TOO_BIG] += 1
+            return queued
+        if vale_unlikely(ring_space(ring) == 0):
+            dst.c.drops[DROP_RING_FULL] += 1
+            return queued
+        idx = ring.head & ring.mask
+        slot = &ring.slots[idx]
+        if tagged:
+            memcpy(ring.buf + slot.off, data, 12)
+            vlan_tag(<uint8_t *>ring.buf + slot.off + 12, d)
+            memcpy(ring.buf + slot.off + 12 + VLAN_HLEN, data + 12, length - 12)
+        elif padded:
+            copy_frame(ring.buf + slot.off, data, length)
+        else:
+            memcpy(ring.buf + slot.off, data, length)
+        slot.len = wire
+        slot.flags = FRAME_VNET if vnet != NULL else 0
+        if vnet != NULL:
+            vnet_for_output(&ring.vnets[idx], vnet, tagged)
+        ring.head += 1
+        dst.c.tx_packets += 1
+        dst.c.tx_bytes += wire
+        return queued
+    # A packet port: one message, the header first (the socket takes one on every send).
+    vnet_for_output(&sw.tx_vnet[queued], vnet, tagged)
+    iov = &sw.tx_iov[4 * queued]
+    iov[0].iov_base = &sw.tx_vnet[queued]
+    iov[0].iov_len = VNET_HDR_LEN
+    m = &sw.tx_msgs[queued]
+    m.msg_hdr.msg_iov = iov
+    if tagged:
+        vlan_tag(sw.tx_tag[queued], d)
+        iov[1].iov_base = <void *>data
+        iov[1].iov_len = 12
+        iov[2].iov_base = sw.tx_tag[queued]
+        iov[2].iov_len = VLAN_HLEN
+        iov[3].iov_base = <void *>(data + 12)
+        iov[3].iov_len = length - 12
+        m.msg_hdr.msg_iovlen = 4
+    else:
+        iov[1].iov_base = <void *>data
+        iov[1].iov_len = length
+        m.msg_hdr.msg_iovlen = 2
+    queued += 1
+    if queued == VALE_MAX_BATCH:
+        flush_packet(sw, dst, queued)
+        queued = 0
+    return queued
+
+
+cdef uint32_t soft_offload(vale_switch *sw, const vale_desc *d) noexcept nogil:
+    """Make plain frames of an offloaded one, for a port that takes no virtio-net
+    header: segment a GSO frame, or complete a partial checksum, into sw.soft_buf.
+    Returns the number of frames made, 0 when the frame cannot be made plain."""
+    cdef int n
+    if d.vnet.gso_type != VNET_GSO_NONE:
+        n = offload_segment(&d.vnet, d.data, d.len, sw.soft_buf, SOFT_STRIDE,
+                            VALE_MAX_SEGMENTS, sw.soft_lens)
+        return <uint32_t>n if n > 0 else 0
+    if d.len > VALE_MAX_SEGMENTS * SOFT_STRIDE:
+        return 0
+    memcpy(sw.soft_buf, d.data, d.len)
+    if offload_checksum(sw.soft_buf, d.len, &d.vnet) != 0:
+        return 0
+    sw.soft_lens[0] = d.len
+    return 1
+
+
+cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
+                  bint padded) noexcept nogil:
+    """Hand dst the frames of unicast list u and flood list b, merged in batch order."""
+    cdef uint16_t i
+    cdef uint32_t queued = 0, k, nseg
+    cdef vale_desc *d
+    cdef bint packet = dst.kind == PORT_PACKET
+    cdef vale_ring *ring = &dst.tx
+    cdef vale_slot *slot
+    cdef uint32_t head, space
     while u != NO_FRAME or b != NO_FRAME:
         if b != NO_FRAME and (u == NO_FRAME or b < u):
             i = b
@@ -47,31 +183,51 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b) noexc
             i = u
             u = sw.next_frame[u]
         d = &sw.descs[i]
-        if vale_unlikely(d.len > max_len):
-            big += 1
-            continue
-        if vale_unlikely(space == 0):
-            full += 1
-            continue
-        slot = &ring.slots[head & ring.mask]
-        slot.len = d.len
-        slot.flags = d.flags & ~(<uint32_t>FRAME_UNKNOWN_UNICAST)
-        copy_frame(ring.buf + slot.off, d.data, d.len)
-        head += 1
-        space -= 1
-        packets += 1
-        nbytes += d.len
-    ring.head = head
-    dst.c.tx_packets += packets
-    dst.c.tx_bytes += nbytes
-    dst.c.drops[DROP_RING_FULL] += full
-    dst.c.drops[DROP_TOO_BIG] += big
+        if vale_likely(not packet and not (d.flags & (FRAME_VNET | FRAME_VLAN))):
+            # The common case between in-memory rings, kept tight.
+            if vale_unlikely(d.len > dst.max_frame):
+                dst.c.drops[DROP_TOO_BIG] += 1
+                continue
+            if vale_unlikely(ring_space(ring) == 0):
+                dst.c.drops[DROP_RING_FULL] += 1
+                continue
+            head = ring.head
+            slot = &ring.slots[head & ring.mask]
+            slot.len = d.len
+            slot.flags = 0
+            if padded:
+                copy_frame(ring.buf + slot.off, d.data, d.len)
+            else:
+                memcpy(ring.buf + slot.off, d.data, d.len)
+            ring.head = head + 1
+            dst.c.tx_packets += 1
+            dst.c.tx_bytes += d.len
+        elif (d.flags & FRAME_VNET) and not dst.vnet:
+            if packet and queued:
+                flush_packet(sw, dst, queued)
+                queued = 0
+            nseg = soft_offload(sw, d)
+            if nseg == 0:
+                dst.c.drops[DROP_BAD_OFFLOAD] += 1
+                continue
+            for k in range(nseg):
+                queued = put_frame(sw, dst, sw.soft_buf + k * SOFT_STRIDE, sw.soft_lens[k],
+                                   NULL, d, queued, True)
+            if packet and queued:
+                flush_packet(sw, dst, queued)
+                queued = 0
+        else:
+            queued = put_frame(sw, dst, d.data, d.len,
+                               &d.vnet if d.flags & FRAME_VNET else NULL, d, queued, padded)
+    if packet and queued:
+        flush_packet(sw, dst, queued)
 
 
-cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n,
-                            uint32_t src_max) noexcept nogil:
+cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n, uint32_t src_max,
+                            bint padded) noexcept nogil:
     """Forward sw.descs[0:n], received on src. src_max is the longest frame the source
-    can hold; a longer length is a lie and the frame is dropped."""
+    can hold; a longer length is a lie and the frame is dropped. padded: each frame may
+    be read in whole 64-byte chunks."""
     cdef vale_fdb *t = &sw.fdb
     cdef vale_desc *d
     cdef uint32_t i, k
@@ -81,6 +237,7 @@ cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n,
     cdef uint64_t nbytes = 0, floods = 0
     cdef uint64_t drops[N_DROP_REASONS]
     cdef bint learning = src.learning
+    cdef vale_port *dst
 
     if not sw.manual_clock:
         sw.now_ms = monotonic_ms()
@@ -113,6 +270,9 @@ cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n,
         if vale_unlikely(d.len < VALE_ETH_HLEN):
             drops[DROP_RUNT] += 1
             continue
+        if vale_unlikely(d.flags & FRAME_BAD):
+            drops[DROP_BAD_OFFLOAD] += 1
+            continue
         if learning:
             skey = load_mac(d.data + 6)
             if not mac_is_group(skey) and skey != 0:
@@ -136,11 +296,13 @@ cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n,
             floods += 1
             chain(sw, &sw.flood_head, &sw.flood_tail, <uint16_t>i)
 
-    # Pass 3: every other port with frames for it gets them, in order.
+    # Pass 3: every other port that is up and has frames for it gets them, in order.
     for k in range(sw.nactive):
         pi = sw.active[k]
-        if pi != src.index and (sw.list_head[pi] != NO_FRAME or sw.flood_head != NO_FRAME):
-            deliver(sw, sw.ports[pi], sw.list_head[pi], sw.flood_head)
+        dst = sw.ports[pi]
+        if pi != src.index and dst.up and (sw.list_head[pi] != NO_FRAME
+                                           or sw.flood_head != NO_FRAME):
+            deliver(sw, dst, sw.list_head[pi], sw.flood_head, padded)
 
     src.c.rx_packets += n
     src.c.rx_bytes += nbytes
@@ -152,20 +314,27 @@ cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n,
 
 
 cdef uint32_t forward_ring(vale_switch *sw, vale_port *src) noexcept nogil:
-    """Forward one batch from src's RX ring; returns the number of frames taken."""
+    """Forward one batch from src's in-memory RX ring; returns the number of frames taken."""
     cdef vale_ring *rx = &src.rx
     cdef uint32_t n = ring_count(rx)
-    cdef uint32_t i
+    cdef uint32_t i, idx
     cdef vale_slot *slot
+    cdef vale_desc *d
     if n == 0:
         return 0
     if n > sw.batch:
         n = sw.batch
     for i in range(n):
-        slot = &rx.slots[(rx.tail + i) & rx.mask]
-        sw.descs[i].data = rx.buf + slot.off
-        sw.descs[i].len = slot.len
-        sw.descs[i].flags = slot.flags
-    forward_batch(sw, src, n, rx.slot_size)
+        idx = (rx.tail + i) & rx.mask
+        slot = &rx.slots[idx]
+        d = &sw.descs[i]
+        d.data = rx.buf + slot.off
+        d.len = slot.len
+        d.flags = slot.flags & FRAME_VNET
+        if vale_unlikely(d.flags):
+            d.vnet = rx.vnets[idx]
+            if d.len <= rx.slot_size and vnet_check(&d.vnet, d.data, d.len) != 0:
+                d.flags |= FRAME_BAD
+    forward_batch(sw, src, n, rx.slot_size, True)
     rx.tail += n
     return n

@@ -3,6 +3,15 @@
 # One producer and one consumer; the forwarding code is the producer of TX rings and
 # the consumer of RX rings.
 
+cdef void ring_free(vale_ring *r) noexcept nogil:
+    free(r.buf)
+    free(r.slots)
+    free(r.vnets)
+    r.buf = NULL
+    r.slots = NULL
+    r.vnets = NULL
+
+
 cdef int ring_init(vale_ring *r, uint32_t nslots, uint32_t slot_size) noexcept nogil:
     """Allocate a ring; 0 on success, -1 when out of memory."""
     cdef void *mem = NULL
@@ -10,6 +19,7 @@ cdef int ring_init(vale_ring *r, uint32_t nslots, uint32_t slot_size) noexcept n
     cdef uint32_t i
     r.buf = NULL
     r.slots = NULL
+    r.vnets = NULL
     if posix_memalign(&mem, HUGE_ALIGN if size >= HUGE_ALIGN else 4096, size) != 0:
         return -1
     if size >= HUGE_ALIGN:
@@ -17,9 +27,9 @@ cdef int ring_init(vale_ring *r, uint32_t nslots, uint32_t slot_size) noexcept n
     memset(mem, 0, size)
     r.buf = <char *>mem
     r.slots = <vale_slot *>calloc(nslots, sizeof(vale_slot))
-    if r.slots == NULL:
-        free(r.buf)
-        r.buf = NULL
+    r.vnets = <vale_vnet *>calloc(nslots, sizeof(vale_vnet))
+    if r.slots == NULL or r.vnets == NULL:
+        ring_free(r)
         return -1
     r.nslots = nslots
     r.mask = nslots - 1
@@ -29,13 +39,6 @@ cdef int ring_init(vale_ring *r, uint32_t nslots, uint32_t slot_size) noexcept n
     for i in range(nslots):
         r.slots[i].off = i * slot_size
     return 0
-
-
-cdef void ring_free(vale_ring *r) noexcept nogil:
-    free(r.buf)
-    free(r.slots)
-    r.buf = NULL
-    r.slots = NULL
 
 
 cdef inline uint32_t ring_count(const vale_ring *r) noexcept nogil:

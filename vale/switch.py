@@ -8,19 +8,24 @@ Cython core and a pure-Python reference model.
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from vale._fastpath import DROP_REASONS, SwitchCore
-
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key
+from vale.ports import interface_index, interface_mtu
+
+log = logging.getLogger("vale.switch")
 
 __all__ = ["DROP_REASONS", "FdbEntry", "Switch"]
 
-_PORT_SETTINGS = frozenset({"learning", "flood", "learn_limit"})
+_PORT_SETTINGS = frozenset({"learning", "flood", "learn_limit", "vnet"})
 _SWITCH_SETTINGS = frozenset({"fdb_capacity", "ageing", "batch", "move_limit", "move_window",
-                              "ban"})
+                              "ban", "busy_poll_us", "cpus"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +39,7 @@ class FdbEntry:
 class Switch:
     """One switch (vale0, vale1, ...) and its ports, by name."""
 
-    __slots__ = ("_core", "_index", "_names", "name")
+    __slots__ = ("_core", "_cpus", "_ifindex", "_index", "_names", "_thread", "name")
 
     def __init__(self, name: str = "vale0", *, fdb_capacity: int = 65536, ageing: float = 300,
                  batch: int = 256, move_limit: int = 4, move_window: float = 10, ban: float = 60,
@@ -45,6 +50,9 @@ class Switch:
                                 move_window=move_window, ban=ban)
         self._index: dict[str, int] = {}
         self._names: dict[int, str] = {}
+        self._ifindex: dict[str, int] = {}     # interface ports: name -> ifindex at attach
+        self._thread: threading.Thread | None = None
+        self._cpus: list[int] | None = None
 
     @property
     def core(self) -> Any:
@@ -63,11 +71,29 @@ class Switch:
         self._names[index] = name
         return index
 
+    def attach(self, ifname: str, **settings: Any) -> int:
+        """Attach a Linux interface as port `ifname`; settings: learning, flood,
+        learn_limit, vnet, rx_frames. Raises NoSuchInterface, ValueError, OSError."""
+        check_port_name(ifname)
+        if ifname in self._index:
+            raise ValueError(f"{self.name}:{ifname} already exists")
+        ifindex = interface_index(ifname)
+        index = self._core.add_packet_port(ifindex, mtu=interface_mtu(ifname), **settings)
+        self._index[ifname] = index
+        self._names[index] = ifname
+        self._ifindex[ifname] = ifindex
+        return index
+
+    def ifindex(self, name: str) -> int | None:
+        """The interface index a port was attached with (None: an in-memory port)."""
+        return self._ifindex.get(name)
+
     def remove_port(self, name: str) -> None:
         index = self.port_index(name)
         self._core.remove_port(index)
         del self._index[name]
         del self._names[index]
+        self._ifindex.pop(name, None)
 
     def port_index(self, name: str) -> int:
         try:
@@ -79,6 +105,7 @@ class Switch:
         return sorted(self._index, key=self._index.__getitem__)
 
     def set_port(self, name: str, **settings: Any) -> None:
+        """Port settings: learning, flood, learn_limit, vnet (offloads pass through)."""
         unknown = set(settings) - _PORT_SETTINGS
         if unknown:
             raise ValueError(f"unknown port setting(s): {', '.join(sorted(unknown))}; "
@@ -135,11 +162,13 @@ class Switch:
 
     def configure(self, **settings: Any) -> None:
         """Switch settings: fdb_capacity, ageing (s, 0 = never), batch, move_limit,
-        move_window (s), ban (s)."""
+        move_window (s), ban (s), busy_poll_us, cpus (the forwarding thread's CPUs)."""
         unknown = set(settings) - _SWITCH_SETTINGS
         if unknown:
             raise ValueError(f"unknown switch setting(s): {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(sorted(_SWITCH_SETTINGS))}")
+        if "cpus" in settings:
+            self.set_cpus(settings.pop("cpus"))
         capacity = settings.pop("fdb_capacity", None)
         if capacity is not None:
             self._core.set_capacity(capacity)
@@ -152,6 +181,50 @@ class Switch:
     @property
     def now(self) -> float:
         return self._core.now
+
+    # -- the forwarding thread -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the forwarding thread (interface ports are forwarded only while it runs)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._core.run, name=f"vale-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+        if self._cpus is not None:
+            self._apply_cpus()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._core.stop()
+        self._thread.join()
+        self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def set_cpus(self, cpus: Iterable[int] | None) -> None:
+        """Pin the forwarding thread to these CPUs (None or empty: no pinning)."""
+        wanted = sorted(set(cpus)) if cpus else None
+        if wanted is not None:
+            available = os.sched_getaffinity(0)
+            bad = [c for c in wanted if not isinstance(c, int) or c not in available]
+            if bad:
+                raise ValueError(f"no such CPU(s) for this process: {bad}; "
+                                 f"available: {sorted(available)}")
+        self._cpus = wanted
+        if self._thread is not None:
+            self._apply_cpus()
+
+    def _apply_cpus(self) -> None:
+        assert self._thread is not None and self._thread.native_id is not None
+        os.sched_setaffinity(self._thread.native_id, self._cpus or os.sched_getaffinity(0))
+
+    @property
+    def cpus(self) -> list[int] | None:
+        return self._cpus
 
     def stats(self) -> dict[str, Any]:
         """Every counter, ports by name."""

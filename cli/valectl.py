@@ -1,0 +1,219 @@
+"""valectl: drive valed the way vale-ctl, ovs-vsctl and bridge are driven.
+
+  valectl                          list every switch and port
+  valectl attach vale0:eth1        attach an interface (a switch appears on first attach)
+  valectl detach vale0:eth1
+  valectl info vale0:eth1          settings, state, counters
+  valectl fdb vale0 [show|add MAC PORT|del MAC|flush]
+  valectl stats [vale0[:PORT]]
+  valectl set vale0[:PORT] key=value ...
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from vale.client import ClientError, call
+
+DROP_COLUMNS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
+                "bad_offload", "tx_error")
+
+
+class Context:
+    def __init__(self, socket: str | None) -> None:
+        self.socket = socket
+
+    def call(self, op: str, **args: Any) -> Any:
+        try:
+            return call(op, {k: v for k, v in args.items() if v is not None}, path=self.socket)
+        except ClientError as exc:
+            click.echo(f"valectl: {exc.message}", err=True)
+            sys.exit(1)
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def table(rows: list[list[Any]], header: list[str]) -> None:
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
+
+
+@click.group(invoke_without_command=True, help=__doc__)
+@click.option("--socket", envvar="VALE_SOCKET", default=None,
+              help="valed's socket (default /run/vale/valed.sock, or $VALE_SOCKET)")
+@json_option
+@click.pass_context
+def main(ctx: click.Context, socket: str | None, as_json: bool) -> None:
+    ctx.obj = Context(socket)
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_ports, as_json=as_json)
+
+
+@main.command("list")
+@json_option
+@click.pass_obj
+def list_ports(obj: Context, as_json: bool) -> None:
+    """List every switch and port."""
+    ports = obj.call("list")
+    if as_json:
+        emit_json(ports)
+        return
+    table([[f"{p['switch']}:{p['port']}", p["index"], p["kind"], p["state"]] for p in ports],
+          ["PORT", "INDEX", "KIND", "STATE"])
+
+
+@main.command()
+@click.argument("port")
+@click.option("--no-learning", is_flag=True, help="learn no MAC addresses on this port")
+@click.option("--no-flood", is_flag=True, help="send it no unknown unicast")
+@click.option("--learn-limit", type=int, help="most MACs it may hold (0: no limit)")
+@click.option("--no-offloads", is_flag=True,
+              help="segment and checksum offloaded frames before they reach it")
+@click.option("--rx-frames", type=int, help="frames in its receive ring (default 256)")
+@json_option
+@click.pass_obj
+def attach(obj: Context, port: str, no_learning: bool, no_flood: bool, learn_limit: int | None,
+           no_offloads: bool, rx_frames: int | None, as_json: bool) -> None:
+    """Attach interface IF as PORT (vale0:IF)."""
+    settings: dict[str, Any] = {}
+    if no_learning:
+        settings["learning"] = False
+    if no_flood:
+        settings["flood"] = False
+    if no_offloads:
+        settings["offloads"] = False
+    if learn_limit is not None:
+        settings["learn_limit"] = learn_limit
+    if rx_frames is not None:
+        settings["rx_frames"] = rx_frames
+    result = obj.call("attach", port=port, settings=settings)
+    if as_json:
+        emit_json(result)
+
+
+@main.command()
+@click.argument("port")
+@click.pass_obj
+def detach(obj: Context, port: str) -> None:
+    """Detach PORT (vale0:IF); the interface is left as it was found."""
+    obj.call("detach", port=port)
+
+
+@main.command()
+@click.argument("port")
+@json_option
+@click.pass_obj
+def info(obj: Context, port: str, as_json: bool) -> None:
+    """Settings, state and counters of PORT."""
+    result = obj.call("info", port=port)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"{result['switch']}:{result['port']}  index {result['index']}  "
+               f"{result['kind']}  {result['state']}")
+    for key, value in sorted(result["settings"].items()):
+        click.echo(f"  {key}: {value}")
+    counters = result["counters"]
+    for key in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "flood_packets"):
+        click.echo(f"  {key}: {counters[key]}")
+    for reason, count in counters["drops"].items():
+        click.echo(f"  drops {reason}: {count}")
+
+
+@main.command()
+@click.argument("switch")
+@click.argument("action", default="show",
+                type=click.Choice(["show", "add", "del", "flush"]))
+@click.argument("params", nargs=-1)
+@click.option("--port", help="only this port's entries (show, flush)")
+@click.option("--static", "statics", is_flag=True, help="flush static entries too")
+@json_option
+@click.pass_obj
+def fdb(obj: Context, switch: str, action: str, params: tuple[str, ...], port: str | None,
+        statics: bool, as_json: bool) -> None:
+    """The MAC table: show | add MAC PORT | del MAC | flush [--port P] [--static]."""
+    want = {"show": 0, "add": 2, "del": 1, "flush": 0}[action]
+    if len(params) != want:
+        usage = {"show": "show", "add": "add MAC PORT", "del": "del MAC", "flush": "flush"}
+        click.echo(f"valectl: usage: valectl fdb {switch} {usage[action]}", err=True)
+        sys.exit(2)
+    if action == "show":
+        entries = obj.call("fdb_show", switch=switch, port=port)
+        if as_json:
+            emit_json(entries)
+            return
+        table([[e["mac"], e["port"], "static" if e["static"] else "learned",
+                "-" if e["static"] else f"{e['age']:.1f}"] for e in entries],
+              ["MAC", "PORT", "TYPE", "AGE(s)"])
+    elif action == "add":
+        obj.call("fdb_add", switch=switch, mac=params[0], port=params[1])
+    elif action == "del":
+        obj.call("fdb_del", switch=switch, mac=params[0])
+    else:
+        result = obj.call("fdb_flush", switch=switch, port=port, statics=statics)
+        if as_json:
+            emit_json(result)
+        else:
+            click.echo(f"removed {result['removed']} entries")
+
+
+@main.command()
+@click.argument("target", required=False)
+@json_option
+@click.pass_obj
+def stats(obj: Context, target: str | None, as_json: bool) -> None:
+    """Per-port packets, bytes, floods and drops by reason."""
+    switches = obj.call("stats", target=target)
+    if as_json:
+        emit_json(switches)
+        return
+    rows = []
+    for sw in switches:
+        for name, c in sw["ports"].items():
+            drops = c["drops"]
+            rows.append([f"{sw['switch']}:{name}", c["rx_packets"], c["rx_bytes"],
+                         c["tx_packets"], c["tx_bytes"], c["flood_packets"],
+                         sum(drops.values()),
+                         ",".join(f"{r}={n}" for r, n in drops.items() if n) or "-"])
+    table(rows, ["PORT", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "FLOODED", "DROPS",
+                 "BY_REASON"])
+    for sw in switches:
+        f = sw["fdb"]
+        click.echo(f"{sw['switch']}: fdb {f['entries']}/{f['capacity']} entries, "
+                   f"learned {f['learned']}, moved {f['moved']}, expired {f['expired']}, "
+                   f"evicted {f['evicted']}; {sw['batches']} batches")
+
+
+@main.command("set")
+@click.argument("target")
+@click.argument("assignments", nargs=-1, required=True)
+@json_option
+@click.pass_obj
+def set_(obj: Context, target: str, assignments: tuple[str, ...], as_json: bool) -> None:
+    """Change settings: vale0 ageing=300 fdb_capacity=65536 batch=256 busy_poll_us=0
+    cpus=1 move_limit=4 ...; vale0:IF learning=off flood=on learn_limit=100 offloads=on."""
+    settings = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            click.echo(f"valectl: expected key=value, not {item!r}", err=True)
+            sys.exit(2)
+        settings[key] = value
+    result = obj.call("set", target=target, settings=settings)
+    if as_json:
+        emit_json(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""valed's API under bad and heavy input. No root needed: nothing here attaches."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+
+import pytest
+
+from vale.client import ClientError, call
+
+
+def raw(valed, payload: bytes) -> dict:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(valed.socket)
+        s.sendall(payload)
+        return json.loads(s.makefile("rb").readline())
+
+
+@pytest.mark.parametrize("payload, code", [
+    (b"{not json\n", "bad_request"),
+    (b"\xff\xfe\x00garbage\n", "bad_request"),
+    (b"[1, 2, 3]\n", "bad_request"),
+    (b'{"op": "explode"}\n', "unknown_op"),
+    (b'{"op": 5}\n', "unknown_op"),
+    (b'{"v": 2, "op": "list"}\n', "bad_request"),
+    (b'{"op": "attach", "args": []}\n', "bad_request"),
+    (b'{"op": "attach", "args": {}}\n', "bad_request"),
+    (b'{"op": "attach", "args": {"port": 7}}\n', "bad_request"),
+    (b'{"op": "attach", "args": {"port": "vale0"}}\n', "invalid"),
+    (b'{"op": "attach", "args": {"port": "vale0:no/such"}}\n', "invalid"),
+    (b'{"op": "attach", "args": {"port": "vale0:nosuchif0"}}\n', "no_such_interface"),
+    (b'{"op": "attach", "args": {"port": "vale0:lo", "settings": {"colour": 1}}}\n', "invalid"),
+    (b'{"op": "fdb_show", "args": {"switch": "vale9"}}\n', "not_found"),
+    (b'{"op": "set", "args": {"target": "vale0", "settings": {}}}\n', "bad_request"),
+    (b"[" * 100000 + b"\n", "too_large"),
+    (b"[" * 60000 + b"]" * 60 + b"\n", "bad_request"),        # deeply nested, under the limit
+    (b'{"op": "list", "args": {"x": "' + b"a" * 70000 + b'"}}\n', "too_large"),
+])
+def test_bad_requests_get_an_error_reply_and_the_daemon_keeps_serving(valed, payload, code):
+    reply = raw(valed, payload)
+    assert reply["ok"] is False and reply["error"]["code"] == code, reply
+    assert reply["error"]["message"]
+    assert valed("list") == []
+
+
+def test_random_bytes_never_stop_the_daemon(valed):
+    for _ in range(200):
+        data = os.urandom(int.from_bytes(os.urandom(2), "big") % 3000)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(valed.socket)
+            s.sendall(data.replace(b"\n", b" ") + b"\n")
+            s.settimeout(10)
+            reply = json.loads(s.makefile("rb").readline())
+            assert reply["ok"] is False
+    assert valed("version")["api"] == 1
+
+
+def test_many_clients_at_once(valed):
+    errors: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            for _ in range(20):
+                assert valed("list") == []
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client) for _ in range(50)]
+    for t in threads:
+        t.start()
+    # and many connections opened and dropped without a word
+    for _ in range(500):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(valed.socket)
+        s.close()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert valed("version")["api"] == 1
+
+
+def test_socket_is_owner_and_group_only(valed):
+    assert os.stat(valed.socket).st_mode & 0o777 == 0o660
+
+
+def test_valectl_errors_are_one_line_and_nonzero(valed, tmp_path):
+    result = valed.ctl("detach", "vale0:eth9", check=False)
+    assert result.returncode == 1
+    assert result.stderr == "valectl: no switch vale0\n"
+    gone = valed.ctl("--socket", str(tmp_path / "nothing.sock"), "list", check=False)
+    assert gone.returncode == 1
+    assert "valed is not running" in gone.stderr and gone.stderr.count("\n") == 1
+
+
+def test_client_reports_a_missing_daemon(tmp_path):
+    with pytest.raises(ClientError) as info:
+        call("list", path=str(tmp_path / "none.sock"))
+    assert info.value.code == "not_running"

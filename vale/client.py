@@ -1,0 +1,71 @@
+"""Talking to valed: one JSON request, one reply, over its Unix socket."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import time
+from typing import Any
+
+DEFAULT_SOCKET = "/run/vale/valed.sock"
+
+
+class ClientError(Exception):
+    """The daemon said no, or could not be reached. `code` as in vale.api."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def socket_path(path: str | None = None) -> str:
+    return path or os.environ.get("VALE_SOCKET", DEFAULT_SOCKET)
+
+
+def _connect(sock: socket.socket, where: str) -> None:
+    """Connect; a full listen queue (EAGAIN on a Unix socket) is worth a few retries."""
+    for attempt in range(50):
+        try:
+            sock.connect(where)
+            return
+        except BlockingIOError:
+            time.sleep(0.01 * (attempt + 1))
+    sock.connect(where)
+
+
+def call(op: str, args: dict[str, Any] | None = None, *, path: str | None = None,
+         timeout: float = 30.0) -> Any:
+    """Send one request; return its result or raise ClientError."""
+    where = socket_path(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            _connect(sock, where)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise ClientError("not_running",
+                              f"valed is not running (nothing listens on {where})") from None
+        except PermissionError:
+            raise ClientError("permission",
+                              f"permission denied on {where} (are you in its group?)") from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
+                raise ClientError("not_running", f"valed is not running ({where})") from None
+            raise ClientError("connect", f"cannot reach valed at {where}: {exc}") from None
+        sock.sendall(json.dumps({"v": 1, "op": op, "args": args or {}}).encode() + b"\n")
+        with sock.makefile("rb") as stream:
+            line = stream.readline()
+    except TimeoutError:
+        raise ClientError("timeout", f"valed did not answer within {timeout:g} s") from None
+    finally:
+        sock.close()
+    if not line:
+        raise ClientError("connect", "valed closed the connection without answering")
+    reply = json.loads(line)
+    if not reply.get("ok"):
+        error = reply.get("error", {})
+        raise ClientError(error.get("code", "error"), error.get("message", "request failed"))
+    return reply.get("result")

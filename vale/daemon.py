@@ -1,0 +1,218 @@
+"""valed: the vale daemon. Serves the JSON API on a Unix socket (asyncio on uvloop), runs
+a forwarding thread per switch, watches ports whose link fails, shuts down cleanly."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import logging.handlers
+import os
+import signal
+import socket
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+from vale.api import Api, reply_error
+from vale.switch import Switch
+
+log = logging.getLogger("vale.daemon")
+
+DEFAULT_SOCKET = "/run/vale/valed.sock"
+MAX_REQUEST = 64 * 1024           # one request line; a longer one is refused
+LISTEN_BACKLOG = 1024             # connections waiting to be accepted
+HOUSEKEEPING_SECONDS = 1.0
+
+
+class Daemon:
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self.api = Api(on_switch_added=self._watch, on_switch_removed=self._unwatch)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server: asyncio.AbstractServer | None = None
+        self.stopping = asyncio.Event()
+        self.clients: set[asyncio.Task[Any]] = set()
+
+    # -- port failures, reported by the forwarding threads --------------------------------
+
+    def _watch(self, sw: Switch) -> None:
+        assert self.loop is not None
+        self.loop.add_reader(sw.core.notify_fd, self._port_event, sw)
+
+    def _unwatch(self, sw: Switch) -> None:
+        assert self.loop is not None
+        self.loop.remove_reader(sw.core.notify_fd)
+
+    def _port_event(self, sw: Switch) -> None:
+        sw.core.clear_notify()
+        for port in sw.ports():
+            summary = self.api.port_summary(sw, port)
+            if summary["state"] != "up":
+                log.warning("%s:%s is %s: the switch goes on forwarding for the other ports",
+                            sw.name, port, summary["state"])
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            try:
+                self.api.housekeeping()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    # -- clients --------------------------------------------------------------------------
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except (ValueError, asyncio.LimitOverrunError):
+                    await self._send(writer, reply_error(
+                        "too_large", f"a request may be at most {MAX_REQUEST} bytes"))
+                    return
+                if not line:
+                    return
+                try:
+                    request = json.loads(line)
+                except (ValueError, RecursionError):
+                    reply = reply_error("bad_request", "a request is one line of JSON")
+                else:
+                    try:
+                        reply = self.api.handle(request)
+                    except Exception as exc:      # a bug: say so, keep serving
+                        log.exception("request %r failed", request)
+                        reply = reply_error("internal", f"internal error: {exc}")
+                await self._send(writer, reply)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
+        writer.write(json.dumps(reply).encode() + b"\n")
+        await writer.drain()
+
+    def _track(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.get_running_loop().create_task(self._client(reader, writer))
+        self.clients.add(task)
+        task.add_done_callback(self.clients.discard)
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.stopping.set)
+        path = Path(self.socket_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() or path.is_symlink():
+            if _socket_in_use(path):
+                raise SystemExit(f"valed: another daemon is serving {path}")
+            path.unlink()
+        # Created 0660 from the start, not chmod-ed after anyone could connect.
+        old_umask = os.umask(0o117)
+        try:
+            self.server = await asyncio.start_unix_server(self._track, path, limit=MAX_REQUEST,
+                                                          backlog=LISTEN_BACKLOG)
+        finally:
+            os.umask(old_umask)
+        log.info("valed serving %s", path)
+        housekeeping = self.loop.create_task(self._housekeeping())
+        try:
+            await self.stopping.wait()
+        finally:
+            log.info("shutting down")
+            housekeeping.cancel()
+            self.server.close()
+            for task in list(self.clients):
+                task.cancel()
+            self.api.shutdown()             # threads stopped, sockets closed, promisc undone
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def _socket_in_use(path: Path) -> bool:
+    if not stat.S_ISSOCK(path.lstat().st_mode):
+        raise SystemExit(f"valed: {path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def _run(coro: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:                     # a dependency; tolerate it missing in a pinch
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+def _ensure_stdio() -> None:
+    """Started with stdin, stdout or stderr closed (as services and CI jobs can be), the
+    next socket would take fd 0-2, and libuv refuses to close such an fd: point any closed
+    one at /dev/null first."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _ensure_stdio()
+    parser = argparse.ArgumentParser(prog="valed", description=__doc__)
+    parser.add_argument("--socket", default=os.environ.get("VALE_SOCKET", DEFAULT_SOCKET),
+                        help=f"control socket (default {DEFAULT_SOCKET}, or $VALE_SOCKET)")
+    parser.add_argument("--foreground", action="store_true",
+                        help="stay in the foreground and log to stderr (what systemd and "
+                        "tests use); otherwise valed detaches and logs to syslog")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(argv)
+    level = getattr(logging, args.log_level.upper())
+    if args.foreground:
+        logging.basicConfig(level=level, stream=sys.stderr,
+                            format="%(asctime)s valed %(levelname)s %(message)s")
+    else:
+        _detach()
+        handler = logging.handlers.SysLogHandler(address="/dev/log") \
+            if os.path.exists("/dev/log") else logging.NullHandler()
+        handler.setFormatter(logging.Formatter("valed[%(process)d]: %(message)s"))
+        logging.basicConfig(level=level, handlers=[handler])
+    if os.geteuid() != 0:
+        log.warning("not running as root: attaching interfaces needs CAP_NET_RAW and "
+                    "CAP_NET_ADMIN")
+    _run(Daemon(args.socket).run())
+    return 0
+
+
+def _detach() -> None:
+    """The classic double fork: no controlling terminal, not a process-group leader."""
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
