@@ -34,7 +34,8 @@ C_SOURCE = BENCH / "fastpath_c.c"
 C_BINARY = BENCH / "fastpath_c"
 C_FLAGS = ["-std=c11", "-O2", "-g0"]    # setup.py COMPILE_ARGS
 
-DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned")
+DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
+                "bad_offload", "tx_error")
 MAC_A = bytes.fromhex("020000000001")   # the source of the benchmarked frames, on port 0
 MAC_B = bytes.fromhex("020000000002")   # the unicast destination, on port 1
 BROADCAST = b"\xff" * 6

@@ -42,9 +42,10 @@
 
 enum {
     DROP_RING_FULL, DROP_RUNT, DROP_OWN_PORT, DROP_TOO_BIG, DROP_LEARN_LIMIT,
-    DROP_LEARN_BANNED, N_DROP_REASONS
+    DROP_LEARN_BANNED, DROP_BAD_OFFLOAD, DROP_TX_ERROR, N_DROP_REASONS
 };
-enum { FRAME_UNKNOWN_UNICAST = 1 };
+enum { FRAME_UNKNOWN_UNICAST = 1, FRAME_VNET = 2, FRAME_VLAN = 4, FRAME_BAD = 8 };
+enum { PORT_MEMORY = 0, PORT_PACKET = 1 };
 enum { ENTRY_USED = 1, ENTRY_STATIC = 2 };
 
 /* ---- structs, field for field as in vale/_fastpath.pxd ------------------------- */
@@ -101,6 +102,8 @@ typedef struct {
     uint32_t last_src_entry;
     uint16_t index;
     int learning, flood;                /* bint */
+    int kind, up, vnet;
+    uint32_t max_frame;
 } vale_port;
 
 typedef struct {
@@ -493,7 +496,8 @@ static inline void chain(vale_switch *sw, uint16_t *head, uint16_t *tail, uint16
 static void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b)
 {
     vale_ring *ring = &dst->tx;
-    uint32_t space = ring_space(ring), head = ring->head, max_len = ring->slot_size;
+    int packet = dst->kind == PORT_PACKET;
+    uint32_t space = ring_space(ring), head = ring->head, max_len = dst->max_frame;
     uint64_t packets = 0, nbytes = 0, full = 0, big = 0;
     while (u != NO_FRAME || b != NO_FRAME) {
         uint16_t i;
@@ -507,6 +511,8 @@ static void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b)
             u = sw->next_frame[u];
         }
         vale_desc *d = &sw->descs[i];
+        if (vale_unlikely(packet || (d->flags & (FRAME_VNET | FRAME_VLAN))))
+            continue;   /* the Cython core's offload and packet-port paths: never taken here */
         if (vale_unlikely(d->len > max_len)) {
             big++;
             continue;
@@ -517,7 +523,7 @@ static void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b)
         }
         vale_slot *slot = &ring->slots[head & ring->mask];
         slot->len = d->len;
-        slot->flags = d->flags & ~(uint32_t)FRAME_UNKNOWN_UNICAST;
+        slot->flags = 0;
         copy_frame(ring->buf + slot->off, d->data, d->len);
         head++;
         space--;
@@ -570,6 +576,10 @@ static uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n, uint3
             drops[DROP_RUNT]++;
             continue;
         }
+        if (vale_unlikely(d->flags & FRAME_BAD)) {
+            drops[DROP_BAD_OFFLOAD]++;
+            continue;
+        }
         if (learning) {
             uint64_t skey = load_mac(d->data + 6);
             if (!mac_is_group(skey) && skey != 0) {
@@ -602,8 +612,10 @@ static uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n, uint3
     /* Pass 3: every other port with frames for it gets them, in order. */
     for (uint32_t k = 0; k < sw->nactive; k++) {
         uint16_t pi = sw->active[k];
-        if (pi != src->index && (sw->list_head[pi] != NO_FRAME || sw->flood_head != NO_FRAME))
-            deliver(sw, sw->ports[pi], sw->list_head[pi], sw->flood_head);
+        vale_port *dst = sw->ports[pi];
+        if (pi != src->index && dst->up
+                && (sw->list_head[pi] != NO_FRAME || sw->flood_head != NO_FRAME))
+            deliver(sw, dst, sw->list_head[pi], sw->flood_head);
     }
 
     src->c.rx_packets += n;
@@ -627,7 +639,9 @@ static uint32_t forward_ring(vale_switch *sw, vale_port *src)
         vale_slot *slot = &rx->slots[(rx->tail + i) & rx->mask];
         sw->descs[i].data = rx->buf + slot->off;
         sw->descs[i].len = slot->len;
-        sw->descs[i].flags = slot->flags;
+        sw->descs[i].flags = slot->flags & FRAME_VNET;
+        if (vale_unlikely(sw->descs[i].flags))
+            sw->descs[i].flags |= FRAME_BAD;   /* header checks: never taken here */
     }
     forward_batch(sw, src, n, rx->slot_size);
     rx->tail += n;
@@ -669,6 +683,9 @@ static vale_port *add_port(vale_switch *sw, uint32_t rx_slots, uint32_t slot_siz
     p->index = i;
     p->learning = 1;
     p->flood = 1;
+    p->kind = PORT_MEMORY;
+    p->up = 1;
+    p->max_frame = slot_size;
     p->lru_head = VALE_NIL;
     p->lru_tail = VALE_NIL;
     sw->ports[i] = p;

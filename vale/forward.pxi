@@ -172,7 +172,9 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
     cdef bint packet = dst.kind == PORT_PACKET
     cdef vale_ring *ring = &dst.tx
     cdef vale_slot *slot
-    cdef uint32_t head, space
+    # The common case, plain frames into an in-memory ring, keeps its state in locals.
+    cdef uint32_t head = ring.head, space = ring_space(ring), max_len = dst.max_frame
+    cdef uint64_t packets = 0, nbytes = 0, full = 0, big = 0
     while u != NO_FRAME or b != NO_FRAME:
         if b != NO_FRAME and (u == NO_FRAME or b < u):
             i = b
@@ -184,14 +186,12 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
             u = sw.next_frame[u]
         d = &sw.descs[i]
         if vale_likely(not packet and not (d.flags & (FRAME_VNET | FRAME_VLAN))):
-            # The common case between in-memory rings, kept tight.
-            if vale_unlikely(d.len > dst.max_frame):
-                dst.c.drops[DROP_TOO_BIG] += 1
+            if vale_unlikely(d.len > max_len):
+                big += 1
                 continue
-            if vale_unlikely(ring_space(ring) == 0):
-                dst.c.drops[DROP_RING_FULL] += 1
+            if vale_unlikely(space == 0):
+                full += 1
                 continue
-            head = ring.head
             slot = &ring.slots[head & ring.mask]
             slot.len = d.len
             slot.flags = 0
@@ -199,17 +199,20 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
                 copy_frame(ring.buf + slot.off, d.data, d.len)
             else:
                 memcpy(ring.buf + slot.off, d.data, d.len)
-            ring.head = head + 1
-            dst.c.tx_packets += 1
-            dst.c.tx_bytes += d.len
-        elif (d.flags & FRAME_VNET) and not dst.vnet:
+            head += 1
+            space -= 1
+            packets += 1
+            nbytes += d.len
+            continue
+        # Everything else goes through put_frame, which keeps the ring's own state.
+        ring.head = head
+        if (d.flags & FRAME_VNET) and not dst.vnet:
             if packet and queued:
                 flush_packet(sw, dst, queued)
                 queued = 0
             nseg = soft_offload(sw, d)
             if nseg == 0:
                 dst.c.drops[DROP_BAD_OFFLOAD] += 1
-                continue
             for k in range(nseg):
                 queued = put_frame(sw, dst, sw.soft_buf + k * SOFT_STRIDE, sw.soft_lens[k],
                                    NULL, d, queued, True)
@@ -219,6 +222,13 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
         else:
             queued = put_frame(sw, dst, d.data, d.len,
                                &d.vnet if d.flags & FRAME_VNET else NULL, d, queued, padded)
+        head = ring.head
+        space = ring_space(ring)
+    ring.head = head
+    dst.c.tx_packets += packets
+    dst.c.tx_bytes += nbytes
+    dst.c.drops[DROP_RING_FULL] += full
+    dst.c.drops[DROP_TOO_BIG] += big
     if packet and queued:
         flush_packet(sw, dst, queued)
 
