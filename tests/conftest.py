@@ -57,10 +57,8 @@ class Valed:
         return self("stats", target=f"{switch}:{host.port}")[0]["ports"][host.port]
 
 
-@pytest.fixture
-def valed(tmp_path):
-    sock = str(tmp_path / "valed.sock")
-    log = tmp_path / "valed.log"
+def start_valed(sock: str, log: Path) -> Valed:
+    """valed in the foreground on socket `sock`, logging to `log`, ready to answer."""
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "vale.daemon", "--foreground",
                                  "--socket", sock], stdin=subprocess.DEVNULL, stdout=out,
@@ -70,13 +68,17 @@ def valed(tmp_path):
     while True:
         try:
             daemon("version")
-            break
+            return daemon
         except ClientError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
                 raise AssertionError(f"valed did not start: {log.read_text()}") from None
             time.sleep(0.05)
-    yield daemon
+
+
+def stop_valed(daemon: Valed) -> None:
+    """SIGTERM, and it must exit 0 within 10 s."""
+    proc = daemon.proc
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -85,4 +87,11 @@ def valed(tmp_path):
             proc.kill()
             proc.wait()
             raise AssertionError("valed did not stop on SIGTERM") from None
-    assert proc.returncode == 0, f"valed exited {proc.returncode}: {log.read_text()}"
+    assert proc.returncode == 0, f"valed exited {proc.returncode}: {daemon.log.read_text()}"
+
+
+@pytest.fixture
+def valed(tmp_path):
+    daemon = start_valed(str(tmp_path / "valed.sock"), tmp_path / "valed.log")
+    yield daemon
+    stop_valed(daemon)

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT, start_valed, stop_valed
 from vale.client import ClientError, call
 
 
@@ -100,3 +106,24 @@ def test_client_reports_a_missing_daemon(tmp_path):
     with pytest.raises(ClientError) as info:
         call("list", path=str(tmp_path / "none.sock"))
     assert info.value.code == "not_running"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to try the socket as another user")
+def test_a_user_outside_the_group_gets_permission_denied():
+    where = Path(tempfile.mkdtemp(prefix="vale-perm-"))
+    try:
+        where.chmod(0o755)                          # reachable; the socket itself is 0660
+        daemon = start_valed(str(where / "valed.sock"), where / "valed.log")
+        try:
+            result = subprocess.run(
+                ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                 sys.executable, "-m", "vale.cli.valectl", "--socket", daemon.socket, "list"],
+                capture_output=True, text=True, timeout=60, cwd=ROOT)
+            assert result.returncode == 1
+            assert result.stderr.startswith("valectl: permission denied")
+            assert daemon("list") == []             # and the daemon is fine
+        finally:
+            stop_valed(daemon)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
