@@ -48,6 +48,7 @@ cdef enum:
 cdef enum PortKind:
     PORT_MEMORY = 0             # in-memory RX and TX rings (tests, benchmarks)
     PORT_PACKET = 1             # a Linux interface through an AF_PACKET socket
+    PORT_TAP = 2                # a TAP device the daemon holds open (its tun fd)
 
 # FDB entry flags.
 cdef enum:
@@ -184,7 +185,7 @@ ctypedef struct vale_port:
     bint up                     # forwarding to and from it; off when its link fails
     bint vnet                   # takes virtio-net headers: offloaded frames pass as they are
     uint32_t max_frame          # longest plain frame it takes (a TX slot, or MTU + 18)
-    int fd                      # the packet socket, or -1
+    int fd                      # the packet socket or tun fd, or -1
     vale_pring prx
 
 ctypedef struct vale_switch:

@@ -27,6 +27,7 @@ include "fdb.pxi"
 include "offload.pxi"
 include "forward.pxi"
 include "afpacket.pxi"
+include "tap.pxi"
 
 
 DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
@@ -229,6 +230,37 @@ cdef class SwitchCore:
         finally:
             self.release()
 
+    def add_tap_port(self, int fd, *, mtu=1500, learning=True, flood=True, learn_limit=0,
+                     vnet=True):
+        """Take a TAP device's tun fd (opened IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, non-
+        blocking, offloads set) as a port; the switch closes it when the port goes.
+        Returns the port index."""
+        cdef vale_port *p
+        cdef int err
+        cdef epoll_event ev
+        check_range("mtu", mtu, 68, MAX_MTU)
+        check_range("learn_limit", learn_limit, 0, MAX_FDB_CAPACITY)
+        self.acquire()
+        try:
+            p = self.new_port(learning, flood, learn_limit)
+            if ring_init(&p.rx, self.sw.batch if self.sw.batch > 1 else 2, TAP_SLOT_SIZE) != 0:
+                free(p)
+                raise MemoryError("cannot allocate the TAP's receive ring")
+            p.kind = PORT_TAP
+            p.vnet = vnet
+            p.max_frame = mtu + 18
+            ev.events = EPOLLIN
+            ev.data.u32 = p.index
+            if epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0:
+                err = errno
+                ring_free(&p.rx)
+                free(p)
+                raise OSError(err, os.strerror(err))
+            p.fd = fd
+            return self.activate(p)
+        finally:
+            self.release()
+
     cdef vale_port *new_port(self, learning, flood, learn_limit) except NULL:
         """A zeroed port at the lowest free index, not yet active."""
         cdef uint32_t i
@@ -280,7 +312,7 @@ cdef class SwitchCore:
                     k += 1
             self.sw.nactive = k
             self.sw.ports[p.index] = NULL
-            if p.kind == PORT_PACKET:
+            if p.kind != PORT_MEMORY:
                 if p.up:
                     epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_DEL, p.fd, NULL)
                 packet_close(p)
@@ -303,7 +335,7 @@ cdef class SwitchCore:
         self.acquire()
         try:
             p = self.port_at(index)
-            if (mtu is not None or up is not None) and p.kind != PORT_PACKET:
+            if (mtu is not None or up is not None) and p.kind == PORT_MEMORY:
                 raise ValueError("mtu and up apply to interface ports only")
             if learning is not None:
                 p.learning = bool(learning)
@@ -333,7 +365,8 @@ cdef class SwitchCore:
         try:
             p = self.port_at(index)
             info = {
-                "index": p.index, "kind": "packet" if p.kind == PORT_PACKET else "memory",
+                "index": p.index, "kind": ("packet", "tap", "memory")[
+                    0 if p.kind == PORT_PACKET else 1 if p.kind == PORT_TAP else 2],
                 "up": bool(p.up), "vnet": bool(p.vnet), "max_frame": p.max_frame,
                 "learning": bool(p.learning), "flood": bool(p.flood),
                 "learn_limit": p.learn_limit, "fdb_entries": p.dyn_count,

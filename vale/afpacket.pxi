@@ -165,8 +165,11 @@ cdef void run_loop(vale_switch *sw, pthread_mutex_t *lock) noexcept nogil:
         done = 0
         for k in range(sw.nactive):
             p = sw.ports[sw.active[k]]
-            if p.kind == PORT_PACKET and p.up:
-                done += forward_packet(sw, p)
+            if p.up:
+                if p.kind == PORT_PACKET:
+                    done += forward_packet(sw, p)
+                elif p.kind == PORT_TAP:
+                    done += forward_tap(sw, p)
         sw.loops += 1
         pthread_mutex_unlock(lock)
         while vale_load_acquire(&sw.control_waiting) != 0:
@@ -195,4 +198,6 @@ cdef void run_loop(vale_switch *sw, pthread_mutex_t *lock) noexcept nogil:
                     getsockopt(p.fd, SOL_SOCKET, SO_ERROR, &err, &elen)
                     if err != 0 or events[j].events & EPOLLHUP:
                         port_down(sw, p)
+                elif p != NULL and p.kind == PORT_TAP:
+                    port_down(sw, p)
                 pthread_mutex_unlock(lock)

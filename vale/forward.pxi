@@ -49,9 +49,13 @@ cdef inline void vlan_tag(uint8_t *tag, const vale_desc *d) noexcept nogil:
 
 
 cdef void flush_packet(vale_switch *sw, vale_port *dst, uint32_t n) noexcept nogil:
-    """Send the n messages queued in sw.tx_msgs on dst's socket, without blocking."""
+    """Send the n messages queued in sw.tx_msgs on dst's socket (or TAP), without
+    blocking."""
     cdef uint32_t sent = 0, j
     cdef int r, e
+    if dst.kind == PORT_TAP:
+        flush_tap(sw, dst, n)
+        return
     while sent < n:
         r = sendmmsg(dst.fd, &sw.tx_msgs[sent], n - sent, MSG_DONTWAIT)
         if r > 0:
@@ -118,7 +122,7 @@ cdef uint32_t put_frame(vale_switch *sw, vale_port *dst, const char *data, uint3
         dst.c.tx_packets += 1
         dst.c.tx_bytes += wire
         return queued
-    # A packet port: one message, the header first (the socket takes one on every send).
+    # A packet or TAP port: one message, the header first (both take one with every frame).
     vnet_for_output(&sw.tx_vnet[queued], vnet, tagged)
     iov = &sw.tx_iov[4 * queued]
     iov[0].iov_base = &sw.tx_vnet[queued]
@@ -169,7 +173,7 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
     cdef uint16_t i
     cdef uint32_t queued = 0, k, nseg
     cdef vale_desc *d
-    cdef bint packet = dst.kind == PORT_PACKET
+    cdef bint packet = dst.kind != PORT_MEMORY      # sends through a file descriptor
     cdef vale_ring *ring = &dst.tx
     cdef vale_slot *slot
     # The common case, plain frames into an in-memory ring, keeps its state in locals.

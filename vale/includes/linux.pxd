@@ -6,7 +6,8 @@ from libc.stdint cimport uint16_t, uint32_t
 
 cdef extern from "<errno.h>" nogil:
     int errno
-    int EAGAIN, EWOULDBLOCK, ENOBUFS, EINTR, EMSGSIZE, ENXIO, ENETDOWN, ENODEV, EINVAL
+    int EAGAIN, EWOULDBLOCK, ENOBUFS, EINTR, EMSGSIZE, ENXIO, ENETDOWN, ENODEV, EINVAL, EIO
+    int EBADFD
 
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
@@ -17,6 +18,7 @@ cdef extern from "<sys/uio.h>" nogil:
     struct iovec:
         void *iov_base
         size_t iov_len
+    ssize_t writev(int fd, const iovec *iov, int iovcnt)
 
 cdef extern from "<sys/socket.h>" nogil:
     ctypedef unsigned int socklen_t
