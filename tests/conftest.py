@@ -57,11 +57,14 @@ class Valed:
         return self("stats", target=f"{switch}:{host.port}")[0]["ports"][host.port]
 
 
-def start_valed(sock: str, log: Path) -> Valed:
-    """valed in the foreground on socket `sock`, logging to `log`, ready to answer."""
-    with log.open("w") as out:
+def start_valed(sock: str, log: Path, state_dir: Path | None = None,
+                extra: tuple[str, ...] = ()) -> Valed:
+    """valed in the foreground on socket `sock`, logging to `log` (appending), keeping its
+    state in `state_dir` (default: beside the log), ready to answer."""
+    with log.open("a") as out:
         proc = subprocess.Popen([sys.executable, "-m", "vale.daemon", "--foreground",
-                                 "--socket", sock], stdin=subprocess.DEVNULL, stdout=out,
+                                 "--socket", sock, "--state-dir", str(state_dir or log.parent),
+                                 *extra], stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, cwd=ROOT)
     daemon = Valed(sock, proc, log)
     deadline = time.monotonic() + 10

@@ -1,20 +1,33 @@
 """The daemon's API: requests in, replies out, as plain dicts (JSON on the wire).
 
-Every request is checked before anything changes; every failure becomes one ApiError with
-a code and a sentence, mapped from exceptions in one place (Api.handle).
+Two layers of state. The *desired* configuration (what users asked for: switches, their
+settings, ports and theirs, static FDB entries, interfaces the daemon created) is what gets
+saved and restored. The *live* switches are what runs; a desired port whose interface does
+not exist is `missing` and comes back by itself when the interface does.
+
+Every request is checked before anything changes; a failed request changes neither the
+configuration nor the saved state. Failures become one ApiError with a code and a sentence,
+mapped from exceptions in one place (Api.handle).
 Request:  {"v": 1, "op": "attach", "args": {"port": "vale0:eth1"}}
 Reply:    {"ok": true, "result": ...}  or  {"ok": false, "error": {"code": ..., "message": ...}}
 """
 
 from __future__ import annotations
 
+import copy
 import errno
+import grp
 import logging
+import os
+import pwd
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from vale.names import check_switch_name, parse_port_ref
-from vale.ports import NoSuchInterface, interface_state
+from vale import netlink, tap
+from vale.names import check_port_name, check_switch_name, mac_to_key, parse_port_ref
+from vale.ports import NoSuchInterface, interface_index, interface_state
+from vale.state import StateFile, empty
 from vale.switch import Switch
 
 log = logging.getLogger("vale.api")
@@ -25,8 +38,7 @@ API_VERSION = 1
 SWITCH_KEYS = {"ageing": float, "fdb_capacity": int, "batch": int, "move_limit": int,
                "move_window": float, "ban": float, "busy_poll_us": int, "cpus": "cpus"}
 PORT_KEYS = {"learning": bool, "flood": bool, "learn_limit": int, "offloads": bool}
-ATTACH_KEYS = {"learning": bool, "flood": bool, "learn_limit": int, "offloads": bool,
-               "rx_frames": int}
+ATTACH_KEYS = {**PORT_KEYS, "rx_frames": int}
 
 
 class ApiError(Exception):
@@ -40,14 +52,13 @@ def reply_error(code: str, message: str) -> dict[str, Any]:
     return {"ok": False, "error": {"code": code, "message": message}}
 
 
-def _arg(args: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
-    if name not in args:
+def _arg(args: dict[str, Any], name: str, kind: type | tuple[type, ...],
+         default: Any = ...) -> Any:
+    if name not in args or (args[name] is None and default is not ...):
         if default is ...:
             raise ApiError("bad_request", f"missing argument {name!r}")
         return default
     value = args[name]
-    if value is None and default is not ...:
-        return default
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ApiError("bad_request", f"argument {name!r} has the wrong type")
     return value
@@ -74,6 +85,16 @@ def parse_setting(key: str, value: Any, parser: Any) -> Any:
         raise ApiError("invalid", f"{key} takes a number, not {value!r}") from None
 
 
+def parse_settings(raw: Any, known: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ApiError("bad_request", "settings must be a JSON object")
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ApiError("invalid", f"unknown setting {unknown[0]!r}; known: "
+                       f"{', '.join(sorted(known))}")
+    return {key: parse_setting(key, value, known[key]) for key, value in raw.items()}
+
+
 def parse_cpus(key: str, value: Any) -> list[int]:
     """'0,2-3' -> [0, 2, 3]; '' or 'all' -> [] (no pinning)."""
     if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
@@ -92,11 +113,40 @@ def parse_cpus(key: str, value: Any) -> list[int]:
     return cpus
 
 
-class Api:
-    """The daemon's state: switches by name, and which switch each interface is on."""
+def core_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """User-facing port settings -> the Switch's names (offloads is vnet there)."""
+    out = dict(settings)
+    if "offloads" in out:
+        out["vnet"] = out.pop("offloads")
+    return out
 
-    def __init__(self, on_switch_added: Callable[[Switch], None] | None = None,
+
+def default_route_interfaces() -> set[str]:
+    """Interfaces carrying a default route (IPv4 or IPv6) in this namespace."""
+    names: set[str] = set()
+    try:
+        for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 2 and fields[1] == "00000000" and fields[7] == "00000000":
+                names.add(fields[0])
+        for line in Path("/proc/net/ipv6_route").read_text().splitlines():
+            fields = line.split()
+            if len(fields) == 10 and fields[0] == "0" * 32 and fields[1] == "00":
+                names.add(fields[9])
+    except OSError:
+        pass
+    names.discard("lo")
+    return names
+
+
+class Api:
+    """Desired configuration, live switches, and the operations on both."""
+
+    def __init__(self, state: StateFile | None = None,
+                 on_switch_added: Callable[[Switch], None] | None = None,
                  on_switch_removed: Callable[[Switch], None] | None = None) -> None:
+        self.state = state
+        self.desired: dict[str, Any] = empty()
         self.switches: dict[str, Switch] = {}
         self._on_added = on_switch_added
         self._on_removed = on_switch_removed
@@ -105,11 +155,13 @@ class Api:
             "detach": self.op_detach, "info": self.op_info, "fdb_show": self.op_fdb_show,
             "fdb_add": self.op_fdb_add, "fdb_del": self.op_fdb_del,
             "fdb_flush": self.op_fdb_flush, "stats": self.op_stats, "set": self.op_set,
+            "create": self.op_create, "remove": self.op_remove, "reload": self.op_reload,
         }
 
     # -- dispatch, and the one place errors are mapped ------------------------------------
 
     def handle(self, request: Any) -> dict[str, Any]:
+        before = copy.deepcopy(self.desired)
         try:
             if not isinstance(request, dict):
                 raise ApiError("bad_request", "a request is a JSON object")
@@ -124,49 +176,124 @@ class Api:
             args = request.get("args", {})
             if not isinstance(args, dict):
                 raise ApiError("bad_request", "args must be a JSON object")
-            return {"ok": True, "result": self._ops[op](args)}
+            result = self._ops[op](args)
         except ApiError as exc:
-            return reply_error(exc.code, exc.message)
+            reply = reply_error(exc.code, exc.message)
         except NoSuchInterface as exc:
-            return reply_error("no_such_interface", str(exc))
+            reply = reply_error("no_such_interface", str(exc))
         except ValueError as exc:
-            return reply_error("invalid", str(exc))
+            reply = reply_error("invalid", str(exc))
         except OSError as exc:
             code = "permission" if exc.errno in (errno.EPERM, errno.EACCES) else "kernel"
-            return reply_error(code, f"the kernel refused: {exc.strerror or exc}")
+            reply = reply_error(code, f"the kernel refused: {exc.strerror or exc}")
+        else:
+            if self.desired != before:
+                self.save()
+            return {"ok": True, "result": result}
+        if self.desired != before:          # a failed request changes nothing
+            log.error("a failed request had changed the configuration; restoring it")
+            self.desired = before
+        return reply
 
-    # -- helpers --------------------------------------------------------------------------
+    def save(self) -> None:
+        if self.state is not None:
+            self.state.save(self.desired)
 
-    def _switch(self, name: str) -> Switch:
+    # -- the desired configuration --------------------------------------------------------
+
+    def _desired_switch(self, name: str) -> dict[str, Any]:
         check_switch_name(name)
         try:
-            return self.switches[name]
+            return self.desired["switches"][name]
         except KeyError:
             raise ApiError("not_found", f"no switch {name}") from None
 
-    def _port(self, ref: str) -> tuple[Switch, str]:
-        switch_name, port = parse_port_ref(ref)
-        sw = self._switch(switch_name)
-        if port not in sw.ports():
+    def _desired_port(self, ref: str) -> tuple[str, str, dict[str, Any]]:
+        switch, port = parse_port_ref(ref)
+        ports = self._desired_switch(switch)["ports"]
+        if port not in ports:
             raise ApiError("not_found", f"no port {ref}")
-        return sw, port
+        return switch, port, ports[port]
 
-    def owner_of(self, ifname: str) -> Switch | None:
-        for sw in self.switches.values():
-            if ifname in sw.ports():
-                return sw
+    def owner_of(self, ifname: str) -> str | None:
+        for name, sw in self.desired["switches"].items():
+            if ifname in sw["ports"]:
+                return name
         return None
 
-    def port_summary(self, sw: Switch, port: str) -> dict[str, Any]:
-        info = sw.port_info(port)
-        ifindex = sw.ifindex(port)
-        state = "up" if info["up"] else "down"
-        if ifindex is not None and interface_state(port, ifindex) == "missing":
-            state = "missing"
-        return {"switch": sw.name, "port": port, "index": info["index"],
-                "kind": "interface" if info["kind"] == "packet" else info["kind"],
-                "ifname": port if ifindex is not None else None, "ifindex": ifindex,
-                "state": state}
+    # -- the live switches ----------------------------------------------------------------
+
+    def _live_switch(self, name: str) -> Switch:
+        sw = self.switches.get(name)
+        if sw is None:
+            sw = Switch(name)
+            settings = self.desired["switches"][name]["settings"]
+            if settings:
+                sw.configure(**settings)
+            self.switches[name] = sw
+            sw.start()
+            if self._on_added:
+                self._on_added(sw)
+        return sw
+
+    def _drop_live_switch(self, name: str) -> None:
+        sw = self.switches.pop(name, None)
+        if sw is None:
+            return
+        sw.stop()
+        for port in sw.ports():
+            sw.remove_port(port)
+        if self._on_removed:
+            self._on_removed(sw)
+
+    def _live(self, switch: str, port: str) -> bool:
+        sw = self.switches.get(switch)
+        return sw is not None and port in sw.ports()
+
+    def bring_up(self, switch: str, port: str) -> None:
+        """Make desired port `port` live: attach its interface (or open its TAP), then
+        put back its static FDB entries. Raises when the interface is not there."""
+        config = self.desired["switches"][switch]
+        settings = core_settings(config["ports"][port])
+        sw = self._live_switch(switch)
+        made = self.desired["interfaces"].get(port, {})
+        if made.get("kind") == "tap":
+            fd = tap.open_tap(port)
+            try:
+                if made.get("netns"):
+                    netlink.move_to_netns(port, made["netns"], made.get("address"))
+                else:
+                    netlink.set_up(port)
+                settings.pop("rx_frames", None)
+                sw.attach_tap(port, fd, **settings)
+            except BaseException:
+                os.close(fd)
+                raise
+        else:
+            sw.attach(port, **settings)
+        for mac, where in config["fdb"].items():
+            if where == port:
+                sw.fdb_add(mac, port)
+
+    def _take_down(self, switch: str, port: str) -> None:
+        sw = self.switches.get(switch)
+        if sw is not None and port in sw.ports():
+            sw.remove_port(port)
+
+    def port_summary(self, switch: str, port: str) -> dict[str, Any]:
+        made = self.desired["interfaces"].get(port, {})
+        kind = made.get("kind", "interface")
+        summary = {"switch": switch, "port": port, "kind": kind, "index": None,
+                   "ifindex": None, "state": "missing"}
+        if self._live(switch, port):
+            sw = self.switches[switch]
+            info = sw.port_info(port)
+            ifindex = sw.ifindex(port)
+            state = "up" if info["up"] else "down"
+            if ifindex is not None and interface_state(port, ifindex) == "missing":
+                state = "missing"
+            summary.update(index=info["index"], ifindex=ifindex, state=state)
+        return summary
 
     # -- operations -----------------------------------------------------------------------
 
@@ -175,100 +302,146 @@ class Api:
         return {"api": API_VERSION, "vale": __version__}
 
     def op_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        return [self.port_summary(sw, port)
-                for name in sorted(self.switches)
-                for sw in [self.switches[name]] for port in sw.ports()]
+        return [self.port_summary(name, port)
+                for name in sorted(self.desired["switches"])
+                for port in self.desired["switches"][name]["ports"]]
 
     def op_attach(self, args: dict[str, Any]) -> dict[str, Any]:
-        switch_name, ifname = parse_port_ref(_arg(args, "port", str))
-        settings = {key: parse_setting(key, value, ATTACH_KEYS[key])
-                    for key, value in _arg(args, "settings", dict, {}).items()
-                    if key in ATTACH_KEYS or self._unknown(key, ATTACH_KEYS)}
-        if "offloads" in settings:
-            settings["vnet"] = settings.pop("offloads")
+        switch, ifname = parse_port_ref(_arg(args, "port", str))
+        settings = parse_settings(_arg(args, "settings", dict, {}), ATTACH_KEYS)
+        force = _arg(args, "force", bool, False)
         owner = self.owner_of(ifname)
         if owner is not None:
-            raise ApiError("already_attached", f"{ifname} is already attached to {owner.name}")
-        sw = self.switches.get(switch_name)
-        created = sw is None
-        if sw is None:
-            sw = Switch(switch_name)        # a switch appears on its first attach, as in VALE
-        try:
-            sw.attach(ifname, **settings)
-        except BaseException:
-            if created:
-                sw.stop()
-            raise
-        if created:
-            self.switches[switch_name] = sw
-            sw.start()
-            if self._on_added:
-                self._on_added(sw)
-        log.info("attached %s to %s", ifname, switch_name)
-        return self.port_summary(sw, ifname)
+            raise ApiError("already_attached", f"{ifname} is already attached to {owner}")
+        if ifname in self.desired["interfaces"]:
+            raise ApiError("invalid", f"{ifname} was made by valed; it is attached where "
+                           "it was created")
+        interface_index(ifname)             # exists?
+        if ifname in default_route_interfaces() and not force:
+            raise ApiError("refused", f"{ifname} carries this host's default route: attaching "
+                           "it would cut the host off its network. Use --force if you mean it")
+        self._add_port(switch, ifname, settings)
+        log.info("attached %s to %s", ifname, switch)
+        return self.port_summary(switch, ifname)
 
-    def _unknown(self, key: str, known: dict[str, Any]) -> bool:
-        raise ApiError("invalid", f"unknown setting {key!r}; known: {', '.join(sorted(known))}")
+    def _add_port(self, switch: str, port: str, settings: dict[str, Any]) -> None:
+        """Desire the port, bring it up; on failure leave no trace."""
+        check_switch_name(switch)
+        switches = self.desired["switches"]
+        created = switch not in switches
+        if created:                         # a switch appears on its first attach, as in VALE
+            switches[switch] = {"settings": {}, "ports": {}, "fdb": {}}
+        switches[switch]["ports"][port] = settings
+        try:
+            self.bring_up(switch, port)
+        except BaseException:
+            del switches[switch]["ports"][port]
+            if created:
+                del switches[switch]
+                self._drop_live_switch(switch)
+            raise
 
     def op_detach(self, args: dict[str, Any]) -> None:
-        sw, port = self._port(_arg(args, "port", str))
-        sw.remove_port(port)
-        log.info("detached %s from %s", port, sw.name)
-        if not sw.ports():                  # and goes with its last port
-            self.remove_switch(sw)
+        switch, port, _ = self._desired_port(_arg(args, "port", str))
+        if port in self.desired["interfaces"]:
+            raise ApiError("invalid", f"{port} was made by valed: remove it with "
+                           f"valectl remove {port}")
+        self._remove_port(switch, port)
+        log.info("detached %s from %s", port, switch)
 
-    def remove_switch(self, sw: Switch) -> None:
-        sw.stop()
-        for port in sw.ports():
-            sw.remove_port(port)
-        del self.switches[sw.name]
-        if self._on_removed:
-            self._on_removed(sw)
+    def _remove_port(self, switch: str, port: str) -> None:
+        self._take_down(switch, port)
+        config = self.desired["switches"][switch]
+        del config["ports"][port]
+        config["fdb"] = {mac: p for mac, p in config["fdb"].items() if p != port}
+        if not config["ports"]:             # and goes with its last port
+            del self.desired["switches"][switch]
+            self._drop_live_switch(switch)
 
     def op_info(self, args: dict[str, Any]) -> dict[str, Any]:
-        sw, port = self._port(_arg(args, "port", str))
+        switch, port, settings = self._desired_port(_arg(args, "port", str))
+        summary = self.port_summary(switch, port)
+        if not self._live(switch, port):
+            return {**summary, "settings": settings, "counters": None,
+                    "created": self.desired["interfaces"].get(port)}
+        sw = self.switches[switch]
         info = sw.port_info(port)
         info.pop("name", None)
         info["offloads"] = info.pop("vnet")
-        return {**self.port_summary(sw, port), "settings": info,
-                "counters": sw.stats()["ports"][port]}
+        return {**summary, "settings": info, "counters": sw.stats()["ports"][port],
+                "created": self.desired["interfaces"].get(port)}
+
+    def _fdb_target(self, args: dict[str, Any]) -> tuple[str, Switch | None]:
+        switch = _arg(args, "switch", str)
+        self._desired_switch(switch)
+        return switch, self.switches.get(switch)
 
     def op_fdb_show(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        sw = self._switch(_arg(args, "switch", str))
+        switch, sw = self._fdb_target(args)
         port = _arg(args, "port", str, None)
-        if port is not None and port not in sw.ports():
-            raise ApiError("not_found", f"no port {sw.name}:{port}")
+        if port is not None:
+            self._desired_port(f"{switch}:{port}")
+        if sw is None or (port is not None and port not in sw.ports()):
+            return []
         return [{"mac": e.mac, "port": e.port, "static": e.static, "age": round(e.age, 3)}
                 for e in sw.fdb_show(port)]
 
     def op_fdb_add(self, args: dict[str, Any]) -> None:
-        sw, port = self._port(f"{_arg(args, 'switch', str)}:{_arg(args, 'port', str)}")
-        sw.fdb_add(_arg(args, "mac", str), port)
+        switch, port, _ = self._desired_port(f"{_arg(args, 'switch', str)}:"
+                                             f"{_arg(args, 'port', str)}")
+        mac = _arg(args, "mac", str)
+        key = mac_to_key(mac)
+        if key == 0 or key & 1:
+            raise ApiError("invalid", "a static entry needs a unicast, non-zero MAC")
+        canonical = ":".join(mac.lower().replace("-", ":").split(":"))
+        if self._live(switch, port):
+            self.switches[switch].fdb_add(canonical, port)
+        self.desired["switches"][switch]["fdb"][canonical] = port
 
     def op_fdb_del(self, args: dict[str, Any]) -> None:
-        sw = self._switch(_arg(args, "switch", str))
-        try:
-            sw.fdb_del(_arg(args, "mac", str))
-        except ValueError as exc:
-            raise ApiError("not_found", str(exc)) from None
+        switch, sw = self._fdb_target(args)
+        mac = _arg(args, "mac", str)
+        mac_to_key(mac)
+        canonical = ":".join(mac.lower().replace("-", ":").split(":"))
+        statics = self.desired["switches"][switch]["fdb"]
+        found = statics.pop(canonical, None) is not None
+        if sw is not None:
+            try:
+                sw.fdb_del(canonical)
+                found = True
+            except ValueError:
+                pass
+        if not found:
+            raise ApiError("not_found", f"{canonical} is not in the FDB of {switch}")
 
     def op_fdb_flush(self, args: dict[str, Any]) -> dict[str, int]:
-        sw = self._switch(_arg(args, "switch", str))
+        switch, sw = self._fdb_target(args)
         port = _arg(args, "port", str, None)
-        if port is not None and port not in sw.ports():
-            raise ApiError("not_found", f"no port {sw.name}:{port}")
-        return {"removed": sw.fdb_flush(port, statics=_arg(args, "statics", bool, False))}
+        statics = _arg(args, "statics", bool, False)
+        if port is not None:
+            self._desired_port(f"{switch}:{port}")
+        removed = 0
+        if sw is not None and (port is None or port in sw.ports()):
+            removed = sw.fdb_flush(port, statics=statics)
+        if statics:
+            config = self.desired["switches"][switch]
+            config["fdb"] = {m: p for m, p in config["fdb"].items()
+                             if port is not None and p != port}
+        return {"removed": removed}
 
     def op_stats(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         target = _arg(args, "target", str, None)
         if target is None:
             return [self.switches[name].stats() for name in sorted(self.switches)]
         if ":" in target:
-            sw, port = self._port(target)
-            stats = sw.stats()
+            switch, port, _ = self._desired_port(target)
+            if not self._live(switch, port):
+                raise ApiError("not_found", f"{target} is missing: no counters")
+            stats = self.switches[switch].stats()
             stats["ports"] = {port: stats["ports"][port]}
             return [stats]
-        return [self._switch(target).stats()]
+        self._desired_switch(target)
+        return [self.switches[target].stats()]
 
     def op_set(self, args: dict[str, Any]) -> dict[str, Any]:
         target = _arg(args, "target", str)
@@ -276,35 +449,191 @@ class Api:
         if not raw:
             raise ApiError("bad_request", "nothing to set")
         if ":" in target:
-            sw, port = self._port(target)
-            settings = {key: parse_setting(key, value, PORT_KEYS[key])
-                        for key, value in raw.items()
-                        if key in PORT_KEYS or self._unknown(key, PORT_KEYS)}
-            if "offloads" in settings:
-                settings["vnet"] = settings.pop("offloads")
-            sw.set_port(port, **settings)
+            switch, port, current = self._desired_port(target)
+            settings = parse_settings(raw, PORT_KEYS)
+            if self._live(switch, port):
+                self.switches[switch].set_port(port, **core_settings(settings))
+            current.update(settings)
             return self.op_info({"port": target})["settings"]
-        sw = self._switch(target)
-        settings = {key: parse_setting(key, value, SWITCH_KEYS[key])
-                    for key, value in raw.items()
-                    if key in SWITCH_KEYS or self._unknown(key, SWITCH_KEYS)}
+        config = self._desired_switch(target)
+        settings = parse_settings(raw, SWITCH_KEYS)
+        sw = self.switches[target]
         sw.configure(**settings)
-        return {**sw.stats()["settings"], "cpus": sw.cpus}
+        config["settings"].update(settings)
+        return {**sw.stats()["settings"], "cpus": sw.cpus,
+                "fdb_capacity": sw.stats()["fdb"]["capacity"]}
 
-    # -- housekeeping, from the daemon's timer --------------------------------------------
+    def op_create(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A TAP or a veth pair made and owned by the daemon, attached to a switch."""
+        name = check_port_name(_arg(args, "name", str))
+        kind = _arg(args, "kind", str)
+        switch = check_switch_name(_arg(args, "switch", str, "vale0"))
+        settings = parse_settings(_arg(args, "settings", dict, {}), ATTACH_KEYS)
+        netns = _arg(args, "netns", str, None)
+        address = _arg(args, "address", str, None)
+        if kind not in ("tap", "persistent_tap", "veth"):
+            raise ApiError("invalid", f"cannot create a {kind!r}: tap, persistent_tap or veth")
+        if name in self.desired["interfaces"] or self.owner_of(name):
+            raise ApiError("already_attached", f"{name} is already in use by valed")
+        if Path("/sys/class/net", name).exists():
+            raise ApiError("exists", f"an interface named {name} exists already")
+        if netns is not None:
+            netlink.check_netns(netns)
+        if address is not None:
+            if kind == "persistent_tap":
+                raise ApiError("invalid", "a persistent TAP belongs to a VM: no address")
+            netlink.check_address(address)
+        record: dict[str, Any] = {"kind": kind, "switch": switch}
+        if kind == "veth":
+            peer = check_port_name(_arg(args, "peer", str, None) or f"{name[:12]}-p")
+            if Path("/sys/class/net", peer).exists() and netns is None:
+                raise ApiError("exists", f"an interface named {peer} exists already")
+            record.update(peer=peer, netns=netns, address=address)
+            netlink.create_veth(name, peer, netns, address)
+        elif kind == "persistent_tap":
+            owner = _arg(args, "owner", str, None)
+            group = _arg(args, "group", str, None)
+            record.update(owner=owner, group=group)
+            tap.make_persistent_tap(name, _uid(owner), _gid(group))
+        else:
+            record.update(netns=netns, address=address)
+        self.desired["interfaces"][name] = record
+        try:
+            self._add_port(switch, name, settings)
+        except BaseException:
+            del self.desired["interfaces"][name]
+            self._destroy(name, record)
+            raise
+        log.info("created %s %s on %s", kind, name, switch)
+        return self.port_summary(switch, name)
+
+    def op_remove(self, args: dict[str, Any]) -> None:
+        name = check_port_name(_arg(args, "name", str))
+        record = self.desired["interfaces"].get(name)
+        if record is None:
+            raise ApiError("refused", f"{name} was not made by valed: valectl remove deletes "
+                           "only interfaces valectl create made (detach it instead)")
+        switch = self.owner_of(name)
+        if switch is not None:
+            self._remove_port(switch, name)
+        del self.desired["interfaces"][name]
+        self._destroy(name, record)
+        log.info("removed %s", name)
+
+    def _destroy(self, name: str, record: dict[str, Any]) -> None:
+        """Delete an interface the daemon made (a TAP it held is gone with its fd)."""
+        if record["kind"] == "veth":
+            netlink.delete_link(name)
+        elif record["kind"] == "persistent_tap":
+            tap.remove_persistent_tap(name)
+
+    def op_reload(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Bring up every desired port that is missing (what ExecReload asks)."""
+        return {"brought_up": self.reconcile()}
+
+    # -- start, events, housekeeping ------------------------------------------------------
+
+    def restore(self, doc: dict[str, Any]) -> None:
+        """Take a saved configuration: make the interfaces again, attach what exists."""
+        self.desired = doc
+        for name, record in doc["interfaces"].items():
+            try:
+                if record["kind"] == "veth" and not Path("/sys/class/net", name).exists():
+                    netlink.create_veth(name, record["peer"], record.get("netns"),
+                                        record.get("address"))
+                elif record["kind"] == "persistent_tap" and \
+                        not Path("/sys/class/net", name).exists():
+                    tap.make_persistent_tap(name, _uid(record.get("owner")),
+                                            _gid(record.get("group")))
+            except (OSError, ValueError) as exc:
+                log.error("cannot make %s again: %s", name, exc)
+        for switch in doc["switches"]:
+            self._live_switch(switch)
+        self.reconcile()
+
+    def reconcile(self) -> list[str]:
+        """Bring up desired ports that are not live but whose interface exists (a
+        daemon-owned TAP always can be); take down live ports whose interface is gone."""
+        brought = []
+        for switch, config in list(self.desired["switches"].items()):
+            for port in list(config["ports"]):
+                made = self.desired["interfaces"].get(port, {})
+                if self._live(switch, port):
+                    sw = self.switches[switch]
+                    ifindex = sw.ifindex(port)
+                    if ifindex is not None and interface_state(port, ifindex) == "missing":
+                        self._take_down(switch, port)
+                        log.warning("%s:%s is missing: its interface is gone", switch, port)
+                    continue
+                if made.get("kind") != "tap" and not Path("/sys/class/net", port).exists():
+                    continue
+                try:
+                    self.bring_up(switch, port)
+                    brought.append(f"{switch}:{port}")
+                    log.info("%s:%s is back", switch, port)
+                except (OSError, ValueError) as exc:
+                    log.warning("%s:%s cannot come back yet: %s", switch, port, exc)
+        return brought
+
+    def link_event(self, event: netlink.LinkEvent) -> None:
+        """From the netlink watch: follow interfaces that vanish, return, change MTU or
+        go up and down."""
+        switch = self.owner_of(event.ifname)
+        if switch is None:
+            return
+        live = self._live(switch, event.ifname)
+        sw = self.switches.get(switch)
+        if event.kind == "del":
+            if live and sw is not None and sw.ifindex(event.ifname) == event.index:
+                self._take_down(switch, event.ifname)
+                log.warning("%s:%s is missing: the interface was deleted; the switch goes on "
+                            "for the other ports", switch, event.ifname)
+            return
+        if not live:
+            self.reconcile()
+            return
+        assert sw is not None
+        if sw.ifindex(event.ifname) not in (None, event.index):
+            return                          # an older incarnation; its DELLINK decides
+        index = sw.port_index(event.ifname)
+        info = sw.port_info(event.ifname)
+        if event.mtu and info.get("max_frame") != event.mtu + 18 and info["kind"] != "memory":
+            sw.core.set_port(index, mtu=event.mtu)
+        if event.up and not info["up"]:
+            sw.core.set_port(index, up=True)
+            log.info("%s:%s is up again", switch, event.ifname)
 
     def housekeeping(self) -> None:
-        """Count kernel ring drops; bring back ports whose link came back up."""
-        for sw in list(self.switches.values()):
+        """Every second: kernel ring drops into the counters; ports whose link came back
+        up; anything the netlink watch missed."""
+        for switch, sw in list(self.switches.items()):
             sw.core.poll_kernel_drops()
             for port in sw.ports():
                 ifindex = sw.ifindex(port)
-                if ifindex is None or sw.port_info(port)["up"]:
-                    continue
-                if interface_state(port, ifindex) == "up":
+                if ifindex is not None and not sw.port_info(port)["up"] \
+                        and interface_state(port, ifindex) == "up":
                     sw.core.set_port(sw.port_index(port), up=True)
-                    log.info("%s:%s is up again", sw.name, port)
+                    log.info("%s:%s is up again", switch, port)
+        self.reconcile()
 
     def shutdown(self) -> None:
-        for sw in list(self.switches.values()):
-            self.remove_switch(sw)
+        for name in list(self.switches):
+            self._drop_live_switch(name)
+
+
+def _uid(owner: str | None) -> int | None:
+    if owner is None:
+        return None
+    try:
+        return int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
+    except KeyError:
+        raise ApiError("invalid", f"no user {owner!r}") from None
+
+
+def _gid(group: str | None) -> int | None:
+    if group is None:
+        return None
+    try:
+        return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ApiError("invalid", f"no group {group!r}") from None

@@ -1,11 +1,13 @@
 """valed: the vale daemon. Serves the JSON API on a Unix socket (asyncio on uvloop), runs
-a forwarding thread per switch, watches ports whose link fails, shuts down cleanly."""
+a forwarding thread per switch, keeps the configuration across restarts, follows
+interfaces through netlink, talks to systemd, shuts down cleanly."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import grp
 import json
 import logging
 import logging.handlers
@@ -17,7 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vale import sdnotify
 from vale.api import Api, reply_error
+from vale.netlink import LinkWatcher
+from vale.state import DEFAULT_STATE_DIR, StateFile
 from vale.switch import Switch
 
 log = logging.getLogger("vale.daemon")
@@ -29,9 +34,11 @@ HOUSEKEEPING_SECONDS = 1.0
 
 
 class Daemon:
-    def __init__(self, socket_path: str) -> None:
+    def __init__(self, socket_path: str, state_dir: str, group: str | None = None) -> None:
         self.socket_path = socket_path
-        self.api = Api(on_switch_added=self._watch, on_switch_removed=self._unwatch)
+        self.group = group
+        self.api = Api(StateFile(state_dir), on_switch_added=self._watch,
+                       on_switch_removed=self._unwatch)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: asyncio.AbstractServer | None = None
         self.stopping = asyncio.Event()
@@ -50,7 +57,7 @@ class Daemon:
     def _port_event(self, sw: Switch) -> None:
         sw.core.clear_notify()
         for port in sw.ports():
-            summary = self.api.port_summary(sw, port)
+            summary = self.api.port_summary(sw.name, port)
             if summary["state"] != "up":
                 log.warning("%s:%s is %s: the switch goes on forwarding for the other ports",
                             sw.name, port, summary["state"])
@@ -62,6 +69,22 @@ class Daemon:
                 self.api.housekeeping()
             except Exception:
                 log.exception("housekeeping failed")
+
+    async def _watchdog(self, interval: float) -> None:
+        """WATCHDOG=1 only while every forwarding thread makes progress: each loops at
+        least once a second even when idle (its epoll wait times out)."""
+        seen: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(interval)
+            progress = {name: sw.core.loops for name, sw in self.api.switches.items()}
+            stuck = [name for name, loops in progress.items()
+                     if name in seen and loops == seen[name]]
+            seen = progress
+            if stuck:
+                log.error("forwarding thread of %s makes no progress: withholding the "
+                          "watchdog ping", ", ".join(stuck))
+            else:
+                sdnotify.notify("WATCHDOG=1")
 
     # -- clients --------------------------------------------------------------------------
 
@@ -110,6 +133,9 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
+        watcher = LinkWatcher(self.loop, self.api.link_event)   # before restoring: miss nothing
+        assert self.api.state is not None
+        self.api.restore(self.api.state.load())
         path = Path(self.socket_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists() or path.is_symlink():
@@ -123,13 +149,22 @@ class Daemon:
                                                           backlog=LISTEN_BACKLOG)
         finally:
             os.umask(old_umask)
+        if self.group is not None:
+            os.chown(path, -1, grp.getgrnam(self.group).gr_gid)
         log.info("valed serving %s", path)
-        housekeeping = self.loop.create_task(self._housekeeping())
+        tasks = [self.loop.create_task(self._housekeeping())]
+        interval = sdnotify.watchdog_interval()
+        if interval:
+            tasks.append(self.loop.create_task(self._watchdog(interval)))
+        sdnotify.notify("READY=1")
         try:
             await self.stopping.wait()
         finally:
             log.info("shutting down")
-            housekeeping.cancel()
+            sdnotify.notify("STOPPING=1")
+            watcher.close()
+            for task in tasks:
+                task.cancel()
             self.server.close()
             for task in list(self.clients):
                 task.cancel()
@@ -179,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="valed", description=__doc__)
     parser.add_argument("--socket", default=os.environ.get("VALE_SOCKET", DEFAULT_SOCKET),
                         help=f"control socket (default {DEFAULT_SOCKET}, or $VALE_SOCKET)")
+    parser.add_argument("--state-dir", default=os.environ.get("STATE_DIRECTORY",
+                                                              DEFAULT_STATE_DIR),
+                        help=f"where the configuration is kept (default {DEFAULT_STATE_DIR}, "
+                        "or systemd's $STATE_DIRECTORY)")
+    parser.add_argument("--group", default=None,
+                        help="group that may use the control socket (it is 0660)")
     parser.add_argument("--foreground", action="store_true",
                         help="stay in the foreground and log to stderr (what systemd and "
                         "tests use); otherwise valed detaches and logs to syslog")
@@ -198,7 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         log.warning("not running as root: attaching interfaces needs CAP_NET_RAW and "
                     "CAP_NET_ADMIN")
-    _run(Daemon(args.socket).run())
+    if args.group is not None:
+        try:
+            grp.getgrnam(args.group)
+        except KeyError:
+            parser.error(f"no group {args.group!r}")
+    _run(Daemon(args.socket, args.state_dir, args.group).run())
     return 0
 
 

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         make_hosts()
         say(f"valed on {sock}")
         daemon = subprocess.Popen([sys.executable, "-m", "vale.daemon", "--foreground",
-                                   "--socket", sock])
+                                   "--socket", sock, "--state-dir", str(workdir)])
         for _ in range(100):
             try:
                 call("version", path=sock)

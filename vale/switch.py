@@ -84,8 +84,20 @@ class Switch:
         self._ifindex[ifname] = ifindex
         return index
 
+    def attach_tap(self, name: str, fd: int, **settings: Any) -> int:
+        """Take an open TAP fd (vale.tap.open_tap) as port `name`; the core closes the fd
+        when the port goes. Settings as for attach, but for rx_frames."""
+        check_port_name(name)
+        if name in self._index:
+            raise ValueError(f"{self.name}:{name} already exists")
+        index = self._core.add_tap_port(fd, **settings)
+        self._index[name] = index
+        self._names[index] = name
+        return index
+
     def ifindex(self, name: str) -> int | None:
-        """The interface index a port was attached with (None: an in-memory port)."""
+        """The interface index a port was attached with (None: an in-memory or TAP port,
+        whose device may live in another namespace)."""
         return self._ifindex.get(name)
 
     def remove_port(self, name: str) -> None:

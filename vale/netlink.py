@@ -1,0 +1,171 @@
+"""Netlink, through pyroute2: making and removing the veth pairs the daemon owns, and
+watching links come and go.
+
+pyroute2's own async socket cannot run on uvloop (uvloop takes no AF_NETLINK datagram
+endpoints), so: changes go through pyroute2's IPRoute in a worker thread of their own, and
+the watch is a plain netlink socket in the daemon's loop whose messages pyroute2 parses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+
+from vale.names import check_port_name
+
+log = logging.getLogger("vale.netlink")
+
+RTMGRP_LINK = 0x1
+IFF_UP = 0x1
+NETNS_DIR = Path("/run/netns")
+
+_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vale-netlink")
+
+
+def _in_worker(fn: Callable[..., Any], *args: Any) -> Any:
+    return _worker.submit(fn, *args).result(timeout=30)
+
+
+def check_netns(name: str) -> str:
+    """A namespace made with `ip netns add` (a file under /run/netns)."""
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"not a namespace name: {name!r}")
+    if not (NETNS_DIR / name).exists():
+        raise ValueError(f"no network namespace {name!r} (see ip netns list)")
+    return name
+
+
+def check_address(cidr: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    try:
+        address = ipaddress.ip_interface(cidr)
+    except (TypeError, ValueError):
+        raise ValueError(f"not an address with a prefix length: {cidr!r} "
+                         "(like 198.18.0.1/24)") from None
+    if "/" not in str(cidr):
+        raise ValueError(f"give the prefix length too: {cidr}/24, for example")
+    return address
+
+
+def create_veth(name: str, peer: str, netns: str | None, address: str | None) -> None:
+    """A veth pair: `name` stays here (up), `peer` goes into `netns` (up, with `address`)."""
+    check_port_name(name)
+    check_port_name(peer)
+    cidr = check_address(address) if address else None
+    _in_worker(_create_veth, name, peer, netns, cidr)
+
+
+def _create_veth(name: str, peer: str, netns: str | None, cidr: Any) -> None:
+    with IPRoute() as ipr:
+        peer_spec: dict[str, Any] = {"ifname": peer}
+        if netns:
+            peer_spec["net_ns_fd"] = netns
+        ipr.link("add", ifname=name, kind="veth", peer=peer_spec)
+        try:
+            ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+            with IPRoute(netns=netns) if netns else IPRoute() as far:
+                index = far.link_lookup(ifname=peer)[0]
+                if cidr is not None:
+                    far.addr("add", index=index, address=str(cidr.ip),
+                             prefixlen=cidr.network.prefixlen)
+                far.link("set", index=index, state="up")
+        except BaseException:
+            ipr.link("del", index=ipr.link_lookup(ifname=name)[0])
+            raise
+
+
+def move_to_netns(name: str, netns: str, address: str | None) -> None:
+    """Move interface `name` (a TAP) into `netns`, up, with `address`."""
+    cidr = check_address(address) if address else None
+    _in_worker(_move, name, netns, cidr)
+
+
+def _move(name: str, netns: str, cidr: Any) -> None:
+    with IPRoute() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], net_ns_fd=netns)
+    with IPRoute(netns=netns) as far:
+        index = far.link_lookup(ifname=name)[0]
+        if cidr is not None:
+            far.addr("add", index=index, address=str(cidr.ip), prefixlen=cidr.network.prefixlen)
+        far.link("set", index=index, state="up")
+
+
+def set_up(name: str) -> None:
+    _in_worker(_set_up, name)
+
+
+def _set_up(name: str) -> None:
+    with IPRoute() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+
+
+def delete_link(name: str) -> None:
+    """Delete interface `name` (and a veth's peer with it); gone already is fine."""
+    _in_worker(_delete, name)
+
+
+def _delete(name: str) -> None:
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if found:
+            ipr.link("del", index=found[0])
+
+
+@dataclass(frozen=True)
+class LinkEvent:
+    kind: str           # "new" (appeared or changed) or "del"
+    ifname: str
+    index: int
+    mtu: int | None
+    up: bool            # administratively up (IFF_UP)
+
+
+class LinkWatcher:
+    """Calls on_event(LinkEvent) for every link appearing, changing or vanishing."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 on_event: Callable[[LinkEvent], None]) -> None:
+        self._loop = loop
+        self._on_event = on_event
+        self._marshal = MarshalRtnl()
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK
+                                   | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self._sock.bind((0, RTMGRP_LINK))
+        loop.add_reader(self._sock.fileno(), self._readable)
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(1 << 16)
+            except BlockingIOError:
+                return
+            except OSError as exc:          # ENOBUFS: events were lost; housekeeping catches up
+                log.warning("netlink watch: %s", exc)
+                return
+            for msg in self._marshal.parse(data):
+                event = msg.get("event")
+                if event not in ("RTM_NEWLINK", "RTM_DELLINK"):
+                    continue
+                name = msg.get_attr("IFLA_IFNAME")
+                if not name:
+                    continue
+                try:
+                    self._on_event(LinkEvent("new" if event == "RTM_NEWLINK" else "del", name,
+                                             msg["index"], msg.get_attr("IFLA_MTU"),
+                                             bool(msg["flags"] & IFF_UP)))
+                except Exception:
+                    log.exception("handling %s for %s failed", event, name)
