@@ -3,6 +3,8 @@
   valectl                          list every switch and port
   valectl attach vale0:eth1        attach an interface (a switch appears on first attach)
   valectl detach vale0:eth1
+  valectl create tap0 --tap | --veth [--peer P] [--netns NS] [--address CIDR]
+  valectl remove tap0              delete what create made
   valectl info vale0:eth1          settings, state, counters
   valectl fdb vale0 [show|add MAC PORT|del MAC|flush]
   valectl stats [vale0[:PORT]]
@@ -69,8 +71,8 @@ def list_ports(obj: Context, as_json: bool) -> None:
     if as_json:
         emit_json(ports)
         return
-    table([[f"{p['switch']}:{p['port']}", p["index"], p["kind"], p["state"]] for p in ports],
-          ["PORT", "INDEX", "KIND", "STATE"])
+    table([[f"{p['switch']}:{p['port']}", "-" if p["index"] is None else p["index"], p["kind"],
+            p["state"]] for p in ports], ["PORT", "INDEX", "KIND", "STATE"])
 
 
 @main.command()
@@ -81,11 +83,20 @@ def list_ports(obj: Context, as_json: bool) -> None:
 @click.option("--no-offloads", is_flag=True,
               help="segment and checksum offloaded frames before they reach it")
 @click.option("--rx-frames", type=int, help="frames in its receive ring (default 256)")
+@click.option("--force", is_flag=True, help="attach even the interface of the default route")
 @json_option
 @click.pass_obj
 def attach(obj: Context, port: str, no_learning: bool, no_flood: bool, learn_limit: int | None,
-           no_offloads: bool, rx_frames: int | None, as_json: bool) -> None:
+           no_offloads: bool, rx_frames: int | None, force: bool, as_json: bool) -> None:
     """Attach interface IF as PORT (vale0:IF)."""
+    settings = port_settings(no_learning, no_flood, learn_limit, no_offloads, rx_frames)
+    result = obj.call("attach", port=port, settings=settings, force=force or None)
+    if as_json:
+        emit_json(result)
+
+
+def port_settings(no_learning: bool, no_flood: bool, learn_limit: int | None,
+                  no_offloads: bool, rx_frames: int | None) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if no_learning:
         settings["learning"] = False
@@ -97,9 +108,63 @@ def attach(obj: Context, port: str, no_learning: bool, no_flood: bool, learn_lim
         settings["learn_limit"] = learn_limit
     if rx_frames is not None:
         settings["rx_frames"] = rx_frames
-    result = obj.call("attach", port=port, settings=settings)
+    return settings
+
+
+@main.command()
+@click.argument("name")
+@click.option("--tap", "kind", flag_value="tap", help="a TAP device valed holds open")
+@click.option("--veth", "kind", flag_value="veth", help="a veth pair; the peer may go elsewhere")
+@click.option("--persistent", is_flag=True,
+              help="with --tap: a persistent TAP for a VM to open (QEMU -netdev tap)")
+@click.option("--switch", default="vale0", show_default=True, help="the switch to attach to")
+@click.option("--peer", help="with --veth: the peer's name (default NAME-p)")
+@click.option("--netns", help="move the peer (or the TAP) into this network namespace")
+@click.option("--address", help="an address for the peer (or the TAP), like 198.18.0.1/24")
+@click.option("--owner", help="with --persistent: the user that may open it")
+@click.option("--group", help="with --persistent: the group that may open it")
+@click.option("--no-learning", is_flag=True)
+@click.option("--no-flood", is_flag=True)
+@click.option("--learn-limit", type=int)
+@click.option("--no-offloads", is_flag=True)
+@json_option
+@click.pass_obj
+def create(obj: Context, name: str, kind: str | None, persistent: bool, switch: str,
+           peer: str | None, netns: str | None, address: str | None, owner: str | None,
+           group: str | None, no_learning: bool, no_flood: bool, learn_limit: int | None,
+           no_offloads: bool, as_json: bool) -> None:
+    """Create interface NAME, owned by valed, and attach it to a switch."""
+    if kind is None:
+        click.echo("valectl: say --tap or --veth", err=True)
+        sys.exit(2)
+    if persistent:
+        if kind != "tap":
+            click.echo("valectl: --persistent goes with --tap", err=True)
+            sys.exit(2)
+        kind = "persistent_tap"
+    result = obj.call("create", name=name, kind=kind, switch=switch, peer=peer, netns=netns,
+                      address=address, owner=owner, group=group,
+                      settings=port_settings(no_learning, no_flood, learn_limit, no_offloads,
+                                             None))
     if as_json:
         emit_json(result)
+
+
+@main.command()
+@click.argument("name")
+@click.pass_obj
+def remove(obj: Context, name: str) -> None:
+    """Delete interface NAME, which valectl create made."""
+    obj.call("remove", name=name)
+
+
+@main.command()
+@click.pass_obj
+def reload(obj: Context) -> None:
+    """Bring back every configured port that is missing (systemd's ExecReload)."""
+    result = obj.call("reload")
+    for port in result["brought_up"]:
+        click.echo(f"{port} is back")
 
 
 @main.command()
@@ -125,6 +190,8 @@ def info(obj: Context, port: str, as_json: bool) -> None:
     for key, value in sorted(result["settings"].items()):
         click.echo(f"  {key}: {value}")
     counters = result["counters"]
+    if counters is None:
+        return
     for key in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "flood_packets"):
         click.echo(f"  {key}: {counters[key]}")
     for reason, count in counters["drops"].items():

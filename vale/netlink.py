@@ -4,15 +4,22 @@ watching links come and go.
 pyroute2's own async socket cannot run on uvloop (uvloop takes no AF_NETLINK datagram
 endpoints), so: changes go through pyroute2's IPRoute in a worker thread of their own, and
 the watch is a plain netlink socket in the daemon's loop whose messages pyroute2 parses.
+Work inside another namespace is done by that worker thread entering it with setns(2) (a
+thread's own namespace, so the rest of the daemon stays put), not by pyroute2's netns
+support, which forks a helper: a forked child shares the loop's signal wake-up socket, and
+its signals would reach the daemon as its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import ipaddress
 import logging
+import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +36,41 @@ RTMGRP_LINK = 0x1
 IFF_UP = 0x1
 NETNS_DIR = Path("/run/netns")
 
+CLONE_NEWNET = 0x40000000
+
 _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vale-netlink")
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _in_worker(fn: Callable[..., Any], *args: Any) -> Any:
     return _worker.submit(fn, *args).result(timeout=30)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextlib.contextmanager
+def _entered(netns: str | None) -> Iterator[None]:
+    """Run the body (in the worker thread) inside namespace `netns`, then come back."""
+    if netns is None:
+        yield
+        return
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(NETNS_DIR / netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
 
 
 def check_netns(name: str) -> str:
@@ -72,12 +109,7 @@ def _create_veth(name: str, peer: str, netns: str | None, cidr: Any) -> None:
         ipr.link("add", ifname=name, kind="veth", peer=peer_spec)
         try:
             ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
-            with IPRoute(netns=netns) if netns else IPRoute() as far:
-                index = far.link_lookup(ifname=peer)[0]
-                if cidr is not None:
-                    far.addr("add", index=index, address=str(cidr.ip),
-                             prefixlen=cidr.network.prefixlen)
-                far.link("set", index=index, state="up")
+            _configure(peer, netns, cidr)
         except BaseException:
             ipr.link("del", index=ipr.link_lookup(ifname=name)[0])
             raise
@@ -92,11 +124,16 @@ def move_to_netns(name: str, netns: str, address: str | None) -> None:
 def _move(name: str, netns: str, cidr: Any) -> None:
     with IPRoute() as ipr:
         ipr.link("set", index=ipr.link_lookup(ifname=name)[0], net_ns_fd=netns)
-    with IPRoute(netns=netns) as far:
-        index = far.link_lookup(ifname=name)[0]
+    _configure(name, netns, cidr)
+
+
+def _configure(name: str, netns: str | None, cidr: Any) -> None:
+    """Interface `name` in `netns` (None: here): its address, then up."""
+    with _entered(netns), IPRoute() as ipr:
+        index = ipr.link_lookup(ifname=name)[0]
         if cidr is not None:
-            far.addr("add", index=index, address=str(cidr.ip), prefixlen=cidr.network.prefixlen)
-        far.link("set", index=index, state="up")
+            ipr.addr("add", index=index, address=str(cidr.ip), prefixlen=cidr.network.prefixlen)
+        ipr.link("set", index=index, state="up")
 
 
 def set_up(name: str) -> None:

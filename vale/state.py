@@ -52,7 +52,7 @@ class StateFile:
         file is the old version or the new one, never a mix."""
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-        data = json.dumps(doc, indent=1, sort_keys=True).encode()
+        data = json.dumps(doc, indent=1).encode()    # insertion order: ports keep theirs
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
         try:
             os.write(fd, data)

@@ -24,7 +24,9 @@ def run_iperf(client: Host, server: Host, seconds: float = 3) -> float:
             r = client.run("iperf3", "-c", server.ip, "-t", str(seconds), "-J", "-p", "5201",
                            check=False, timeout=seconds + 30)
             if r.returncode == 0:
-                return json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+                received = json.loads(r.stdout).get("end", {}).get("sum_received")
+                if received:
+                    return received["bits_per_second"] / 1e9
             time.sleep(0.1)
         raise AssertionError(f"iperf3 failed: {r.stdout[-500:]}")
     finally:
