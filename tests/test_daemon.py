@@ -78,8 +78,8 @@ def test_many_clients_at_once(valed):
     threads = [threading.Thread(target=client) for _ in range(50)]
     for t in threads:
         t.start()
-    # and many connections opened and dropped without a word
-    for _ in range(500):
+    # and thousands of connections opened and dropped without a word
+    for _ in range(3000):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(valed.socket)
         s.close()
@@ -127,3 +127,14 @@ def test_a_user_outside_the_group_gets_permission_denied():
             stop_valed(daemon)
     finally:
         shutil.rmtree(where, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand the socket to a group")
+def test_the_socket_goes_to_the_configured_group(tmp_path):
+    import grp
+    daemon = start_valed(str(tmp_path / "v.sock"), tmp_path / "valed.log",
+                         extra=("--group", "nogroup"))
+    try:
+        assert os.stat(daemon.socket).st_gid == grp.getgrnam("nogroup").gr_gid
+    finally:
+        stop_valed(daemon)
