@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the tests, the demo and the benchmarks use (present already: nothing is
 # installed). Without root they are not installed, and the tests that need them skip.
-DEBS := gcc make iproute2 iputils-ping iperf3 ethtool netsniff-ng openvswitch-switch
+DEBS := gcc make iproute2 iputils-ping iperf3 ethtool netsniff-ng openvswitch-switch prometheus \
+	tcpdump tshark
 
 .PHONY: setup build test test-debug bench bench-e2e run clean
 

@@ -62,9 +62,10 @@ def start_valed(sock: str, log: Path, state_dir: Path | None = None,
     """valed in the foreground on socket `sock`, logging to `log` (appending), keeping its
     state in `state_dir` (default: beside the log), ready to answer."""
     with log.open("a") as out:
+        metrics = () if "--metrics" in extra else ("--no-metrics",)
         proc = subprocess.Popen([sys.executable, "-m", "vale.daemon", "--foreground",
                                  "--socket", sock, "--state-dir", str(state_dir or log.parent),
-                                 *extra], stdin=subprocess.DEVNULL, stdout=out,
+                                 *metrics, *extra], stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, cwd=ROOT)
     daemon = Valed(sock, proc, log)
     deadline = time.monotonic() + 10

@@ -21,6 +21,7 @@ from typing import Any
 
 from vale import sdnotify
 from vale.api import Api, reply_error
+from vale.metrics import DEFAULT_ADDRESS, parse_address, serve_metrics
 from vale.netlink import LinkWatcher
 from vale.state import DEFAULT_STATE_DIR, StateFile
 from vale.switch import Switch
@@ -34,9 +35,11 @@ HOUSEKEEPING_SECONDS = 1.0
 
 
 class Daemon:
-    def __init__(self, socket_path: str, state_dir: str, group: str | None = None) -> None:
+    def __init__(self, socket_path: str, state_dir: str, group: str | None = None,
+                 metrics: str | None = DEFAULT_ADDRESS) -> None:
         self.socket_path = socket_path
         self.group = group
+        self.metrics = metrics
         self.api = Api(StateFile(state_dir), on_switch_added=self._watch,
                        on_switch_removed=self._unwatch)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -152,6 +155,9 @@ class Daemon:
         if self.group is not None:
             os.chown(path, -1, grp.getgrnam(self.group).gr_gid)
         log.info("valed serving %s", path)
+        metrics_server = None
+        if self.metrics is not None:
+            metrics_server = await serve_metrics(self.api, self.metrics)
         tasks = [self.loop.create_task(self._housekeeping())]
         interval = sdnotify.watchdog_interval()
         if interval:
@@ -165,6 +171,8 @@ class Daemon:
             watcher.close()
             for task in tasks:
                 task.cancel()
+            if metrics_server is not None:
+                metrics_server.close()
             self.server.close()
             for task in list(self.clients):
                 task.cancel()
@@ -220,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
                         "or systemd's $STATE_DIRECTORY)")
     parser.add_argument("--group", default=None,
                         help="group that may use the control socket (it is 0660)")
+    parser.add_argument("--metrics", default=DEFAULT_ADDRESS, metavar="HOST:PORT",
+                        help=f"serve Prometheus metrics at http://HOST:PORT/metrics (default "
+                        f"{DEFAULT_ADDRESS})")
+    parser.add_argument("--no-metrics", action="store_true", help="serve no metrics")
     parser.add_argument("--foreground", action="store_true",
                         help="stay in the foreground and log to stderr (what systemd and "
                         "tests use); otherwise valed detaches and logs to syslog")
@@ -244,7 +256,13 @@ def main(argv: list[str] | None = None) -> int:
             grp.getgrnam(args.group)
         except KeyError:
             parser.error(f"no group {args.group!r}")
-    _run(Daemon(args.socket, args.state_dir, args.group).run())
+    if not args.no_metrics:
+        try:
+            parse_address(args.metrics)
+        except ValueError as exc:
+            parser.error(str(exc))
+    _run(Daemon(args.socket, args.state_dir, args.group,
+                None if args.no_metrics else args.metrics).run())
     return 0
 
 

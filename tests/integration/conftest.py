@@ -107,10 +107,14 @@ def make_host():
     """make_host(i, mtu=1500) -> a host in a namespace of its own, 198.18.x.y/16."""
     made: list[Host] = []
 
-    def make(i: int, mtu: int = 1500) -> Host:
+    def make(i: int, mtu: int = 1500, ipv6: bool = True) -> Host:
         ns, port = f"{PREFIX}h{i:03d}", f"{PREFIX}p{i:03d}"
         sh("ip", "netns", "add", ns)
         made.append(Host(ns, port, "", ""))
+        if not ipv6:        # no neighbour discovery chatter: frame counts stay exact
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw",
+               "net.ipv6.conf.default.disable_ipv6=1")
         sh("ip", "link", "add", port, "mtu", str(mtu), "type", "veth", "peer", "name", "eth0",
            "mtu", str(mtu), "netns", ns)
         sh("ip", "link", "set", port, "up")
