@@ -9,17 +9,24 @@
   valectl fdb vale0 [show|add MAC PORT|del MAC|flush]
   valectl stats [vale0[:PORT]]
   valectl set vale0[:PORT] key=value ...
+  valectl top [vale0]              a live view: packets/s, bits/s, drops/s per port
+  valectl capture vale0:PORT [-w FILE] [-c N] [--direction rx|tx|both]
+  valectl mirror add vale0 --from P1[,P2] --to P3 [--direction rx|tx|both] | del | show
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import signal
+import struct
 import sys
-from typing import Any
+import time
+from typing import Any, BinaryIO
 
 import click
 
-from vale.client import ClientError, call
+from vale.client import ClientError, call, open_stream
 
 DROP_COLUMNS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
                 "bad_offload", "tx_error")
@@ -280,6 +287,148 @@ def set_(obj: Context, target: str, assignments: tuple[str, ...], as_json: bool)
     result = obj.call("set", target=target, settings=settings)
     if as_json:
         emit_json(result)
+
+
+@main.command()
+@click.argument("target", required=False)
+@click.option("--interval", type=float, default=1.0, show_default=True, help="seconds")
+@click.option("--count", type=int, default=0, help="refresh this many times, then stop")
+@click.pass_obj
+def top(obj: Context, target: str | None, interval: float, count: int) -> None:
+    """A live per-port view, busiest first, like top. Ctrl-C to leave."""
+    previous = rates_input(obj.call("stats", target=target))
+    shown = 0
+    try:
+        while count == 0 or shown < count:
+            time.sleep(interval)
+            current = rates_input(obj.call("stats", target=target))
+            rows = []
+            for port, (t, values) in current.items():
+                if port not in previous:
+                    continue
+                t0, old = previous[port]
+                span = max(t - t0, 1e-9)
+                rate = [(new - before) / span for new, before in zip(values, old, strict=True)]
+                rows.append((rate[0] + rate[2], [port, f"{rate[0]:.0f}", f"{rate[1] * 8 / 1e6:.1f}",
+                                                 f"{rate[2]:.0f}", f"{rate[3] * 8 / 1e6:.1f}",
+                                                 f"{rate[4]:.0f}"]))
+            rows.sort(key=lambda r: -r[0])
+            if sys.stdout.isatty():
+                click.clear()
+            click.echo(time.strftime("vale top  %H:%M:%S") + f"  every {interval:g} s")
+            table([r for _, r in rows], ["PORT", "RX pkt/s", "RX Mbit/s", "TX pkt/s",
+                                         "TX Mbit/s", "DROPS/s"])
+            previous = current
+            shown += 1
+    except KeyboardInterrupt:
+        pass
+
+
+def rates_input(switches: list[dict[str, Any]]) -> dict[str, tuple[float, list[int]]]:
+    now = time.monotonic()
+    return {f"{sw['switch']}:{name}": (now, [c["rx_packets"], c["rx_bytes"], c["tx_packets"],
+                                            c["tx_bytes"], sum(c["drops"].values())])
+            for sw in switches for name, c in sw["ports"].items()}
+
+
+PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1)   # ns stamps, Ethernet
+
+
+@main.command()
+@click.argument("port")
+@click.option("-w", "--write", "path", default="-", help="pcap file to write (default stdout)")
+@click.option("-c", "--count", type=int, default=0, help="stop after this many frames")
+@click.option("--direction", type=click.Choice(["rx", "tx", "both"]), default="both",
+              show_default=True, help="frames the port received, sent, or both")
+@click.pass_obj
+def capture(obj: Context, port: str, path: str, count: int, direction: str) -> None:
+    """Write PORT's frames as pcap (tcpdump -r, tshark -r, Wireshark). Ctrl-C stops."""
+    try:
+        out: BinaryIO = sys.stdout.buffer if path == "-" else open(path, "wb")
+    except OSError as exc:
+        click.echo(f"valectl: cannot write {path}: {exc.strerror}", err=True)
+        sys.exit(1)
+    try:
+        sock = open_stream("capture", {"port": port, "direction": direction}, path=obj.socket)
+    except ClientError as exc:
+        click.echo(f"valectl: {exc.message}", err=True)
+        sys.exit(1)
+    stream = sock.makefile("rb")
+    first = json.loads(stream.readline() or b"{}")
+    if not first.get("ok"):
+        click.echo(f"valectl: {first.get('error', {}).get('message', 'capture refused')}",
+                   err=True)
+        sys.exit(1)
+    signal.signal(signal.SIGINT, lambda *_: stop(sock))
+    written = 0
+    try:
+        out.write(PCAP_HEADER)
+        out.flush()
+        for line in stream:
+            message = json.loads(line)
+            if message.get("done"):
+                click.echo(f"valectl: {written} frames captured, {message['lost']} lost",
+                           err=True)
+                return
+            data = base64.b64decode(message["data"])
+            stamp = message["t"]
+            out.write(struct.pack("<IIII", stamp // 10**9, stamp % 10**9, len(data),
+                                  message["len"]) + data)
+            out.flush()
+            written += 1
+            if count and written >= count:
+                stop(sock)
+    except BrokenPipeError:             # the reader went (tcpdump -c, head)
+        stop(sock)
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+
+
+def stop(sock: Any) -> None:
+    """Ask the daemon to end the capture; it answers with the counts."""
+    try:
+        sock.sendall(b"stop\n")
+    except OSError:
+        pass
+
+
+@main.group()
+def mirror() -> None:
+    """Copy ports' traffic to another port: add, del, show."""
+
+
+@mirror.command("add")
+@click.argument("switch")
+@click.option("--from", "sources", required=True, help="P1[,P2...]: the mirrored ports")
+@click.option("--to", "target", required=True, help="the port that gets the copies")
+@click.option("--direction", type=click.Choice(["rx", "tx", "both"]), default="both",
+              show_default=True)
+@click.pass_obj
+def mirror_add(obj: Context, switch: str, sources: str, target: str, direction: str) -> None:
+    obj.call("mirror_add", switch=switch, to=target, direction=direction,
+             **{"from": [p for p in sources.split(",") if p]})
+
+
+@mirror.command("del")
+@click.argument("switch")
+@click.option("--from", "sources", help="P1[,P2...] (default: every mirror of the switch)")
+@click.pass_obj
+def mirror_del(obj: Context, switch: str, sources: str | None) -> None:
+    obj.call("mirror_del", switch=switch,
+             **({"from": [p for p in sources.split(",") if p]} if sources else {}))
+
+
+@mirror.command("show")
+@click.argument("switch")
+@json_option
+@click.pass_obj
+def mirror_show(obj: Context, switch: str, as_json: bool) -> None:
+    rules = obj.call("mirror_show", switch=switch)
+    if as_json:
+        emit_json(rules)
+        return
+    table([[r["from"], r["to"], r["direction"]] for r in rules], ["FROM", "TO", "DIRECTION"])
 
 
 if __name__ == "__main__":

@@ -38,6 +38,12 @@ cdef enum:
     DROP_TX_ERROR = 7           # the kernel refused the frame (interface gone, error)
     N_DROP_REASONS = 8
 
+cdef enum:
+    CAPTURE_RX = 1
+    CAPTURE_TX = 2
+    CAPTURE_SLOTS = 8192
+    CAPTURE_SNAP = 2048 - 64    # bytes kept of each frame (its length is kept whole)
+
 # Per-frame flags inside a batch.
 cdef enum:
     FRAME_UNKNOWN_UNICAST = 1   # flooded because the destination is unknown
@@ -187,6 +193,10 @@ ctypedef struct vale_port:
     uint32_t max_frame          # longest plain frame it takes (a TX slot, or MTU + 18)
     int fd                      # the packet socket or tun fd, or -1
     vale_pring prx
+    uint8_t capture             # CAPTURE_RX | CAPTURE_TX: copies go to the capture ring
+    uint16_t mirror_rx          # a port that gets a copy of every frame received here
+    uint16_t mirror_tx          # a port that gets a copy of every frame sent here
+    uint64_t capture_lost[2]    # rx, tx copies the capture ring had no room for
 
 ctypedef struct vale_switch:
     vale_fdb fdb
@@ -223,6 +233,11 @@ ctypedef struct vale_switch:
     uint8_t tx_tag[VALE_MAX_BATCH][4]
     char *soft_buf              # VALE_MAX_SEGMENTS * SOFT_STRIDE bytes
     uint32_t soft_lens[VALE_MAX_SEGMENTS]
+    # capture: copies of frames for `valectl capture`, with when and where they passed
+    vale_ring cap               # slot flags: port index | direction << 16; _reserved: length
+    uint64_t *cap_stamps        # CLOCK_REALTIME ns, per slot
+    uint64_t cap_now            # the batch's CLOCK_REALTIME ns, read only while capturing
+    uint32_t capturing          # ports with a capture flag set
 
 
 cdef class SwitchCore:

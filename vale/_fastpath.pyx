@@ -18,6 +18,7 @@ from libc.string cimport memcpy, memset
 from vale.includes.linux cimport *
 from vale.includes.system cimport (
     MADV_HUGEPAGE, madvise, monotonic_ms, monotonic_ns, posix_memalign, pthread_mutex_destroy,
+    realtime_ns,
     pthread_mutex_init, pthread_mutex_lock, pthread_mutex_t, pthread_mutex_unlock,
     vale_likely, vale_prefetch, vale_unlikely,
 )
@@ -28,6 +29,7 @@ include "offload.pxi"
 include "forward.pxi"
 include "afpacket.pxi"
 include "tap.pxi"
+include "capture.pxi"
 
 
 DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
@@ -122,6 +124,8 @@ cdef class SwitchCore:
                     free(self.sw.ports[i])
             fdb_release(&self.sw.fdb)
             free(self.sw.soft_buf)
+            ring_free(&self.sw.cap)
+            free(self.sw.cap_stamps)
             for fd in (self.sw.epoll_fd, self.sw.wake_fd, self.sw.notify_fd):
                 if fd >= 0:
                     close(fd)
@@ -282,6 +286,8 @@ cdef class SwitchCore:
         p.last_src = 0
         p.up = True
         p.fd = -1
+        p.mirror_rx = VALE_NO_PORT
+        p.mirror_tx = VALE_NO_PORT
         return p
 
     cdef uint32_t activate(self, vale_port *p) noexcept:
@@ -300,11 +306,20 @@ cdef class SwitchCore:
         """Remove a port and every FDB entry pointing at it, so traffic to its MACs
         floods again instead of vanishing."""
         cdef vale_port *p
+        cdef vale_port *other
         cdef uint32_t i, k
         self.acquire()
         try:
             p = self.port_at(index)
             self.remove_entries(p.index, True)
+            if p.capture:
+                self.sw.capturing -= 1
+            for i in range(self.sw.nactive):      # mirrors into it stop
+                other = self.sw.ports[self.sw.active[i]]
+                if other.mirror_rx == p.index:
+                    other.mirror_rx = VALE_NO_PORT
+                if other.mirror_tx == p.index:
+                    other.mirror_tx = VALE_NO_PORT
             k = 0
             for i in range(self.sw.nactive):
                 if self.sw.active[i] != p.index:
@@ -731,6 +746,76 @@ cdef class SwitchCore:
                 },
                 "ports": ports,
             }
+        finally:
+            self.release()
+
+    # -- capture and mirrors ---------------------------------------------------------
+
+    def set_capture(self, index, *, rx, tx):
+        """Copy a port's received (rx) and sent (tx) frames to the capture ring."""
+        cdef vale_port *p
+        cdef uint8_t flags = (CAPTURE_RX if rx else 0) | (CAPTURE_TX if tx else 0)
+        self.acquire()
+        try:
+            p = self.port_at(index)
+            if flags and self.sw.cap.buf == NULL:
+                if ring_init(&self.sw.cap, CAPTURE_SLOTS, CAPTURE_SNAP + 64) != 0:
+                    raise MemoryError("cannot allocate the capture ring")
+                self.sw.cap_stamps = <uint64_t *>calloc(CAPTURE_SLOTS, sizeof(uint64_t))
+                if self.sw.cap_stamps == NULL:
+                    ring_free(&self.sw.cap)
+                    raise MemoryError("cannot allocate the capture ring")
+            if bool(p.capture) != bool(flags):
+                self.sw.capturing += 1 if flags else -1
+            p.capture = flags
+        finally:
+            self.release()
+
+    def capture_drain(self, limit=4096):
+        """Captured frames, oldest first: (port index, 'rx' or 'tx', CLOCK_REALTIME ns,
+        original length, the bytes kept)."""
+        cdef vale_ring *r = &self.sw.cap
+        cdef vale_slot *slot
+        cdef uint32_t n, idx
+        out = []
+        self.acquire()
+        try:
+            if r.buf == NULL:
+                return out
+            n = min(ring_count(r), limit)
+            for _ in range(n):
+                idx = r.tail & r.mask
+                slot = &r.slots[idx]
+                out.append((slot.flags & 0xFFFF, "tx" if slot.flags >> 16 else "rx",
+                            self.sw.cap_stamps[idx], slot._reserved,
+                            PyBytes_FromStringAndSize(r.buf + slot.off, slot.len)))
+                r.tail += 1
+            return out
+        finally:
+            self.release()
+
+    def capture_lost(self, index):
+        """Copies the capture ring had no room for, (received, sent), since the port came."""
+        cdef vale_port *p
+        self.acquire()
+        try:
+            p = self.port_at(index)
+            return p.capture_lost[0], p.capture_lost[1]
+        finally:
+            self.release()
+
+    def set_mirror(self, index, *, rx_to=None, tx_to=None):
+        """Copy what port `index` receives to port rx_to, what it sends to tx_to (None:
+        no mirror). The caller rules out loops."""
+        cdef vale_port *p
+        self.acquire()
+        try:
+            p = self.port_at(index)
+            for target in (rx_to, tx_to):
+                if target is not None and self.port_at(target).index == p.index:
+                    raise ValueError("a port cannot mirror to itself")
+            p.mirror_rx = VALE_NO_PORT if rx_to is None else <uint16_t>rx_to
+            p.mirror_tx = VALE_NO_PORT if tx_to is None else <uint16_t>tx_to
         finally:
             self.release()
 

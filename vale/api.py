@@ -156,6 +156,8 @@ class Api:
             "fdb_add": self.op_fdb_add, "fdb_del": self.op_fdb_del,
             "fdb_flush": self.op_fdb_flush, "stats": self.op_stats, "set": self.op_set,
             "create": self.op_create, "remove": self.op_remove, "reload": self.op_reload,
+            "mirror_add": self.op_mirror_add, "mirror_del": self.op_mirror_del,
+            "mirror_show": self.op_mirror_show,
         }
 
     # -- dispatch, and the one place errors are mapped ------------------------------------
@@ -274,6 +276,22 @@ class Api:
         for mac, where in config["fdb"].items():
             if where == port:
                 sw.fdb_add(mac, port)
+        self._apply_mirrors(switch)
+
+    def _apply_mirrors(self, switch: str) -> None:
+        """Set every live mirror source of `switch` to its live destination (or none)."""
+        sw = self.switches.get(switch)
+        if sw is None:
+            return
+        mirrors = self.desired["switches"][switch].setdefault("mirrors", {})
+        for source in sw.ports():
+            rule = mirrors.get(source)
+            target = None
+            if rule is not None and rule["to"] in sw.ports():
+                target = sw.port_index(rule["to"])
+            rx = target if rule and rule["direction"] in ("rx", "both") else None
+            tx = target if rule and rule["direction"] in ("tx", "both") else None
+            sw.core.set_mirror(sw.port_index(source), rx_to=rx, tx_to=tx)
 
     def _take_down(self, switch: str, port: str) -> None:
         sw = self.switches.get(switch)
@@ -330,7 +348,7 @@ class Api:
         switches = self.desired["switches"]
         created = switch not in switches
         if created:                         # a switch appears on its first attach, as in VALE
-            switches[switch] = {"settings": {}, "ports": {}, "fdb": {}}
+            switches[switch] = {"settings": {}, "ports": {}, "fdb": {}, "mirrors": {}}
         switches[switch]["ports"][port] = settings
         try:
             self.bring_up(switch, port)
@@ -354,6 +372,9 @@ class Api:
         config = self.desired["switches"][switch]
         del config["ports"][port]
         config["fdb"] = {mac: p for mac, p in config["fdb"].items() if p != port}
+        config["mirrors"] = {src: rule for src, rule in config.get("mirrors", {}).items()
+                             if port not in (src, rule["to"])}
+        self._apply_mirrors(switch)
         if not config["ports"]:             # and goes with its last port
             del self.desired["switches"][switch]
             self._drop_live_switch(switch)
@@ -530,6 +551,62 @@ class Api:
     def op_reload(self, args: dict[str, Any]) -> dict[str, Any]:
         """Bring up every desired port that is missing (what ExecReload asks)."""
         return {"brought_up": self.reconcile()}
+
+    def op_mirror_add(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """Copy the traffic of ports `from` (rx, tx or both) to port `to`."""
+        switch = _arg(args, "switch", str)
+        config = self._desired_switch(switch)
+        sources = _arg(args, "from", list)
+        target = _arg(args, "to", str)
+        direction = _arg(args, "direction", str, "both")
+        if direction not in ("rx", "tx", "both"):
+            raise ApiError("invalid", f"direction is rx, tx or both, not {direction!r}")
+        if not sources or not all(isinstance(p, str) for p in sources):
+            raise ApiError("bad_request", "from is a list of port names")
+        for port in [*sources, target]:
+            self._desired_port(f"{switch}:{port}")
+        mirrors = config.setdefault("mirrors", {})
+        if target in sources:
+            raise ApiError("invalid", f"{switch}:{target} cannot mirror to itself")
+        if target in mirrors:
+            raise ApiError("mirror_loop", f"{switch}:{target} is itself mirrored: copying to it "
+                           "would make a mirror loop")
+        for source in sources:
+            if any(rule["to"] == source for rule in mirrors.values()):
+                raise ApiError("mirror_loop", f"{switch}:{source} receives a mirror: mirroring "
+                               "it would make a mirror loop")
+        for source in sources:
+            mirrors[source] = {"to": target, "direction": direction}
+        self._apply_mirrors(switch)
+        return self.op_mirror_show({"switch": switch})
+
+    def op_mirror_del(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        switch = _arg(args, "switch", str)
+        config = self._desired_switch(switch)
+        sources = _arg(args, "from", list, None)
+        mirrors = config.setdefault("mirrors", {})
+        for source in sources if sources is not None else list(mirrors):
+            if source not in mirrors:
+                raise ApiError("not_found", f"{switch}:{source} is not mirrored")
+        for source in sources if sources is not None else list(mirrors):
+            del mirrors[source]
+        self._apply_mirrors(switch)
+        return self.op_mirror_show({"switch": switch})
+
+    def op_mirror_show(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        config = self._desired_switch(_arg(args, "switch", str))
+        return [{"from": source, **rule} for source, rule in config.get("mirrors", {}).items()]
+
+    def capture_target(self, args: dict[str, Any]) -> tuple[Switch, int, bool, bool]:
+        """Check a capture request: (switch, port index, rx, tx)."""
+        switch, port, _ = self._desired_port(_arg(args, "port", str))
+        direction = _arg(args, "direction", str, "both")
+        if direction not in ("rx", "tx", "both"):
+            raise ApiError("invalid", f"direction is rx, tx or both, not {direction!r}")
+        if not self._live(switch, port):
+            raise ApiError("not_found", f"{switch}:{port} is missing: nothing to capture")
+        sw = self.switches[switch]
+        return sw, sw.port_index(port), direction != "tx", direction != "rx"
 
     # -- start, events, housekeeping ------------------------------------------------------
 

@@ -36,6 +36,24 @@ def _connect(sock: socket.socket, where: str) -> None:
     sock.connect(where)
 
 
+def open_stream(op: str, args: dict[str, Any], *, path: str | None = None) -> socket.socket:
+    """Connect and send a request whose answer is a stream of lines (capture)."""
+    where = socket_path(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        _connect(sock, where)
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        raise ClientError("not_running",
+                          f"valed is not running (nothing listens on {where})") from None
+    except PermissionError:
+        sock.close()
+        raise ClientError("permission",
+                          f"permission denied on {where} (are you in its group?)") from None
+    sock.sendall(json.dumps({"v": 1, "op": op, "args": args}).encode() + b"\n")
+    return sock
+
+
 def call(op: str, args: dict[str, Any] | None = None, *, path: str | None = None,
          timeout: float = 30.0) -> Any:
     """Send one request; return its result or raise ClientError."""

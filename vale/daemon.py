@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from vale import sdnotify
-from vale.api import Api, reply_error
+from vale.api import Api, ApiError, reply_error
+from vale.capture import CaptureHub, Subscriber, frame_message
 from vale.metrics import DEFAULT_ADDRESS, parse_address, serve_metrics
 from vale.netlink import LinkWatcher
 from vale.state import DEFAULT_STATE_DIR, StateFile
@@ -46,6 +47,7 @@ class Daemon:
         self.server: asyncio.AbstractServer | None = None
         self.stopping = asyncio.Event()
         self.clients: set[asyncio.Task[Any]] = set()
+        self.hubs: dict[str, CaptureHub] = {}
 
     # -- port failures, reported by the forwarding threads --------------------------------
 
@@ -107,6 +109,9 @@ class Daemon:
                 except (ValueError, RecursionError):
                     reply = reply_error("bad_request", "a request is one line of JSON")
                 else:
+                    if isinstance(request, dict) and request.get("op") == "capture":
+                        await self._capture(request, reader, writer)
+                        return
                     try:
                         reply = self.api.handle(request)
                     except Exception as exc:      # a bug: say so, keep serving
@@ -119,6 +124,42 @@ class Daemon:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _capture(self, request: dict[str, Any], reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> None:
+        """Stream a port's frames to this client, one JSON line each, until it sends a
+        line (or goes); then one last line with the counts."""
+        try:
+            args = request.get("args", {})
+            if not isinstance(args, dict):
+                raise ApiError("bad_request", "args must be a JSON object")
+            sw, port, rx, tx = self.api.capture_target(args)
+        except (ApiError, ValueError) as exc:
+            code = exc.code if isinstance(exc, ApiError) else "invalid"
+            await self._send(writer, reply_error(code, getattr(exc, "message", str(exc))))
+            return
+        hub = self.hubs.setdefault(sw.name, CaptureHub(sw))
+        sub = Subscriber(port, rx, tx)
+        hub.add(sub)
+        sent = 0
+        ring_lost = 0
+        stop = asyncio.ensure_future(reader.readline())
+        try:
+            await self._send(writer, {"ok": True, "result": {"capturing": args["port"]}})
+            while not stop.done():
+                ready = asyncio.ensure_future(sub.ready.wait())
+                await asyncio.wait({stop, ready}, return_when=asyncio.FIRST_COMPLETED)
+                ready.cancel()
+                sub.ready.clear()
+                while sub.frames:
+                    writer.write(json.dumps(frame_message(*sub.frames.popleft())).encode()
+                                 + b"\n")
+                    sent += 1
+                await writer.drain()
+        finally:
+            ring_lost = hub.remove(sub)
+            stop.cancel()
+        await self._send(writer, {"done": True, "frames": sent, "lost": sub.lost + ring_lost})
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:

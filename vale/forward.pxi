@@ -179,6 +179,7 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
     # The common case, plain frames into an in-memory ring, keeps its state in locals.
     cdef uint32_t head = ring.head, space = ring_space(ring), max_len = dst.max_frame
     cdef uint64_t packets = 0, nbytes = 0, full = 0, big = 0
+    cdef bint capture = dst.capture & CAPTURE_TX
     while u != NO_FRAME or b != NO_FRAME:
         if b != NO_FRAME and (u == NO_FRAME or b < u):
             i = b
@@ -207,9 +208,13 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
             space -= 1
             packets += 1
             nbytes += d.len
+            if vale_unlikely(capture):
+                capture_frame(sw, dst, d.data, d.len, 1)
             continue
         # Everything else goes through put_frame, which keeps the ring's own state.
         ring.head = head
+        if vale_unlikely(capture):
+            capture_frame(sw, dst, d.data, d.len, 1)
         if (d.flags & FRAME_VNET) and not dst.vnet:
             if packet and queued:
                 flush_packet(sw, dst, queued)
@@ -257,6 +262,10 @@ cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n, uint32_
         sw.now_ms = monotonic_ms()
     fdb_expire(sw)
     memset(drops, 0, sizeof(drops))
+    if vale_unlikely(sw.capturing):
+        sw.cap_now = realtime_ns()
+        if src.capture & CAPTURE_RX:
+            capture_received(sw, src, n, src_max)
 
     # Pass 1: destination keys. Pass 2 prefetches the cell of the frame PREFETCH_AHEAD
     # places on, so its lookups find cells in cache even in a table far larger than the
@@ -310,13 +319,18 @@ cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n, uint32_
             floods += 1
             chain(sw, &sw.flood_head, &sw.flood_tail, <uint16_t>i)
 
-    # Pass 3: every other port that is up and has frames for it gets them, in order.
+    # Pass 3: every other port that is up and has frames for it gets them, in order; a
+    # port's transmit mirror gets the same frames.
     for k in range(sw.nactive):
         pi = sw.active[k]
         dst = sw.ports[pi]
         if pi != src.index and dst.up and (sw.list_head[pi] != NO_FRAME
                                            or sw.flood_head != NO_FRAME):
             deliver(sw, dst, sw.list_head[pi], sw.flood_head, padded)
+            if vale_unlikely(dst.mirror_tx != VALE_NO_PORT):
+                mirror_sent(sw, src, dst, sw.list_head[pi], sw.flood_head, padded)
+    if vale_unlikely(src.mirror_rx != VALE_NO_PORT):
+        mirror_received(sw, src, n, src_max, padded)
 
     src.c.rx_packets += n
     src.c.rx_bytes += nbytes
@@ -352,3 +366,11 @@ cdef uint32_t forward_ring(vale_switch *sw, vale_port *src) noexcept nogil:
     forward_batch(sw, src, n, rx.slot_size, True)
     rx.tail += n
     return n
+
+
+cdef void mirror_sent(vale_switch *sw, vale_port *src, vale_port *dst, uint16_t u, uint16_t b,
+                      bint padded) noexcept nogil:
+    """Hand dst's transmit mirror the frames just offered to dst."""
+    cdef vale_port *m = sw.ports[dst.mirror_tx]
+    if m != NULL and m.up and m != src and m != dst:
+        deliver(sw, m, u, b, padded)

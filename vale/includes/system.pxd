@@ -15,6 +15,7 @@ cdef extern from "<time.h>" nogil:
         time_t tv_sec
         long tv_nsec
     int CLOCK_MONOTONIC
+    int CLOCK_REALTIME
     int clock_gettime(int clk_id, timespec *tp)
 
 cdef extern from "<pthread.h>" nogil:
@@ -47,4 +48,10 @@ cdef inline uint64_t monotonic_ms() noexcept nogil:
 cdef inline uint64_t monotonic_ns() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000000 + <uint64_t>ts.tv_nsec
+
+
+cdef inline uint64_t realtime_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
     return <uint64_t>ts.tv_sec * 1000000000 + <uint64_t>ts.tv_nsec
