@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import select
 import signal
 import struct
 import sys
@@ -353,8 +354,8 @@ def capture(obj: Context, port: str, path: str, count: int, direction: str) -> N
     except ClientError as exc:
         click.echo(f"valectl: {exc.message}", err=True)
         sys.exit(1)
-    stream = sock.makefile("rb")
-    first = json.loads(stream.readline() or b"{}")
+    lines = read_lines(sock, out)
+    first = json.loads(next(lines, b"{}"))
     if not first.get("ok"):
         click.echo(f"valectl: {first.get('error', {}).get('message', 'capture refused')}",
                    err=True)
@@ -364,7 +365,7 @@ def capture(obj: Context, port: str, path: str, count: int, direction: str) -> N
     try:
         out.write(PCAP_HEADER)
         out.flush()
-        for line in stream:
+        for line in lines:
             message = json.loads(line)
             if message.get("done"):
                 click.echo(f"valectl: {written} frames captured, {message['lost']} lost",
@@ -383,6 +384,36 @@ def capture(obj: Context, port: str, path: str, count: int, direction: str) -> N
     finally:
         if out is not sys.stdout.buffer:
             out.close()
+
+
+def read_lines(sock: Any, out: BinaryIO) -> Any:
+    """The daemon's lines; while none come, watch whether our reader went away (the
+    other end of a pipe closing), so `| tcpdump -c N` ends even when traffic stops."""
+    sock.settimeout(0.5)
+    pending = b""
+    asked_to_stop = False
+    while True:
+        try:
+            chunk = sock.recv(1 << 16)
+        except TimeoutError:
+            if not asked_to_stop and output_closed(out):
+                stop(sock)
+                asked_to_stop = True
+            continue
+        if not chunk:
+            return
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        yield from complete
+
+
+def output_closed(out: BinaryIO) -> bool:
+    try:
+        poller = select.poll()
+        poller.register(out.fileno(), select.POLLERR)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def stop(sock: Any) -> None:
