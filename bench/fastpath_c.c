@@ -104,6 +104,8 @@ typedef struct {
     int learning, flood;                /* bint */
     int kind, up, vnet;
     uint32_t max_frame;
+    uint8_t capture;                    /* CAPTURE_RX | CAPTURE_TX; 0 in the benchmark */
+    uint16_t mirror_rx, mirror_tx;      /* VALE_NO_PORT in the benchmark */
 } vale_port;
 
 typedef struct {
@@ -120,6 +122,7 @@ typedef struct {
     uint16_t next_frame[VALE_MAX_BATCH];
     uint16_t list_head[VALE_MAX_PORTS], list_tail[VALE_MAX_PORTS];
     uint16_t flood_head, flood_tail;
+    uint32_t capturing;                 /* ports capturing; 0 in the benchmark */
 } vale_switch;
 
 /* ---- clock --------------------------------------------------------------------- */
@@ -499,6 +502,7 @@ static void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b)
     int packet = dst->kind == PORT_PACKET;
     uint32_t space = ring_space(ring), head = ring->head, max_len = dst->max_frame;
     uint64_t packets = 0, nbytes = 0, full = 0, big = 0;
+    int capture = dst->capture & 2;
     while (u != NO_FRAME || b != NO_FRAME) {
         uint16_t i;
         if (b != NO_FRAME && (u == NO_FRAME || b < u)) {
@@ -529,6 +533,8 @@ static void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b)
         space--;
         packets++;
         nbytes += d->len;
+        if (vale_unlikely(capture))
+            abort();                    /* the Cython core copies to its capture ring here */
     }
     ring->head = head;
     dst->c.tx_packets += packets;
@@ -548,6 +554,8 @@ static uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n, uint3
         sw->now_ms = monotonic_ms();
     fdb_expire(sw);
     memset(drops, 0, sizeof(drops));
+    if (vale_unlikely(sw->capturing))
+        abort();                        /* the Cython core's capture of received frames */
 
     /* Pass 1: destination keys; pass 2 prefetches cells PREFETCH_AHEAD frames ahead. */
     for (uint32_t i = 0; i < n; i++) {
@@ -614,10 +622,15 @@ static uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n, uint3
         uint16_t pi = sw->active[k];
         vale_port *dst = sw->ports[pi];
         if (pi != src->index && dst->up
-                && (sw->list_head[pi] != NO_FRAME || sw->flood_head != NO_FRAME))
+                && (sw->list_head[pi] != NO_FRAME || sw->flood_head != NO_FRAME)) {
             deliver(sw, dst, sw->list_head[pi], sw->flood_head);
+            if (vale_unlikely(dst->mirror_tx != VALE_NO_PORT))
+                abort();                /* the Cython core's transmit mirror: never here */
+        }
     }
 
+    if (vale_unlikely(src->mirror_rx != VALE_NO_PORT))
+        abort();                        /* the Cython core's receive mirror: never here */
     src->c.rx_packets += n;
     src->c.rx_bytes += nbytes;
     src->c.flood_packets += floods;
@@ -685,6 +698,8 @@ static vale_port *add_port(vale_switch *sw, uint32_t rx_slots, uint32_t slot_siz
     p->flood = 1;
     p->kind = PORT_MEMORY;
     p->up = 1;
+    p->mirror_rx = VALE_NO_PORT;
+    p->mirror_tx = VALE_NO_PORT;
     p->max_frame = slot_size;
     p->lru_head = VALE_NIL;
     p->lru_tail = VALE_NIL;
