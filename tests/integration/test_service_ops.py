@@ -235,3 +235,28 @@ def test_the_default_route_interface_is_refused_unless_forced(tmp_path):
             proc.wait(10)
     finally:
         cleanup(ns)
+
+
+def test_api_abuse_while_traffic_flows(valed, make_host):
+    """Garbage, huge and nested requests and connection storms: answers keep coming and
+    frames keep flowing."""
+    import socket as sockets
+    a, b = make_host(1), make_host(2)
+    valed.attach(a, b)
+    pinger = a.popen("ping", "-c", "300", "-i", "0.01", "-q", b.ip, stdout=subprocess.PIPE,
+                     text=True)
+    payloads = [os.urandom(512), b"{" * 50000, b"[" * 70000, b'{"op": 1}', b'{"op": "attach", '
+                b'"args": {"port": ["x"]}}', json.dumps({"op": "list", "args": {"x": "y" * 70000}})
+                .encode()]
+    for round_ in range(40):
+        for payload in payloads:
+            with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as s:
+                s.connect(valed.socket)
+                s.sendall(payload.replace(b"\n", b" ") + b"\n")
+                if round_ % 2:
+                    continue            # half the time, hang up without reading
+                s.settimeout(10)
+                assert json.loads(s.makefile("rb").readline())["ok"] is False
+    out, _ = pinger.communicate(timeout=60)
+    assert " 0% packet loss" in out, out
+    assert valed("version")["api"] == 1
