@@ -214,14 +214,16 @@ def test_the_default_route_interface_is_refused_unless_forced(tmp_path):
             sh("ip", "-n", ns, *cmd)
         sock = str(tmp_path / "v.sock")
         proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "vale.daemon",
-                                 "--foreground", "--socket", sock, "--state-dir", str(tmp_path)],
+                                 "--foreground", "--socket", sock, "--state-dir", str(tmp_path),
+                                 "--no-metrics"],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, cwd=ROOT)
         try:
             ctl = [sys.executable, "-m", "vale.cli.valectl", "--socket", sock]
-            for _ in range(100):
+            for _ in range(300):
                 if subprocess.run([*ctl, "list"], capture_output=True, cwd=ROOT).returncode == 0:
                     break
+                assert proc.poll() is None, "valed died in the namespace"
                 time.sleep(0.05)
             refused = subprocess.run(["ip", "netns", "exec", ns, *ctl, "attach", "vale0:up0"],
                                      capture_output=True, text=True, cwd=ROOT)
