@@ -198,7 +198,11 @@ class Daemon:
         log.info("valed serving %s", path)
         metrics_server = None
         if self.metrics is not None:
-            metrics_server = await serve_metrics(self.api, self.metrics)
+            try:
+                metrics_server = await serve_metrics(self.api, self.metrics)
+            except OSError as exc:          # metrics are worth a log line, not the switch
+                log.error("cannot serve metrics on %s: %s; going on without them",
+                          self.metrics, exc.strerror or exc)
         tasks = [self.loop.create_task(self._housekeeping())]
         interval = sdnotify.watchdog_interval()
         if interval:
