@@ -9,12 +9,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 from tests.conftest import ROOT, start_valed, stop_valed
 from tests.integration.conftest import PREFIX, Host, sh
-from tests.integration.test_switching import run_iperf
+from tests.integration.test_switching import Load, run_iperf
 
 
 def netns(name: str) -> str:
@@ -169,10 +168,7 @@ def test_deleted_and_recreated_veth_comes_back_under_traffic(valed, make_host):
     a, b, c = make_host(1), make_host(2), make_host(3)
     valed.attach(a, b, c)
     assert a.ping(c)
-    result: dict[str, float] = {}
-    load = threading.Thread(target=lambda: result.update(gbps=run_iperf(a, b, seconds=4)))
-    load.start()
-    time.sleep(0.5)
+    load = Load(a, b, seconds=4)
     sh("ip", "link", "del", c.port)
     time.sleep(0.5)
     assert {p["port"]: p["state"] for p in valed("list")}[c.port] == "missing"
@@ -185,8 +181,7 @@ def test_deleted_and_recreated_veth_comes_back_under_traffic(valed, make_host):
     while {p["port"]: p["state"] for p in valed("list")}[c.port] != "up":
         assert time.monotonic() < deadline, "the port did not come back"
         time.sleep(0.1)
-    load.join()
-    assert result["gbps"] > 0.2                          # a-b never stopped
+    assert load.gbps() > 0.2                             # a-b never stopped
     assert c.ping(a)                                     # and c passes traffic again
 
 

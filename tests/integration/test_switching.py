@@ -37,6 +37,22 @@ def run_iperf(client: Host, server: Host, seconds: float = 3) -> float:
             srv.wait()
 
 
+class Load:
+    """One TCP stream client -> server in the background, already flowing when made."""
+
+    def __init__(self, client: Host, server: Host, seconds: float) -> None:
+        self._result: dict[str, float] = {}
+        self._thread = threading.Thread(
+            target=lambda: self._result.update(gbps=run_iperf(client, server, seconds)))
+        self._thread.start()
+        time.sleep(0.5)
+
+    def gbps(self) -> float:
+        """Wait for the stream to end; its Gbit/s."""
+        self._thread.join()
+        return self._result["gbps"]
+
+
 def count_frames(host: Host, seconds: float) -> subprocess.Popen:
     """Start counting test frames arriving at host; .communicate() gives 'N sizes'."""
     proc = host.popen(sys.executable, "-m", "tests.integration.rawnet", "count", "eth0",
@@ -131,15 +147,11 @@ def test_detach_and_reattach_under_load(valed, make_host):
     a, b, c = make_host(1), make_host(2), make_host(3)
     valed.attach(a, b, c)
     assert a.ping(b)
-    result: dict[str, float] = {}
-    load = threading.Thread(target=lambda: result.update(gbps=run_iperf(a, b, seconds=4)))
-    load.start()
-    time.sleep(0.5)
+    load = Load(a, b, seconds=4)
     for _ in range(10):
         valed("detach", port=f"vale0:{c.port}")
         valed("attach", port=f"vale0:{c.port}")
-    load.join()
-    assert result["gbps"] > 0.2
+    assert load.gbps() > 0.2
     assert c.ping(a)                                    # c works again afterwards
 
 
@@ -147,13 +159,9 @@ def test_interface_deleted_under_load(valed, make_host):
     a, b, c = make_host(1), make_host(2), make_host(3)
     valed.attach(a, b, c)
     assert a.ping(c)
-    result: dict[str, float] = {}
-    load = threading.Thread(target=lambda: result.update(gbps=run_iperf(a, b, seconds=3)))
-    load.start()
-    time.sleep(0.5)
+    load = Load(a, b, seconds=3)
     sh("ip", "link", "del", c.port)
-    load.join()
-    assert result["gbps"] > 0.2
+    assert load.gbps() > 0.2
     ports = {p["port"]: p["state"] for p in valed("list")}
     assert ports[c.port] == "missing"
     assert a.ping(b)
