@@ -408,9 +408,10 @@ class Ovs(Switch):
     """ovs-vswitchd started fresh for every turn (userspace TSO is read at start), in the
     switch namespace, the kernel datapath disabled. Without userspace TSO, OVS takes frames
     from its AF_PACKET sockets without virtio-net headers, so TSO super-frames and partial
-    checksums from the hosts arrive cut short or unchecksummed and TCP stalls: as OVS's
-    documentation asks, the hosts' eth0 then have transmit checksum offload (and with it
-    TSO) turned off for the turn (`ethtool -K eth0 tx off`), and back on after."""
+    checksums from the hosts arrive cut short or unchecksummed and TCP stalls (seen here:
+    iperf3 timed out). The usual remedy (openvswitch/ovs-issues#273) is applied: the hosts'
+    eth0 have transmit checksum offload, and TSO with it, turned off for the turn
+    (`ethtool -K eth0 tx off`), and back on after."""
 
     def __init__(self, db: OvsDb, tso: bool) -> None:
         self.db = db
