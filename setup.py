@@ -38,6 +38,5 @@ setup(
         [extension],
         compiler_directives=directives,
         annotate=DEBUG,
-        compile_time_env={"VALE_DEBUG": DEBUG},
     ),
 )

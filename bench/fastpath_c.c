@@ -118,7 +118,6 @@ typedef struct {
     uint64_t batches, batch_frames, batch_hist[VALE_HIST_BUCKETS];
     vale_desc descs[VALE_MAX_BATCH];
     uint64_t dkeys[VALE_MAX_BATCH];
-    uint16_t dest[VALE_MAX_BATCH];
     uint16_t next_frame[VALE_MAX_BATCH];
     uint16_t list_head[VALE_MAX_PORTS], list_tail[VALE_MAX_PORTS];
     uint16_t flood_head, flood_tail;

@@ -212,7 +212,6 @@ ctypedef struct vale_switch:
     # scratch space of one batch
     vale_desc descs[VALE_MAX_BATCH]
     uint64_t dkeys[VALE_MAX_BATCH]
-    uint16_t dest[VALE_MAX_BATCH]
     uint16_t next_frame[VALE_MAX_BATCH]
     uint16_t list_head[VALE_MAX_PORTS]
     uint16_t list_tail[VALE_MAX_PORTS]

@@ -51,10 +51,6 @@ cdef inline uint32_t ring_space(const vale_ring *r) noexcept nogil:
     return r.nslots - (r.head - r.tail)
 
 
-cdef inline char *ring_slot_buf(const vale_ring *r, uint32_t idx) noexcept nogil:
-    return r.buf + <size_t>(idx & r.mask) * r.slot_size
-
-
 cdef inline void copy_frame(char *dst, const char *src, uint32_t length) noexcept nogil:
     """Copy a frame between two padded, 64-byte aligned slots.
 

@@ -8,7 +8,6 @@ Cython core and a pure-Python reference model.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Iterable
@@ -18,8 +17,6 @@ from typing import Any
 from vale._fastpath import DROP_REASONS, SwitchCore
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key
 from vale.ports import interface_index, interface_mtu
-
-log = logging.getLogger("vale.switch")
 
 __all__ = ["DROP_REASONS", "FdbEntry", "Switch"]
 
@@ -212,10 +209,6 @@ class Switch:
         self._core.stop()
         self._thread.join()
         self._thread = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def set_cpus(self, cpus: Iterable[int] | None) -> None:
         """Pin the forwarding thread to these CPUs (None or empty: no pinning)."""
