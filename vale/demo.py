@@ -106,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal stop
         stop = True
 
+    # Handled, not left to KeyboardInterrupt: a SIGINT ignored by whoever started us (as a
+    # shell does for background jobs) must still end the demo and clean up.
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     try:
         make_hosts()
         say(f"valed on {sock}")
