@@ -197,8 +197,8 @@ class Switch:
         """Start the forwarding thread (interface ports are forwarded only while it runs)."""
         if self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._core.run, name=f"vale-{self.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._core.run, args=(f"vale:{self.name}",),
+                                        name=f"vale-{self.name}", daemon=True)
         self._thread.start()
         if self._cpus is not None:
             self._apply_cpus()

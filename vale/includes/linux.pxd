@@ -72,6 +72,11 @@ cdef extern from "<sys/eventfd.h>" nogil:
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
 
+cdef extern from "<sys/prctl.h>" nogil:
+    int PR_SET_NAME
+    int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
+              unsigned long arg5)
+
 cdef extern from "<linux/if_ether.h>" nogil:
     int ETH_P_ALL
 
