@@ -20,7 +20,7 @@ from vale.includes.system cimport (
     MADV_HUGEPAGE, madvise, monotonic_ms, monotonic_ns, posix_memalign, pthread_mutex_destroy,
     realtime_ns,
     pthread_mutex_init, pthread_mutex_lock, pthread_mutex_t, pthread_mutex_unlock,
-    vale_likely, vale_prefetch, vale_unlikely,
+    vale_cpu_relax, vale_likely, vale_prefetch, vale_unlikely,
 )
 
 include "ring.pxi"

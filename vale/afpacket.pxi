@@ -12,6 +12,9 @@ cdef enum:
     PACKET_FRAME_SIZE = 65536 + 256     # a 64 KiB GSO frame, its headers, the ring's header
     PACKET_BLOCK_SIZE = 1 << 20         # 15 frames a block; the slack allows 64-byte reads
     PACKET_SNDBUF = 4 << 20
+    SPIN_PAUSES = 32                    # between two looks while busy-polling: about 1 us
+    SPIN_CHECK = 64                     # looks between two checks for preemption
+    SPIN_BACKOFF_NS = 50000000          # no spinning for 50 ms after being preempted
 
 cdef extern from *:
     """
@@ -148,15 +151,31 @@ cdef void port_down(vale_switch *sw, vale_port *p) noexcept nogil:
     write(sw.notify_fd, &one, sizeof(one))
 
 
+cdef bint preempted(long *seen) noexcept nogil:
+    """Whether the thread was switched out involuntarily since the last call: another
+    thread wanted this CPU."""
+    cdef rusage ru
+    if getrusage(RUSAGE_THREAD, &ru) != 0 or ru.ru_nivcsw == seen[0]:
+        return False
+    seen[0] = ru.ru_nivcsw
+    return True
+
+
 cdef void run_loop(vale_switch *sw, pthread_mutex_t *lock) noexcept nogil:
     """The forwarding thread: one batch from each packet port per round while there is
-    traffic; asleep in epoll (or spinning for busy_poll_us) when there is none."""
+    traffic; asleep in epoll when there is none, or first spinning for busy_poll_us after
+    the last frame.
+    Spinning gives way: a thread preempted while it spins (someone else wanted its CPU:
+    iperf3, a VM's vCPU) sleeps in epoll instead for the next 50 ms, and looks again."""
     cdef epoll_event events[64]
     cdef int nev, j, err
-    cdef uint32_t k, done
-    cdef uint64_t spin_until = 0, now, drain
+    cdef uint32_t k, done, looks = 0
+    cdef bint quiet = True
+    cdef uint64_t spin_until = 0, calm_from = 0, now, drain
+    cdef long switches = 0
     cdef vale_port *p
     cdef socklen_t elen
+    preempted(&switches)
     while True:
         pthread_mutex_lock(lock)
         if sw.stopping:
@@ -176,15 +195,24 @@ cdef void run_loop(vale_switch *sw, pthread_mutex_t *lock) noexcept nogil:
             sched_yield()       # let a queued control call take the lock
         if done:
             spin_until = 0
+            quiet = False
             continue
-        if sw.busy_poll_us:
+        if sw.busy_poll_us and not quiet:
             now = monotonic_ns()
             if spin_until == 0:
                 spin_until = now + <uint64_t>sw.busy_poll_us * 1000
-            if now < spin_until:
+            looks += 1
+            if looks % SPIN_CHECK == 0 and preempted(&switches):
+                calm_from = now + SPIN_BACKOFF_NS
+            if now < spin_until and now >= calm_from:
+                # Not straight back at the rings: every look at a frame's status pulls
+                # its cache line away from the CPU where the kernel writes the next frame.
+                for j in range(SPIN_PAUSES):
+                    vale_cpu_relax()
                 continue
             spin_until = 0
         nev = epoll_wait(sw.epoll_fd, events, 64, 1000)
+        quiet = nev == 0        # a second without a frame: no spinning until the next one
         for j in range(nev):
             if events[j].data.u32 == WAKE_EVENT:
                 read(sw.wake_fd, &drain, sizeof(drain))

@@ -33,10 +33,18 @@ cdef extern from *:
     #define vale_prefetch(p) __builtin_prefetch((p))
     #define vale_likely(x) __builtin_expect(!!(x), 1)
     #define vale_unlikely(x) __builtin_expect(!!(x), 0)
+    #if defined(__x86_64__) || defined(__i386__)
+    #define vale_cpu_relax() __builtin_ia32_pause()
+    #elif defined(__aarch64__)
+    #define vale_cpu_relax() __asm__ __volatile__("yield")
+    #else
+    #define vale_cpu_relax() do {} while (0)
+    #endif
     """
     void vale_prefetch(const void *p) nogil
     bint vale_likely(bint x) nogil
     bint vale_unlikely(bint x) nogil
+    void vale_cpu_relax() nogil
 
 
 cdef inline uint64_t monotonic_ms() noexcept nogil:

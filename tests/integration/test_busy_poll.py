@@ -1,0 +1,72 @@
+"""Busy-polling on real interfaces: the forwarding thread spins after frames, sleeps once
+they stop, and gives its CPU way to another thread that wants it. Needs root and two CPUs
+(see conftest)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.conftest import Host
+from vale.switch import Switch
+
+pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2,
+                                reason="needs two CPUs: one for the thread, one for the test")
+THREAD_CPU = (os.cpu_count() or 2) - 1      # the forwarding thread's; the test keeps off it
+HOG = f"import os\nos.sched_setaffinity(0, {{{THREAD_CPU}}})\nwhile True:\n    pass\n"
+
+
+def rounds_per_second(sw: Switch, seconds: float = 0.5) -> float:
+    before, start = sw.core.loops, time.monotonic()
+    time.sleep(seconds)
+    return (sw.core.loops - before) / (time.monotonic() - start)
+
+
+def trickle(src: Host, dst: Host, seconds: float) -> subprocess.Popen:
+    """100 pings a second from CPU 0, so frames keep coming."""
+    return subprocess.Popen(["taskset", "-c", "0", "ip", "netns", "exec", src.ns, "ping",
+                             "-q", "-i", "0.01", "-w", str(seconds), dst.ip],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_busy_poll_spins_after_frames_sleeps_after_them_and_gives_way(make_host):
+    a, b = make_host(1, ipv6=False), make_host(2, ipv6=False)
+    mine = os.sched_getaffinity(0)
+    sw = Switch("vale7")
+    try:
+        sw.configure(busy_poll_us=1_000_000)
+        sw.attach(a.port)
+        sw.attach(b.port)
+        sw.set_cpus([THREAD_CPU])
+        sw.start()
+        os.sched_setaffinity(0, {0})        # this thread (and what it starts) keeps off it
+        time.sleep(1.2)
+        assert rounds_per_second(sw) < 10             # no frames yet: asleep
+        pings = trickle(a, b, 2)
+        time.sleep(0.3)
+        alone = rounds_per_second(sw)                 # spinning between frames
+        pings.wait()
+        assert alone > 10_000
+        time.sleep(1.2)
+        assert rounds_per_second(sw) < 10             # a second after the last frame: asleep
+
+        hog = subprocess.Popen([sys.executable, "-c", HOG])
+        try:
+            pings = trickle(a, b, 2)
+            time.sleep(0.3)
+            shared = rounds_per_second(sw)
+            assert pings.wait() == 0                  # still forwarding
+        finally:
+            hog.kill()
+            hog.wait()
+        # Not giving way, it would take half the CPU and make half the rounds.
+        assert shared < alone * 0.3, (shared, alone)
+    finally:
+        sw.stop()
+        for port in sw.ports():
+            sw.remove_port(port)
+        os.sched_setaffinity(0, mine)
