@@ -1,7 +1,7 @@
 """The end-to-end benchmark: vale against the Linux bridge and Open vSwitch, between real hosts.
 
-    .venv/bin/python bench/e2e.py [--json] [--runs 3] [--quick] [--no-ovs] [--pps-frame udp]
-                                  [--vale-set KEY=VALUE ...]    (e.g. cpus=1, busy_poll_us=50)
+    .venv/bin/python bench/e2e.py [--json] [--runs 5] [--quick] [--no-ovs] [--no-core]
+                                  [--pps-frame udp] [--vale-set KEY=VALUE ...]
 
 Two hosts, each a network namespace with a veth pair whose other end sits in a switch
 namespace of this run's own; the switch under test joins those two ends. The switch
@@ -9,15 +9,21 @@ namespace stands where the brief's root namespace would: the veth ends behave th
 whatever a switch makes there (Open vSwitch's netdev datapath creates `ovs-netdev` and a TAP
 per bridge) lives and dies with it, so the root namespace is never touched. The switches:
 
-  vale       valed (its own socket and state in a temporary directory), both ends attached
+  vale       valed (its own socket and state in a temporary directory), both ends attached,
+             default settings: the forwarding thread sleeps in epoll when it has nothing to
+             do and runs wherever the scheduler puts it
+  vale-core  the same valed with vale0 set up as a switch with a core of its own: the thread
+             pinned to the last CPU and busy-polling (cpus=N-1, busy_poll_us=1000000), so
+             no frame waits for it to be woken (on this kind of VM a wake-up across vCPUs
+             costs tens of microseconds per hop); leave it out with --no-core
   bridge     a Linux bridge, STP off
   ovs        Open vSwitch's userspace datapath (datapath_type=netdev) with
              other_config:userspace-tso-enable=true; its own ovsdb-server and
              ovs-vswitchd, private run/db/log directories
   ovs-notso  the same without userspace TSO
 
-They alternate within each run (vale, bridge, ovs, ovs-notso, vale, ...), re-wiring the same
-hosts, and the medians over the runs are compared. Per switch and run:
+They alternate within each run (vale, vale-core, bridge, ovs, ovs-notso, vale, ...),
+re-wiring the same hosts, and the medians over the runs are compared. Per switch and run:
 
   rtt_ms         ping -c 200 -i 0.005, average
   tcp_gbps       iperf3, one TCP stream, default offloads, -t 5, received
@@ -91,6 +97,16 @@ METRICS = {                                 # name: (unit, which is better; "": 
     "rss_mib_2": ("MiB", "lower"),
     "background_cpus": ("CPUs", ""),       # busy just before the turn: other users
 }
+VALES = ("vale", "vale-core")               # the vale configurations a run compares
+
+
+def core_settings() -> dict[str, str]:
+    """vale-core: the forwarding thread on the last CPU (trafgen sends from CPU 0) and
+    busy-polling for up to a second after each frame, so that it is never woken: the way
+    a switch with a core of its own runs (vale-ctl -p, OVS-DPDK's PMD threads)."""
+    return {"cpus": str((os.cpu_count() or 1) - 1), "busy_poll_us": "1000000"}
+
+
 TARGETS = {                                 # summary key: (metric, goal, how it is compared)
     "tcp": ("tcp_gbps", 0.95, "vale/bridge >= 0.95"),
     "pps_64": ("pps_delivered", 1.3, "vale/bridge >= 1.3"),
@@ -314,14 +330,12 @@ class Switch:
         return None
 
 
-class Vale(Switch):
-    name = "vale"
+class Valed:
+    """One valed for the whole run (its own socket and state in the run's directory)."""
 
-    def __init__(self, lab: Lab, settings: dict[str, str]) -> None:
+    def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.sock = str(lab.tmp / "valed.sock")
-        self.settings = settings
-        self.ports: list[str] = []
         self.proc = lab.start("valed", in_ns(
             SWITCH_NS, sys.executable, "-m", "vale.daemon", "--foreground", "--socket",
             self.sock, "--state-dir", str(lab.tmp / "valed-state"), "--no-metrics"))
@@ -338,6 +352,21 @@ class Vale(Switch):
 
     def call(self, op: str, **args: Any) -> Any:
         return call(op, args, path=self.sock)
+
+
+class Vale(Switch):
+    """vale0 in valed with the given settings: a switch is made by its first attach and goes
+    with its last port, so each turn starts from the defaults plus these settings."""
+
+    def __init__(self, daemon: Valed, name: str, settings: dict[str, str]) -> None:
+        self.daemon = daemon
+        self.proc = daemon.proc
+        self.name = name
+        self.settings = settings
+        self.ports: list[str] = []
+
+    def call(self, op: str, **args: Any) -> Any:
+        return self.daemon.call(op, **args)
 
     def wire(self, hosts: list[Host]) -> None:
         for host in hosts:
@@ -357,7 +386,8 @@ class Vale(Switch):
         return dict(self.call("stats", target="vale0")[0])
 
     def valectl(self, *argv: str) -> str:
-        return sh(sys.executable, "-m", "vale.cli.valectl", "--socket", self.sock, *argv).stdout
+        return sh(sys.executable, "-m", "vale.cli.valectl", "--socket", self.daemon.sock,
+                  *argv).stdout
 
 
 class Bridge(Switch):
@@ -647,10 +677,10 @@ def measure_turn(lab: Lab, switch: Switch, hosts: list[Host], plan: Plan) -> Tur
         "tcp_gbps": lambda: turn.measured.update(tcp_gbps=measure_tcp(a, b, plan.tcp_s)),
         "pps": pps,
     }
+    turn.measured["background_cpus"] = busy_cpus()     # before this switch's own threads
     switch.wire(hosts)
     try:
         wait_reachable(a, b)
-        turn.measured["background_cpus"] = busy_cpus()
         for name, step in steps.items():
             try:
                 step()
@@ -705,36 +735,43 @@ def median_lines(results: dict[str, dict[str, list[float]]]) -> list[dict[str, A
 def ratio_lines(results: dict[str, dict[str, list[float]]]) -> list[dict[str, Any]]:
     lines = []
     for metric in METRICS:
-        if not METRICS[metric][1] or not results.get("vale", {}).get(metric):
-            continue
-        vale = statistics.median(results["vale"][metric])
-        line: dict[str, Any] = {"metric": metric}
-        for peer in ("bridge", "ovs", "ovs-notso"):
-            runs = results.get(peer, {}).get(metric)
-            if runs and statistics.median(runs):
-                line[f"ratio_vale_to_{peer.replace('-', '_')}"] = vale / statistics.median(runs)
-        if len(line) > 1:
-            lines.append(line)
+        for mine in VALES:
+            if not METRICS[metric][1] or not results.get(mine, {}).get(metric):
+                continue
+            vale = statistics.median(results[mine][metric])
+            line: dict[str, Any] = {"metric": metric, "switch": mine}
+            for peer in ("bridge", "ovs", "ovs-notso"):
+                runs = results.get(peer, {}).get(metric)
+                if runs and statistics.median(runs):
+                    line[f"ratio_to_{peer.replace('-', '_')}"] = vale / statistics.median(runs)
+            if len(line) > 2:
+                lines.append(line)
     return lines
 
 
 def summary_line(results: dict[str, dict[str, list[float]]], rss_32: float | None,
                  generator: str, ovs_status: str, runs: int) -> dict[str, Any]:
-    def ratio(metric: str) -> float | None:
-        vale, bridge = results["vale"].get(metric), results["bridge"].get(metric)
+    """The targets, judged for each vale configuration in the run."""
+    def ratio(mine: str, metric: str) -> float | None:
+        vale, bridge = results[mine].get(metric), results["bridge"].get(metric)
         if not vale or not bridge or not statistics.median(bridge):
             return None
         return statistics.median(vale) / statistics.median(bridge)
-    summary: dict[str, Any] = {}
-    for key, (metric, goal, text) in TARGETS.items():
-        if key == "rss_32_ports":
-            value, met = rss_32, rss_32 is not None and rss_32 < goal
-        else:
-            value = ratio(metric)
-            better_higher = METRICS[metric][1] == "higher"
-            met = value is not None and (value >= goal if better_higher else value <= goal)
-        summary[key] = {"target": text, "value": value, "met": met}
-    return {"summary": summary, "all_met": all(s["met"] for s in summary.values()),
+    summary: dict[str, dict[str, Any]] = {}
+    for mine in (v for v in VALES if v in results):
+        summary[mine] = {}
+        for key, (metric, goal, text) in TARGETS.items():
+            if key == "rss_32_ports":
+                value, met = rss_32, rss_32 is not None and rss_32 < goal
+            else:
+                value = ratio(mine, metric)
+                better_higher = METRICS[metric][1] == "higher"
+                met = value is not None and (value >= goal if better_higher else value <= goal)
+            summary[mine][key] = {"target": text, "value": value, "met": met}
+    return {"summary": summary,
+            "all_met": {mine: all(s["met"] for s in by_key.values())
+                        for mine, by_key in summary.items()},
+            "vale_core_settings": core_settings(),
             "runs": runs, "pps_generator": generator, "ovs": ovs_status,
             "cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()[0]}
 
@@ -756,19 +793,21 @@ def print_table(lines: list[dict[str, Any]]) -> None:
         if any(k.startswith("ratio_") for k in x):
             ratios = ", ".join(f"{k[len('ratio_'):]} {v:.3g}" for k, v in x.items()
                                if k.startswith("ratio_"))
-            print(f"{x['metric']:<16}{ratios}")
+            print(f"{x['metric']:<16}{x['switch']:<10}{ratios}")
         elif x.get("metric") == "vale_pps_counters":
-            print(f"vale over the pps window, run {x['run']}: {x['ports']}, "
+            print(f"{x['switch']} over the pps window, run {x['run']}: {x['ports']}, "
                   f"{x['batches']} batches, {x['frames_per_batch']} frames per batch, "
                   f"sizes (<=1, <=2, <=4 ... <=1024): {x['batch_hist']}")
         elif "error" in x:
             print(f"{x['switch']}, run {x['run']}: {x['error']} failed: {x['message']}")
         elif "summary" in x:
-            print()
-            for key, s in x["summary"].items():
-                value = "n/a" if s["value"] is None else f"{s['value']:.4g}"
-                print(f"target {key:<13}{s['target']:<40}{value:>10}  "
-                      f"{'met' if s['met'] else 'NOT met'}")
+            for mine, by_key in x["summary"].items():
+                print()
+                for key, s in by_key.items():
+                    value = "n/a" if s["value"] is None else f"{s['value']:.4g}"
+                    print(f"{mine:<10} target {key:<13}{s['target']:<40}{value:>10}  "
+                          f"{'met' if s['met'] else 'NOT met'}")
+            print(f"vale-core: {x['vale_core_settings']}")
             print(f"pps generator: {x['pps_generator']}; ovs: {x['ovs']}; "
                   f"runs: {x['runs']}; cpus: {x['cpus']}; "
                   f"load average at the end: {x['loadavg_at_end']:.2f}")
@@ -781,8 +820,13 @@ def run(args: argparse.Namespace, lab: Lab) -> list[dict[str, Any]]:
         raise RuntimeError("trafgen (netsniff-ng) is not installed")
     make_switch_ns(lab)
     hosts = [make_host(lab, 1), make_host(lab, 2)]
-    vale = Vale(lab, dict(s.split("=", 1) for s in args.vale_set))
-    switches: list[Switch] = [vale, Bridge()]
+    extra = dict(s.split("=", 1) for s in args.vale_set)
+    daemon = Valed(lab)
+    vale = Vale(daemon, "vale", extra)
+    switches: list[Switch] = [vale]
+    if not args.no_core:
+        switches.append(Vale(daemon, "vale-core", {**core_settings(), **extra}))
+    switches.append(Bridge())
     ovs, ovs_status = start_ovs(lab) if not args.no_ovs else ([], "--no-ovs")
     if not ovs:
         log(f"Open vSwitch skipped: {ovs_status}")
@@ -797,7 +841,8 @@ def run(args: argparse.Namespace, lab: Lab) -> list[dict[str, Any]]:
             for metric, value in turn.measured.items():
                 results[switch.name].setdefault(metric, []).append(round(value, 4))
             if turn.counters is not None:
-                lines.append({"metric": "vale_pps_counters", "run": i + 1, **turn.counters})
+                lines.append({"metric": "vale_pps_counters", "switch": switch.name,
+                              "run": i + 1, **turn.counters})
             lines += [{"error": step, "switch": switch.name, "run": i + 1, "message": message}
                       for step, message in turn.errors.items()]
     log("32 ports on vale")
@@ -814,11 +859,13 @@ def run(args: argparse.Namespace, lab: Lab) -> list[dict[str, Any]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--runs", type=int, default=3, help="runs (medians over them)")
+    parser.add_argument("--runs", type=int, default=5, help="runs (medians over them)")
     parser.add_argument("--quick", action="store_true", help="one short run: a smoke test")
     parser.add_argument("--pps-frame", choices=("raw", "udp"), default="raw",
                         help="the 60-byte frames of the pps test (default raw: see --help)")
     parser.add_argument("--no-ovs", action="store_true", help="leave Open vSwitch out")
+    parser.add_argument("--no-core", action="store_true",
+                        help="leave out vale-core (vale with a CPU of its own, busy-polling)")
     parser.add_argument("--vale-set", action="append", default=[], metavar="KEY=VALUE",
                         help="a vale0 setting for every vale turn (e.g. cpus=1)")
     args = parser.parse_args()
