@@ -18,7 +18,7 @@ from libc.string cimport memcpy, memset
 from vale.includes.linux cimport *
 from vale.includes.system cimport (
     MADV_HUGEPAGE, madvise, monotonic_ms, monotonic_ns, posix_memalign, pthread_mutex_destroy,
-    realtime_ns,
+    realtime_ns, thread_cpu_ns,
     pthread_mutex_init, pthread_mutex_lock, pthread_mutex_t, pthread_mutex_unlock,
     vale_cpu_relax, vale_likely, vale_prefetch, vale_unlikely,
 )

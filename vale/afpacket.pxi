@@ -13,8 +13,9 @@ cdef enum:
     PACKET_BLOCK_SIZE = 1 << 20         # 15 frames a block; the slack allows 64-byte reads
     PACKET_SNDBUF = 4 << 20
     SPIN_PAUSES = 32                    # between two looks while busy-polling: about 1 us
-    SPIN_CHECK = 64                     # looks between two checks for preemption
-    SPIN_BACKOFF_NS = 50000000          # no spinning for 50 ms after being preempted
+    SHARE_CHECK_NS = 1000000            # while awake, how often the thread checks...
+    SHARE_STOLEN = 2                    # ...whether over 1/2 of the time went to others
+    SPIN_BACKOFF_NS = 20000000          # and then does not spin for 20 ms
 
 cdef extern from *:
     """
@@ -151,31 +152,46 @@ cdef void port_down(vale_switch *sw, vale_port *p) noexcept nogil:
     write(sw.notify_fd, &one, sizeof(one))
 
 
-cdef bint preempted(long *seen) noexcept nogil:
-    """Whether the thread was switched out involuntarily since the last call: another
-    thread wanted this CPU."""
-    cdef rusage ru
-    if getrusage(RUSAGE_THREAD, &ru) != 0 or ru.ru_nivcsw == seen[0]:
+cdef struct cpu_share:
+    uint64_t wall, cpu        # when the current period began: monotonic, thread CPU time
+
+
+cdef inline void share_restart(cpu_share *share, uint64_t now) noexcept nogil:
+    share.wall = now
+    share.cpu = thread_cpu_ns()
+
+
+cdef bint share_lost(cpu_share *share, uint64_t now) noexcept nogil:
+    """At the end of a check period (1 ms awake): whether other threads had over a quarter
+    of it on this thread's CPU; then a new period begins."""
+    cdef uint64_t cpu, wall
+    cdef bint lost
+    if now - share.wall < SHARE_CHECK_NS:
         return False
-    seen[0] = ru.ru_nivcsw
-    return True
+    cpu = thread_cpu_ns()
+    wall = now - share.wall
+    lost = wall > cpu - share.cpu and wall - (cpu - share.cpu) > wall // SHARE_STOLEN
+    share.wall = now
+    share.cpu = cpu
+    return lost
 
 
 cdef void run_loop(vale_switch *sw, pthread_mutex_t *lock) noexcept nogil:
     """The forwarding thread: one batch from each packet port per round while there is
     traffic; asleep in epoll when there is none, or first spinning for busy_poll_us after
     the last frame.
-    Spinning gives way: a thread preempted while it spins (someone else wanted its CPU:
-    iperf3, a VM's vCPU) sleeps in epoll instead for the next 50 ms, and looks again."""
+    Spinning gives way: when other threads had over a quarter of its CPU over the last
+    millisecond (iperf3, a VM's vCPU), it sleeps in epoll instead for the next 50 ms. A
+    short visit (a ping answered, a kernel worker) does not count."""
     cdef epoll_event events[64]
     cdef int nev, j, err
-    cdef uint32_t k, done, looks = 0
+    cdef uint32_t k, done
     cdef bint quiet = True
     cdef uint64_t spin_until = 0, calm_from = 0, now, drain
-    cdef long switches = 0
+    cdef cpu_share share
     cdef vale_port *p
     cdef socklen_t elen
-    preempted(&switches)
+    share_restart(&share, monotonic_ns())
     while True:
         pthread_mutex_lock(lock)
         if sw.stopping:
@@ -201,8 +217,7 @@ cdef void run_loop(vale_switch *sw, pthread_mutex_t *lock) noexcept nogil:
             now = monotonic_ns()
             if spin_until == 0:
                 spin_until = now + <uint64_t>sw.busy_poll_us * 1000
-            looks += 1
-            if looks % SPIN_CHECK == 0 and preempted(&switches):
+            if share_lost(&share, now):
                 calm_from = now + SPIN_BACKOFF_NS
             if now < spin_until and now >= calm_from:
                 # Not straight back at the rings: every look at a frame's status pulls
@@ -213,6 +228,8 @@ cdef void run_loop(vale_switch *sw, pthread_mutex_t *lock) noexcept nogil:
             spin_until = 0
         nev = epoll_wait(sw.epoll_fd, events, 64, 1000)
         quiet = nev == 0        # a second without a frame: no spinning until the next one
+        if sw.busy_poll_us:
+            share_restart(&share, monotonic_ns())   # asleep is not losing the CPU
         for j in range(nev):
             if events[j].data.u32 == WAKE_EVENT:
                 read(sw.wake_fd, &drain, sizeof(drain))

@@ -72,12 +72,6 @@ cdef extern from "<sys/eventfd.h>" nogil:
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
 
-cdef extern from "<sys/resource.h>" nogil:
-    int RUSAGE_THREAD
-    struct rusage:
-        long ru_nivcsw
-    int getrusage(int who, rusage *usage)
-
 cdef extern from "<sys/prctl.h>" nogil:
     int PR_SET_NAME
     int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,

@@ -16,6 +16,7 @@ cdef extern from "<time.h>" nogil:
         long tv_nsec
     int CLOCK_MONOTONIC
     int CLOCK_REALTIME
+    int CLOCK_THREAD_CPUTIME_ID
     int clock_gettime(int clk_id, timespec *tp)
 
 cdef extern from "<pthread.h>" nogil:
@@ -56,6 +57,13 @@ cdef inline uint64_t monotonic_ms() noexcept nogil:
 cdef inline uint64_t monotonic_ns() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000000 + <uint64_t>ts.tv_nsec
+
+
+cdef inline uint64_t thread_cpu_ns() noexcept nogil:
+    """CPU time the calling thread has had."""
+    cdef timespec ts
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
     return <uint64_t>ts.tv_sec * 1000000000 + <uint64_t>ts.tv_nsec
 
 
