@@ -744,6 +744,12 @@ def ratio_lines(results: dict[str, dict[str, list[float]]]) -> list[dict[str, An
                 runs = results.get(peer, {}).get(metric)
                 if runs and statistics.median(runs):
                     line[f"ratio_to_{peer.replace('-', '_')}"] = vale / statistics.median(runs)
+            # Each run's vale against the same run's bridge, turns a minute apart: less of
+            # the machine's drift between runs than in the ratio of the medians.
+            mine_runs, bridge_runs = results[mine][metric], results.get("bridge", {}).get(metric)
+            if bridge_runs and len(bridge_runs) == len(mine_runs) and all(bridge_runs):
+                line["paired_to_bridge"] = statistics.median(
+                    m / b for m, b in zip(mine_runs, bridge_runs, strict=True))
             if len(line) > 2:
                 lines.append(line)
     return lines
@@ -791,8 +797,8 @@ def print_table(lines: list[dict[str, Any]]) -> None:
     print()
     for x in lines:
         if any(k.startswith("ratio_") for k in x):
-            ratios = ", ".join(f"{k[len('ratio_'):]} {v:.3g}" for k, v in x.items()
-                               if k.startswith("ratio_"))
+            ratios = ", ".join(f"{k.removeprefix('ratio_')} {v:.3g}" for k, v in x.items()
+                               if k.startswith(("ratio_", "paired_")))
             print(f"{x['metric']:<16}{x['switch']:<10}{ratios}")
         elif x.get("metric") == "vale_pps_counters":
             print(f"{x['switch']} over the pps window, run {x['run']}: {x['ports']}, "
