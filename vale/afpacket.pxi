@@ -162,8 +162,8 @@ cdef inline void share_restart(cpu_share *share, uint64_t now) noexcept nogil:
 
 
 cdef bint share_lost(cpu_share *share, uint64_t now) noexcept nogil:
-    """At the end of a check period (1 ms awake): whether other threads had over a quarter
-    of it on this thread's CPU; then a new period begins."""
+    """At the end of a check period (1 ms awake): whether other threads had over half of
+    it on this thread's CPU; then a new period begins."""
     cdef uint64_t cpu, wall
     cdef bint lost
     if now - share.wall < SHARE_CHECK_NS:
@@ -180,8 +180,8 @@ cdef void run_loop(vale_switch *sw, pthread_mutex_t *lock) noexcept nogil:
     """The forwarding thread: one batch from each packet port per round while there is
     traffic; asleep in epoll when there is none, or first spinning for busy_poll_us after
     the last frame.
-    Spinning gives way: when other threads had over a quarter of its CPU over the last
-    millisecond (iperf3, a VM's vCPU), it sleeps in epoll instead for the next 50 ms. A
+    Spinning gives way: when other threads had over half of its CPU over the last
+    millisecond (iperf3, a VM's vCPU), it sleeps in epoll instead for the next 20 ms. A
     short visit (a ping answered, a kernel worker) does not count."""
     cdef epoll_event events[64]
     cdef int nev, j, err
