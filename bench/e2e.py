@@ -362,7 +362,6 @@ class Vale(Switch):
 
     def __init__(self, daemon: Valed, name: str, settings: dict[str, str]) -> None:
         self.daemon = daemon
-        self.proc = daemon.proc
         self.name = name
         self.settings = settings
         self.ports: list[str] = []
@@ -382,7 +381,7 @@ class Vale(Switch):
             self.call("detach", port=f"vale0:{self.ports.pop()}")
 
     def pid(self) -> int | None:
-        return self.proc.pid
+        return self.daemon.proc.pid
 
     def stats(self) -> dict[str, Any]:
         return dict(self.call("stats", target="vale0")[0])
@@ -714,7 +713,7 @@ def measure_rss_32(lab: Lab, vale: Vale, hosts: list[Host]) -> float:
         failed = sum(p.wait(timeout=30) != 0 for p in procs)
         if failed:
             log(f"32 ports: {failed} of {len(pairs)} pings failed")
-        return rss_mib(vale.proc.pid)
+        return rss_mib(vale.daemon.proc.pid)
     finally:
         vale.unwire()
         for host in extra:
@@ -734,18 +733,26 @@ def median_lines(results: dict[str, dict[str, list[float]]]) -> list[dict[str, A
     return lines
 
 
+def median_ratio(results: dict[str, dict[str, list[float]]], mine: str, peer: str,
+                 metric: str) -> float | None:
+    """median(MINE's runs) / median(PEER's runs), or None when either is missing or 0."""
+    vale, other = results.get(mine, {}).get(metric), results.get(peer, {}).get(metric)
+    if not vale or not other or not statistics.median(other):
+        return None
+    return statistics.median(vale) / statistics.median(other)
+
+
 def ratio_lines(results: dict[str, dict[str, list[float]]]) -> list[dict[str, Any]]:
     lines = []
     for metric in METRICS:
         for mine in VALES:
             if not METRICS[metric][1] or not results.get(mine, {}).get(metric):
                 continue
-            vale = statistics.median(results[mine][metric])
             line: dict[str, Any] = {"metric": metric, "switch": mine}
             for peer in ("bridge", "ovs", "ovs-notso"):
-                runs = results.get(peer, {}).get(metric)
-                if runs and statistics.median(runs):
-                    line[f"ratio_to_{peer.replace('-', '_')}"] = vale / statistics.median(runs)
+                value = median_ratio(results, mine, peer, metric)
+                if value is not None:
+                    line[f"ratio_to_{peer.replace('-', '_')}"] = value
             # Each run's vale against the same run's bridge, turns a minute apart: less of
             # the machine's drift between runs than in the ratio of the medians.
             mine_runs, bridge_runs = results[mine][metric], results.get("bridge", {}).get(metric)
@@ -760,11 +767,6 @@ def ratio_lines(results: dict[str, dict[str, list[float]]]) -> list[dict[str, An
 def summary_line(results: dict[str, dict[str, list[float]]], rss_32: float | None,
                  generator: str, ovs_status: str, runs: int) -> dict[str, Any]:
     """The targets, judged for each vale configuration in the run."""
-    def ratio(mine: str, metric: str) -> float | None:
-        vale, bridge = results[mine].get(metric), results["bridge"].get(metric)
-        if not vale or not bridge or not statistics.median(bridge):
-            return None
-        return statistics.median(vale) / statistics.median(bridge)
     summary: dict[str, dict[str, Any]] = {}
     for mine in (v for v in VALES if v in results):
         summary[mine] = {}
@@ -772,7 +774,7 @@ def summary_line(results: dict[str, dict[str, list[float]]], rss_32: float | Non
             if key == "rss_32_ports":
                 value, met = rss_32, rss_32 is not None and rss_32 < goal
             else:
-                value = ratio(mine, metric)
+                value = median_ratio(results, mine, "bridge", metric)
                 better_higher = METRICS[metric][1] == "higher"
                 met = value is not None and (value >= goal if better_higher else value <= goal)
             summary[mine][key] = {"target": text, "value": value, "met": met}

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
+from tests.threads import rounds_per_second, thread_names
 from vale.switch import Switch
-
-
-def thread_names() -> list[str]:
-    tasks = Path(f"/proc/{os.getpid()}/task")
-    return [(t / "comm").read_text().strip() for t in tasks.iterdir()]
 
 
 def test_the_forwarding_thread_is_named_after_its_switch_and_ends_with_stop():
@@ -28,12 +22,6 @@ def test_the_forwarding_thread_is_named_after_its_switch_and_ends_with_stop():
     assert "vale:vale7" not in thread_names()
 
 
-def rounds_per_second(sw: Switch, seconds: float = 0.3) -> float:
-    before, start = sw.core.loops, time.monotonic()
-    time.sleep(seconds)
-    return (sw.core.loops - before) / (time.monotonic() - start)
-
-
 def test_an_idle_thread_sleeps_even_with_busy_polling_set():
     """busy_poll_us spins after frames, never while nothing comes (see the integration
     test for the spinning itself: it needs an interface and root)."""
@@ -41,7 +29,7 @@ def test_an_idle_thread_sleeps_even_with_busy_polling_set():
     sw.start()
     try:
         time.sleep(0.1)
-        assert rounds_per_second(sw) < 10             # asleep in epoll (1 s timeout)
+        assert rounds_per_second(sw, 0.3) < 10        # asleep in epoll (1 s timeout)
         sw.configure(busy_poll_us=1_000_000)
         time.sleep(1.1)                               # the wait in progress ends
         assert rounds_per_second(sw, 1.2) < 10

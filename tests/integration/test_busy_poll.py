@@ -12,18 +12,13 @@ import time
 import pytest
 
 from tests.integration.conftest import Host
+from tests.threads import rounds_per_second
 from vale.switch import Switch
 
 pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2,
                                 reason="needs two CPUs: one for the thread, one for the test")
 THREAD_CPU = (os.cpu_count() or 2) - 1      # the forwarding thread's; the test keeps off it
 HOG = f"import os\nos.sched_setaffinity(0, {{{THREAD_CPU}}})\nwhile True:\n    pass\n"
-
-
-def rounds_per_second(sw: Switch, seconds: float = 0.5) -> float:
-    before, start = sw.core.loops, time.monotonic()
-    time.sleep(seconds)
-    return (sw.core.loops - before) / (time.monotonic() - start)
 
 
 def trickle(src: Host, dst: Host, seconds: float) -> subprocess.Popen:
@@ -45,20 +40,20 @@ def test_busy_poll_spins_after_frames_sleeps_after_them_and_gives_way(make_host)
         sw.start()
         os.sched_setaffinity(0, {0})        # this thread (and what it starts) keeps off it
         time.sleep(1.2)
-        assert rounds_per_second(sw) < 10             # no frames yet: asleep
+        assert rounds_per_second(sw, 0.5) < 10        # no frames yet: asleep
         pings = trickle(a, b, 2)
         time.sleep(0.3)
-        alone = rounds_per_second(sw)                 # spinning between frames
+        alone = rounds_per_second(sw, 0.5)            # spinning between frames
         pings.wait()
         assert alone > 10_000
         time.sleep(1.2)
-        assert rounds_per_second(sw) < 10             # a second after the last frame: asleep
+        assert rounds_per_second(sw, 0.5) < 10        # a second after the last frame: asleep
 
         hog = subprocess.Popen([sys.executable, "-c", HOG])
         try:
             pings = trickle(a, b, 2)
             time.sleep(0.3)
-            shared = rounds_per_second(sw)
+            shared = rounds_per_second(sw, 0.5)
             assert pings.wait() == 0                  # still forwarding
         finally:
             hog.kill()
