@@ -27,6 +27,11 @@ re-wiring the same hosts, and the medians over the runs are compared. Per switch
 
   rtt_ms         ping -c 200 -i 0.005, average
   tcp_gbps       iperf3, one TCP stream, default offloads, -t 5, received
+  tcp_busy_cpus  CPUs busy (/proc/stat, the whole machine) from iperf3's start to its end;
+                 tcp_gbps_per_cpu is tcp_gbps over it: what each switch's path costs per
+                 bit. When both switches keep every CPU busy, the ratio of these is the
+                 ratio of their throughputs: a switch that copies each frame twice more
+                 than the bridge cannot keep up with it on a machine it fills.
   pps_delivered  60-byte frames (64 with FCS), known unicast to B, from trafgen at full rate
                  on A (TX ring, qdisc bypass, one process: on CPU 0), counted at B's eth0
                  (rx_packets) over the send window; pps_sent is A's eth0 tx_packets (what the
@@ -93,11 +98,17 @@ RAW_ETHERTYPE = 0x88B5                      # IEEE local experimental: no handle
 
 METRICS = {                                 # name: (unit, which is better; "": neither)
     "tcp_gbps": ("Gbit/s", "higher"),
+    "tcp_busy_cpus": ("CPUs", ""),
+    "tcp_gbps_per_cpu": ("Gbit/s per busy CPU", "higher"),
     "pps_delivered": ("frames/s", "higher"),
     "pps_sent": ("frames/s", "higher"),
     "rtt_ms": ("ms", "lower"),
     "rss_mib_2": ("MiB", "lower"),
-    "background_cpus": ("CPUs", ""),       # busy just before the turn: other users
+    "background_cpus": ("CPUs", ""),
+}
+NEITHER = {                                 # what the metrics with no better side say
+    "tcp_busy_cpus": "busy from iperf3's start to its end, all users",
+    "background_cpus": "busy before the turn: not this run",
 }
 VALES = ("vale", "vale-core")               # the vale configurations a run compares
 
@@ -158,14 +169,24 @@ def alive(pid: int) -> bool:
     return True
 
 
-def busy_cpus(seconds: float = 0.5) -> float:
-    """CPUs' worth of time not idle over SECONDS (/proc/stat): taken while this run is
-    quiet, it is what other users of the machine are taking from it."""
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields[:8]), fields[3] + fields[4]          # total, idle + iowait
-    (total0, idle0), _, (total1, idle1) = sample(), time.sleep(seconds), sample()
+def cpu_times() -> tuple[int, int]:
+    """The machine's CPU time so far (/proc/stat, all CPUs): total, and idle + iowait."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields[:8]), fields[3] + fields[4]
+
+
+def busy_since(before: tuple[int, int]) -> float:
+    """CPUs' worth of time not idle since BEFORE, a cpu_times()."""
+    (total0, idle0), (total1, idle1) = before, cpu_times()
     return (1 - (idle1 - idle0) / max(total1 - total0, 1)) * (os.cpu_count() or 1)
+
+
+def busy_cpus(seconds: float = 0.5) -> float:
+    """CPUs busy over SECONDS: taken while this run is quiet, it is what other users of
+    the machine are taking from it."""
+    before = cpu_times()
+    time.sleep(seconds)
+    return busy_since(before)
 
 
 def rss_mib(pid: int) -> float:
@@ -673,9 +694,16 @@ def measure_turn(lab: Lab, switch: Switch, hosts: list[Host], plan: Plan) -> Tur
         sent, delivered = measure_pps(lab, a, b, plan.pps_s, plan.pps_frame, during)
         turn.measured.update(pps_sent=sent, pps_delivered=delivered)
 
+    def tcp() -> None:
+        before = cpu_times()
+        gbps = measure_tcp(a, b, plan.tcp_s)
+        cpus = busy_since(before)
+        turn.measured.update(tcp_gbps=gbps, tcp_busy_cpus=cpus,
+                             tcp_gbps_per_cpu=gbps / max(cpus, 0.01))
+
     steps: dict[str, Callable[[], None]] = {
         "rtt_ms": lambda: turn.measured.update(rtt_ms=measure_rtt(a, b, plan.pings)),
-        "tcp_gbps": lambda: turn.measured.update(tcp_gbps=measure_tcp(a, b, plan.tcp_s)),
+        "tcp_gbps": tcp,
         "pps": pps,
     }
     turn.measured["background_cpus"] = busy_cpus()     # before this switch's own threads
@@ -790,20 +818,20 @@ def print_table(lines: list[dict[str, Any]]) -> None:
     """The lines as a readable table: medians, ratios, vale's counters, errors, targets."""
     medians = [x for x in lines if "median" in x]
     switches = list(dict.fromkeys(x["switch"] for x in medians))
-    print(f"{'median':<16}" + "".join(f"{s:>14}" for s in switches))
+    print(f"{'median':<18}" + "".join(f"{s:>14}" for s in switches))
     for metric in [*METRICS, "rss_mib_32"]:
         row = {x["switch"]: x["median"] for x in medians if x["metric"] == metric}
         if row:
             unit, better = METRICS.get(metric, ("MiB", "lower"))
             cells = "".join(f"{row[s]:>14.4g}" if s in row else f"{'-':>14}" for s in switches)
-            note = f"{better} is better" if better else "busy before the turn: not this run"
-            print(f"{metric:<16}{cells}   {unit}, {note}")
+            note = f"{better} is better" if better else NEITHER[metric]
+            print(f"{metric:<18}{cells}   {unit}, {note}")
     print()
     for x in lines:
         if any(k.startswith("ratio_") for k in x):
             ratios = ", ".join(f"{k.removeprefix('ratio_')} {v:.3g}" for k, v in x.items()
                                if k.startswith(("ratio_", "paired_")))
-            print(f"{x['metric']:<16}{x['switch']:<10}{ratios}")
+            print(f"{x['metric']:<18}{x['switch']:<10}{ratios}")
         elif x.get("metric") == "vale_pps_counters":
             print(f"{x['switch']} over the pps window, run {x['run']}: {x['ports']}, "
                   f"{x['batches']} batches, {x['frames_per_batch']} frames per batch, "
