@@ -3,6 +3,8 @@ the data plane read or write outside its buffers."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -60,6 +62,34 @@ def test_bad_switch_settings(settings):
     with pytest.raises(ValueError):
         sw.configure(**settings)
     assert sw.stats()["settings"]["batch"] == 256     # unchanged
+
+
+@pytest.mark.parametrize("settings", [{"ageing": -1}, {"move_window": -1}, {"ban": "x"}])
+def test_a_switch_that_fails_to_start_closes_no_descriptor_it_did_not_open(settings):
+    """The settings checked after the switch's memory is allocated: its descriptors were
+    zeroes then, and cleaning up closed descriptor 0 (whatever it was by then)."""
+    ours = os.open("/dev/null", os.O_RDONLY)
+    saved = os.dup(0) if _is_open(0) else None
+    os.dup2(ours, 0)
+    try:
+        with pytest.raises((ValueError, TypeError)):
+            SwitchCore(**settings)
+        assert _is_open(0)
+    finally:
+        if saved is None:
+            os.close(0)
+        else:
+            os.dup2(saved, 0)
+            os.close(saved)
+        os.close(ours)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize("settings", [

@@ -85,6 +85,10 @@ cdef class SwitchCore:
         self.sw = <vale_switch *>calloc(1, sizeof(vale_switch))
         if self.sw == NULL:
             raise MemoryError()
+        # Before anything can raise: __dealloc__ closes the descriptors that are >= 0.
+        self.sw.epoll_fd = -1
+        self.sw.wake_fd = -1
+        self.sw.notify_fd = -1
         if pthread_mutex_init(&self.lock, NULL) != 0:
             raise MemoryError("cannot initialise the switch lock")
         self.lock_ready = True
@@ -95,9 +99,6 @@ cdef class SwitchCore:
         self.sw.batch = batch
         self.sw.manual_clock = manual_clock
         self.sw.now_ms = 0 if manual_clock else monotonic_ms()
-        self.sw.epoll_fd = -1
-        self.sw.wake_fd = -1
-        self.sw.notify_fd = -1
         if fdb_alloc(&self.sw.fdb, capacity) != 0:
             raise MemoryError(f"cannot allocate an FDB of {capacity} entries")
         self.sw.soft_buf = <char *>calloc(VALE_MAX_SEGMENTS * SOFT_STRIDE + VALE_SLOT_ALIGN, 1)
@@ -496,14 +497,15 @@ cdef class SwitchCore:
             self.release()
 
     def forward(self, index):
-        """Forward one batch from a port's RX ring; returns the frames taken."""
+        """Forward one batch from a port's RX ring (its packet socket's ring, its TAP);
+        returns the frames taken."""
         cdef vale_port *p
         cdef uint32_t n
         self.acquire()
         try:
             p = self.port_at(index)
             with nogil:
-                n = forward_ring(self.sw, p)
+                n = forward_port(self.sw, p)
             return n
         finally:
             self.release()
@@ -519,7 +521,7 @@ cdef class SwitchCore:
                 while True:
                     n = 0
                     for k in range(self.sw.nactive):
-                        n += forward_ring(self.sw, self.sw.ports[self.sw.active[k]])
+                        n += forward_port(self.sw, self.sw.ports[self.sw.active[k]])
                     if n == 0:
                         break
                     total += n
@@ -892,6 +894,8 @@ cdef class SwitchCore:
         try:
             src = self.port_at(index)
             rx = &src.rx
+            if src.kind != PORT_MEMORY:
+                raise ValueError("only an in-memory port can be a benchmark's source")
             if ring_count(rx) != rx.nslots:
                 raise ValueError("fill the source RX ring completely before benchmarking")
             with nogil:

@@ -101,6 +101,15 @@ cdef inline tpacket2_hdr *packet_frame(const vale_pring *r, uint32_t i) noexcept
                             + <size_t>(i % r.frames_per_block) * r.frame_size)
 
 
+cdef uint32_t forward_port(vale_switch *sw, vale_port *p) noexcept nogil:
+    """Forward one batch from any port's receive side; returns the frames taken."""
+    if p.kind == PORT_PACKET:
+        return forward_packet(sw, p)
+    if p.kind == PORT_TAP:
+        return forward_tap(sw, p)
+    return forward_ring(sw, p)
+
+
 cdef uint32_t forward_packet(vale_switch *sw, vale_port *src) noexcept nogil:
     """Forward one batch from a packet port's receive ring; returns the frames taken."""
     cdef vale_pring *r = &src.prx
@@ -108,7 +117,7 @@ cdef uint32_t forward_packet(vale_switch *sw, vale_port *src) noexcept nogil:
     cdef uint32_t n = 0, i, status
     cdef vale_desc *d
     cdef char *data
-    while n < sw.batch:
+    while n < sw.batch and n < r.frame_nr:     # a batch over the ring would meet itself
         h = packet_frame(r, r.head + n)
         status = vale_load_acquire(&h.tp_status)
         if not (status & TP_STATUS_USER):
