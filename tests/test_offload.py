@@ -188,13 +188,59 @@ def parse(frame: bytes) -> Headers | None:
     return Headers(l3, l4, hlen, ipv, proto) if hlen < n else None
 
 
+SCTP, SCTP_CSUM_OFFSET = 132, 8
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ (0x82F63B78 if c & 1 else 0)
+        table.append(c)
+    return table
+
+
+CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), the reference the core's SCTP checksums are held to."""
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc = CRC32C_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def sctp_checksum_ok(packet: bytes) -> bool:
+    """An SCTP packet's checksum field (least significant byte first, as Linux stores
+    it) holds the CRC32c of the packet with that field at zero."""
+    zeroed = packet[:8] + bytes(4) + packet[12:]
+    return int.from_bytes(packet[8:12], "little") == crc32c(zeroed)
+
+
+def build_sctp(payload: bytes = b"sctp data" * 10, src: bytes = SRC4,
+               dst: bytes = DST4) -> Built:
+    """An IPv4 SCTP packet (one DATA chunk) as Linux hands it over when the device
+    computes SCTP's CRC32c: the field at zero, the header asking for the checksum."""
+    chunk = struct.pack("!BBHIHHI", 0, 3, 16 + len(payload), 1, 0, 0, 0) + payload
+    l4 = struct.pack("!HHII", 5000, 5001, 0x01020304, 0) + chunk
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0x4000, 64, SCTP, 0,
+                     src, dst)
+    ip = ip[:10] + struct.pack("!H", 0xFFFF - ones_sum(ip)) + ip[12:]
+    frame = MACS + b"\x08\x00" + ip + l4
+    v = vnet(NEEDS_CSUM, GSO_NONE, 0, 0, 34, SCTP_CSUM_OFFSET)
+    return Built(frame, v, 14, 34, 34 + 12, 4, SCTP)
+
+
 GSO_WANTS = {GSO_TCPV4: {(4, TCP)}, GSO_TCPV6: {(6, TCP)}, GSO_UDP: {(4, UDP)},
              GSO_UDP_L4: {(4, UDP), (6, UDP)}}
 
 
 def model_check(v: bytes, frame: bytes) -> bool:
     flags, gso_type, _, gso_size, start, offset = unpack_vnet(v)
-    fits = offset in (6, 16) and start + offset + 2 <= len(frame)
+    fits = ((offset in (6, 16) and start + offset + 2 <= len(frame))
+            or (offset == SCTP_CSUM_OFFSET and start + offset + 4 <= len(frame)))
     if gso_type == GSO_NONE:
         return not flags & NEEDS_CSUM or fits
     if not flags & NEEDS_CSUM or gso_size == 0 or not fits:
@@ -678,7 +724,7 @@ def random_frames(draw) -> tuple[bytes, bytes]:
         st.binary(min_size=10, max_size=10),
         st.builds(vnet, st.sampled_from([0, NEEDS_CSUM, NEEDS_CSUM | DATA_VALID]),
                   st.sampled_from([0, 1, 3, 4, 5, 0x81, 0x85]), st.integers(0, 0xFFFF),
-                  GSO_SIZES, st.integers(0, 0xFFFF), st.sampled_from([6, 16, 0xFFFF]))))
+                  GSO_SIZES, st.integers(0, 0xFFFF), st.sampled_from([6, 8, 16, 0xFFFF]))))
     return v, frame
 
 
@@ -692,12 +738,17 @@ def test_random_input(case, out_shape):
     assert ok == model_check(v, frame)
 
     flags, _, _, _, start, offset = unpack_vnet(v)
+    width = 4 if offset == SCTP_CSUM_OFFSET else 2
     try:
         done = _checksum(v, frame)
     except ValueError:
-        assert flags & NEEDS_CSUM and start + offset + 2 > len(frame)
+        assert flags & NEEDS_CSUM and start + offset + width > len(frame)
     else:
-        if flags & NEEDS_CSUM:
+        if flags & NEEDS_CSUM and offset == SCTP_CSUM_OFFSET:
+            field = start + offset
+            assert done[:field] == frame[:field] and done[field + 4:] == frame[field + 4:]
+            assert sctp_checksum_ok(done[start:])
+        elif flags & NEEDS_CSUM:
             field = start + offset
             assert done[:field] == frame[:field] and done[field + 2:] == frame[field + 2:]
             if offset % 2 == 0:     # a word of the checksummed data, as it must be
@@ -715,3 +766,23 @@ def test_random_input(case, out_shape):
         check_segments(v, frame, segs)
         if unpack_vnet(v)[1] == GSO_NONE:
             assert segs == [done]
+
+
+def test_the_crc32c_reference_gives_the_standard_check_value():
+    assert crc32c(b"123456789") == 0xE3069283
+
+
+def test_sctp_partial_checksum_is_completed_with_crc32c():
+    b = build_sctp()
+    assert _vnet_check(b.vnet, b.frame)
+    done = _checksum(b.vnet, b.frame)
+    assert done[:b.l4 + 8] == b.frame[:b.l4 + 8] and done[b.l4 + 12:] == b.frame[b.l4 + 12:]
+    assert sctp_checksum_ok(done[b.l4:])
+    assert not sctp_checksum_ok(b.frame[b.l4:])
+
+
+def test_sctp_cannot_be_a_gso_frame():
+    b = build_sctp()
+    assert not _vnet_check(vnet(NEEDS_CSUM, GSO_UDP_L4, 0, 100, 34, SCTP_CSUM_OFFSET), b.frame)
+    assert not _vnet_check(vnet(NEEDS_CSUM, GSO_NONE, 0, 0, len(b.frame) - 11,
+                                SCTP_CSUM_OFFSET), b.frame)     # its field past the end

@@ -4,7 +4,16 @@ header lies. In-memory ports, so no root is needed."""
 
 from __future__ import annotations
 
-from tests.test_offload import GSO_TCPV4, NEEDS_CSUM, build, check_segments, unpack_vnet, vnet
+from tests.test_offload import (
+    GSO_TCPV4,
+    NEEDS_CSUM,
+    build,
+    build_sctp,
+    check_segments,
+    sctp_checksum_ok,
+    unpack_vnet,
+    vnet,
+)
 from vale._fastpath import SwitchCore
 
 
@@ -83,3 +92,18 @@ def test_header_on_a_plain_frame_port_is_all_zero_when_asked():
     core.inject(a, [plain])
     core.forward_all()
     assert core.drain(b, with_vnet=True) == [(None, plain)]
+
+
+def test_sctp_partial_checksum_is_completed_for_every_port():
+    """No virtio-net header can say that a partial checksum is SCTP's CRC32c (the kernel's
+    csum_not_inet), so a kernel given one would fill in an Internet checksum: the switch
+    completes it on receipt and sends a plain frame everywhere."""
+    core, (a, b, c) = switch(True, True, False)
+    sctp = build_sctp()
+    core.inject(a, [sctp.frame], [sctp.vnet])
+    core.forward_all()
+    for port in (b, c):
+        [(header, frame)] = core.drain(port, with_vnet=True)
+        assert header is None and len(frame) == len(sctp.frame)
+        assert sctp_checksum_ok(frame[sctp.l4:])
+    assert core.snapshot()["ports"][a]["drops"]["bad_offload"] == 0

@@ -35,7 +35,7 @@ cdef enum:
     DROP_LEARN_LIMIT = 4        # a new source MAC on a port at its learn limit
     DROP_LEARN_BANNED = 5       # a source MAC banned for moving too often
     DROP_BAD_OFFLOAD = 6        # a virtio-net header that does not match its frame
-    DROP_TX_ERROR = 7           # the kernel refused the frame (interface gone, error)
+    DROP_TX_ERROR = 7           # the destination could not send it: down, gone, refused
     N_DROP_REASONS = 8
 
 cdef enum:

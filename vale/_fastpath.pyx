@@ -223,6 +223,9 @@ cdef class SwitchCore:
                 err = packet_open(p, ifindex, frames)
             if err != 0:
                 free(p)
+                if err == ENOPROTOOPT:
+                    raise OSError(err, "this kernel's packet sockets lack an option vale "
+                                       "needs (PACKET_IGNORE_OUTGOING: Linux 4.20 or later)")
                 raise OSError(err, os.strerror(err))
             ev.events = EPOLLIN
             ev.data.u32 = p.index

@@ -37,15 +37,16 @@ cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames) noexcept nog
     if fd < 0:
         return errno
     # The order matters: the header option and the version before the ring; bind last, so
-    # no frame arrives before the ring is there.
+    # no frame arrives before the ring is there. Not seeing its own transmissions (Linux
+    # 4.20+) is a must: the ring would get every frame the switch sends out of this port
+    # back, and a broadcast would go round for ever.
     if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)) != 0
-            or setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) != 0):
+            or setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) != 0
+            or setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one)) != 0):
         e = errno
         close(fd)
         return e
-    # Not seeing our own transmissions (4.20+) and skipping the qdisc are optimisations:
-    # go on without them on kernels that refuse.
-    setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one))
+    # Skipping the qdisc is an optimisation: go on without it on kernels that refuse.
     setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one))
     setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size))
     req.tp_frame_size = PACKET_FRAME_SIZE
@@ -130,9 +131,7 @@ cdef uint32_t forward_packet(vale_switch *sw, vale_port *src) noexcept nogil:
         d.len = h.tp_snaplen if h.tp_snaplen == h.tp_len else TRUNCATED
         memcpy(&d.vnet, data - VNET_HDR_LEN, VNET_HDR_LEN)
         if d.vnet.gso_type != VNET_GSO_NONE or (d.vnet.flags & VNET_NEEDS_CSUM):
-            d.flags = FRAME_VNET
-            if d.len != TRUNCATED and vnet_check(&d.vnet, data, d.len) != 0:
-                d.flags |= FRAME_BAD
+            d.flags = settle_vnet(d) if d.len != TRUNCATED else FRAME_VNET
         if status & TP_STATUS_VLAN_VALID:
             d.flags |= FRAME_VLAN
             d.vlan_tci = h.tp_vlan_tci
@@ -147,6 +146,17 @@ cdef uint32_t forward_packet(vale_switch *sw, vale_port *src) noexcept nogil:
         vale_store_release(&packet_frame(r, r.head + i).tp_status, TP_STATUS_KERNEL)
     r.head = (r.head + n) % r.frame_nr
     return n
+
+
+cdef bint tap_failed(int fd) noexcept nogil:
+    """Whether a tun fd reports an error now (its device is gone): an epoll event read
+    before the lock was taken may be a stale one, of a port removed meanwhile whose index
+    a new TAP took."""
+    cdef pollfd pfd
+    pfd.fd = fd
+    pfd.events = 0
+    pfd.revents = 0
+    return poll(&pfd, 1, 0) > 0 and (pfd.revents & (POLLERR | POLLHUP)) != 0
 
 
 cdef void port_down(vale_switch *sw, vale_port *p) noexcept nogil:
@@ -252,6 +262,6 @@ cdef void run_loop(vale_switch *sw, pthread_mutex_t *lock) noexcept nogil:
                     getsockopt(p.fd, SOL_SOCKET, SO_ERROR, &err, &elen)
                     if err != 0 or events[j].events & EPOLLHUP:
                         port_down(sw, p)
-                elif p != NULL and p.kind == PORT_TAP:
+                elif p != NULL and p.kind == PORT_TAP and tap_failed(p.fd):
                     port_down(sw, p)
                 pthread_mutex_unlock(lock)

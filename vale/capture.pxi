@@ -50,4 +50,4 @@ cdef void mirror_received(vale_switch *sw, vale_port *src, uint32_t n, uint32_t 
         if VALE_ETH_HLEN <= d.len <= src_max and not (d.flags & FRAME_BAD):
             chain(sw, &head, &tail, <uint16_t>i)
     if head != NO_FRAME:
-        deliver(sw, m, head, NO_FRAME, padded)
+        deliver(sw, m, head, NO_FRAME, padded, True)

@@ -168,8 +168,10 @@ cdef uint32_t soft_offload(vale_switch *sw, const vale_desc *d) noexcept nogil:
 
 
 cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
-                  bint padded) noexcept nogil:
-    """Hand dst the frames of unicast list u and flood list b, merged in batch order."""
+                  bint padded, bint flood) noexcept nogil:
+    """Hand dst the frames of unicast list u and flood list b, merged in batch order;
+    unknown unicast among the floods only if `flood` (the flag of the port the frames are
+    for: dst's own, or the port dst mirrors)."""
     cdef uint16_t i
     cdef uint32_t queued = 0, k, nseg
     cdef vale_desc *d
@@ -184,7 +186,7 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
         if b != NO_FRAME and (u == NO_FRAME or b < u):
             i = b
             b = sw.next_frame[b]
-            if not dst.flood and (sw.descs[i].flags & FRAME_UNKNOWN_UNICAST):
+            if not flood and (sw.descs[i].flags & FRAME_UNKNOWN_UNICAST):
                 continue
         else:
             i = u
@@ -242,6 +244,14 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
         flush_packet(sw, dst, queued)
 
 
+cdef uint32_t chain_length(const vale_switch *sw, uint16_t i) noexcept nogil:
+    cdef uint32_t n = 0
+    while i != NO_FRAME:
+        n += 1
+        i = sw.next_frame[i]
+    return n
+
+
 cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n, uint32_t src_max,
                             bint padded) noexcept nogil:
     """Forward sw.descs[0:n], received on src. src_max is the longest frame the source
@@ -255,7 +265,7 @@ cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n, uint32_
     cdef int reason
     cdef uint64_t nbytes = 0, floods = 0
     cdef uint64_t drops[N_DROP_REASONS]
-    cdef bint learning = src.learning
+    cdef bint learning = src.learning and src.up    # down: its MACs were just forgotten
     cdef vale_port *dst
 
     if not sw.manual_clock:
@@ -320,15 +330,18 @@ cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n, uint32_
             chain(sw, &sw.flood_head, &sw.flood_tail, <uint16_t>i)
 
     # Pass 3: every other port that is up and has frames for it gets them, in order; a
-    # port's transmit mirror gets the same frames.
+    # port's transmit mirror gets the same frames. Unicast for a port that is down (a
+    # static entry, or one learned just before) is dropped there and counted.
     for k in range(sw.nactive):
         pi = sw.active[k]
         dst = sw.ports[pi]
         if pi != src.index and dst.up and (sw.list_head[pi] != NO_FRAME
                                            or sw.flood_head != NO_FRAME):
-            deliver(sw, dst, sw.list_head[pi], sw.flood_head, padded)
+            deliver(sw, dst, sw.list_head[pi], sw.flood_head, padded, dst.flood)
             if vale_unlikely(dst.mirror_tx != VALE_NO_PORT):
                 mirror_sent(sw, src, dst, sw.list_head[pi], sw.flood_head, padded)
+        elif vale_unlikely(not dst.up and sw.list_head[pi] != NO_FRAME):
+            dst.c.drops[DROP_TX_ERROR] += chain_length(sw, sw.list_head[pi])
     if vale_unlikely(src.mirror_rx != VALE_NO_PORT):
         mirror_received(sw, src, n, src_max, padded)
 
@@ -361,8 +374,8 @@ cdef uint32_t forward_ring(vale_switch *sw, vale_port *src) noexcept nogil:
         d.flags = slot.flags & FRAME_VNET
         if vale_unlikely(d.flags):
             d.vnet = rx.vnets[idx]
-            if d.len <= rx.slot_size and vnet_check(&d.vnet, d.data, d.len) != 0:
-                d.flags |= FRAME_BAD
+            if d.len <= rx.slot_size:
+                d.flags = settle_vnet(d)
     forward_batch(sw, src, n, rx.slot_size, True)
     rx.tail += n
     return n
@@ -373,4 +386,4 @@ cdef void mirror_sent(vale_switch *sw, vale_port *src, vale_port *dst, uint16_t 
     """Hand dst's transmit mirror the frames just offered to dst."""
     cdef vale_port *m = sw.ports[dst.mirror_tx]
     if m != NULL and m.up and m != src and m != dst:
-        deliver(sw, m, u, b, padded)
+        deliver(sw, m, u, b, padded, dst.flood)

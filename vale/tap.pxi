@@ -34,9 +34,7 @@ cdef uint32_t forward_tap(vale_switch *sw, vale_port *src) noexcept nogil:
             d.len = <uint32_t>(got - VNET_HDR_LEN)
             memcpy(&d.vnet, buf, VNET_HDR_LEN)
             if d.vnet.gso_type != VNET_GSO_NONE or (d.vnet.flags & VNET_NEEDS_CSUM):
-                d.flags = FRAME_VNET
-                if vnet_check(&d.vnet, d.data, d.len) != 0:
-                    d.flags |= FRAME_BAD
+                d.flags = settle_vnet(d)
         n += 1
     if n:
         # Frames start 10 bytes into 64-byte aligned slots whose tails have 1 KiB of slack:
@@ -60,8 +58,10 @@ cdef void flush_tap(vale_switch *sw, vale_port *dst, uint32_t n) noexcept nogil:
         if e == EAGAIN:
             dst.c.drops[DROP_RING_FULL] += n - j
             return
-        if e == EINVAL or e == EMSGSIZE:
+        if e == EMSGSIZE:
             dst.c.drops[DROP_TOO_BIG] += 1
+        elif e == EINVAL:
+            dst.c.drops[DROP_BAD_OFFLOAD] += 1         # the kernel refused the header
         else:
             dst.c.drops[DROP_TX_ERROR] += n - j
             return

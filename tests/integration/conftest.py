@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-PREFIX = f"vt{os.getpid()}"        # + h001 / p001: at most 13 bytes
-_OURS = re.compile(r"^vt(\d+)[hp]\d{3}$")
+PREFIX = f"vt{os.getpid()}"        # + h001 / p001 / t001: at most 13 bytes
+_OURS = re.compile(r"^vt(\d+)[hpt]\d{3}$")
 
 
 def _why_not() -> str | None:

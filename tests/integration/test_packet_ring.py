@@ -1,16 +1,24 @@
-"""A packet port's receive ring driven by hand, with no forwarding thread: the kernel fills
-the ring while nobody reads it, then batches are taken one at a time. Needs root (see
-conftest)."""
+"""Interface ports on the core itself, without valed: a packet port's receive ring driven
+by hand (the kernel fills it while nobody reads, then batches are taken one at a time), a
+port that is down, a TAP whose device goes away, an SCTP frame whose sender left its
+checksum to the device. Needs root (see conftest)."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
+import time
 
 import pytest
 
-from tests.integration.conftest import Host
+from tests.frames import frame, mac
+from tests.integration.conftest import PREFIX, Host, sh
+from tests.test_offload import build_sctp, sctp_checksum_ok
 from vale._fastpath import SwitchCore
+from vale.names import mac_to_key
+from vale.switch import Switch
+from vale.tap import open_tap
 
 SEND = """
 import socket, sys
@@ -61,3 +69,97 @@ def test_the_benchmark_driver_refuses_a_packet_port(make_host):
     src = core.add_packet_port(socket.if_nametoindex(a.port))
     with pytest.raises(ValueError, match="in-memory"):
         core.bench_forward(src, 10)
+
+
+def test_unicast_for_a_port_that_is_down_is_dropped_and_counted(make_host):
+    """A static entry keeps pointing at a port whose link failed: what is sent to it is
+    a tx_error there, not lost without a trace."""
+    a = make_host(1, ipv6=False)
+    core = SwitchCore()
+    port = core.add_packet_port(socket.if_nametoindex(a.port))
+    src = core.add_port()
+    core.fdb_add(mac_to_key(a.mac), port)          # static
+    core.set_port(port, up=False)
+    core.inject(src, [frame(a.mac, mac(1)), frame(a.mac, mac(1), tag=2)])
+    assert core.forward(src) == 2
+    assert core.snapshot()["ports"][port]["drops"]["tx_error"] == 2
+
+
+def test_a_tap_whose_device_is_deleted_goes_down_and_the_others_go_on(make_host):
+    a, b = make_host(1, ipv6=False), make_host(2, ipv6=False)
+    name = f"{PREFIX}t001"
+    sw = Switch("vale6")
+    try:
+        sw.attach(a.port)
+        sw.attach(b.port)
+        sw.attach_tap(name, open_tap(name))
+        sh("ip", "link", "set", name, "up")
+        sw.start()
+        assert a.ping(b)
+        sh("ip", "link", "del", name)
+        deadline = time.monotonic() + 5
+        while sw.port_info(name)["up"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not sw.port_info(name)["up"]
+        assert sw.port_info(a.port)["up"] and sw.port_info(b.port)["up"]
+        assert a.ping(b)
+    finally:
+        sw.stop()
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+SEND_WITH_HEADER = """
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+s.setsockopt(263, 15, 1)                # SOL_PACKET, PACKET_VNET_HDR
+s.bind(("eth0", 0))
+s.send(bytes.fromhex(sys.argv[1]))
+"""
+
+CAPTURE_SCTP = """
+import socket, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind(("eth0", 0))
+s.settimeout(0.2)
+print("ready", flush=True)
+end = time.monotonic() + 5
+while time.monotonic() < end:
+    try:
+        data, addr = s.recvfrom(65536)
+    except TimeoutError:
+        continue
+    if addr[2] != socket.PACKET_OUTGOING and len(data) > 34 and data[23] == 132:
+        print(data.hex(), flush=True)
+        break
+"""
+
+
+def test_an_sctp_frame_with_its_checksum_left_to_the_device_arrives_checksummed(make_host):
+    """Linux hands over SCTP with a partial checksum (csum_offset 8, a CRC32c) when the
+    device offers SCTP checksumming, as veth does. vale used to drop such frames as
+    bad_offload; it completes the CRC32c and they arrive whole."""
+    a, b = make_host(1, ipv6=False), make_host(2, ipv6=False)
+    sw = Switch("vale5")
+    try:
+        sw.attach(a.port)
+        sw.attach(b.port)
+        sw.start()
+        assert a.ping(b)                        # both MACs learned
+        sctp = build_sctp(src=socket.inet_aton(a.ip), dst=socket.inet_aton(b.ip))
+        frame = (bytes.fromhex(b.mac.replace(":", "")) + bytes.fromhex(a.mac.replace(":", ""))
+                 + sctp.frame[12:])
+        capture = b.popen(sys.executable, "-c", CAPTURE_SCTP, stdout=subprocess.PIPE,
+                          text=True)
+        try:
+            assert capture.stdout.readline().strip() == "ready"
+            a.run(sys.executable, "-c", SEND_WITH_HEADER, (sctp.vnet + frame).hex())
+            got = bytes.fromhex(capture.stdout.readline().strip())
+        finally:
+            capture.kill()
+            capture.wait()
+        assert got[12:sctp.l4 + 8] == frame[12:sctp.l4 + 8]
+        assert got[sctp.l4 + 12:] == frame[sctp.l4 + 12:]
+        assert sctp_checksum_ok(got[sctp.l4:])
+        assert sw.stats()["ports"][a.port]["drops"]["bad_offload"] == 0
+    finally:
+        sw.stop()

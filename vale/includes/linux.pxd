@@ -1,5 +1,5 @@
 # Linux kernel interfaces the port back ends use: packet sockets and their rings
-# (linux/if_packet.h), mmap, epoll, eventfd, sendmmsg. Declared once, here.
+# (linux/if_packet.h), mmap, epoll, poll, eventfd, sendmmsg. Declared once, here.
 
 from libc.stdint cimport uint16_t, uint32_t
 
@@ -7,6 +7,7 @@ from libc.stdint cimport uint16_t, uint32_t
 cdef extern from "<errno.h>" nogil:
     int errno
     int EAGAIN, EWOULDBLOCK, ENOBUFS, EINTR, EMSGSIZE, ENXIO, ENETDOWN, ENODEV, EINVAL, EIO
+    int ENOPROTOOPT
     int EBADFD
 
 cdef extern from "<unistd.h>" nogil:
@@ -64,6 +65,14 @@ cdef extern from "<sys/epoll.h>" nogil:
     int epoll_create1(int flags)
     int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
     int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int POLLERR, POLLHUP
+    int poll(pollfd *fds, unsigned long nfds, int timeout)
 
 cdef extern from "<sys/eventfd.h>" nogil:
     int EFD_NONBLOCK, EFD_CLOEXEC
