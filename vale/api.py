@@ -20,6 +20,7 @@ import grp
 import logging
 import os
 import pwd
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from vale.switch import Switch
 log = logging.getLogger("vale.api")
 
 API_VERSION = 1
+RETRY_S = 5                 # a port that failed to come back is tried again after this
 
 # Settings `set` takes, with their parser. Switch-wide and per port.
 SWITCH_KEYS = {"ageing": float, "fdb_capacity": int, "batch": int, "move_limit": int,
@@ -95,6 +97,9 @@ def parse_settings(raw: Any, known: dict[str, Any]) -> dict[str, Any]:
     return {key: parse_setting(key, value, known[key]) for key, value in raw.items()}
 
 
+MAX_CPUS = 8192                             # Linux's own limit (CONFIG_NR_CPUS at most)
+
+
 def parse_cpus(key: str, value: Any) -> list[int]:
     """'0,2-3' -> [0, 2, 3]; '' or 'all' -> [] (no pinning)."""
     if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
@@ -106,10 +111,14 @@ def parse_cpus(key: str, value: Any) -> list[int]:
     cpus: list[int] = []
     try:
         for part in text.split(","):
-            low, _, high = part.partition("-")
-            cpus.extend(range(int(low), int(high or low) + 1))
+            low, dash, high = part.partition("-")
+            first, last = int(low), int(high if dash else low)
+            if not 0 <= first <= last < MAX_CPUS:
+                raise ValueError(part)
+            cpus.extend(range(first, last + 1))
     except ValueError:
-        raise ApiError("invalid", f"{key} takes CPU numbers like 0,2-3, not {value!r}") from None
+        raise ApiError("invalid", f"{key} takes CPU numbers like 0,2-3 (each below "
+                                  f"{MAX_CPUS}, ranges low-high), not {value!r}") from None
     return cpus
 
 
@@ -150,6 +159,7 @@ class Api:
         self.switches: dict[str, Switch] = {}
         self._on_added = on_switch_added
         self._on_removed = on_switch_removed
+        self._retry_at: dict[tuple[str, str], float] = {}      # (switch, port): monotonic
         self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "version": self.op_version, "list": self.op_list, "attach": self.op_attach,
             "detach": self.op_detach, "info": self.op_info, "fdb_show": self.op_fdb_show,
@@ -230,8 +240,11 @@ class Api:
         if sw is None:
             sw = Switch(name)
             settings = self.desired["switches"][name]["settings"]
-            if settings:
+            try:
                 sw.configure(**settings)
+            except (ValueError, TypeError) as exc:    # saved, and this machine refuses it
+                log.error("switch %s: the saved settings are refused (%s); it runs with the "
+                          "defaults until they are set again", name, exc)
             self.switches[name] = sw
             sw.start()
             if self._on_added:
@@ -550,6 +563,7 @@ class Api:
 
     def op_reload(self, args: dict[str, Any]) -> dict[str, Any]:
         """Bring up every desired port that is missing (what ExecReload asks)."""
+        self._retry_at.clear()              # asked for: try every port now
         return {"brought_up": self.reconcile()}
 
     def op_mirror_add(self, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -622,16 +636,20 @@ class Api:
                         not Path("/sys/class/net", name).exists():
                     tap.make_persistent_tap(name, _uid(record.get("owner")),
                                             _gid(record.get("group")))
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.error("cannot make %s again: %s", name, exc)
         for switch in doc["switches"]:
-            self._live_switch(switch)
+            try:
+                self._live_switch(switch)
+            except (OSError, ValueError, TypeError) as exc:
+                log.error("cannot start switch %s as saved: %s", switch, exc)
         self.reconcile()
 
     def reconcile(self) -> list[str]:
         """Bring up desired ports that are not live but whose interface exists (a
         daemon-owned TAP always can be); take down live ports whose interface is gone."""
         brought = []
+        now = time.monotonic()
         for switch, config in list(self.desired["switches"].items()):
             for port in list(config["ports"]):
                 made = self.desired["interfaces"].get(port, {})
@@ -644,12 +662,19 @@ class Api:
                     continue
                 if made.get("kind") != "tap" and not Path("/sys/class/net", port).exists():
                     continue
+                # A failed try waits: making a TAP that then cannot move into its namespace
+                # (gone after a reboot) sends link events, and each event calls this again.
+                if now < self._retry_at.get((switch, port), 0):
+                    continue
                 try:
                     self.bring_up(switch, port)
+                    self._retry_at.pop((switch, port), None)
                     brought.append(f"{switch}:{port}")
                     log.info("%s:%s is back", switch, port)
-                except (OSError, ValueError) as exc:
-                    log.warning("%s:%s cannot come back yet: %s", switch, port, exc)
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    self._retry_at[(switch, port)] = now + RETRY_S
+                    log.warning("%s:%s cannot come back yet (next try in %d s): %s",
+                                switch, port, RETRY_S, exc)
         return brought
 
     def link_event(self, event: netlink.LinkEvent) -> None:

@@ -178,14 +178,15 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
         watcher = LinkWatcher(self.loop, self.api.link_event)   # before restoring: miss nothing
-        assert self.api.state is not None
-        self.api.restore(self.api.state.load())
         path = Path(self.socket_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists() or path.is_symlink():
+            # Before restoring: a second valed must not attach (and forward) anything.
             if _socket_in_use(path):
                 raise SystemExit(f"valed: another daemon is serving {path}")
             path.unlink()
+        assert self.api.state is not None
+        self.api.restore(self.api.state.load())
         # Created 0660 from the start, not chmod-ed after anyone could connect.
         old_umask = os.umask(0o117)
         try:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vale._fastpath import DROP_REASONS, SwitchCore
+from vale._fastpath import DROP_REASONS, MAX_FDB_CAPACITY, SwitchCore
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key
 from vale.ports import interface_index, interface_mtu
 
@@ -176,13 +176,24 @@ class Switch:
         if unknown:
             raise ValueError(f"unknown switch setting(s): {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(sorted(_SWITCH_SETTINGS))}")
-        if "cpus" in settings:
-            self.set_cpus(settings.pop("cpus"))
+        # All or nothing: what can be refused is checked before anything changes (resizing
+        # evicts entries; the core's configure checks all its values first).
+        cpus = self._check_cpus(settings.pop("cpus")) if "cpus" in settings else False
         capacity = settings.pop("fdb_capacity", None)
         if capacity is not None:
-            self._core.set_capacity(capacity)
+            if isinstance(capacity, bool) or not isinstance(capacity, int) \
+                    or not 1 <= capacity <= MAX_FDB_CAPACITY:
+                raise ValueError(f"fdb capacity must be between 1 and {MAX_FDB_CAPACITY}, "
+                                 f"not {capacity!r}")
+            statics = self._core.snapshot()["fdb"]["static"]
+            if capacity < statics:
+                raise ValueError(f"the FDB holds {statics} static entries, more than {capacity}")
         if settings:
             self._core.configure(**settings)
+        if capacity is not None:
+            self._core.set_capacity(capacity)
+        if cpus is not False:
+            self._pin(cpus)
 
     def set_time(self, seconds: float) -> None:
         self._core.set_time(seconds)
@@ -212,6 +223,10 @@ class Switch:
 
     def set_cpus(self, cpus: Iterable[int] | None) -> None:
         """Pin the forwarding thread to these CPUs (None or empty: no pinning)."""
+        self._pin(self._check_cpus(cpus))
+
+    @staticmethod
+    def _check_cpus(cpus: Iterable[int] | None) -> list[int] | None:
         wanted = sorted(set(cpus)) if cpus else None
         if wanted is not None:
             available = os.sched_getaffinity(0)
@@ -219,6 +234,9 @@ class Switch:
             if bad:
                 raise ValueError(f"no such CPU(s) for this process: {bad}; "
                                  f"available: {sorted(available)}")
+        return wanted
+
+    def _pin(self, wanted: list[int] | None) -> None:
         self._cpus = wanted
         if self._thread is not None:
             self._apply_cpus()

@@ -125,6 +125,29 @@ def test_configuration_survives_sigterm_and_kill_9(tmp_path, make_host):
         cleanup(f"{PREFIX}h003", f"{PREFIX}p003")
 
 
+def test_a_tap_whose_namespace_is_gone_after_a_restart_leaves_valed_serving(tmp_path):
+    """After a reboot the namespace a TAP was created in is gone: making the TAP, failing
+    to move it and closing it sent link events, each of which tried again, and valed
+    never got back to its requests. Now a failed try waits before the next."""
+    daemon = start_valed(str(tmp_path / "v.sock"), tmp_path / "valed.log",
+                         state_dir=tmp_path / "state")
+    ns, name = netns(f"{PREFIX}h004"), f"{PREFIX}p004"
+    try:
+        daemon("create", name=name, kind="tap", netns=ns, address="198.18.1.4/24")
+        daemon.proc.send_signal(signal.SIGTERM)
+        daemon.proc.wait(10)
+        sh("ip", "netns", "del", ns)
+        daemon = start_valed(daemon.socket, daemon.log, state_dir=tmp_path / "state")
+        end = time.monotonic() + 3
+        while time.monotonic() < end:           # answering all along, the TAP down
+            assert {p["port"]: p["state"] for p in daemon("list")}[name] != "up"
+            time.sleep(0.2)
+        assert "cannot come back yet" in daemon.log.read_text()
+    finally:
+        stop_valed(daemon)
+        cleanup(ns, name)
+
+
 def test_a_corrupt_state_file_is_moved_aside_and_valed_starts_empty(tmp_path):
     state = tmp_path / "state"
     state.mkdir()

@@ -1,0 +1,64 @@
+"""What the daemon's API layer does with settings and saved state it cannot take: refuse
+with an error and change nothing, or, at start, log and go on. No root needed: the saved
+switches here have no interface ports."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+from vale.api import Api, ApiError, parse_cpus
+from vale.state import empty
+from vale.switch import Switch
+
+
+@pytest.mark.parametrize("text", ["0-100000000", "5-3", "-1", "0,8192", "x", "1-"])
+def test_cpu_lists_that_are_not_cpus_are_refused_before_anything_is_built(text):
+    with pytest.raises(ApiError, match="CPU numbers"):
+        parse_cpus("cpus", text)
+
+
+def test_cpu_lists():
+    assert parse_cpus("cpus", "0,2-3") == [0, 2, 3]
+    assert parse_cpus("cpus", "all") == []
+
+
+NOT_A_CPU = max(os.sched_getaffinity(0)) + 1
+
+
+@pytest.mark.parametrize("bad", [{"fdb_capacity": 100, "batch": 0},
+                                 {"cpus": [NOT_A_CPU], "fdb_capacity": 100},
+                                 {"fdb_capacity": 0, "ageing": 5}])
+def test_a_refused_setting_changes_none_of_the_others(bad):
+    sw = Switch("vale0")
+    before = sw.stats()
+    with pytest.raises(ValueError):
+        sw.configure(**bad)
+    after = sw.stats()
+    assert after["settings"] == before["settings"]
+    assert after["fdb"]["capacity"] == before["fdb"]["capacity"]
+    assert sw.cpus is None
+
+
+def test_saved_state_the_machine_cannot_take_is_logged_and_the_rest_starts(caplog):
+    doc = empty()
+    doc["switches"]["vale1"] = {"settings": {"cpus": [NOT_A_CPU], "batch": 64},
+                                "ports": {}, "fdb": {}, "mirrors": {}}
+    doc["switches"]["vale2"] = {"settings": {"batch": 32}, "ports": {}, "fdb": {},
+                                "mirrors": {}}
+    doc["switches"]["BAD NAME"] = {"settings": {}, "ports": {}, "fdb": {}, "mirrors": {}}
+    doc["interfaces"]["t0"] = {"peer": "x"}                  # no kind
+    api = Api()
+    try:
+        with caplog.at_level(logging.ERROR, logger="vale.api"):
+            api.restore(doc)
+        assert set(api.switches) == {"vale1", "vale2"}
+        assert api.switches["vale2"].stats()["settings"]["batch"] == 32
+        assert api.switches["vale1"].cpus is None              # refused as a whole
+        errors = " ".join(r.getMessage() for r in caplog.records)
+        assert "vale1" in errors and "BAD NAME" in errors and "t0" in errors
+    finally:
+        for sw in api.switches.values():
+            sw.stop()
