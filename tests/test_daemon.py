@@ -10,6 +10,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -137,4 +140,63 @@ def test_the_socket_goes_to_the_configured_group(tmp_path):
     try:
         assert os.stat(daemon.socket).st_gid == grp.getgrnam("nogroup").gr_gid
     finally:
+        stop_valed(daemon)
+
+
+def test_clients_over_the_limit_are_told_busy_and_the_daemon_goes_on(valed):
+    """Each client holds a descriptor of valed's; ports and TAPs need them more."""
+    from vale.daemon import MAX_CLIENTS
+    held = []
+    try:
+        for _ in range(MAX_CLIENTS):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(valed.socket)
+            held.append(s)
+        deadline = time.monotonic() + 5
+        while True:                         # once valed has taken them all in
+            try:
+                valed("list")
+            except ClientError as exc:
+                assert exc.code == "busy" and "256 clients" in str(exc)
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            assert valed("list") == []
+            break
+        except ClientError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+def test_scrapes_over_the_limit_get_503_and_metrics_go_on(tmp_path):
+    from vale.metrics import MAX_SCRAPES
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    daemon = start_valed(str(tmp_path / "v.sock"), tmp_path / "valed.log",
+                         extra=("--metrics", f"127.0.0.1:{port}"))
+    url = f"http://127.0.0.1:{port}/metrics"
+    held = []
+    try:
+        assert b"vale_" in urllib.request.urlopen(url, timeout=5).read()
+        for _ in range(MAX_SCRAPES):                # connected, saying nothing
+            held.append(socket.create_connection(("127.0.0.1", port)))
+        time.sleep(0.3)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=5)
+        assert refused.value.code == 503
+        for s in held:
+            s.close()
+        held.clear()
+        time.sleep(0.3)
+        assert b"vale_" in urllib.request.urlopen(url, timeout=5).read()
+    finally:
+        for s in held:
+            s.close()
         stop_valed(daemon)

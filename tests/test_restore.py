@@ -62,3 +62,19 @@ def test_saved_state_the_machine_cannot_take_is_logged_and_the_rest_starts(caplo
     finally:
         for sw in api.switches.values():
             sw.stop()
+
+
+def test_an_unreadable_sys_is_not_a_missing_interface(monkeypatch):
+    """Out of descriptors, /sys cannot be read: that says nothing about the interface,
+    and taking its port down (as 'missing') would be wrong."""
+    import errno
+
+    from vale import ports
+
+    assert ports.interface_state("vnothere0", 12345) == "missing"
+
+    def no_descriptors(name, attribute):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(ports, "_read", no_descriptors)
+    assert ports.interface_state("lo", 1) == "unknown"

@@ -73,9 +73,15 @@ def call(op: str, args: dict[str, Any] | None = None, *, path: str | None = None
             if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
                 raise ClientError("not_running", f"valed is not running ({where})") from None
             raise ClientError("connect", f"cannot reach valed at {where}: {exc}") from None
-        sock.sendall(json.dumps({"v": 1, "op": op, "args": args or {}}).encode() + b"\n")
-        with sock.makefile("rb") as stream:
-            line = stream.readline()
+        try:
+            sock.sendall(json.dumps({"v": 1, "op": op, "args": args or {}}).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass            # it may have answered (busy) before it closed: read that
+        try:
+            with sock.makefile("rb") as stream:
+                line = stream.readline()
+        except ConnectionResetError:
+            line = b""
     except TimeoutError:
         raise ClientError("timeout", f"valed did not answer within {timeout:g} s") from None
     finally:

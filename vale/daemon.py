@@ -32,6 +32,7 @@ log = logging.getLogger("vale.daemon")
 DEFAULT_SOCKET = "/run/vale/valed.sock"
 MAX_REQUEST = 64 * 1024           # one request line; a longer one is refused
 LISTEN_BACKLOG = 1024             # connections waiting to be accepted
+MAX_CLIENTS = 256                 # connections served at once; more get "busy" and go
 HOUSEKEEPING_SECONDS = 1.0
 
 
@@ -167,6 +168,14 @@ class Daemon:
         await writer.drain()
 
     def _track(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.clients) >= MAX_CLIENTS:
+            # Descriptors are the daemon's: ports and TAPs need them more than idle clients.
+            with contextlib.suppress(Exception):
+                writer.write(json.dumps(reply_error(
+                    "busy", f"valed is serving {MAX_CLIENTS} clients; try again")).encode()
+                    + b"\n")
+            writer.close()
+            return
         task = asyncio.get_running_loop().create_task(self._client(reader, writer))
         self.clients.add(task)
         task.add_done_callback(self.clients.discard)

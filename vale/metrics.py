@@ -32,6 +32,7 @@ log = logging.getLogger("vale.metrics")
 
 DEFAULT_ADDRESS = "127.0.0.1:9466"
 MAX_HEADER = 8192
+MAX_SCRAPES = 16                # connections open at once; more get 503
 
 # name: (help, what it reads)
 PORT_COUNTERS = {
@@ -142,8 +143,16 @@ async def serve_metrics(api: Api, address: str) -> asyncio.AbstractServer:
     """GET /metrics on address, answered in the daemon's loop."""
     registry = registry_for(api)
     host, port = parse_address(address)
+    open_scrapes = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_scrapes
+        if open_scrapes >= MAX_SCRAPES:     # descriptors are the switch's first
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                         b"Connection: close\r\n\r\n")
+            writer.close()
+            return
+        open_scrapes += 1
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             method, path, *_ = [*head.split(b"\r\n", 1)[0].decode("latin-1").split(" "), ""]
@@ -160,6 +169,7 @@ async def serve_metrics(api: Api, address: str) -> asyncio.AbstractServer:
                 ConnectionError, ValueError):
             pass
         finally:
+            open_scrapes -= 1
             writer.close()
 
     server = await asyncio.start_server(handle, host, port, limit=MAX_HEADER)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 from pathlib import Path
 
@@ -25,10 +26,16 @@ def interface_index(name: str) -> int:
 
 
 def _read(name: str, attribute: str) -> str | None:
+    """None when the interface is not there. Other errors (out of file descriptors, say)
+    are raised: they tell nothing about the interface."""
     try:
         return (SYS_NET / name / attribute).read_text().strip()
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        if exc.errno == errno.ENODEV:       # deleted while we read
+            return None
+        raise
 
 
 def interface_mtu(name: str) -> int:
@@ -45,9 +52,12 @@ def interface_is_up(name: str) -> bool:
 
 
 def interface_state(name: str, ifindex: int) -> str:
-    """'up', 'down' (exists, not up), or 'missing' (gone, or another interface has taken
-    the name since)."""
-    index = _read(name, "ifindex")
-    if index is None or int(index) != ifindex:
-        return "missing"
-    return "up" if interface_is_up(name) else "down"
+    """'up', 'down' (exists, not up), 'missing' (gone, or another interface has taken
+    the name since), or 'unknown' (/sys could not be read: nothing to act on)."""
+    try:
+        index = _read(name, "ifindex")
+        if index is None or int(index) != ifindex:
+            return "missing"
+        return "up" if interface_is_up(name) else "down"
+    except OSError:
+        return "unknown"
