@@ -139,7 +139,9 @@ class Daemon:
             code = exc.code if isinstance(exc, ApiError) else "invalid"
             await self._send(writer, reply_error(code, getattr(exc, "message", str(exc))))
             return
-        hub = self.hubs.setdefault(sw.name, CaptureHub(sw))
+        hub = self.hubs.get(sw.name)
+        if hub is None or hub.sw is not sw:     # first capture, or the switch was made anew
+            hub = self.hubs[sw.name] = CaptureHub(sw)
         sub = Subscriber(port, rx, tx)
         hub.add(sub)
         sent = 0

@@ -125,3 +125,20 @@ def test_top_shows_the_busy_port_first(valed, make_host):
     rows = [line.split() for line in out.splitlines()[2:]]
     assert rows[0][0] in (f"vale0:{a.port}", f"vale0:{b.port}")
     assert float(rows[0][1]) > 100 and rows[-1][0] == f"vale0:{c.port}"
+
+
+def test_captures_work_again_after_the_switch_is_made_anew(valed, make_host, tmp_path):
+    """Detaching a switch's last port removes it; attaching makes a new one, and a
+    capture then went to the old, empty switch and was refused."""
+    a, b = make_host(1, ipv6=False), make_host(2, ipv6=False)
+    for turn in range(2):
+        valed.attach(a, b)
+        b.raw("send", "eth0", "ff:ff:ff:ff:ff:ff", b.mac, "1", "60")       # learn b
+        cap = capture(valed, f"vale0:{b.port}", "-w", str(tmp_path / f"{turn}.pcap"),
+                      "-c", "5", "--direction", "tx")
+        a.raw("send", "eth0", b.mac, a.mac, "5", "100")
+        _, err = cap.communicate(timeout=30)
+        assert cap.returncode == 0 and "5 frames captured" in err.decode(), (turn, err)
+        for host in (a, b):
+            valed("detach", port=f"vale0:{host.port}")
+        assert valed("list") == []
