@@ -66,8 +66,22 @@ json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_context
 def main(ctx: click.Context, socket: str | None, as_json: bool) -> None:
     ctx.obj = Context(socket)
+    if as_json:             # `valectl --json stats` as `valectl stats --json`
+        ctx.default_map = _json_everywhere(main)
     if ctx.invoked_subcommand is None:
         ctx.invoke(list_ports, as_json=as_json)
+
+
+def _json_everywhere(group: click.Group) -> dict[str, Any]:
+    """A click default_map turning --json on for every command (and subcommand) that
+    has it."""
+    defaults: dict[str, Any] = {}
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            defaults[name] = _json_everywhere(command)
+        elif any(p.name == "as_json" for p in command.params):
+            defaults[name] = {"as_json": True}
+    return defaults
 
 
 @main.command("list")

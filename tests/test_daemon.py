@@ -200,3 +200,9 @@ def test_scrapes_over_the_limit_get_503_and_metrics_go_on(tmp_path):
         for s in held:
             s.close()
         stop_valed(daemon)
+
+
+def test_json_before_the_command_is_json_too(valed):
+    for argv in (("--json", "stats"), ("--json", "list"), ("stats", "--json")):
+        out = valed.ctl(*argv).stdout
+        json.loads(out)
