@@ -78,3 +78,62 @@ def test_an_unreadable_sys_is_not_a_missing_interface(monkeypatch):
 
     monkeypatch.setattr(ports, "_read", no_descriptors)
     assert ports.interface_state("lo", 1) == "unknown"
+
+
+def _one_switch(state_dir) -> Api:
+    from vale.state import StateFile
+    api = Api(StateFile(state_dir))
+    doc = empty()
+    doc["switches"]["vale1"] = {"settings": {}, "ports": {}, "fdb": {}, "mirrors": {}}
+    api.restore(doc)
+    return api
+
+
+def test_a_change_that_cannot_be_saved_is_said_and_saved_later(tmp_path, monkeypatch):
+    import errno
+    import json
+
+    from vale.state import StateFile
+    api = _one_switch(tmp_path)
+    real_save = StateFile.save
+
+    def disk_full(self, doc):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    try:
+        monkeypatch.setattr(StateFile, "save", disk_full)
+        reply = api.handle({"op": "set", "args": {"target": "vale1",
+                                                  "settings": {"batch": 64}}})
+        assert reply["error"]["code"] == "not_saved"
+        assert "No space left" in reply["error"]["message"]
+        assert api.switches["vale1"].stats()["settings"]["batch"] == 64     # in effect
+        monkeypatch.setattr(StateFile, "save", real_save)
+        api.housekeeping()                                                # tries again
+        saved = json.loads((tmp_path / "state.json").read_text())
+        assert saved["switches"]["vale1"]["settings"]["batch"] == 64
+    finally:
+        api.shutdown()
+
+
+def test_the_state_file_survives_short_writes_and_leaves_no_temporary_file(tmp_path,
+                                                                          monkeypatch):
+    import json
+
+    from vale import state
+    real_write, real_fsync = os.write, os.fsync
+    monkeypatch.setattr(state.os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
+    doc = empty()
+    doc["switches"]["vale1"] = {"settings": {"batch": 64}, "ports": {}, "fdb": {},
+                                "mirrors": {}}
+    state.StateFile(tmp_path).save(doc)
+    assert json.loads((tmp_path / "state.json").read_text()) == doc
+
+    def no_sync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(state.os, "fsync", no_sync)
+    with pytest.raises(OSError):
+        state.StateFile(tmp_path).save(empty())
+    monkeypatch.setattr(state.os, "fsync", real_fsync)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+    assert json.loads((tmp_path / "state.json").read_text()) == doc

@@ -160,6 +160,7 @@ class Api:
         self._on_added = on_switch_added
         self._on_removed = on_switch_removed
         self._retry_at: dict[tuple[str, str], float] = {}      # (switch, port): monotonic
+        self._unsaved = ""              # why the last save failed; "" when saved
         self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "version": self.op_version, "list": self.op_list, "attach": self.op_attach,
             "detach": self.op_detach, "info": self.op_info, "fdb_show": self.op_fdb_show,
@@ -199,8 +200,11 @@ class Api:
             code = "permission" if exc.errno in (errno.EPERM, errno.EACCES) else "kernel"
             reply = reply_error(code, f"the kernel refused: {exc.strerror or exc}")
         else:
-            if self.desired != before:
-                self.save()
+            if self.desired != before and not self._try_save():
+                return reply_error(
+                    "not_saved", "done, but the configuration could not be saved "
+                    f"({self._unsaved}); valed keeps trying, and the change is lost if "
+                    "it stops first")
             return {"ok": True, "result": result}
         if self.desired != before:          # a failed request changes nothing
             log.error("a failed request had changed the configuration; restoring it")
@@ -210,6 +214,21 @@ class Api:
     def save(self) -> None:
         if self.state is not None:
             self.state.save(self.desired)
+
+    def _try_save(self) -> bool:
+        """Save; on failure (a full or read-only disk) remember why, for housekeeping to
+        try again and for the reply to say."""
+        try:
+            self.save()
+        except OSError as exc:
+            if not self._unsaved:
+                log.error("cannot save the configuration: %s", exc)
+            self._unsaved = exc.strerror or str(exc)
+            return False
+        if self._unsaved:
+            log.info("the configuration is saved again")
+        self._unsaved = ""
+        return True
 
     # -- the desired configuration --------------------------------------------------------
 
@@ -717,6 +736,8 @@ class Api:
                     sw.core.set_port(sw.port_index(port), up=True)
                     log.info("%s:%s is up again", switch, port)
         self.reconcile()
+        if self._unsaved:
+            self._try_save()
 
     def shutdown(self) -> None:
         for name in list(self.switches):
