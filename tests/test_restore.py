@@ -137,3 +137,24 @@ def test_the_state_file_survives_short_writes_and_leaves_no_temporary_file(tmp_p
     monkeypatch.setattr(state.os, "fsync", real_fsync)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
     assert json.loads((tmp_path / "state.json").read_text()) == doc
+
+
+def test_settings_kept_for_a_missing_port_are_checked_now(tmp_path):
+    """Refused when the interface returns, they made every attach fail, each second."""
+    api = Api()
+    doc = empty()
+    doc["switches"]["vale1"] = {"settings": {}, "ports": {"vtgone0": {}}, "fdb": {},
+                                "mirrors": {}}
+    api.restore(doc)
+    try:
+        bad = api.handle({"op": "set", "args": {"target": "vale1:vtgone0",
+                                                "settings": {"learn_limit": -1}}})
+        assert bad["error"]["code"] == "invalid"
+        good = api.handle({"op": "set", "args": {"target": "vale1:vtgone0",
+                                                 "settings": {"learn_limit": 10}}})
+        assert good["ok"]
+        assert api.desired["switches"]["vale1"]["ports"]["vtgone0"] == {"learn_limit": 10}
+        odd = api.handle({"op": "mirror_del", "args": {"switch": "vale1", "from": [7]}})
+        assert odd["error"]["code"] == "bad_request"
+    finally:
+        api.shutdown()

@@ -29,7 +29,7 @@ from vale import netlink, tap
 from vale.names import check_port_name, check_switch_name, mac_to_key, parse_port_ref
 from vale.ports import NoSuchInterface, interface_index, interface_state
 from vale.state import StateFile, empty
-from vale.switch import Switch
+from vale.switch import MAX_FDB_CAPACITY, Switch
 
 log = logging.getLogger("vale.api")
 
@@ -506,6 +506,10 @@ class Api:
             settings = parse_settings(raw, PORT_KEYS)
             if self._live(switch, port):
                 self.switches[switch].set_port(port, **core_settings(settings))
+            elif not 0 <= settings.get("learn_limit", 0) <= MAX_FDB_CAPACITY:
+                # Kept for when the interface returns: checked now, not refused then.
+                raise ApiError("invalid", f"learn_limit must be between 0 and "
+                                          f"{MAX_FDB_CAPACITY}, not {settings['learn_limit']}")
             current.update(settings)
             return self.op_info({"port": target})["settings"]
         config = self._desired_switch(target)
@@ -619,6 +623,8 @@ class Api:
         sources = _arg(args, "from", list, None)
         mirrors = config.setdefault("mirrors", {})
         for source in sources if sources is not None else list(mirrors):
+            if not isinstance(source, str):
+                raise ApiError("bad_request", "from is a list of port names")
             if source not in mirrors:
                 raise ApiError("not_found", f"{switch}:{source} is not mirrored")
         for source in sources if sources is not None else list(mirrors):
