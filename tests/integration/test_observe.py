@@ -142,3 +142,21 @@ def test_captures_work_again_after_the_switch_is_made_anew(valed, make_host, tmp
         for host in (a, b):
             valed("detach", port=f"vale0:{host.port}")
         assert valed("list") == []
+
+
+def test_a_capture_whose_reader_stops_early_ends_quietly(valed, make_host):
+    """`valectl capture ... | head` while frames keep coming: exit 0, no traceback."""
+    a, b = make_host(1, ipv6=False), make_host(2, ipv6=False)
+    valed.attach(a, b)
+    flood = a.popen("ping", "-f", "-s", "1400", "-w", "20", b.ip, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)
+    try:
+        ctl = f"{sys.executable} -m vale.cli.valectl --socket {valed.socket}"
+        result = subprocess.run(["bash", "-c", f"{ctl} capture vale0:{a.port} | head -c 30 "
+                                 "> /dev/null; echo ${PIPESTATUS[0]}"], capture_output=True,
+                                text=True, timeout=30, cwd=ROOT)
+    finally:
+        flood.kill()
+        flood.wait()
+    assert result.stdout.strip() == "0", result.stderr
+    assert "Exception" not in result.stderr and "Error" not in result.stderr, result.stderr
