@@ -736,6 +736,13 @@ class Api:
         for switch, sw in list(self.switches.items()):
             sw.core.poll_kernel_drops()
             for port in sw.ports():
+                if self.desired["interfaces"].get(port, {}).get("kind") == "tap" \
+                        and not sw.port_info(port)["up"]:
+                    # A TAP of ours whose device was deleted: its fd is dead. Let it go;
+                    # reconcile makes the TAP again, as at start.
+                    self._take_down(switch, port)
+                    log.warning("%s:%s: its TAP is gone; making it again", switch, port)
+                    continue
                 ifindex = sw.ifindex(port)
                 if ifindex is not None and not sw.port_info(port)["up"] \
                         and interface_state(port, ifindex) == "up":

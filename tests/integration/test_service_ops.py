@@ -148,6 +148,25 @@ def test_a_tap_whose_namespace_is_gone_after_a_restart_leaves_valed_serving(tmp_
         cleanup(ns, name)
 
 
+def test_a_tap_of_valeds_that_is_deleted_is_made_again(valed):
+    """Its fd dies with the device; it stayed down until a restart."""
+    name = f"{PREFIX}p005"
+    try:
+        valed("create", name=name, kind="tap")
+        assert {p["port"]: p["state"] for p in valed("list")}[name] == "up"
+        sh("ip", "link", "del", name)
+        deadline = time.monotonic() + 8
+        while True:
+            state = {p["port"]: p["state"] for p in valed("list")}.get(name)
+            if state == "up" and os.path.exists(f"/sys/class/net/{name}"):
+                break
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+        assert "its TAP is gone; making it again" in valed.log.read_text()
+    finally:
+        cleanup(name)
+
+
 def test_a_corrupt_state_file_is_moved_aside_and_valed_starts_empty(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
