@@ -534,11 +534,15 @@ class Api:
             raise ApiError("already_attached", f"{name} is already in use by valed")
         if Path("/sys/class/net", name).exists():
             raise ApiError("exists", f"an interface named {name} exists already")
+        if kind == "persistent_tap" and (netns is not None or address is not None):
+            raise ApiError("invalid", "a persistent TAP belongs to a VM: no namespace, no "
+                                      "address")
+        if kind == "tap" and address is not None and netns is None:
+            raise ApiError("invalid", "a TAP gets its address in its namespace: give netns "
+                                      "too (for an address on this host, make a veth)")
         if netns is not None:
             netlink.check_netns(netns)
         if address is not None:
-            if kind == "persistent_tap":
-                raise ApiError("invalid", "a persistent TAP belongs to a VM: no address")
             netlink.check_address(address)
         record: dict[str, Any] = {"kind": kind, "switch": switch}
         if kind == "veth":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import ipaddress
 import logging
 import os
@@ -42,8 +43,16 @@ _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vale-netlink")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+WORKER_TIMEOUT_S = 10       # well under the unit's WatchdogSec (15 s): the loop waits
+
+
 def _in_worker(fn: Callable[..., Any], *args: Any) -> Any:
-    return _worker.submit(fn, *args).result(timeout=30)
+    """Run fn in the netlink thread (where namespaces are entered) and wait for it."""
+    try:
+        return _worker.submit(fn, *args).result(timeout=WORKER_TIMEOUT_S)
+    except TimeoutError:
+        raise OSError(errno.ETIMEDOUT, f"the kernel did not answer within "
+                                       f"{WORKER_TIMEOUT_S} s") from None
 
 
 def _setns(fd: int) -> None:

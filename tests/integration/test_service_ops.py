@@ -194,6 +194,8 @@ def test_failed_requests_change_neither_configuration_nor_state_file(valed, make
         (("create", f"{PREFIX}p052", "--tap", "--persistent", "--owner", "nosuchuser0"),
          "no user"),
         (("create", a.port, "--veth"), "in use"),
+        (("create", f"{PREFIX}p053", "--tap", "--address", "198.18.5.1/24"), "netns too"),
+        (("create", f"{PREFIX}p054", "--tap", "--persistent", "--netns", "x"), "no namespace"),
         (("attach", "vale0:nosuchif0"), "no interface"),
         (("set", f"vale0:{a.port}", "learn_limit=-5"), "learn_limit"),
         (("fdb", "vale0", "add", "01:00:5e:00:00:01", a.port), "unicast"),
@@ -203,7 +205,7 @@ def test_failed_requests_change_neither_configuration_nor_state_file(valed, make
         assert words in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert valed("list") == before
     assert state_file.read_bytes() == saved
-    assert not any(os.path.exists(f"/sys/class/net/{PREFIX}p05{i}") for i in range(3))
+    assert not any(os.path.exists(f"/sys/class/net/{PREFIX}p05{i}") for i in range(5))
 
 
 def test_deleted_and_recreated_veth_comes_back_under_traffic(valed, make_host):
