@@ -74,7 +74,16 @@ def test_many_clients_at_once(valed):
     def client() -> None:
         try:
             for _ in range(20):
-                assert valed("list") == []
+                for _ in range(100):        # the storm below may fill valed's 256 places
+                    try:
+                        assert valed("list") == []
+                        break
+                    except ClientError as exc:
+                        if exc.code != "busy":
+                            raise
+                        time.sleep(0.02)
+                else:
+                    raise AssertionError("busy for 2 s")
         except BaseException as exc:
             errors.append(exc)
 
@@ -187,15 +196,11 @@ def test_scrapes_over_the_limit_get_503_and_metrics_go_on(tmp_path):
         assert b"vale_" in urllib.request.urlopen(url, timeout=5).read()
         for _ in range(MAX_SCRAPES):                # connected, saying nothing
             held.append(socket.create_connection(("127.0.0.1", port)))
-        time.sleep(0.3)
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(url, timeout=5)
-        assert refused.value.code == 503
+        assert scrape_status(url) == 503
         for s in held:
             s.close()
         held.clear()
-        time.sleep(0.3)
-        assert b"vale_" in urllib.request.urlopen(url, timeout=5).read()
+        assert scrape_status(url, until=200) == 200
     finally:
         for s in held:
             s.close()
@@ -206,3 +211,16 @@ def test_json_before_the_command_is_json_too(valed):
     for argv in (("--json", "stats"), ("--json", "list"), ("stats", "--json")):
         out = valed.ctl(*argv).stdout
         json.loads(out)
+
+
+def scrape_status(url: str, until: int = 503) -> int:
+    """GET url until it answers `until` (5 s at most); the last status."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            status = urllib.request.urlopen(url, timeout=5).status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        if status == until or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)

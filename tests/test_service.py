@@ -3,7 +3,6 @@ systemd's notification protocol (READY, STOPPING, WATCHDOG) to a socket the test
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -15,6 +14,7 @@ import pytest
 
 from tests.conftest import ROOT, start_valed
 from vale import sdnotify
+from vale.client import call
 
 UNIT = ROOT / "systemd" / "valed.service"
 
@@ -96,7 +96,7 @@ def test_ready_comes_after_the_socket_is_up(notify_socket, tmp_path, monkeypatch
                             stderr=subprocess.DEVNULL, cwd=ROOT)
     try:
         assert sock.recv(100) == b"READY=1"
-        assert os.path.exists(tmp_path / "v.sock")
+        assert call("version", path=str(tmp_path / "v.sock"), timeout=5)["api"] == 1
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)

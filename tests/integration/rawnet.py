@@ -1,7 +1,8 @@
 """Raw Ethernet frames from inside a test host, run with `ip netns exec NS python -m ...`:
 
   send IFACE DST_MAC SRC_MAC COUNT SIZE [ETHERTYPE]   send COUNT frames of SIZE bytes
-  count IFACE ETHERTYPE SECONDS                       count frames seen, print "N SIZE,SIZE..."
+  count IFACE ETHERTYPE SECONDS                       count frames seen: print "ready" once
+                                                      listening, then "N SIZE,SIZE..."
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def count(iface: str, ethertype: int, seconds: float) -> None:
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     s.bind((iface, 0))
     s.settimeout(0.05)
+    print("ready", flush=True)              # bound: from now on nothing is missed
     sizes = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:

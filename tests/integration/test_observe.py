@@ -76,8 +76,9 @@ def test_a_mirror_gets_copies_and_the_mirrored_traffic_is_unchanged(valed, make_
     rules = json.loads(valed.ctl("mirror", "show", "vale0", "--json").stdout)
     assert rules == [{"from": a.port, "to": m.port, "direction": "rx"}]
     valed.ctl("mirror", "del", "vale0")
-    at_m = count_frames(m, 2)
+    at_b, at_m = count_frames(b, 2), count_frames(m, 2)
     a.raw("send", "eth0", b.mac, a.mac, "5", "200")
+    assert counted(at_b) == [200] * 5                   # sent, and seen where they went
     assert counted(at_m) == []
 
 

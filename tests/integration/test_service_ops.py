@@ -39,10 +39,10 @@ def cleanup(*names: str) -> None:
 
 
 def test_veth_and_tap_made_by_valed_carry_traffic(valed):
-    a, b = container(valed, 1), container(valed, 2)
-    tap_ns = netns(f"{PREFIX}h003")
-    tap_name = f"{PREFIX}p003"
+    tap_ns, tap_name = f"{PREFIX}h003", f"{PREFIX}p003"
     try:
+        a, b = container(valed, 1), container(valed, 2)
+        netns(tap_ns)
         valed("create", name=tap_name, kind="tap", netns=tap_ns, address="198.18.1.3/24")
         assert a.ping(b)
         assert sh("ip", "netns", "exec", tap_ns, "ping", "-c", "3", "-i", "0.1", "-q",
@@ -57,7 +57,7 @@ def test_veth_and_tap_made_by_valed_carry_traffic(valed):
         assert not os.path.exists(f"/sys/class/net/{a.port}")
         assert {p["port"] for p in valed("list")} == {b.port}
     finally:
-        cleanup(a.ns, b.ns, tap_ns, a.port, b.port)
+        cleanup(tap_ns, *(f"{PREFIX}{k}{i:03d}" for k in "hp" for i in (1, 2)))
 
 
 def test_remove_refuses_what_valed_did_not_make(valed, make_host):
@@ -129,10 +129,11 @@ def test_a_tap_whose_namespace_is_gone_after_a_restart_leaves_valed_serving(tmp_
     """After a reboot the namespace a TAP was created in is gone: making the TAP, failing
     to move it and closing it sent link events, each of which tried again, and valed
     never got back to its requests. Now a failed try waits before the next."""
+    ns, name = f"{PREFIX}h004", f"{PREFIX}p004"
     daemon = start_valed(str(tmp_path / "v.sock"), tmp_path / "valed.log",
                          state_dir=tmp_path / "state")
-    ns, name = netns(f"{PREFIX}h004"), f"{PREFIX}p004"
     try:
+        netns(ns)
         daemon("create", name=name, kind="tap", netns=ns, address="198.18.1.4/24")
         daemon.proc.send_signal(signal.SIGTERM)
         daemon.proc.wait(10)
@@ -214,8 +215,10 @@ def test_deleted_and_recreated_veth_comes_back_under_traffic(valed, make_host):
     assert a.ping(c)
     load = Load(a, b, seconds=4)
     sh("ip", "link", "del", c.port)
-    time.sleep(0.5)
-    assert {p["port"]: p["state"] for p in valed("list")}[c.port] == "missing"
+    deadline = time.monotonic() + 5
+    while {p["port"]: p["state"] for p in valed("list")}[c.port] != "missing":
+        assert time.monotonic() < deadline, "the deleted veth's port is not missing"
+        time.sleep(0.05)
     # the same host, a new veth with the same names
     sh("ip", "link", "add", c.port, "type", "veth", "peer", "name", "eth0", "netns", c.ns)
     sh("ip", "link", "set", c.port, "up")
