@@ -53,6 +53,17 @@ def sh(*cmd: str, check: bool = True, timeout: float = 60, **kw) -> subprocess.C
     return result
 
 
+def finish(proc: subprocess.Popen, timeout: float) -> tuple:
+    """proc.communicate(timeout), but a process that overstays is killed before the test
+    fails, not left running."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

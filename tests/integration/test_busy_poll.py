@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import Host
+from tests.integration.conftest import Host, finish
 from tests.threads import rounds_per_second
 from vale.switch import Switch
 
@@ -31,7 +31,7 @@ def trickle(src: Host, dst: Host, seconds: float) -> subprocess.Popen:
 
 
 def loss_percent(pings: subprocess.Popen) -> float:
-    out, _ = pings.communicate(timeout=30)
+    out, _ = finish(pings, 30)
     m = re.search(r"([\d.]+)% packet loss", out)
     assert m is not None, out
     return float(m.group(1))

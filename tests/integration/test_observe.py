@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT
+from tests.integration.conftest import finish
 from tests.integration.test_switching import count_frames, counted
 
 
@@ -32,7 +33,7 @@ def test_a_capture_file_holds_exactly_the_frames_sent(valed, make_host, tmp_path
     pcap = tmp_path / "b.pcap"
     cap = capture(valed, f"vale0:{b.port}", "-w", str(pcap), "-c", "25", "--direction", "tx")
     a.raw("send", "eth0", b.mac, a.mac, "25", "333")
-    _, err = cap.communicate(timeout=30)
+    _, err = finish(cap, 30)
     assert cap.returncode == 0 and "25 frames captured, 0 lost" in err.decode()
     fields = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "eth.src",
                              "-e", "eth.dst", "-e", "frame.len"], capture_output=True,
@@ -51,7 +52,7 @@ def test_capture_to_stdout_feeds_tcpdump(valed, make_host):
                             cwd=ROOT, text=True)
     time.sleep(1)
     a.raw("send", "eth0", "02:00:00:00:00:77", a.mac, "5", "100")
-    out, _ = pipe.communicate(timeout=30)
+    out, _ = finish(pipe, 30)
     assert out.count("ethertype Unknown (0x88b5)") == 5 or out.count("0x88b5") == 5, out
 
 
@@ -138,7 +139,7 @@ def test_captures_work_again_after_the_switch_is_made_anew(valed, make_host, tmp
         cap = capture(valed, f"vale0:{b.port}", "-w", str(tmp_path / f"{turn}.pcap"),
                       "-c", "5", "--direction", "tx")
         a.raw("send", "eth0", b.mac, a.mac, "5", "100")
-        _, err = cap.communicate(timeout=30)
+        _, err = finish(cap, 30)
         assert cap.returncode == 0 and "5 frames captured" in err.decode(), (turn, err)
         for host in (a, b):
             valed("detach", port=f"vale0:{host.port}")

@@ -12,7 +12,7 @@ import sys
 import time
 
 from tests.conftest import ROOT, start_valed, stop_valed
-from tests.integration.conftest import PREFIX, Host, sh
+from tests.integration.conftest import PREFIX, Host, finish, sh
 from tests.integration.test_switching import Load, run_iperf
 
 
@@ -301,6 +301,6 @@ def test_api_abuse_while_traffic_flows(valed, make_host):
                     continue            # half the time, hang up without reading
                 s.settimeout(10)
                 assert json.loads(s.makefile("rb").readline())["ok"] is False
-    out, _ = pinger.communicate(timeout=60)
+    out, _ = finish(pinger, 60)
     assert " 0% packet loss" in out, out
     assert valed("version")["api"] == 1

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import Host, sh
+from tests.integration.conftest import Host, finish, sh
 
 TEST_ETHERTYPE = "0x88b5"
 
@@ -67,7 +67,7 @@ def count_frames(host: Host, seconds: float) -> subprocess.Popen:
 
 
 def counted(proc: subprocess.Popen) -> list[int]:
-    out, _ = proc.communicate(timeout=30)
+    out, _ = finish(proc, 30)
     n, _, sizes = out.strip().partition(" ")
     return [int(s) for s in sizes.split(",") if s] if int(n) else []
 
@@ -188,7 +188,7 @@ def test_32_hosts_all_reach_each_other(valed, make_host):
     procs = [h.popen("sh", "-c", f"for ip in {targets}; do ping -c1 -W2 -q $ip >/dev/null "
                      f"|| echo FAIL $ip; done", stdout=subprocess.PIPE, text=True)
              for h in hosts]
-    failures = [line for p in procs for line in p.communicate(timeout=300)[0].splitlines()]
+    failures = [line for p in procs for line in finish(p, 300)[0].splitlines()]
     assert failures == []
     assert len(valed("fdb_show", switch="vale0")) == 32
 
