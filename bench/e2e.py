@@ -895,12 +895,13 @@ def run(args: argparse.Namespace, lab: Lab) -> list[dict[str, Any]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--runs", type=int, default=5, help="runs (medians over them)")
     parser.add_argument("--quick", action="store_true", help="one short run: a smoke test")
     parser.add_argument("--pps-frame", choices=("udp", "raw"), default="udp",
-                        help="the 60-byte frames of the pps test (default udp: see --help)")
+                        help="the 60-byte frames of the pps test (default udp: see above)")
     parser.add_argument("--no-ovs", action="store_true", help="leave Open vSwitch out")
     parser.add_argument("--no-core", action="store_true",
                         help="leave out vale-core (vale with a CPU of its own, busy-polling)")

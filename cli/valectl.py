@@ -1,10 +1,14 @@
 """valectl: drive valed the way vale-ctl, ovs-vsctl and bridge are driven.
 
-  valectl                          list every switch and port
+\b
+  valectl [list]                   list every switch and port
   valectl attach vale0:eth1        attach an interface (a switch appears on first attach)
   valectl detach vale0:eth1
-  valectl create tap0 --tap | --veth [--peer P] [--netns NS] [--address CIDR]
+  valectl create tap0 --tap [--netns NS --address CIDR] [--switch vale0]
+  valectl create tap0 --tap --persistent [--owner U] [--group G]    for a VM to open
+  valectl create v0 --veth [--peer P] [--netns NS] [--address CIDR]
   valectl remove tap0              delete what create made
+  valectl reload                   bring back every port whose interface exists again
   valectl info vale0:eth1          settings, state, counters
   valectl fdb vale0 [show|add MAC PORT|del MAC|flush]
   valectl stats [vale0[:PORT]]
@@ -104,7 +108,9 @@ def list_ports(obj: Context, as_json: bool) -> None:
 @click.option("--learn-limit", type=int, help="most MACs it may hold (0: no limit)")
 @click.option("--no-offloads", is_flag=True,
               help="segment and checksum offloaded frames before they reach it")
-@click.option("--rx-frames", type=int, help="frames in its receive ring (default 256)")
+@click.option("--rx-frames", type=int,
+              help="frames in its receive ring, 16-4096, rounded up to whole blocks of 15 "
+                   "(default 256: 270 slots)")
 @click.option("--force", is_flag=True, help="attach even the interface of the default route")
 @json_option
 @click.pass_obj
