@@ -292,11 +292,14 @@ class ModelCore:
             self._remove(key)
         return len(doomed)
 
-    def set_capacity(self, capacity):
-        self._expire()
+    def check_capacity(self, capacity):
         statics = sum(e.static for e in self.fdb.values())
         if capacity < statics:
             raise ValueError("more static entries than that")
+
+    def set_capacity(self, capacity):
+        self._expire()
+        self.check_capacity(capacity)
         while len(self.fdb) > capacity:
             self._evict_one(None)
         self.capacity = capacity

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from vale.api import Api, ApiError, parse_cpus
-from vale.state import empty
+from vale.state import empty, new_switch
 from vale.switch import Switch
 
 
@@ -44,11 +44,9 @@ def test_a_refused_setting_changes_none_of_the_others(bad):
 
 def test_saved_state_the_machine_cannot_take_is_logged_and_the_rest_starts(caplog):
     doc = empty()
-    doc["switches"]["vale1"] = {"settings": {"cpus": [NOT_A_CPU], "batch": 64},
-                                "ports": {}, "fdb": {}, "mirrors": {}}
-    doc["switches"]["vale2"] = {"settings": {"batch": 32}, "ports": {}, "fdb": {},
-                                "mirrors": {}}
-    doc["switches"]["BAD NAME"] = {"settings": {}, "ports": {}, "fdb": {}, "mirrors": {}}
+    doc["switches"]["vale1"] = new_switch({"cpus": [NOT_A_CPU], "batch": 64})
+    doc["switches"]["vale2"] = new_switch({"batch": 32})
+    doc["switches"]["BAD NAME"] = new_switch()
     doc["interfaces"]["t0"] = {"peer": "x"}                  # no kind
     api = Api()
     try:
@@ -84,7 +82,7 @@ def _one_switch(state_dir) -> Api:
     from vale.state import StateFile
     api = Api(StateFile(state_dir))
     doc = empty()
-    doc["switches"]["vale1"] = {"settings": {}, "ports": {}, "fdb": {}, "mirrors": {}}
+    doc["switches"]["vale1"] = new_switch()
     api.restore(doc)
     return api
 
@@ -123,8 +121,7 @@ def test_the_state_file_survives_short_writes_and_leaves_no_temporary_file(tmp_p
     real_write, real_fsync = os.write, os.fsync
     monkeypatch.setattr(state.os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
     doc = empty()
-    doc["switches"]["vale1"] = {"settings": {"batch": 64}, "ports": {}, "fdb": {},
-                                "mirrors": {}}
+    doc["switches"]["vale1"] = new_switch({"batch": 64})
     state.StateFile(tmp_path).save(doc)
     assert json.loads((tmp_path / "state.json").read_text()) == doc
 
@@ -143,8 +140,7 @@ def test_settings_kept_for_a_missing_port_are_checked_now(tmp_path):
     """Refused when the interface returns, they made every attach fail, each second."""
     api = Api()
     doc = empty()
-    doc["switches"]["vale1"] = {"settings": {}, "ports": {"vtgone0": {}}, "fdb": {},
-                                "mirrors": {}}
+    doc["switches"]["vale1"] = new_switch(ports={"vtgone0": {}})
     api.restore(doc)
     try:
         bad = api.handle({"op": "set", "args": {"target": "vale1:vtgone0",

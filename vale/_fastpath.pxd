@@ -252,3 +252,4 @@ cdef class SwitchCore:
     cdef vale_port *new_port(self, learning, flood, learn_limit) except NULL
     cdef uint32_t activate(self, vale_port *p) noexcept
     cdef resize(self, uint32_t capacity)
+    cdef capacity_fits(self, uint32_t capacity)

@@ -615,6 +615,20 @@ cdef class SwitchCore:
         finally:
             self.release()
 
+    def check_capacity(self, capacity):
+        """ValueError when set_capacity(capacity) would be refused; changes nothing."""
+        check_range("fdb capacity", capacity, 1, MAX_FDB_CAPACITY)
+        self.acquire()
+        try:
+            self.capacity_fits(capacity)
+        finally:
+            self.release()
+
+    cdef capacity_fits(self, uint32_t capacity):
+        if capacity < self.sw.fdb.static_count:
+            raise ValueError(f"the FDB holds {self.sw.fdb.static_count} static entries, "
+                             f"more than {capacity}")
+
     def set_capacity(self, capacity):
         """Resize the table. Shrinking below the entries in use evicts fairly, as
         learning into a full table does; statics are never evicted."""
@@ -622,9 +636,7 @@ cdef class SwitchCore:
         self.acquire()
         try:
             self.refresh_clock()
-            if capacity < self.sw.fdb.static_count:
-                raise ValueError(f"the FDB holds {self.sw.fdb.static_count} static entries, "
-                                 f"more than {capacity}")
+            self.capacity_fits(capacity)
             self.resize(capacity)
         finally:
             self.release()

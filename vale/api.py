@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from vale import netlink, tap
+from vale._fastpath import MAX_FDB_CAPACITY
 from vale.names import check_port_name, check_switch_name, mac_to_key, parse_port_ref
 from vale.ports import NoSuchInterface, interface_index, interface_state
-from vale.state import StateFile, empty
-from vale.switch import MAX_FDB_CAPACITY, Switch
+from vale.state import StateFile, empty, new_switch
+from vale.switch import Switch
 
 log = logging.getLogger("vale.api")
 
@@ -380,7 +381,7 @@ class Api:
         switches = self.desired["switches"]
         created = switch not in switches
         if created:                         # a switch appears on its first attach, as in VALE
-            switches[switch] = {"settings": {}, "ports": {}, "fdb": {}, "mirrors": {}}
+            switches[switch] = new_switch()
         switches[switch]["ports"][port] = settings
         try:
             self.bring_up(switch, port)
@@ -676,7 +677,8 @@ class Api:
 
     def reconcile(self) -> list[str]:
         """Bring up desired ports that are not live but whose interface exists (a
-        daemon-owned TAP always can be); take down live ports whose interface is gone."""
+        daemon-owned TAP always can be); take down live ports whose interface is gone (and
+        make a daemon-owned TAP again)."""
         brought = []
         now = time.monotonic()
         for switch, config in list(self.desired["switches"].items()):
@@ -684,11 +686,20 @@ class Api:
                 made = self.desired["interfaces"].get(port, {})
                 if self._live(switch, port):
                     sw = self.switches[switch]
-                    ifindex = sw.ifindex(port)
-                    if ifindex is not None and interface_state(port, ifindex) == "missing":
+                    if made.get("kind") == "tap":
+                        # Ours, and the core put it down: its device was deleted and the fd
+                        # is dead. Let it go and make it again, below, as at start.
+                        if sw.port_info(port)["up"]:
+                            continue
                         self._take_down(switch, port)
-                        log.warning("%s:%s is missing: its interface is gone", switch, port)
-                    continue
+                        log.warning("%s:%s: its TAP is gone; making it again", switch, port)
+                    else:
+                        ifindex = sw.ifindex(port)
+                        if ifindex is not None and interface_state(port, ifindex) == "missing":
+                            self._take_down(switch, port)
+                            log.warning("%s:%s is missing: its interface is gone", switch,
+                                        port)
+                        continue
                 if made.get("kind") != "tap" and not Path("/sys/class/net", port).exists():
                     continue
                 # A failed try waits: making a TAP that then cannot move into its namespace
@@ -740,13 +751,6 @@ class Api:
         for switch, sw in list(self.switches.items()):
             sw.core.poll_kernel_drops()
             for port in sw.ports():
-                if self.desired["interfaces"].get(port, {}).get("kind") == "tap" \
-                        and not sw.port_info(port)["up"]:
-                    # A TAP of ours whose device was deleted: its fd is dead. Let it go;
-                    # reconcile makes the TAP again, as at start.
-                    self._take_down(switch, port)
-                    log.warning("%s:%s: its TAP is gone; making it again", switch, port)
-                    continue
                 ifindex = sw.ifindex(port)
                 if ifindex is not None and not sw.port_info(port)["up"] \
                         and interface_state(port, ifindex) == "up":

@@ -25,6 +25,12 @@ def empty() -> dict[str, Any]:
     return {"version": VERSION, "switches": {}, "interfaces": {}}
 
 
+def new_switch(settings: dict[str, Any] | None = None,
+               ports: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A switch's record in the document."""
+    return {"settings": settings or {}, "ports": ports or {}, "fdb": {}, "mirrors": {}}
+
+
 class StateFile:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.dir = Path(directory)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vale._fastpath import DROP_REASONS, MAX_FDB_CAPACITY, SwitchCore
+from vale._fastpath import DROP_REASONS, SwitchCore
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key
 from vale.ports import interface_index, interface_mtu
 
@@ -181,13 +181,7 @@ class Switch:
         cpus = self._check_cpus(settings.pop("cpus")) if "cpus" in settings else False
         capacity = settings.pop("fdb_capacity", None)
         if capacity is not None:
-            if isinstance(capacity, bool) or not isinstance(capacity, int) \
-                    or not 1 <= capacity <= MAX_FDB_CAPACITY:
-                raise ValueError(f"fdb capacity must be between 1 and {MAX_FDB_CAPACITY}, "
-                                 f"not {capacity!r}")
-            statics = self._core.snapshot()["fdb"]["static"]
-            if capacity < statics:
-                raise ValueError(f"the FDB holds {statics} static entries, more than {capacity}")
+            self._core.check_capacity(capacity)
         if settings:
             self._core.configure(**settings)
         if capacity is not None:
