@@ -112,7 +112,7 @@ ctypedef struct vale_desc:
     uint16_t vlan_tci
     uint16_t vlan_tpid
 
-# A TPACKET_V2 receive ring, mapped from the kernel.
+# A TPACKET_V2 receive or transmit ring, mapped from the kernel.
 ctypedef struct vale_pring:
     char *map
     size_t map_len
@@ -193,6 +193,9 @@ ctypedef struct vale_port:
     uint32_t max_frame          # longest plain frame it takes (a TX slot, or MTU + 18)
     int fd                      # the packet socket or tun fd, or -1
     vale_pring prx
+    vale_pring ptx              # a packet port's TX ring for short frames (map NULL: none)
+    int tx_fd                   # the send-only socket that ring belongs to, or -1
+    uint32_t tx_pending         # frames marked in that ring, not yet handed to the kernel
     uint8_t capture             # CAPTURE_RX | CAPTURE_TX: copies go to the capture ring
     uint16_t mirror_rx          # a port that gets a copy of every frame received here
     uint16_t mirror_tx          # a port that gets a copy of every frame sent here

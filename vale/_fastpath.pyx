@@ -290,6 +290,7 @@ cdef class SwitchCore:
         p.last_src = 0
         p.up = True
         p.fd = -1
+        p.tx_fd = -1
         p.mirror_rx = VALE_NO_PORT
         p.mirror_tx = VALE_NO_PORT
         return p
@@ -392,7 +393,9 @@ cdef class SwitchCore:
             }
             if p.kind == PORT_PACKET:
                 info.update(rx_frames=p.prx.frame_nr, rx_frame_size=p.prx.frame_size,
-                            rx_ring_bytes=p.prx.map_len)
+                            rx_ring_bytes=p.prx.map_len,
+                            tx_frames=p.ptx.frame_nr if p.ptx.map != NULL else 0,
+                            tx_ring_bytes=p.ptx.map_len if p.ptx.map != NULL else 0)
             else:
                 info.update(rx_slots=p.rx.nslots, tx_slots=p.tx.nslots,
                             slot_size=p.tx.slot_size, rx_pending=ring_count(&p.rx),

@@ -5,8 +5,12 @@
 # millisecond), which adds a millisecond to every hop; V2 wakes per frame. Each V2 frame
 # holds a whole 64 KiB GSO frame with its virtio-net header (PACKET_VNET_HDR), so offloaded
 # frames arrive in one piece and travel on as they are.
-# Transmit: sendmmsg, one call per destination per batch, straight from where the frames
-# lie (the RX ring of the source): the kernel's copy into a new skb is the one copy.
+# Transmit: short frames (up to 2006 bytes, no GSO) are copied into a TPACKET_V2 TX ring of
+# a second, send-only socket and handed over with one send() per destination per batch;
+# the kernel copies each whole into the skb it makes, which costs less than sendmmsg's
+# per-message work. Longer frames, GSO super-frames, and short ones that find the ring
+# full go by sendmmsg, straight from where they lie (the RX ring of the source): the
+# kernel's copy into a new skb is the one copy.
 
 cdef enum:
     PACKET_FRAME_SIZE = 65536 + 256     # a 64 KiB GSO frame, its headers, the ring's header
@@ -16,6 +20,9 @@ cdef enum:
     SHARE_CHECK_NS = 1000000            # while awake, how often the thread checks...
     SHARE_STOLEN = 2                    # ...whether over 1/2 of the time went to others
     SPIN_BACKOFF_NS = 20000000          # and then does not spin for 20 ms
+    TX_FRAME_SIZE = 2048                # a TX ring slot: its header, a virtio-net header, a frame
+    TX_BLOCK_SIZE = 4096                # blocks of one page: the kernel never fails to find them
+    TX_FRAMES = 256                     # a default batch to one port fits
 
 cdef extern from *:
     """
@@ -24,6 +31,11 @@ cdef extern from *:
     """
     const uint32_t WAKE_EVENT "VALE_WAKE_EVENT"
     const uint32_t TRUNCATED "VALE_TRUNCATED"
+
+# Where a frame goes in a TX ring slot (TPACKET_V2, no PACKET_TX_HAS_OFF), and the longest
+# that fits after its virtio-net header.
+cdef uint32_t TX_DATA = VALE_TPACKET2_HDRLEN - sizeof(sockaddr_ll)
+cdef uint32_t TX_MAX_WIRE = TX_FRAME_SIZE - TX_DATA - VNET_HDR_LEN
 
 
 cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames) noexcept nogil:
@@ -84,7 +96,58 @@ cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames) noexcept nog
         close(fd)
         return e
     p.fd = fd
+    packet_tx_open(p, ifindex)
     return 0
+
+
+cdef void packet_tx_open(vale_port *p, int ifindex) noexcept nogil:
+    """Open p's send-only socket and map its TX ring. The ring only makes sending short
+    frames cheaper: where the kernel refuses any step, the port goes without one and
+    sends everything with sendmmsg."""
+    cdef int fd, one = 1, version = TPACKET_V2, size = PACKET_SNDBUF
+    cdef sockaddr_ll sll
+    cdef tpacket_req req
+    cdef void *m
+    p.tx_fd = -1
+    p.ptx.map = NULL
+    # Protocol 0: the socket is bound to the interface to send, and receives nothing.
+    fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+    if fd < 0:
+        return
+    req.tp_frame_size = TX_FRAME_SIZE
+    req.tp_block_size = TX_BLOCK_SIZE
+    req.tp_frame_nr = TX_FRAMES
+    req.tp_block_nr = TX_FRAMES // (TX_BLOCK_SIZE // TX_FRAME_SIZE)
+    # PACKET_LOSS: a frame the kernel refuses is skipped, instead of stopping the ring.
+    if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)) != 0
+            or setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) != 0
+            or setsockopt(fd, SOL_PACKET, PACKET_LOSS, &one, sizeof(one)) != 0
+            or setsockopt(fd, SOL_PACKET, PACKET_TX_RING, &req, sizeof(req)) != 0):
+        close(fd)
+        return
+    setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one))
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size))
+    m = mmap(NULL, <size_t>req.tp_block_nr * req.tp_block_size, PROT_READ | PROT_WRITE,
+             MAP_SHARED, fd, 0)
+    if m == MAP_FAILED:
+        close(fd)
+        return
+    memset(&sll, 0, sizeof(sll))
+    sll.sll_family = AF_PACKET
+    sll.sll_ifindex = ifindex
+    if bind(fd, <sockaddr *>&sll, sizeof(sll)) != 0:
+        munmap(m, <size_t>req.tp_block_nr * req.tp_block_size)
+        close(fd)
+        return
+    p.ptx.map = <char *>m
+    p.ptx.map_len = <size_t>req.tp_block_nr * req.tp_block_size
+    p.ptx.frame_size = req.tp_frame_size
+    p.ptx.frame_nr = req.tp_frame_nr
+    p.ptx.frames_per_block = req.tp_block_size // req.tp_frame_size
+    p.ptx.block_size = req.tp_block_size
+    p.ptx.head = 0
+    p.tx_fd = fd
+    p.tx_pending = 0
 
 
 cdef void packet_close(vale_port *p) noexcept nogil:
@@ -94,12 +157,85 @@ cdef void packet_close(vale_port *p) noexcept nogil:
     if p.fd >= 0:
         close(p.fd)
         p.fd = -1
+    if p.ptx.map != NULL:
+        munmap(p.ptx.map, p.ptx.map_len)
+        p.ptx.map = NULL
+    if p.tx_fd >= 0:
+        close(p.tx_fd)
+        p.tx_fd = -1
 
 
 cdef inline tpacket2_hdr *packet_frame(const vale_pring *r, uint32_t i) noexcept nogil:
     i = i % r.frame_nr
     return <tpacket2_hdr *>(r.map + <size_t>(i // r.frames_per_block) * r.block_size
                             + <size_t>(i % r.frames_per_block) * r.frame_size)
+
+
+cdef bint packet_tx_put(vale_port *dst, const char *data, uint32_t length, uint32_t wire,
+                        const vale_vnet *vnet, const vale_desc *d) noexcept nogil:
+    """Copy a short frame without GSO (wire bytes once its VLAN tag is back) into dst's
+    TX ring and mark it for sending; False when the ring has no free slot."""
+    cdef vale_pring *r = &dst.ptx
+    cdef tpacket2_hdr *h = packet_frame(r, r.head)
+    cdef char *out
+    cdef vale_vnet *v
+    if vale_load_acquire(&h.tp_status) != TP_STATUS_AVAILABLE:
+        if dst.tx_pending == 0:
+            return False
+        # Hand over what is marked: a receiver that takes frames at once frees slots.
+        packet_tx_kick(dst)
+        h = packet_frame(r, r.head)
+        if vale_load_acquire(&h.tp_status) != TP_STATUS_AVAILABLE:
+            return False
+    out = <char *>h + TX_DATA
+    v = <vale_vnet *>out
+    vnet_for_output(v, vnet, d.flags & FRAME_VLAN)
+    # hdr_len the whole frame: the kernel copies all of it into the skb, which then holds
+    # no page of the ring (a receiving stack would copy such a page once more).
+    v.hdr_len = wire
+    out += VNET_HDR_LEN
+    if d.flags & FRAME_VLAN:
+        memcpy(out, data, 12)
+        vlan_tag(<uint8_t *>out + 12, d)
+        memcpy(out + 12 + VLAN_HLEN, data + 12, length - 12)
+    else:
+        memcpy(out, data, length)
+    h.tp_len = VNET_HDR_LEN + wire
+    vale_store_release(&h.tp_status, TP_STATUS_SEND_REQUEST)
+    r.head = (r.head + 1) % r.frame_nr
+    dst.tx_pending += 1
+    return True
+
+
+cdef void packet_tx_kick(vale_port *dst) noexcept nogil:
+    """Hand the kernel the frames marked in dst's TX ring. It sends them in order and
+    stops at the first it cannot take (its send buffer full, the link down), leaving that
+    one and those after it marked: they are taken back and counted as dropped, so the
+    ring's head and the kernel's stay the same slot."""
+    cdef vale_pring *r = &dst.ptx
+    cdef uint32_t n = dst.tx_pending, first, i, back = 0
+    cdef tpacket2_hdr *h
+    cdef int e = 0
+    dst.tx_pending = 0
+    if send(dst.tx_fd, NULL, 0, MSG_DONTWAIT) < 0:
+        e = errno
+    first = (r.head + r.frame_nr - n) % r.frame_nr
+    for i in range(n):
+        h = packet_frame(r, first + i)
+        if vale_load_acquire(&h.tp_status) == TP_STATUS_SEND_REQUEST:
+            back = n - i
+            break
+        dst.c.tx_packets += 1
+        dst.c.tx_bytes += h.tp_len - VNET_HDR_LEN
+    if back == 0:
+        return
+    for i in range(n - back, n):
+        vale_store_release(&packet_frame(r, first + i).tp_status, TP_STATUS_AVAILABLE)
+    r.head = (first + n - back) % r.frame_nr
+    if e == 0 or e == EAGAIN or e == ENOBUFS or e == EINTR:
+        dst.c.drops[DROP_RING_FULL] += back         # no room in the send buffer
+    else:
+        dst.c.drops[DROP_TX_ERROR] += back          # down or gone: epoll tells the thread
 
 
 cdef uint32_t forward_port(vale_switch *sw, vale_port *p) noexcept nogil:

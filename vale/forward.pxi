@@ -83,7 +83,8 @@ cdef void flush_packet(vale_switch *sw, vale_port *dst, uint32_t n) noexcept nog
 cdef uint32_t put_frame(vale_switch *sw, vale_port *dst, const char *data, uint32_t length,
                         const vale_vnet *vnet, const vale_desc *d, uint32_t queued,
                         bint padded) noexcept nogil:
-    """Hand one frame to dst: into its TX ring, or queued as a sendmmsg message.
+    """Hand one frame to dst: into its TX ring (an in-memory port's, or a packet port's
+    for short frames), or queued as a sendmmsg message.
     vnet is the frame's offload header (NULL: a plain frame). Returns the number of
     messages queued for a packet port."""
     cdef bint tagged = d.flags & FRAME_VLAN
@@ -122,6 +123,18 @@ cdef uint32_t put_frame(vale_switch *sw, vale_port *dst, const char *data, uint3
         dst.c.tx_packets += 1
         dst.c.tx_bytes += wire
         return queued
+    if dst.kind == PORT_PACKET:
+        # Short frames into the port's TX ring, the rest as messages; each kind is handed
+        # over before a frame of the other is queued, so the order holds.
+        if (dst.ptx.map != NULL and wire <= TX_MAX_WIRE
+                and (vnet == NULL or vnet.gso_type == VNET_GSO_NONE)):
+            if queued:
+                flush_packet(sw, dst, queued)
+                queued = 0
+            if packet_tx_put(dst, data, length, wire, vnet, d):
+                return 0
+        if dst.tx_pending:
+            packet_tx_kick(dst)
     # A packet or TAP port: one message, the header first (both take one with every frame).
     vnet_for_output(&sw.tx_vnet[queued], vnet, tagged)
     iov = &sw.tx_iov[4 * queued]
@@ -242,6 +255,8 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
     dst.c.drops[DROP_TOO_BIG] += big
     if packet and queued:
         flush_packet(sw, dst, queued)
+    if dst.tx_pending:
+        packet_tx_kick(dst)
 
 
 cdef uint32_t chain_length(const vale_switch *sw, uint16_t i) noexcept nogil:

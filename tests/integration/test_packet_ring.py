@@ -1,10 +1,11 @@
 """Interface ports on the core itself, without valed: a packet port's receive ring driven
 by hand (the kernel fills it while nobody reads, then batches are taken one at a time), a
 port that is down, a TAP whose device goes away, an SCTP frame whose sender left its
-checksum to the device. Needs root (see conftest)."""
+checksum to the device, the transmit ring for short frames. Needs root (see conftest)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -163,3 +164,79 @@ def test_an_sctp_frame_with_its_checksum_left_to_the_device_arrives_checksummed(
         assert sw.stats()["ports"][a.port]["drops"]["bad_offload"] == 0
     finally:
         sw.stop()
+
+
+CAPTURE_TAGGED = """
+import json, socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
+s.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)     # SO_RCVBUFFORCE: a burst fits
+s.bind(("eth0", 0))
+s.settimeout(0.2)
+want, got = int(sys.argv[1]), []
+print("ready", flush=True)
+end = time.monotonic() + 10
+while len(got) < want and time.monotonic() < end:
+    try:
+        data = s.recv(65536)
+    except TimeoutError:
+        continue
+    got.append([int.from_bytes(data[14:18], "big"), len(data)])
+print(json.dumps(got), flush=True)
+"""
+
+
+def capture_tagged(host: Host, count: int, send) -> list[list[int]]:
+    """Start a capture of COUNT frames of ethertype 0x88b5 in HOST, call SEND, and return
+    the [tag, length] of each frame that arrived, in order."""
+    capture = host.popen(sys.executable, "-c", CAPTURE_TAGGED, str(count),
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert capture.stdout.readline().strip() == "ready"
+        send()
+        return json.loads(capture.stdout.readline())
+    finally:
+        capture.kill()
+        capture.wait()
+
+
+def test_short_frames_go_through_the_tx_ring_and_keep_their_place(make_host):
+    """Short frames go out through the port's TX ring, longer ones by sendmmsg, and a
+    batch (700) goes round the 256-slot ring more than twice: every frame arrives once,
+    in the order sent, and the counters add up."""
+    a = make_host(1, mtu=9000, ipv6=False)
+    core = SwitchCore(batch=1024)
+    port = core.add_packet_port(socket.if_nametoindex(a.port), mtu=9000)
+    src = core.add_port(rx_slots=1024, slot_size=4096)
+    assert core.port_info(port)["tx_frames"] == 256
+    sizes = [3000 if i % 7 == 3 else 1514 if i % 3 == 0 else 60 for i in range(700)]
+    frames = [frame(a.mac, mac(1), size, tag=i) for i, size in enumerate(sizes)]
+    assert core.inject(src, frames) == 700
+
+    got = capture_tagged(a, 700, lambda: core.forward(src))
+    assert got == [[i, size] for i, size in enumerate(sizes)]
+    counters = core.snapshot()["ports"][port]
+    assert counters["tx_packets"] == 700
+    assert counters["tx_bytes"] == sum(sizes)
+    assert not any(counters["drops"].values())
+
+
+def test_frames_the_kernel_refuses_are_counted_and_the_ring_goes_on(make_host):
+    """With the link down the kernel takes none of the marked frames: they are counted as
+    tx_error and taken back. The next ones go out, and only they: had the ring's head
+    and the kernel's drifted apart, nothing, or the old frames too, would arrive."""
+    a = make_host(1, ipv6=False)
+    core = SwitchCore()
+    port = core.add_packet_port(socket.if_nametoindex(a.port))
+    src = core.add_port()
+    sh("ip", "link", "set", a.port, "down")
+    core.inject(src, [frame(a.mac, mac(1), tag=i) for i in range(5)])
+    assert core.forward(src) == 5
+    counters = core.snapshot()["ports"][port]
+    assert counters["drops"]["tx_error"] == 5
+    assert counters["tx_packets"] == 0
+
+    sh("ip", "link", "set", a.port, "up")
+    core.inject(src, [frame(a.mac, mac(1), tag=i) for i in range(10, 15)])
+    got = capture_tagged(a, 5, lambda: core.forward(src))
+    assert [tag for tag, _ in got] == [10, 11, 12, 13, 14]
+    assert core.snapshot()["ports"][port]["tx_packets"] == 5

@@ -43,6 +43,7 @@ cdef extern from "<sys/socket.h>" nogil:
     int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
     int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
     int sendmmsg(int fd, mmsghdr *msgvec, unsigned int vlen, int flags)
+    ssize_t send(int fd, const void *buf, size_t len, int flags)
 
 cdef extern from "<arpa/inet.h>" nogil:
     uint16_t htons(uint16_t x)
@@ -120,9 +121,11 @@ cdef extern from "<linux/if_packet.h>" nogil:
         uint16_t tp_vlan_tpid
     int SOL_PACKET, PACKET_ADD_MEMBERSHIP, PACKET_MR_PROMISC, PACKET_RX_RING, PACKET_VERSION
     int PACKET_VNET_HDR, PACKET_QDISC_BYPASS, PACKET_IGNORE_OUTGOING, PACKET_STATISTICS
+    int PACKET_TX_RING, PACKET_LOSS
     int TPACKET_V2, TPACKET_ALIGNMENT
     int TP_STATUS_KERNEL, TP_STATUS_USER, TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID
     int TP_STATUS_COPY, TP_STATUS_LOSING, TP_STATUS_CSUMNOTREADY
+    int TP_STATUS_AVAILABLE, TP_STATUS_SEND_REQUEST
     struct tpacket_stats:
         unsigned int tp_packets
         unsigned int tp_drops
