@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -224,3 +225,23 @@ def scrape_status(url: str, until: int = 503) -> int:
         if status == until or time.monotonic() > deadline:
             return status
         time.sleep(0.05)
+
+
+def test_valed_raises_its_open_files_limit(tmp_path):
+    """Services start at 1024 open files (soft); each interface port takes two sockets, so
+    valed raises the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 512:
+        pytest.skip(f"the hard limit on open files here is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+    try:
+        daemon = start_valed(str(tmp_path / "valed.sock"), tmp_path / "valed.log")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        limits = Path(f"/proc/{daemon.proc.pid}/limits").read_text()
+        line = next(row for row in limits.splitlines() if row.startswith("Max open files"))
+        got = int(line.split()[3])
+        assert got == (hard if hard != resource.RLIM_INFINITY else 1 << 20)
+    finally:
+        stop_valed(daemon)

@@ -12,6 +12,7 @@ import json
 import logging
 import logging.handlers
 import os
+import resource
 import signal
 import socket
 import stat
@@ -33,6 +34,7 @@ DEFAULT_SOCKET = "/run/vale/valed.sock"
 MAX_REQUEST = 64 * 1024           # one request line; a longer one is refused
 LISTEN_BACKLOG = 1024             # connections waiting to be accepted
 MAX_CLIENTS = 256                 # connections served at once; more get "busy" and go
+MAX_OPEN_FILES = 1 << 20          # the open-files limit valed asks for when none is set
 HOUSEKEEPING_SECONDS = 1.0
 
 
@@ -274,8 +276,19 @@ def _ensure_stdio() -> None:
                 os.close(null)
 
 
+def _raise_fd_limit() -> None:
+    """Each interface port takes two sockets, each TAP its tun fd: raise the soft limit on
+    open files to the hard one (systemd starts services at 1024 soft, 524288 hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
 def main(argv: list[str] | None = None) -> int:
     _ensure_stdio()
+    _raise_fd_limit()
     parser = argparse.ArgumentParser(prog="valed", description=__doc__)
     parser.add_argument("--socket", default=os.environ.get("VALE_SOCKET", DEFAULT_SOCKET),
                         help=f"control socket (default {DEFAULT_SOCKET}, or $VALE_SOCKET)")
