@@ -196,6 +196,7 @@ ctypedef struct vale_port:
     vale_pring ptx              # a packet port's TX ring for short frames (map NULL: none)
     int tx_fd                   # the send-only socket that ring belongs to, or -1
     uint32_t tx_pending         # frames marked in that ring, not yet handed to the kernel
+    uint64_t tx_ring_packets    # frames sent through that ring (also in c.tx_packets)
     uint8_t capture             # CAPTURE_RX | CAPTURE_TX: copies go to the capture ring
     uint16_t mirror_rx          # a port that gets a copy of every frame received here
     uint16_t mirror_tx          # a port that gets a copy of every frame sent here

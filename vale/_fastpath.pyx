@@ -395,7 +395,8 @@ cdef class SwitchCore:
                 info.update(rx_frames=p.prx.frame_nr, rx_frame_size=p.prx.frame_size,
                             rx_ring_bytes=p.prx.map_len,
                             tx_frames=p.ptx.frame_nr if p.ptx.map != NULL else 0,
-                            tx_ring_bytes=p.ptx.map_len if p.ptx.map != NULL else 0)
+                            tx_ring_bytes=p.ptx.map_len if p.ptx.map != NULL else 0,
+                            tx_ring_packets=p.tx_ring_packets)
             else:
                 info.update(rx_slots=p.rx.nslots, tx_slots=p.tx.nslots,
                             slot_size=p.tx.slot_size, rx_pending=ring_count(&p.rx),

@@ -21,7 +21,6 @@ cdef enum:
     SHARE_STOLEN = 2                    # ...whether over 1/2 of the time went to others
     SPIN_BACKOFF_NS = 20000000          # and then does not spin for 20 ms
     TX_FRAME_SIZE = 2048                # a TX ring slot: its header, a virtio-net header, a frame
-    TX_BLOCK_SIZE = 4096                # blocks of one page: the kernel never fails to find them
     TX_FRAMES = 256                     # a default batch to one port fits
 
 cdef extern from *:
@@ -105,6 +104,7 @@ cdef void packet_tx_open(vale_port *p, int ifindex) noexcept nogil:
     frames cheaper: where the kernel refuses any step, the port goes without one and
     sends everything with sendmmsg."""
     cdef int fd, one = 1, version = TPACKET_V2, size = PACKET_SNDBUF
+    cdef int page = getpagesize()
     cdef sockaddr_ll sll
     cdef tpacket_req req
     cdef void *m
@@ -114,10 +114,11 @@ cdef void packet_tx_open(vale_port *p, int ifindex) noexcept nogil:
     fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
     if fd < 0:
         return
+    # Blocks of one page: the kernel always finds those.
     req.tp_frame_size = TX_FRAME_SIZE
-    req.tp_block_size = TX_BLOCK_SIZE
-    req.tp_frame_nr = TX_FRAMES
-    req.tp_block_nr = TX_FRAMES // (TX_BLOCK_SIZE // TX_FRAME_SIZE)
+    req.tp_block_size = page
+    req.tp_block_nr = (TX_FRAMES * TX_FRAME_SIZE + page - 1) // page
+    req.tp_frame_nr = req.tp_block_nr * (page // TX_FRAME_SIZE)
     # PACKET_LOSS: a frame the kernel refuses is skipped, instead of stopping the ring.
     if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)) != 0
             or setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) != 0
@@ -150,6 +151,15 @@ cdef void packet_tx_open(vale_port *p, int ifindex) noexcept nogil:
     p.tx_pending = 0
 
 
+cdef void packet_tx_close(vale_port *p) noexcept nogil:
+    if p.ptx.map != NULL:
+        munmap(p.ptx.map, p.ptx.map_len)
+        p.ptx.map = NULL
+    if p.tx_fd >= 0:
+        close(p.tx_fd)
+        p.tx_fd = -1
+
+
 cdef void packet_close(vale_port *p) noexcept nogil:
     if p.prx.map != NULL:
         munmap(p.prx.map, p.prx.map_len)
@@ -157,12 +167,14 @@ cdef void packet_close(vale_port *p) noexcept nogil:
     if p.fd >= 0:
         close(p.fd)
         p.fd = -1
-    if p.ptx.map != NULL:
-        munmap(p.ptx.map, p.ptx.map_len)
-        p.ptx.map = NULL
-    if p.tx_fd >= 0:
-        close(p.tx_fd)
-        p.tx_fd = -1
+    packet_tx_close(p)
+
+
+cdef inline bint tx_slot_free(const tpacket2_hdr *h) noexcept nogil:
+    """Neither marked nor on its way; timestamp bits may be set (kernels before 5.13
+    leave them with TP_STATUS_AVAILABLE when the host takes timestamps)."""
+    return (vale_load_acquire(&h.tp_status)
+            & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING | TP_STATUS_WRONG_FORMAT)) == 0
 
 
 cdef inline tpacket2_hdr *packet_frame(const vale_pring *r, uint32_t i) noexcept nogil:
@@ -179,13 +191,15 @@ cdef bint packet_tx_put(vale_port *dst, const char *data, uint32_t length, uint3
     cdef tpacket2_hdr *h = packet_frame(r, r.head)
     cdef char *out
     cdef vale_vnet *v
-    if vale_load_acquire(&h.tp_status) != TP_STATUS_AVAILABLE:
+    if not tx_slot_free(h):
         if dst.tx_pending == 0:
             return False
         # Hand over what is marked: a receiver that takes frames at once frees slots.
         packet_tx_kick(dst)
+        if dst.ptx.map == NULL:
+            return False
         h = packet_frame(r, r.head)
-        if vale_load_acquire(&h.tp_status) != TP_STATUS_AVAILABLE:
+        if not tx_slot_free(h):
             return False
     out = <char *>h + TX_DATA
     v = <vale_vnet *>out
@@ -211,7 +225,8 @@ cdef void packet_tx_kick(vale_port *dst) noexcept nogil:
     """Hand the kernel the frames marked in dst's TX ring. It sends them in order and
     stops at the first it cannot take (its send buffer full, the link down), leaving that
     one and those after it marked: they are taken back and counted as dropped, so the
-    ring's head and the kernel's stay the same slot."""
+    ring's head and the kernel's stay the same slot. A send that reports no error yet
+    takes none means the two heads differ after all: the port stops using the ring."""
     cdef vale_pring *r = &dst.ptx
     cdef uint32_t n = dst.tx_pending, first, i, back = 0
     cdef tpacket2_hdr *h
@@ -222,12 +237,17 @@ cdef void packet_tx_kick(vale_port *dst) noexcept nogil:
     first = (r.head + r.frame_nr - n) % r.frame_nr
     for i in range(n):
         h = packet_frame(r, first + i)
-        if vale_load_acquire(&h.tp_status) == TP_STATUS_SEND_REQUEST:
+        if vale_load_acquire(&h.tp_status) & TP_STATUS_SEND_REQUEST:
             back = n - i
             break
         dst.c.tx_packets += 1
         dst.c.tx_bytes += h.tp_len - VNET_HDR_LEN
+    dst.tx_ring_packets += n - back
     if back == 0:
+        return
+    if e == 0 and back == n:
+        packet_tx_close(dst)
+        dst.c.drops[DROP_TX_ERROR] += back
         return
     for i in range(n - back, n):
         vale_store_release(&packet_frame(r, first + i).tp_status, TP_STATUS_AVAILABLE)

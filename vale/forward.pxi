@@ -82,11 +82,11 @@ cdef void flush_packet(vale_switch *sw, vale_port *dst, uint32_t n) noexcept nog
 
 cdef uint32_t put_frame(vale_switch *sw, vale_port *dst, const char *data, uint32_t length,
                         const vale_vnet *vnet, const vale_desc *d, uint32_t queued,
-                        bint padded) noexcept nogil:
+                        bint padded, bint use_ring) noexcept nogil:
     """Hand one frame to dst: into its TX ring (an in-memory port's, or a packet port's
     for short frames), or queued as a sendmmsg message.
-    vnet is the frame's offload header (NULL: a plain frame). Returns the number of
-    messages queued for a packet port."""
+    vnet is the frame's offload header (NULL: a plain frame). use_ring: a packet port's TX
+    ring may be used. Returns the number of messages queued for a packet port."""
     cdef bint tagged = d.flags & FRAME_VLAN
     cdef uint32_t wire = length + (VLAN_HLEN if tagged else 0)
     cdef vale_ring *ring
@@ -126,7 +126,7 @@ cdef uint32_t put_frame(vale_switch *sw, vale_port *dst, const char *data, uint3
     if dst.kind == PORT_PACKET:
         # Short frames into the port's TX ring, the rest as messages; each kind is handed
         # over before a frame of the other is queued, so the order holds.
-        if (dst.ptx.map != NULL and wire <= TX_MAX_WIRE
+        if (use_ring and dst.ptx.map != NULL and wire <= TX_MAX_WIRE
                 and (vnet == NULL or vnet.gso_type == VNET_GSO_NONE)):
             if queued:
                 flush_packet(sw, dst, queued)
@@ -180,6 +180,24 @@ cdef uint32_t soft_offload(vale_switch *sw, const vale_desc *d) noexcept nogil:
     return 1
 
 
+cdef bint ring_batch(const vale_switch *sw, uint16_t u, uint16_t b) noexcept nogil:
+    """Whether all the frames of lists u and b can go through a packet port's TX ring
+    (short, no GSO). One that cannot sends the whole batch for the port by sendmmsg:
+    switching ways between frames would cost a system call each time."""
+    cdef const vale_desc *d
+    while u != NO_FRAME or b != NO_FRAME:
+        if u != NO_FRAME:
+            d = &sw.descs[u]
+            u = sw.next_frame[u]
+        else:
+            d = &sw.descs[b]
+            b = sw.next_frame[b]
+        if ((d.flags & FRAME_VNET and d.vnet.gso_type != VNET_GSO_NONE)
+                or d.len + (VLAN_HLEN if d.flags & FRAME_VLAN else 0) > TX_MAX_WIRE):
+            return False
+    return True
+
+
 cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
                   bint padded, bint flood) noexcept nogil:
     """Hand dst the frames of unicast list u and flood list b, merged in batch order;
@@ -195,6 +213,7 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
     cdef uint32_t head = ring.head, space = ring_space(ring), max_len = dst.max_frame
     cdef uint64_t packets = 0, nbytes = 0, full = 0, big = 0
     cdef bint capture = dst.capture & CAPTURE_TX
+    cdef bint ring_ok = dst.kind == PORT_PACKET and dst.ptx.map != NULL and ring_batch(sw, u, b)
     while u != NO_FRAME or b != NO_FRAME:
         if b != NO_FRAME and (u == NO_FRAME or b < u):
             i = b
@@ -239,13 +258,14 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
                 dst.c.drops[DROP_BAD_OFFLOAD] += 1
             for k in range(nseg):
                 queued = put_frame(sw, dst, sw.soft_buf + k * SOFT_STRIDE, sw.soft_lens[k],
-                                   NULL, d, queued, True)
+                                   NULL, d, queued, True, ring_ok)
             if packet and queued:
                 flush_packet(sw, dst, queued)
                 queued = 0
         else:
             queued = put_frame(sw, dst, d.data, d.len,
-                               &d.vnet if d.flags & FRAME_VNET else NULL, d, queued, padded)
+                               &d.vnet if d.flags & FRAME_VNET else NULL, d, queued, padded,
+                               ring_ok)
         head = ring.head
         space = ring_space(ring)
     ring.head = head

@@ -5,11 +5,13 @@ checksum to the device, the transmit ring for short frames. Needs root (see conf
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -38,6 +40,33 @@ def send_numbered(host: Host, first: int, count: int) -> None:
 
 def numbers(frames: list[bytes]) -> list[int]:
     return [int.from_bytes(f[14:18], "big") for f in frames]
+
+
+def captured(host: Host, send: Callable[[], object], script: str, *args: str) -> str:
+    """Run capture SCRIPT in HOST; once it says "ready", call SEND; return the line the
+    script prints next."""
+    capture = host.popen(sys.executable, "-c", script, *args, stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert capture.stdout.readline().strip() == "ready"
+        send()
+        return capture.stdout.readline().strip()
+    finally:
+        capture.kill()
+        capture.wait()
+
+
+@contextlib.contextmanager
+def switch_between(a: Host, b: Host, name: str) -> Iterator[Switch]:
+    """A started switch NAME with A's and B's ports; stopped afterwards."""
+    sw = Switch(name)
+    try:
+        sw.attach(a.port)
+        sw.attach(b.port)
+        sw.start()
+        yield sw
+    finally:
+        sw.stop()
 
 
 def test_a_batch_bigger_than_the_ring_takes_each_frame_once(make_host):
@@ -140,30 +169,18 @@ def test_an_sctp_frame_with_its_checksum_left_to_the_device_arrives_checksummed(
     device offers SCTP checksumming, as veth does. vale used to drop such frames as
     bad_offload; it completes the CRC32c and they arrive whole."""
     a, b = make_host(1, ipv6=False), make_host(2, ipv6=False)
-    sw = Switch("vale5")
-    try:
-        sw.attach(a.port)
-        sw.attach(b.port)
-        sw.start()
+    with switch_between(a, b, "vale5") as sw:
         assert a.ping(b)                        # both MACs learned
         sctp = build_sctp(src=socket.inet_aton(a.ip), dst=socket.inet_aton(b.ip))
         frame = (bytes.fromhex(b.mac.replace(":", "")) + bytes.fromhex(a.mac.replace(":", ""))
                  + sctp.frame[12:])
-        capture = b.popen(sys.executable, "-c", CAPTURE_SCTP, stdout=subprocess.PIPE,
-                          text=True)
-        try:
-            assert capture.stdout.readline().strip() == "ready"
-            a.run(sys.executable, "-c", SEND_WITH_HEADER, (sctp.vnet + frame).hex())
-            got = bytes.fromhex(capture.stdout.readline().strip())
-        finally:
-            capture.kill()
-            capture.wait()
+        got = bytes.fromhex(captured(
+            b, lambda: a.run(sys.executable, "-c", SEND_WITH_HEADER, (sctp.vnet + frame).hex()),
+            CAPTURE_SCTP))
         assert got[12:sctp.l4 + 8] == frame[12:sctp.l4 + 8]
         assert got[sctp.l4 + 12:] == frame[sctp.l4 + 12:]
         assert sctp_checksum_ok(got[sctp.l4:])
         assert sw.stats()["ports"][a.port]["drops"]["bad_offload"] == 0
-    finally:
-        sw.stop()
 
 
 CAPTURE_TAGGED = """
@@ -185,38 +202,41 @@ print(json.dumps(got), flush=True)
 """
 
 
-def capture_tagged(host: Host, count: int, send) -> list[list[int]]:
+def capture_tagged(host: Host, count: int, send: Callable[[], object]) -> list[list[int]]:
     """Start a capture of COUNT frames of ethertype 0x88b5 in HOST, call SEND, and return
     the [tag, length] of each frame that arrived, in order."""
-    capture = host.popen(sys.executable, "-c", CAPTURE_TAGGED, str(count),
-                         stdout=subprocess.PIPE, text=True)
-    try:
-        assert capture.stdout.readline().strip() == "ready"
-        send()
-        return json.loads(capture.stdout.readline())
-    finally:
-        capture.kill()
-        capture.wait()
+    return json.loads(captured(host, send, CAPTURE_TAGGED, str(count)))
 
 
 def test_short_frames_go_through_the_tx_ring_and_keep_their_place(make_host):
-    """Short frames go out through the port's TX ring, longer ones by sendmmsg, and a
-    batch (700) goes round the 256-slot ring more than twice: every frame arrives once,
-    in the order sent, and the counters add up."""
+    """A batch of short frames (700 of 60 and 1514 bytes) goes out through the port's
+    256-slot TX ring, going round it more than twice; a batch with a longer frame in it
+    goes by sendmmsg, all of it. Every frame arrives once, in the order sent, and the
+    counters add up."""
     a = make_host(1, mtu=9000, ipv6=False)
     core = SwitchCore(batch=1024)
     port = core.add_packet_port(socket.if_nametoindex(a.port), mtu=9000)
     src = core.add_port(rx_slots=1024, slot_size=4096)
     assert core.port_info(port)["tx_frames"] == 256
-    sizes = [3000 if i % 7 == 3 else 1514 if i % 3 == 0 else 60 for i in range(700)]
-    frames = [frame(a.mac, mac(1), size, tag=i) for i, size in enumerate(sizes)]
-    assert core.inject(src, frames) == 700
+    short = [1514 if i % 3 == 0 else 60 for i in range(700)]
+    mixed = [3000 if i % 7 == 3 else size for i, size in enumerate(short[:300])]
 
-    got = capture_tagged(a, 700, lambda: core.forward(src))
-    assert got == [[i, size] for i, size in enumerate(sizes)]
+    for sizes in (short, mixed):
+        ring_before = core.port_info(port)["tx_ring_packets"]
+        assert core.inject(src, [frame(a.mac, mac(1), size, tag=i)
+                                 for i, size in enumerate(sizes)]) == len(sizes)
+        got = capture_tagged(a, len(sizes), lambda: core.forward(src))
+        assert got == [[i, size] for i, size in enumerate(sizes)]
+        through_ring = core.port_info(port)["tx_ring_packets"] - ring_before
+        if sizes is short:
+            # The first 256 find the ring empty; the rest, slots the receiver freed, or
+            # sendmmsg if it has not freed them yet.
+            assert through_ring >= 256
+        else:
+            assert through_ring == 0
     counters = core.snapshot()["ports"][port]
-    assert counters["tx_packets"] == 700
-    assert counters["tx_bytes"] == sum(sizes)
+    assert counters["tx_packets"] == len(short) + len(mixed)
+    assert counters["tx_bytes"] == sum(short) + sum(mixed)
     assert not any(counters["drops"].values())
 
 
@@ -240,3 +260,51 @@ def test_frames_the_kernel_refuses_are_counted_and_the_ring_goes_on(make_host):
     got = capture_tagged(a, 5, lambda: core.forward(src))
     assert [tag for tag, _ in got] == [10, 11, 12, 13, 14]
     assert core.snapshot()["ports"][port]["tx_packets"] == 5
+
+
+SEND_TAGGED = """
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+dst, src = bytes.fromhex(sys.argv[1]), bytes.fromhex(sys.argv[2])
+for seq in range(5):
+    s.send(dst + src + b"\\x81\\x00\\x00\\x07\\x88\\xb5" + seq.to_bytes(4, "big") + bytes(42))
+"""
+
+CAPTURE_VLAN = """
+import json, socket, struct, time
+# ETH_P_ALL: sockets bound to one protocol get frames after the kernel has dropped a tag
+# no VLAN device wanted.
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.setsockopt(263, 8, 1)                 # SOL_PACKET, PACKET_AUXDATA: the tag taken off
+s.bind(("eth0", 0))
+s.settimeout(0.2)
+got = []
+print("ready", flush=True)
+end = time.monotonic() + 5
+while len(got) < 5 and time.monotonic() < end:
+    try:
+        data, anc, _, _ = s.recvmsg(65536, 256)
+    except TimeoutError:
+        continue
+    if data[12:14] != b"\\x88\\xb5":
+        continue
+    status, _, _, _, _, tci, tpid = struct.unpack("IIIHHHH", anc[0][2][:20])
+    got.append([int.from_bytes(data[14:18], "big"), len(data),
+                tci if status & 0x10 else None, tpid])
+print(json.dumps(got), flush=True)
+"""
+
+
+def test_vlan_frames_get_their_tag_back_in_the_tx_ring(make_host):
+    """A packet socket gets VLAN frames with the tag taken off (Linux's receive path
+    does that, reporting it in the ring slot's header); the switch puts it back on the
+    way out, here into TX ring slots. B's kernel takes it off again and reports it."""
+    a, b = make_host(1, ipv6=False), make_host(2, ipv6=False)
+    with switch_between(a, b, "vale7") as sw:
+        got = json.loads(captured(
+            b, lambda: a.run(sys.executable, "-c", SEND_TAGGED, b.mac.replace(":", ""),
+                             a.mac.replace(":", "")),
+            CAPTURE_VLAN))
+        assert got == [[seq, 60, 7, 0x8100] for seq in range(5)]
+        assert sw.port_info(b.port)["tx_ring_packets"] == 5

@@ -14,6 +14,7 @@ cdef extern from "<unistd.h>" nogil:
     int close(int fd)
     ssize_t read(int fd, void *buf, size_t count)
     ssize_t write(int fd, const void *buf, size_t count)
+    int getpagesize()
 
 cdef extern from "<sys/uio.h>" nogil:
     struct iovec:
@@ -125,7 +126,7 @@ cdef extern from "<linux/if_packet.h>" nogil:
     int TPACKET_V2, TPACKET_ALIGNMENT
     int TP_STATUS_KERNEL, TP_STATUS_USER, TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID
     int TP_STATUS_COPY, TP_STATUS_LOSING, TP_STATUS_CSUMNOTREADY
-    int TP_STATUS_AVAILABLE, TP_STATUS_SEND_REQUEST
+    int TP_STATUS_AVAILABLE, TP_STATUS_SEND_REQUEST, TP_STATUS_SENDING, TP_STATUS_WRONG_FORMAT
     struct tpacket_stats:
         unsigned int tp_packets
         unsigned int tp_drops
