@@ -22,8 +22,8 @@ NEEDS_CSUM, DATA_VALID = 1, 2
 GSO_NONE, GSO_TCPV4, GSO_UDP, GSO_TCPV6, GSO_UDP_L4, GSO_ECN = 0, 1, 3, 4, 5, 0x80
 FIN, SYN, PSH, ACK, ECE, CWR = 0x01, 0x02, 0x08, 0x10, 0x40, 0x80
 TCP, UDP = 6, 17
-MAX_SEGMENTS = 128
-SOFT_STRIDE = 16384             # the forwarding path's room per segment
+MAX_SEGMENTS = 128              # the room _segment gives by default
+SOFT_STRIDE = 16384             # the forwarding path's most room per segment
 
 MACS = bytes.fromhex("020000000002" "020000000001")
 SRC4, DST4 = bytes([192, 0, 2, 1]), bytes([198, 51, 100, 7])

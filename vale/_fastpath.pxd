@@ -15,7 +15,9 @@ cdef enum:
     VALE_ETH_HLEN = 14
     VALE_HIST_BUCKETS = 11      # batch sizes <=1, <=2, <=4 ... <=1024
     HUGE_ALIGN = 2 << 20        # large areas are 2 MiB aligned so huge pages can back them
-    SOFT_STRIDE = 16384         # room for one software-segmented frame (jumbo MSS included)
+    SOFT_STRIDE = 16384         # the most room for one software-segmented frame (jumbo MSS)
+    SOFT_BUF_SIZE = 2 << 20     # room for the frames one GSO frame becomes
+    SOFT_HEADROOM = 512         # room for a segment's headers, beside its gso_size bytes
 
 # Sentinels, outside the port index range.
 cdef enum:
@@ -84,7 +86,7 @@ cdef enum:
     VNET_GSO_TCPV6 = 4
     VNET_GSO_UDP_L4 = 5         # USO: split into UDP datagrams
     VNET_GSO_ECN = 0x80
-    VALE_MAX_SEGMENTS = 128     # a 64 KiB GSO frame cut at the smallest sane MSS (536)
+    VALE_MAX_SEGMENTS = 1024    # a 64 KiB GSO frame cut at an MSS of 64 (Linux's least is 88)
 
 
 ctypedef struct vale_slot:
@@ -234,7 +236,8 @@ ctypedef struct vale_switch:
     iovec tx_iov[4 * VALE_MAX_BATCH]
     vale_vnet tx_vnet[VALE_MAX_BATCH]
     uint8_t tx_tag[VALE_MAX_BATCH][4]
-    char *soft_buf              # VALE_MAX_SEGMENTS * SOFT_STRIDE bytes
+    char *soft_buf              # SOFT_BUF_SIZE bytes
+    uint32_t soft_stride        # where each frame made there starts: i * soft_stride
     uint32_t soft_lens[VALE_MAX_SEGMENTS]
     # capture: copies of frames for `valectl capture`, with when and where they passed
     vale_ring cap               # slot flags: port index | direction << 16; _reserved: length

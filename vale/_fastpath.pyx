@@ -101,7 +101,7 @@ cdef class SwitchCore:
         self.sw.now_ms = 0 if manual_clock else monotonic_ms()
         if fdb_alloc(&self.sw.fdb, capacity) != 0:
             raise MemoryError(f"cannot allocate an FDB of {capacity} entries")
-        self.sw.soft_buf = <char *>calloc(VALE_MAX_SEGMENTS * SOFT_STRIDE + VALE_SLOT_ALIGN, 1)
+        self.sw.soft_buf = <char *>calloc(SOFT_BUF_SIZE + VALE_SLOT_ALIGN, 1)
         if self.sw.soft_buf == NULL:
             raise MemoryError()
         self.sw.epoll_fd = epoll_create1(EPOLL_CLOEXEC)

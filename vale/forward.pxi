@@ -164,14 +164,24 @@ cdef uint32_t put_frame(vale_switch *sw, vale_port *dst, const char *data, uint3
 
 cdef uint32_t soft_offload(vale_switch *sw, const vale_desc *d) noexcept nogil:
     """Make plain frames of an offloaded one, for a port that takes no virtio-net
-    header: segment a GSO frame, or complete a partial checksum, into sw.soft_buf.
-    Returns the number of frames made, 0 when the frame cannot be made plain."""
+    header: segment a GSO frame, or complete a partial checksum, into sw.soft_buf, a
+    frame every sw.soft_stride bytes. Returns the number of frames made, 0 when the frame
+    cannot be made plain."""
     cdef int n
+    cdef uint32_t stride = SOFT_STRIDE
     if d.vnet.gso_type != VNET_GSO_NONE:
-        n = offload_segment(&d.vnet, d.data, d.len, sw.soft_buf, SOFT_STRIDE,
-                            VALE_MAX_SEGMENTS, sw.soft_lens)
+        # Room to the measure of the segments: a small MSS makes many short ones. A
+        # gso_size that lies makes segments longer than the room, which segmenting refuses.
+        if d.vnet.gso_size + SOFT_HEADROOM < SOFT_STRIDE:
+            stride = (d.vnet.gso_size + SOFT_HEADROOM + VALE_SLOT_ALIGN - 1) & ~(
+                <uint32_t>VALE_SLOT_ALIGN - 1)
+        sw.soft_stride = stride
+        n = offload_segment(&d.vnet, d.data, d.len, sw.soft_buf, stride,
+                            min(<uint32_t>VALE_MAX_SEGMENTS, SOFT_BUF_SIZE // stride),
+                            sw.soft_lens)
         return <uint32_t>n if n > 0 else 0
-    if d.len > VALE_MAX_SEGMENTS * SOFT_STRIDE:
+    sw.soft_stride = stride
+    if d.len > SOFT_BUF_SIZE:
         return 0
     memcpy(sw.soft_buf, d.data, d.len)
     if offload_checksum(sw.soft_buf, d.len, &d.vnet) != 0:
@@ -257,7 +267,7 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
             if nseg == 0:
                 dst.c.drops[DROP_BAD_OFFLOAD] += 1
             for k in range(nseg):
-                queued = put_frame(sw, dst, sw.soft_buf + k * SOFT_STRIDE, sw.soft_lens[k],
+                queued = put_frame(sw, dst, sw.soft_buf + k * sw.soft_stride, sw.soft_lens[k],
                                    NULL, d, queued, True, ring_ok)
             if packet and queued:
                 flush_packet(sw, dst, queued)

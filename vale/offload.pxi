@@ -614,8 +614,7 @@ def _checksum(bytes vnet10 not None, bytes frame not None):
         guarded_free(&f)
 
 
-def _segment(bytes vnet10 not None, bytes frame not None, stride=None,
-             max_segments=VALE_MAX_SEGMENTS):
+def _segment(bytes vnet10 not None, bytes frame not None, stride=None, max_segments=128):
     """Test hook: offload_segment() of frame into max_segments slots of stride bytes
     (by default as long as the frame, which no segment exceeds); the list of segments.
     ValueError when the frame cannot be segmented."""
@@ -630,8 +629,8 @@ def _segment(bytes vnet10 not None, bytes frame not None, stride=None,
         stride = max(n, 1)
     if not 1 <= stride <= 1 << 20:
         raise ValueError(f"stride must be between 1 and {1 << 20}, not {stride}")
-    if not 1 <= max_segments <= 4 * VALE_MAX_SEGMENTS:
-        raise ValueError(f"max_segments must be between 1 and {4 * VALE_MAX_SEGMENTS}")
+    if not 1 <= max_segments <= VALE_MAX_SEGMENTS:
+        raise ValueError(f"max_segments must be between 1 and {VALE_MAX_SEGMENTS}")
     c_stride = stride
     c_max = max_segments
     f.base = o.base = lens.base = NULL
