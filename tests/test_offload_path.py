@@ -62,6 +62,22 @@ def test_a_small_mss_makes_hundreds_of_segments():
     assert counters["tx_packets"] == 682 and not any(counters["drops"].values())
 
 
+def test_segments_stop_at_1024():
+    """An MSS of 64 on the longest IPv4 frame makes 1024 segments, the most there is
+    room for; an MSS of 63 would make 1040, and the frame is dropped and counted."""
+    core = SwitchCore()
+    a = core.add_port(slot_size=65536 + 1024, rx_slots=64, vnet=True)
+    b = core.add_port(tx_slots=2048)
+    at_64 = build(payload=bytes(range(251)) * 260 + bytes(213), gso_size=64)
+    at_63 = build(payload=bytes(range(251)) * 260 + bytes(213), gso_size=63)
+    core.inject(a, [at_64.frame, at_63.frame], [at_64.vnet, at_63.vnet])
+    core.forward_all()
+    out = core.drain(b)
+    assert len(out) == 1024
+    check_segments(at_64.vnet, at_64.frame, out)
+    assert core.snapshot()["ports"][b]["drops"]["bad_offload"] == 1
+
+
 def test_partial_checksum_is_completed_for_a_port_without_offloads():
     core, (a, b) = switch(True, False)
     small = build(payload=b"hello" * 40)

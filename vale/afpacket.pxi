@@ -37,6 +37,12 @@ cdef uint32_t TX_DATA = VALE_TPACKET2_HDRLEN - sizeof(sockaddr_ll)
 cdef uint32_t TX_MAX_WIRE = TX_FRAME_SIZE - TX_DATA - VNET_HDR_LEN
 
 
+cdef inline bint fits_tx_ring(const vale_vnet *vnet, uint32_t wire) noexcept nogil:
+    """Whether a frame of wire bytes (its VLAN tag back) can go through a TX ring: short,
+    and no GSO."""
+    return wire <= TX_MAX_WIRE and (vnet == NULL or vnet.gso_type == VNET_GSO_NONE)
+
+
 cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames) noexcept nogil:
     """Open p's socket on ifindex and map its receive ring; 0, or an errno value."""
     cdef int fd, one = 1, version = TPACKET_V2, size = PACKET_SNDBUF, e
@@ -209,9 +215,7 @@ cdef bint packet_tx_put(vale_port *dst, const char *data, uint32_t length, uint3
     v.hdr_len = wire
     out += VNET_HDR_LEN
     if d.flags & FRAME_VLAN:
-        memcpy(out, data, 12)
-        vlan_tag(<uint8_t *>out + 12, d)
-        memcpy(out + 12 + VLAN_HLEN, data + 12, length - 12)
+        copy_tagged(out, data, length, d)
     else:
         memcpy(out, data, length)
     h.tp_len = VNET_HDR_LEN + wire

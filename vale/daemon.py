@@ -34,7 +34,6 @@ DEFAULT_SOCKET = "/run/vale/valed.sock"
 MAX_REQUEST = 64 * 1024           # one request line; a longer one is refused
 LISTEN_BACKLOG = 1024             # connections waiting to be accepted
 MAX_CLIENTS = 256                 # connections served at once; more get "busy" and go
-MAX_OPEN_FILES = 1 << 20          # the open-files limit valed asks for when none is set
 HOUSEKEEPING_SECONDS = 1.0
 
 
@@ -279,11 +278,10 @@ def _ensure_stdio() -> None:
 def _raise_fd_limit() -> None:
     """Each interface port takes two sockets, each TAP its tun fd: raise the soft limit on
     open files to the hard one (systemd starts services at 1024 soft, 524288 hard)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else hard
-    if soft != resource.RLIM_INFINITY and soft < want:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)     # Linux: never unlimited
+    if soft < hard:
         with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def main(argv: list[str] | None = None) -> int:

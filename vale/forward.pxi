@@ -48,6 +48,14 @@ cdef inline void vlan_tag(uint8_t *tag, const vale_desc *d) noexcept nogil:
     tag[3] = d.vlan_tci & 0xFF
 
 
+cdef inline void copy_tagged(char *out, const char *data, uint32_t length,
+                             const vale_desc *d) noexcept nogil:
+    """Copy a frame whose VLAN tag the kernel took off, with the tag back after the MACs."""
+    memcpy(out, data, 12)
+    vlan_tag(<uint8_t *>out + 12, d)
+    memcpy(out + 12 + VLAN_HLEN, data + 12, length - 12)
+
+
 cdef void flush_packet(vale_switch *sw, vale_port *dst, uint32_t n) noexcept nogil:
     """Send the n messages queued in sw.tx_msgs on dst's socket (or TAP), without
     blocking."""
@@ -82,11 +90,13 @@ cdef void flush_packet(vale_switch *sw, vale_port *dst, uint32_t n) noexcept nog
 
 cdef uint32_t put_frame(vale_switch *sw, vale_port *dst, const char *data, uint32_t length,
                         const vale_vnet *vnet, const vale_desc *d, uint32_t queued,
-                        bint padded, bint use_ring) noexcept nogil:
+                        bint padded, bint *use_ring) noexcept nogil:
     """Hand one frame to dst: into its TX ring (an in-memory port's, or a packet port's
     for short frames), or queued as a sendmmsg message.
-    vnet is the frame's offload header (NULL: a plain frame). use_ring: a packet port's TX
-    ring may be used. Returns the number of messages queued for a packet port."""
+    vnet is the frame's offload header (NULL: a plain frame). use_ring: whether a packet
+    port's TX ring may be used; cleared when the ring is busy, so the rest of the batch
+    goes by sendmmsg rather than each frame trying the ring again, a system call each.
+    Returns the number of messages queued for a packet port."""
     cdef bint tagged = d.flags & FRAME_VLAN
     cdef uint32_t wire = length + (VLAN_HLEN if tagged else 0)
     cdef vale_ring *ring
@@ -108,9 +118,7 @@ cdef uint32_t put_frame(vale_switch *sw, vale_port *dst, const char *data, uint3
         idx = ring.head & ring.mask
         slot = &ring.slots[idx]
         if tagged:
-            memcpy(ring.buf + slot.off, data, 12)
-            vlan_tag(<uint8_t *>ring.buf + slot.off + 12, d)
-            memcpy(ring.buf + slot.off + 12 + VLAN_HLEN, data + 12, length - 12)
+            copy_tagged(ring.buf + slot.off, data, length, d)
         elif padded:
             copy_frame(ring.buf + slot.off, data, length)
         else:
@@ -126,13 +134,13 @@ cdef uint32_t put_frame(vale_switch *sw, vale_port *dst, const char *data, uint3
     if dst.kind == PORT_PACKET:
         # Short frames into the port's TX ring, the rest as messages; each kind is handed
         # over before a frame of the other is queued, so the order holds.
-        if (use_ring and dst.ptx.map != NULL and wire <= TX_MAX_WIRE
-                and (vnet == NULL or vnet.gso_type == VNET_GSO_NONE)):
+        if use_ring[0] and dst.ptx.map != NULL and fits_tx_ring(vnet, wire):
             if queued:
                 flush_packet(sw, dst, queued)
                 queued = 0
             if packet_tx_put(dst, data, length, wire, vnet, d):
                 return 0
+            use_ring[0] = False
         if dst.tx_pending:
             packet_tx_kick(dst)
     # A packet or TAP port: one message, the header first (both take one with every frame).
@@ -171,7 +179,8 @@ cdef uint32_t soft_offload(vale_switch *sw, const vale_desc *d) noexcept nogil:
     cdef uint32_t stride = SOFT_STRIDE
     if d.vnet.gso_type != VNET_GSO_NONE:
         # Room to the measure of the segments: a small MSS makes many short ones. A
-        # gso_size that lies makes segments longer than the room, which segmenting refuses.
+        # gso_size near 16 KiB or over makes segments longer than the most room, which
+        # segmenting refuses.
         if d.vnet.gso_size + SOFT_HEADROOM < SOFT_STRIDE:
             stride = (d.vnet.gso_size + SOFT_HEADROOM + VALE_SLOT_ALIGN - 1) & ~(
                 <uint32_t>VALE_SLOT_ALIGN - 1)
@@ -202,8 +211,8 @@ cdef bint ring_batch(const vale_switch *sw, uint16_t u, uint16_t b) noexcept nog
         else:
             d = &sw.descs[b]
             b = sw.next_frame[b]
-        if ((d.flags & FRAME_VNET and d.vnet.gso_type != VNET_GSO_NONE)
-                or d.len + (VLAN_HLEN if d.flags & FRAME_VLAN else 0) > TX_MAX_WIRE):
+        if not fits_tx_ring(&d.vnet if d.flags & FRAME_VNET else NULL,
+                            d.len + (VLAN_HLEN if d.flags & FRAME_VLAN else 0)):
             return False
     return True
 
@@ -268,14 +277,14 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
                 dst.c.drops[DROP_BAD_OFFLOAD] += 1
             for k in range(nseg):
                 queued = put_frame(sw, dst, sw.soft_buf + k * sw.soft_stride, sw.soft_lens[k],
-                                   NULL, d, queued, True, ring_ok)
+                                   NULL, d, queued, True, &ring_ok)
             if packet and queued:
                 flush_packet(sw, dst, queued)
                 queued = 0
         else:
             queued = put_frame(sw, dst, d.data, d.len,
                                &d.vnet if d.flags & FRAME_VNET else NULL, d, queued, padded,
-                               ring_ok)
+                               &ring_ok)
         head = ring.head
         space = ring_space(ring)
     ring.head = head

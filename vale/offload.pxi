@@ -615,9 +615,10 @@ def _checksum(bytes vnet10 not None, bytes frame not None):
 
 
 def _segment(bytes vnet10 not None, bytes frame not None, stride=None, max_segments=128):
-    """Test hook: offload_segment() of frame into max_segments slots of stride bytes
-    (by default as long as the frame, which no segment exceeds); the list of segments.
-    ValueError when the frame cannot be segmented."""
+    """Test hook: offload_segment() of frame into max_segments slots (128 by default,
+    which keeps the area small; forwarding allows up to VALE_MAX_SEGMENTS) of stride
+    bytes (by default as long as the frame, which no segment exceeds); the list of
+    segments. ValueError when the frame cannot be segmented."""
     cdef vale_vnet h
     cdef guarded_area f, o, lens
     cdef uint32_t n = <uint32_t>PyBytes_GET_SIZE(frame)
