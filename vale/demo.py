@@ -62,6 +62,15 @@ def valectl(sock: str, *argv: str) -> None:
     subprocess.run([sys.executable, "-m", "vale.cli.valectl", "--socket", sock, *argv])
 
 
+def iperf3_gbps(report: str) -> float | None:
+    """The rate received in iperf3's JSON report; None when it has none. iperf 3.12 exits
+    0 with -J even when it could not connect (the server not listening yet)."""
+    try:
+        return json.loads(report)["end"]["sum_received"]["bits_per_second"] / 1e9
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def show_traffic(sock: str) -> None:
     say("ping 198.18.0.1 -> 198.18.0.2 and 198.18.0.3")
     for target in (2, 3):
@@ -76,11 +85,13 @@ def show_traffic(sock: str) -> None:
         try:
             for _ in range(50):
                 run = ns_exec(1, "iperf3", "-c", "198.18.0.2", "-t", "3", "-J", check=False)
-                if run.returncode == 0:
-                    gbps = json.loads(run.stdout)["end"]["sum_received"]["bits_per_second"]
-                    print(f"{gbps / 1e9:.2f} Gbit/s through vale0")
+                gbps = iperf3_gbps(run.stdout)
+                if gbps is not None:
+                    print(f"{gbps:.2f} Gbit/s through vale0")
                     break
                 time.sleep(0.1)
+            else:
+                print(f"iperf3 gave no result: {run.stdout.strip()[-500:]}{run.stderr}")
         finally:
             if server.poll() is None:
                 server.kill()
