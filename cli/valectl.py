@@ -220,7 +220,8 @@ def info(obj: Context, port: str, as_json: bool) -> None:
     counters = result["counters"]
     if counters is None:
         return
-    for key in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "flood_packets"):
+    for key in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_ring_packets",
+                "flood_packets"):
         click.echo(f"  {key}: {counters[key]}")
     for reason, count in counters["drops"].items():
         click.echo(f"  drops {reason}: {count}")

@@ -51,7 +51,7 @@ class _Port:
     lru: OrderedDict = field(default_factory=OrderedDict)   # dynamic MACs, oldest first
     counters: dict = field(default_factory=lambda: {
         "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0, "flood_packets": 0,
-        "drops": dict.fromkeys(DROP_REASONS, 0)})
+        "tx_ring_packets": 0, "drops": dict.fromkeys(DROP_REASONS, 0)})
 
 
 class ModelCore:

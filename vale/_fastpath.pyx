@@ -395,8 +395,7 @@ cdef class SwitchCore:
                 info.update(rx_frames=p.prx.frame_nr, rx_frame_size=p.prx.frame_size,
                             rx_ring_bytes=p.prx.map_len,
                             tx_frames=p.ptx.frame_nr if p.ptx.map != NULL else 0,
-                            tx_ring_bytes=p.ptx.map_len if p.ptx.map != NULL else 0,
-                            tx_ring_packets=p.tx_ring_packets)
+                            tx_ring_bytes=p.ptx.map_len if p.ptx.map != NULL else 0)
             else:
                 info.update(rx_slots=p.rx.nslots, tx_slots=p.tx.nslots,
                             slot_size=p.tx.slot_size, rx_pending=ring_count(&p.rx),
@@ -745,6 +744,7 @@ cdef class SwitchCore:
                     "rx_packets": p.c.rx_packets, "rx_bytes": p.c.rx_bytes,
                     "tx_packets": p.c.tx_packets, "tx_bytes": p.c.tx_bytes,
                     "flood_packets": p.c.flood_packets,
+                    "tx_ring_packets": p.tx_ring_packets,
                     "drops": {DROP_REASONS[r]: p.c.drops[r] for r in range(N_DROP_REASONS)},
                     "fdb_entries": p.dyn_count,
                     "up": bool(p.up),

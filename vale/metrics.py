@@ -42,6 +42,9 @@ PORT_COUNTERS = {
     "vale_port_transmit_bytes": ("Bytes of the frames handed to the port", "tx_bytes"),
     "vale_port_flood_packets": ("Frames received on the port that were flooded",
                                 "flood_packets"),
+    "vale_port_transmit_ring_packets": ("Frames handed to an interface port through its TX "
+                                        "ring (short ones; the rest go by sendmmsg)",
+                                        "tx_ring_packets"),
 }
 FDB_COUNTERS = {
     "vale_fdb_learned": ("MAC addresses learned", "learned"),

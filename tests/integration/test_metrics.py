@@ -95,5 +95,8 @@ def test_prometheus_sees_exactly_the_frames_sent(tmp_path, make_host, prometheus
         drops = query(web_port, "sum by (port) (vale_port_drops_total)")
         assert drops == {a.port: 0.0, b.port: 0.0}
         assert query(web_port, "vale_fdb_entries") == {"": 2.0}
+        # Short frames leave through the TX ring; the first 256 always find a free slot.
+        ring = query(web_port, "vale_port_transmit_ring_packets_total")
+        assert 256 <= ring[b.port] <= SENT and ring[a.port] == 1
     finally:
         stop_valed(daemon)

@@ -222,12 +222,12 @@ def test_short_frames_go_through_the_tx_ring_and_keep_their_place(make_host):
     mixed = [3000 if i % 7 == 3 else size for i, size in enumerate(short[:300])]
 
     for sizes in (short, mixed):
-        ring_before = core.port_info(port)["tx_ring_packets"]
+        ring_before = core.snapshot()["ports"][port]["tx_ring_packets"]
         assert core.inject(src, [frame(a.mac, mac(1), size, tag=i)
                                  for i, size in enumerate(sizes)]) == len(sizes)
         got = capture_tagged(a, len(sizes), lambda: core.forward(src))
         assert got == [[i, size] for i, size in enumerate(sizes)]
-        through_ring = core.port_info(port)["tx_ring_packets"] - ring_before
+        through_ring = core.snapshot()["ports"][port]["tx_ring_packets"] - ring_before
         if sizes is short:
             # The first 256 find the ring empty; the rest, slots the receiver freed, or
             # sendmmsg if it has not freed them yet.
@@ -307,4 +307,4 @@ def test_vlan_frames_get_their_tag_back_in_the_tx_ring(make_host):
                              a.mac.replace(":", "")),
             CAPTURE_VLAN))
         assert got == [[seq, 60, 7, 0x8100] for seq in range(5)]
-        assert sw.port_info(b.port)["tx_ring_packets"] == 5
+        assert sw.stats()["ports"][b.port]["tx_ring_packets"] == 5
