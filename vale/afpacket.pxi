@@ -111,6 +111,7 @@ cdef void packet_tx_open(vale_port *p, int ifindex) noexcept nogil:
     sends everything with sendmmsg."""
     cdef int fd, one = 1, version = TPACKET_V2, size = PACKET_SNDBUF
     cdef int page = getpagesize()
+    cdef size_t map_len
     cdef sockaddr_ll sll
     cdef tpacket_req req
     cdef void *m
@@ -134,8 +135,8 @@ cdef void packet_tx_open(vale_port *p, int ifindex) noexcept nogil:
         return
     setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one))
     setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size))
-    m = mmap(NULL, <size_t>req.tp_block_nr * req.tp_block_size, PROT_READ | PROT_WRITE,
-             MAP_SHARED, fd, 0)
+    map_len = <size_t>req.tp_block_nr * req.tp_block_size
+    m = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
     if m == MAP_FAILED:
         close(fd)
         return
@@ -143,11 +144,11 @@ cdef void packet_tx_open(vale_port *p, int ifindex) noexcept nogil:
     sll.sll_family = AF_PACKET
     sll.sll_ifindex = ifindex
     if bind(fd, <sockaddr *>&sll, sizeof(sll)) != 0:
-        munmap(m, <size_t>req.tp_block_nr * req.tp_block_size)
+        munmap(m, map_len)
         close(fd)
         return
     p.ptx.map = <char *>m
-    p.ptx.map_len = <size_t>req.tp_block_nr * req.tp_block_size
+    p.ptx.map_len = map_len
     p.ptx.frame_size = req.tp_frame_size
     p.ptx.frame_nr = req.tp_frame_nr
     p.ptx.frames_per_block = req.tp_block_size // req.tp_frame_size

@@ -167,16 +167,15 @@ class Daemon:
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
-        writer.write(json.dumps(reply).encode() + b"\n")
+        writer.write(_line(reply))
         await writer.drain()
 
     def _track(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self.clients) >= MAX_CLIENTS:
             # Descriptors are the daemon's: ports and TAPs need them more than idle clients.
             with contextlib.suppress(Exception):
-                writer.write(json.dumps(reply_error(
-                    "busy", f"valed is serving {MAX_CLIENTS} clients; try again")).encode()
-                    + b"\n")
+                writer.write(_line(reply_error(
+                    "busy", f"valed is serving {MAX_CLIENTS} clients; try again")))
             writer.close()
             return
         task = asyncio.get_running_loop().create_task(self._client(reader, writer))
@@ -237,6 +236,11 @@ class Daemon:
             self.api.shutdown()             # threads stopped, sockets closed, promisc undone
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def _line(reply: dict[str, Any]) -> bytes:
+    """A reply as the protocol sends it: one line of JSON."""
+    return json.dumps(reply).encode() + b"\n"
 
 
 def _socket_in_use(path: Path) -> bool:

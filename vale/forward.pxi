@@ -177,19 +177,17 @@ cdef uint32_t soft_offload(vale_switch *sw, const vale_desc *d) noexcept nogil:
     cannot be made plain."""
     cdef int n
     cdef uint32_t stride = SOFT_STRIDE
+    # Room to the measure of the segments: a small MSS makes many short ones. A gso_size
+    # near 16 KiB or over makes segments longer than the most room, which segmenting
+    # refuses.
+    if d.vnet.gso_type != VNET_GSO_NONE and d.vnet.gso_size + SOFT_HEADROOM < SOFT_STRIDE:
+        stride = round64(d.vnet.gso_size + SOFT_HEADROOM)
+    sw.soft_stride = stride
     if d.vnet.gso_type != VNET_GSO_NONE:
-        # Room to the measure of the segments: a small MSS makes many short ones. A
-        # gso_size near 16 KiB or over makes segments longer than the most room, which
-        # segmenting refuses.
-        if d.vnet.gso_size + SOFT_HEADROOM < SOFT_STRIDE:
-            stride = (d.vnet.gso_size + SOFT_HEADROOM + VALE_SLOT_ALIGN - 1) & ~(
-                <uint32_t>VALE_SLOT_ALIGN - 1)
-        sw.soft_stride = stride
         n = offload_segment(&d.vnet, d.data, d.len, sw.soft_buf, stride,
                             min(<uint32_t>VALE_MAX_SEGMENTS, SOFT_BUF_SIZE // stride),
                             sw.soft_lens)
         return <uint32_t>n if n > 0 else 0
-    sw.soft_stride = stride
     if d.len > SOFT_BUF_SIZE:
         return 0
     memcpy(sw.soft_buf, d.data, d.len)

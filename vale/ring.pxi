@@ -51,6 +51,11 @@ cdef inline uint32_t ring_space(const vale_ring *r) noexcept nogil:
     return r.nslots - (r.head - r.tail)
 
 
+cdef inline uint32_t round64(uint32_t n) noexcept nogil:
+    """n rounded up to whole 64-byte chunks (VALE_SLOT_ALIGN)."""
+    return (n + VALE_SLOT_ALIGN - 1) & ~(<uint32_t>VALE_SLOT_ALIGN - 1)
+
+
 cdef inline void copy_frame(char *dst, const char *src, uint32_t length) noexcept nogil:
     """Copy a frame between two padded, 64-byte aligned slots.
 
@@ -60,4 +65,4 @@ cdef inline void copy_frame(char *dst, const char *src, uint32_t length) noexcep
     if length <= 64:
         memcpy(dst, src, 64)
     else:
-        memcpy(dst, src, (length + 63) & ~(<uint32_t>63))
+        memcpy(dst, src, round64(length))
