@@ -1,7 +1,7 @@
 """The end-to-end benchmark: vale against the Linux bridge and Open vSwitch, between real hosts.
 
     .venv/bin/python bench/e2e.py [--json] [--runs 5] [--quick] [--no-ovs] [--no-core]
-                                  [--pps-frame raw] [--vale-set KEY=VALUE ...]
+                                  [--no-floor] [--pps-frame raw] [--vale-set KEY=VALUE ...]
 
 Two hosts, each a network namespace with a veth pair whose other end sits in a switch
 namespace of this run's own; the switch under test joins those two ends. The switch
@@ -16,13 +16,19 @@ per bridge) lives and dies with it, so the root namespace is never touched. The 
              pinned to the last CPU and busy-polling (cpus=N-1, busy_poll_us=1000000), so
              no frame waits for it to be woken (on this kind of VM a wake-up across vCPUs
              costs tens of microseconds per hop); leave it out with --no-core
+  floor      bench/afpacket_floor.c (built with gcc into the run's directory): the least any
+             switch on AF_PACKET does between two ports, with the same packet sockets and
+             rings as vale but no learning, no lookup, no checks, no counters; it sleeps in
+             epoll like vale. What it reaches against the bridge is what AF_PACKET itself
+             allows on this machine: where it falls short of a target, so must any switch
+             built on packet sockets. Leave it out with --no-floor
   bridge     a Linux bridge, STP off
   ovs        Open vSwitch's userspace datapath (datapath_type=netdev) with
              other_config:userspace-tso-enable=true; its own ovsdb-server and
              ovs-vswitchd, private run/db/log directories
   ovs-notso  the same without userspace TSO
 
-They alternate within each run (vale, vale-core, bridge, ovs, ovs-notso, vale, ...),
+They alternate within each run (vale, vale-core, floor, bridge, ovs, ovs-notso, vale, ...),
 re-wiring the same hosts, and the medians over the runs are compared. Per switch and run:
 
   rtt_ms         ping -c 200 -i 0.005, average
@@ -57,7 +63,8 @@ also on failure, Ctrl-C, SIGTERM or SIGHUP, and leftovers of earlier runs whose 
 gone are removed at the start. Addresses come from 198.18.0.0/15 only. Needs root.
 
 The targets in the closing summary are goals, not tests: the exit code is 0 unless
-something crashed.
+something crashed. They are judged for the floor too: a target the floor does not meet in
+the same run is out of reach of packet sockets on this machine, not of vale's code alone.
 """
 
 from __future__ import annotations
@@ -111,6 +118,8 @@ NEITHER = {                                 # what the metrics with no better si
     "background_cpus": "busy before the turn: not this run",
 }
 VALES = ("vale", "vale-core")               # the vale configurations a run compares
+COMPARED = (*VALES, "floor")                # what the ratios to the peers are given for
+FLOOR_SOURCE = BENCH / "afpacket_floor.c"
 
 
 def core_settings() -> dict[str, str]:
@@ -426,6 +435,39 @@ class Bridge(Switch):
 
     def unwire(self) -> None:
         sh("ip", "-n", SWITCH_NS, "link", "del", self.bridge, check=False)
+
+
+class Floor(Switch):
+    """bench/afpacket_floor.c between the two hosts' ports."""
+    name = "floor"
+
+    def __init__(self, lab: Lab, program: Path) -> None:
+        self.lab = lab
+        self.program = program
+
+    def wire(self, hosts: list[Host]) -> None:
+        a, b = hosts
+        proc = self.lab.start("floor", in_ns(SWITCH_NS, str(self.program), a.port, b.port))
+        log_file = self.lab.tmp / "floor.log"
+        deadline = time.monotonic() + 10
+        while b"ready" not in log_file.read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("afpacket_floor did not start: "
+                                   + log_file.read_text(errors="replace")[-400:])
+            time.sleep(0.02)
+
+    def unwire(self) -> None:
+        self.lab.stop("floor")
+
+
+def build_floor(lab: Lab) -> tuple[list[Switch], str]:
+    """The floor switch, compiled for this run, or none and why."""
+    program = lab.tmp / "afpacket_floor"
+    try:
+        sh("gcc", "-O2", "-Wall", "-o", str(program), str(FLOOR_SOURCE), timeout=120)
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+        return [], f"not built: {exc}"
+    return [Floor(lab, program)], "built with gcc -O2"
 
 
 class OvsDb:
@@ -773,7 +815,7 @@ def median_ratio(results: dict[str, dict[str, list[float]]], mine: str, peer: st
 def ratio_lines(results: dict[str, dict[str, list[float]]]) -> list[dict[str, Any]]:
     lines = []
     for metric in METRICS:
-        for mine in VALES:
+        for mine in COMPARED:
             if not METRICS[metric][1] or not results.get(mine, {}).get(metric):
                 continue
             line: dict[str, Any] = {"metric": metric, "switch": mine}
@@ -793,12 +835,16 @@ def ratio_lines(results: dict[str, dict[str, list[float]]]) -> list[dict[str, An
 
 
 def summary_line(results: dict[str, dict[str, list[float]]], rss_32: float | None,
-                 generator: str, ovs_status: str, runs: int) -> dict[str, Any]:
-    """The targets, judged for each vale configuration in the run."""
+                 generator: str, ovs_status: str, floor_status: str, runs: int,
+                 ) -> dict[str, Any]:
+    """The targets, judged for each vale configuration in the run, and for the floor: what
+    no switch on packet sockets can do better than (it has no daemon: no memory target)."""
     summary: dict[str, dict[str, Any]] = {}
-    for mine in (v for v in VALES if v in results):
+    for mine in (v for v in COMPARED if v in results):
         summary[mine] = {}
         for key, (metric, goal, text) in TARGETS.items():
+            if key == "rss_32_ports" and mine not in VALES:
+                continue
             if key == "rss_32_ports":
                 value, met = rss_32, rss_32 is not None and rss_32 < goal
             else:
@@ -808,9 +854,10 @@ def summary_line(results: dict[str, dict[str, list[float]]], rss_32: float | Non
             summary[mine][key] = {"target": text, "value": value, "met": met}
     return {"summary": summary,
             "all_met": {mine: all(s["met"] for s in by_key.values())
-                        for mine, by_key in summary.items()},
+                        for mine, by_key in summary.items() if mine in VALES},
             "vale_core_settings": core_settings(),
             "runs": runs, "pps_generator": generator, "ovs": ovs_status,
+            "floor": floor_status,
             "cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()[0]}
 
 
@@ -847,6 +894,7 @@ def print_table(lines: list[dict[str, Any]]) -> None:
                           f"{'met' if s['met'] else 'NOT met'}")
             print(f"vale-core: {x['vale_core_settings']}")
             print(f"pps generator: {x['pps_generator']}; ovs: {x['ovs']}; "
+                  f"floor: {x['floor']}; "
                   f"runs: {x['runs']}; cpus: {x['cpus']}; "
                   f"load average at the end: {x['loadavg_at_end']:.2f}")
 
@@ -864,7 +912,10 @@ def run(args: argparse.Namespace, lab: Lab) -> list[dict[str, Any]]:
     switches: list[Switch] = [vale]
     if not args.no_core:
         switches.append(Vale(daemon, "vale-core", {**core_settings(), **extra}))
-    switches.append(Bridge())
+    floor, floor_status = build_floor(lab) if not args.no_floor else ([], "--no-floor")
+    if not floor:
+        log(f"the AF_PACKET floor skipped: {floor_status}")
+    switches += [*floor, Bridge()]
     ovs, ovs_status = start_ovs(lab) if not args.no_ovs else ([], "--no-ovs")
     if not ovs:
         log(f"Open vSwitch skipped: {ovs_status}")
@@ -890,7 +941,7 @@ def run(args: argparse.Namespace, lab: Lab) -> list[dict[str, Any]]:
               "runs": [rss_32]},
              *lines, *ratio_lines(results)]
     generator = f"trafgen (TX ring, qdisc bypass, 1 process), {plan.pps_frame} 60-byte frames"
-    lines.append(summary_line(results, rss_32, generator, ovs_status, runs))
+    lines.append(summary_line(results, rss_32, generator, ovs_status, floor_status, runs))
     return lines
 
 
@@ -905,6 +956,8 @@ def main() -> int:
     parser.add_argument("--no-ovs", action="store_true", help="leave Open vSwitch out")
     parser.add_argument("--no-core", action="store_true",
                         help="leave out vale-core (vale with a CPU of its own, busy-polling)")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="leave out the AF_PACKET floor (bench/afpacket_floor.c)")
     parser.add_argument("--vale-set", action="append", default=[], metavar="KEY=VALUE",
                         help="a vale0 setting for every vale turn (e.g. cpus=1)")
     args = parser.parse_args()
