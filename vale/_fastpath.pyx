@@ -931,3 +931,20 @@ cdef class SwitchCore:
             return done, t1 - t0
         finally:
             self.release()
+
+    # -- test hooks ----------------------------------------------------------------------
+
+    def _hold_tx_slot(self, index, uint32_t ahead, bint held):
+        """Tests: mark the slot AHEAD places past the head of packet port INDEX's TX ring
+        as in flight (held) or free again. A NIC keeps a slot until its frame is on the
+        wire; veth frees each one at once, so nothing else makes the ring busy here."""
+        cdef vale_port *p
+        self.acquire()
+        try:
+            p = self.port_at(index)
+            if p.kind != PORT_PACKET or p.ptx.map == NULL:
+                raise ValueError(f"port {index} has no TX ring")
+            vale_store_release(&packet_frame(&p.ptx, p.ptx.head + ahead).tp_status,
+                               TP_STATUS_SENDING if held else TP_STATUS_AVAILABLE)
+        finally:
+            self.release()

@@ -240,6 +240,37 @@ def test_short_frames_go_through_the_tx_ring_and_keep_their_place(make_host):
     assert not any(counters["drops"].values())
 
 
+def test_a_busy_tx_ring_hands_the_rest_of_the_batch_to_sendmmsg(make_host):
+    """A NIC frees a TX ring slot only when its frame is on the wire. When the slot at the
+    ring's head is still in flight after what was marked has been handed over, that frame
+    and the rest of the batch for that port go by sendmmsg, after the ones in the ring.
+    Once the slot is free the ring is used again from there, which is where the kernel
+    looks too: had the two heads drifted apart, the kernel would send nothing and the
+    port would give up its ring."""
+    a = make_host(1, ipv6=False)
+    core = SwitchCore(batch=1024)
+    port = core.add_packet_port(socket.if_nametoindex(a.port))
+    src = core.add_port()
+    core._hold_tx_slot(port, 10, True)
+
+    def through_ring(tags: list[int]) -> int:
+        before = core.snapshot()["ports"][port]["tx_ring_packets"]
+        core.inject(src, [frame(a.mac, mac(1), tag=t) for t in tags])
+        got = capture_tagged(a, len(tags), lambda: core.forward(src))
+        assert [tag for tag, _ in got] == tags
+        return core.snapshot()["ports"][port]["tx_ring_packets"] - before
+
+    assert through_ring(list(range(40))) == 10
+    core._hold_tx_slot(port, 0, False)
+    assert through_ring(list(range(100, 120))) == 20
+    assert core.port_info(port)["tx_frames"] == 256
+    counters = core.snapshot()["ports"][port]
+    assert counters["tx_packets"] == 60
+    assert not any(counters["drops"].values())
+    with pytest.raises(ValueError, match="no TX ring"):
+        core._hold_tx_slot(src, 0, True)
+
+
 def test_frames_the_kernel_refuses_are_counted_and_the_ring_goes_on(make_host):
     """With the link down the kernel takes none of the marked frames: they are counted as
     tx_error and taken back. The next ones go out, and only they: had the ring's head
