@@ -1,7 +1,8 @@
 """The end-to-end benchmark: vale against the Linux bridge and Open vSwitch, between real hosts.
 
     .venv/bin/python bench/e2e.py [--json] [--runs 5] [--quick] [--no-ovs] [--no-core]
-                                  [--no-floor] [--pps-frame raw] [--vale-set KEY=VALUE ...]
+                                  [--no-floor] [--floor-v3] [--pps-frame raw]
+                                  [--vale-set KEY=VALUE ...]
 
 Two hosts, each a network namespace with a veth pair whose other end sits in a switch
 namespace of this run's own; the switch under test joins those two ends. The switch
@@ -22,6 +23,8 @@ per bridge) lives and dies with it, so the root namespace is never touched. The 
              epoll like vale. What it reaches against the bridge is what AF_PACKET itself
              allows on this machine: where it falls short of a target, so must any switch
              built on packet sockets. Leave it out with --no-floor
+  floor-v3   with --floor-v3: the floor with TPACKET_V3 receive rings (1 ms block timeout),
+             which wake the reader per block, not per frame: why vale's rings are V2
   bridge     a Linux bridge, STP off
   ovs        Open vSwitch's userspace datapath (datapath_type=netdev) with
              other_config:userspace-tso-enable=true; its own ovsdb-server and
@@ -118,7 +121,7 @@ NEITHER = {                                 # what the metrics with no better si
     "background_cpus": "busy before the turn: not this run",
 }
 VALES = ("vale", "vale-core")               # the vale configurations a run compares
-COMPARED = (*VALES, "floor")                # what the ratios to the peers are given for
+COMPARED = (*VALES, "floor", "floor-v3")    # what the ratios to the peers are given for
 FLOOR_SOURCE = BENCH / "afpacket_floor.c"
 
 
@@ -438,36 +441,40 @@ class Bridge(Switch):
 
 
 class Floor(Switch):
-    """bench/afpacket_floor.c between the two hosts' ports."""
-    name = "floor"
+    """bench/afpacket_floor.c between the two hosts' ports (-3: TPACKET_V3 rings)."""
 
-    def __init__(self, lab: Lab, program: Path) -> None:
+    def __init__(self, lab: Lab, program: Path, v3: bool = False) -> None:
         self.lab = lab
         self.program = program
+        self.options = ["-3"] if v3 else []
+        self.name = "floor-v3" if v3 else "floor"
 
     def wire(self, hosts: list[Host]) -> None:
         a, b = hosts
-        proc = self.lab.start("floor", in_ns(SWITCH_NS, str(self.program), a.port, b.port))
-        log_file = self.lab.tmp / "floor.log"
+        log_file = self.lab.tmp / f"{self.name}.log"
+        seen = log_file.stat().st_size if log_file.exists() else 0     # earlier runs'
+        proc = self.lab.start(self.name, in_ns(SWITCH_NS, str(self.program), *self.options,
+                                               a.port, b.port))
         deadline = time.monotonic() + 10
-        while b"ready" not in log_file.read_bytes():
+        while b"ready" not in log_file.read_bytes()[seen:]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("afpacket_floor did not start: "
                                    + log_file.read_text(errors="replace")[-400:])
             time.sleep(0.02)
 
     def unwire(self) -> None:
-        self.lab.stop("floor")
+        self.lab.stop(self.name)
 
 
-def build_floor(lab: Lab) -> tuple[list[Switch], str]:
-    """The floor switch, compiled for this run, or none and why."""
+def build_floor(lab: Lab, v3: bool) -> tuple[list[Switch], str]:
+    """The floor switch (and its V3 variant), compiled for this run, or none and why."""
     program = lab.tmp / "afpacket_floor"
     try:
         sh("gcc", "-O2", "-Wall", "-o", str(program), str(FLOOR_SOURCE), timeout=120)
     except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
         return [], f"not built: {exc}"
-    return [Floor(lab, program)], "built with gcc -O2"
+    return [Floor(lab, program)] + ([Floor(lab, program, v3=True)] if v3 else []), \
+        "built with gcc -O2"
 
 
 class OvsDb:
@@ -912,7 +919,8 @@ def run(args: argparse.Namespace, lab: Lab) -> list[dict[str, Any]]:
     switches: list[Switch] = [vale]
     if not args.no_core:
         switches.append(Vale(daemon, "vale-core", {**core_settings(), **extra}))
-    floor, floor_status = build_floor(lab) if not args.no_floor else ([], "--no-floor")
+    floor, floor_status = (build_floor(lab, args.floor_v3) if not args.no_floor
+                           else ([], "--no-floor"))
     if not floor:
         log(f"the AF_PACKET floor skipped: {floor_status}")
     switches += [*floor, Bridge()]
@@ -958,6 +966,8 @@ def main() -> int:
                         help="leave out vale-core (vale with a CPU of its own, busy-polling)")
     parser.add_argument("--no-floor", action="store_true",
                         help="leave out the AF_PACKET floor (bench/afpacket_floor.c)")
+    parser.add_argument("--floor-v3", action="store_true",
+                        help="add the floor with TPACKET_V3 receive rings")
     parser.add_argument("--vale-set", action="append", default=[], metavar="KEY=VALUE",
                         help="a vale0 setting for every vale turn (e.g. cpus=1)")
     args = parser.parse_args()
