@@ -1,7 +1,7 @@
 """The end-to-end benchmark: vale against the Linux bridge and Open vSwitch, between real hosts.
 
     .venv/bin/python bench/e2e.py [--json] [--runs 5] [--quick] [--no-ovs] [--no-core]
-                                  [--no-floor] [--floor-v3] [--pps-frame raw]
+                                  [--no-bare] [--bare-v3] [--pps-frame raw]
                                   [--vale-set KEY=VALUE ...]
 
 Two hosts, each a network namespace with a veth pair whose other end sits in a switch
@@ -17,21 +17,21 @@ per bridge) lives and dies with it, so the root namespace is never touched. The 
              pinned to the last CPU and busy-polling (cpus=N-1, busy_poll_us=1000000), so
              no frame waits for it to be woken (on this kind of VM a wake-up across vCPUs
              costs tens of microseconds per hop); leave it out with --no-core
-  floor      bench/afpacket_floor.c (built with gcc into the run's directory): the least any
-             switch on AF_PACKET does between two ports, with the same packet sockets and
-             rings as vale but no learning, no lookup, no checks, no counters; it sleeps in
-             epoll like vale. What it reaches against the bridge is what AF_PACKET itself
-             allows on this machine: where it falls short of a target, so must any switch
-             built on packet sockets. Leave it out with --no-floor
-  floor-v3   with --floor-v3: the floor with TPACKET_V3 receive rings (1 ms block timeout),
-             which wake the reader per block, not per frame: why vale's rings are V2
+  bare       bench/afpacket_bare.c (built with gcc into the run's directory): a bare
+             AF_PACKET switch between two ports, with the same packet sockets and receive
+             rings as vale and nothing else: no learning, no lookup, no checks, no
+             counters, no TX ring; it sleeps in epoll like vale. A reference for what packet
+             sockets themselves cost here, not a bound: vale's TX ring makes short frames
+             cheaper than the bare switch sends them. Leave it out with --no-bare
+  bare-v3    with --bare-v3: the bare switch with TPACKET_V3 receive rings (1 ms block
+             timeout), which wake the reader per block, not per frame: why vale's are V2
   bridge     a Linux bridge, STP off
   ovs        Open vSwitch's userspace datapath (datapath_type=netdev) with
              other_config:userspace-tso-enable=true; its own ovsdb-server and
              ovs-vswitchd, private run/db/log directories
   ovs-notso  the same without userspace TSO
 
-They alternate within each run (vale, vale-core, floor, bridge, ovs, ovs-notso, vale, ...),
+They alternate within each run (vale, vale-core, bare, bridge, ovs, ovs-notso, vale, ...),
 re-wiring the same hosts, and the medians over the runs are compared. Per switch and run:
 
   rtt_ms         ping -c 200 -i 0.005, average
@@ -66,8 +66,8 @@ also on failure, Ctrl-C, SIGTERM or SIGHUP, and leftovers of earlier runs whose 
 gone are removed at the start. Addresses come from 198.18.0.0/15 only. Needs root.
 
 The targets in the closing summary are goals, not tests: the exit code is 0 unless
-something crashed. They are judged for the floor too: a target the floor does not meet in
-the same run is out of reach of packet sockets on this machine, not of vale's code alone.
+something crashed. They are judged for the bare switch too: a target that it misses as
+well, in the same run, is one that packet sockets themselves stand in the way of.
 """
 
 from __future__ import annotations
@@ -121,8 +121,8 @@ NEITHER = {                                 # what the metrics with no better si
     "background_cpus": "busy before the turn: not this run",
 }
 VALES = ("vale", "vale-core")               # the vale configurations a run compares
-COMPARED = (*VALES, "floor", "floor-v3")    # what the ratios to the peers are given for
-FLOOR_SOURCE = BENCH / "afpacket_floor.c"
+COMPARED = (*VALES, "bare", "bare-v3")      # what the ratios to the peers are given for
+BARE_SOURCE = BENCH / "afpacket_bare.c"
 
 
 def core_settings() -> dict[str, str]:
@@ -133,9 +133,9 @@ def core_settings() -> dict[str, str]:
 
 
 TARGETS = {                                 # summary key: (metric, goal, how it is compared)
-    "tcp": ("tcp_gbps", 0.95, "vale/bridge >= 0.95"),
-    "pps_64": ("pps_delivered", 1.3, "vale/bridge >= 1.3"),
-    "rtt": ("rtt_ms", 2.0, "vale/bridge <= 2"),
+    "tcp": ("tcp_gbps", 0.95, "ratio to the bridge >= 0.95"),
+    "pps_64": ("pps_delivered", 1.3, "ratio to the bridge >= 1.3"),
+    "rtt": ("rtt_ms", 2.0, "ratio to the bridge <= 2"),
     "rss_32_ports": ("rss_mib_32", 1024.0, "valed VmRSS with 32 ports < 1024 MiB"),
 }
 
@@ -440,14 +440,14 @@ class Bridge(Switch):
         sh("ip", "-n", SWITCH_NS, "link", "del", self.bridge, check=False)
 
 
-class Floor(Switch):
-    """bench/afpacket_floor.c between the two hosts' ports (-3: TPACKET_V3 rings)."""
+class Bare(Switch):
+    """bench/afpacket_bare.c between the two hosts' ports (-3: TPACKET_V3 rings)."""
 
     def __init__(self, lab: Lab, program: Path, v3: bool = False) -> None:
         self.lab = lab
         self.program = program
         self.options = ["-3"] if v3 else []
-        self.name = "floor-v3" if v3 else "floor"
+        self.name = "bare-v3" if v3 else "bare"
 
     def wire(self, hosts: list[Host]) -> None:
         a, b = hosts
@@ -456,24 +456,25 @@ class Floor(Switch):
         proc = self.lab.start(self.name, in_ns(SWITCH_NS, str(self.program), *self.options,
                                                a.port, b.port))
         deadline = time.monotonic() + 10
-        while b"ready" not in log_file.read_bytes()[seen:]:
+        while b"afpacket_bare: ready" not in log_file.read_bytes()[seen:]:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("afpacket_floor did not start: "
-                                   + log_file.read_text(errors="replace")[-400:])
+                self.unwire()
+                raise RuntimeError("afpacket_bare did not start: "
+                                   + log_file.read_bytes()[seen:].decode(errors="replace")[-400:])
             time.sleep(0.02)
 
     def unwire(self) -> None:
         self.lab.stop(self.name)
 
 
-def build_floor(lab: Lab, v3: bool) -> tuple[list[Switch], str]:
-    """The floor switch (and its V3 variant), compiled for this run, or none and why."""
-    program = lab.tmp / "afpacket_floor"
+def build_bare(lab: Lab, v3: bool) -> tuple[list[Switch], str]:
+    """The bare switch (and its V3 variant), compiled for this run, or none and why."""
+    program = lab.tmp / "afpacket_bare"
     try:
-        sh("gcc", "-O2", "-Wall", "-o", str(program), str(FLOOR_SOURCE), timeout=120)
+        sh("gcc", "-O2", "-Wall", "-o", str(program), str(BARE_SOURCE), timeout=120)
     except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
         return [], f"not built: {exc}"
-    return [Floor(lab, program)] + ([Floor(lab, program, v3=True)] if v3 else []), \
+    return [Bare(lab, program)] + ([Bare(lab, program, v3=True)] if v3 else []), \
         "built with gcc -O2"
 
 
@@ -756,9 +757,14 @@ def measure_turn(lab: Lab, switch: Switch, hosts: list[Host], plan: Plan) -> Tur
         "pps": pps,
     }
     turn.measured["background_cpus"] = busy_cpus()     # before this switch's own threads
-    switch.wire(hosts)
     try:
-        wait_reachable(a, b)
+        try:
+            switch.wire(hosts)
+            wait_reachable(a, b)
+        except (RuntimeError, subprocess.TimeoutExpired, ClientError) as exc:
+            log(f"  {switch.name}: wiring failed: {exc}")
+            turn.errors["wire"] = str(exc)[:300]
+            return turn
         for name, step in steps.items():
             try:
                 step()
@@ -842,10 +848,10 @@ def ratio_lines(results: dict[str, dict[str, list[float]]]) -> list[dict[str, An
 
 
 def summary_line(results: dict[str, dict[str, list[float]]], rss_32: float | None,
-                 generator: str, ovs_status: str, floor_status: str, runs: int,
+                 generator: str, ovs_status: str, bare_status: str, runs: int,
                  ) -> dict[str, Any]:
-    """The targets, judged for each vale configuration in the run, and for the floor: what
-    no switch on packet sockets can do better than (it has no daemon: no memory target)."""
+    """The targets, judged for each vale configuration in the run, and for the bare
+    switches (which have no daemon: no memory target)."""
     summary: dict[str, dict[str, Any]] = {}
     for mine in (v for v in COMPARED if v in results):
         summary[mine] = {}
@@ -864,7 +870,7 @@ def summary_line(results: dict[str, dict[str, list[float]]], rss_32: float | Non
                         for mine, by_key in summary.items() if mine in VALES},
             "vale_core_settings": core_settings(),
             "runs": runs, "pps_generator": generator, "ovs": ovs_status,
-            "floor": floor_status,
+            "bare": bare_status,
             "cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()[0]}
 
 
@@ -901,7 +907,7 @@ def print_table(lines: list[dict[str, Any]]) -> None:
                           f"{'met' if s['met'] else 'NOT met'}")
             print(f"vale-core: {x['vale_core_settings']}")
             print(f"pps generator: {x['pps_generator']}; ovs: {x['ovs']}; "
-                  f"floor: {x['floor']}; "
+                  f"bare: {x['bare']}; "
                   f"runs: {x['runs']}; cpus: {x['cpus']}; "
                   f"load average at the end: {x['loadavg_at_end']:.2f}")
 
@@ -919,11 +925,11 @@ def run(args: argparse.Namespace, lab: Lab) -> list[dict[str, Any]]:
     switches: list[Switch] = [vale]
     if not args.no_core:
         switches.append(Vale(daemon, "vale-core", {**core_settings(), **extra}))
-    floor, floor_status = (build_floor(lab, args.floor_v3) if not args.no_floor
-                           else ([], "--no-floor"))
-    if not floor:
-        log(f"the AF_PACKET floor skipped: {floor_status}")
-    switches += [*floor, Bridge()]
+    bare, bare_status = (build_bare(lab, args.bare_v3) if not args.no_bare
+                         else ([], "--no-bare"))
+    if not bare:
+        log(f"the bare AF_PACKET switch skipped: {bare_status}")
+    switches += [*bare, Bridge()]
     ovs, ovs_status = start_ovs(lab) if not args.no_ovs else ([], "--no-ovs")
     if not ovs:
         log(f"Open vSwitch skipped: {ovs_status}")
@@ -949,7 +955,7 @@ def run(args: argparse.Namespace, lab: Lab) -> list[dict[str, Any]]:
               "runs": [rss_32]},
              *lines, *ratio_lines(results)]
     generator = f"trafgen (TX ring, qdisc bypass, 1 process), {plan.pps_frame} 60-byte frames"
-    lines.append(summary_line(results, rss_32, generator, ovs_status, floor_status, runs))
+    lines.append(summary_line(results, rss_32, generator, ovs_status, bare_status, runs))
     return lines
 
 
@@ -964,13 +970,15 @@ def main() -> int:
     parser.add_argument("--no-ovs", action="store_true", help="leave Open vSwitch out")
     parser.add_argument("--no-core", action="store_true",
                         help="leave out vale-core (vale with a CPU of its own, busy-polling)")
-    parser.add_argument("--no-floor", action="store_true",
-                        help="leave out the AF_PACKET floor (bench/afpacket_floor.c)")
-    parser.add_argument("--floor-v3", action="store_true",
-                        help="add the floor with TPACKET_V3 receive rings")
+    parser.add_argument("--no-bare", action="store_true",
+                        help="leave out the bare AF_PACKET switch (bench/afpacket_bare.c)")
+    parser.add_argument("--bare-v3", action="store_true",
+                        help="add the bare switch with TPACKET_V3 receive rings")
     parser.add_argument("--vale-set", action="append", default=[], metavar="KEY=VALUE",
                         help="a vale0 setting for every vale turn (e.g. cpus=1)")
     args = parser.parse_args()
+    if args.bare_v3 and args.no_bare:
+        parser.error("--bare-v3 needs the bare switch: drop --no-bare")
     if os.geteuid() != 0:
         print("e2e: needs root (network namespaces, veth pairs, packet sockets)",
               file=sys.stderr)

@@ -251,6 +251,7 @@ def test_a_busy_tx_ring_hands_the_rest_of_the_batch_to_sendmmsg(make_host):
     core = SwitchCore(batch=1024)
     port = core.add_packet_port(socket.if_nametoindex(a.port))
     src = core.add_port()
+    assert core.port_info(port)["tx_frames"] == 256
     core._hold_tx_slot(port, 10, True)
 
     def through_ring(tags: list[int]) -> int:
@@ -263,7 +264,7 @@ def test_a_busy_tx_ring_hands_the_rest_of_the_batch_to_sendmmsg(make_host):
     assert through_ring(list(range(40))) == 10
     core._hold_tx_slot(port, 0, False)
     assert through_ring(list(range(100, 120))) == 20
-    assert core.port_info(port)["tx_frames"] == 256
+    assert core.port_info(port)["tx_frames"] == 256     # the ring was not given up
     counters = core.snapshot()["ports"][port]
     assert counters["tx_packets"] == 60
     assert not any(counters["drops"].values())
