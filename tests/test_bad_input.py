@@ -31,6 +31,15 @@ def test_mac_round_trip():
     assert mac_to_key("01-00-5e-00-00-01") & 1        # the group bit is bit 0
 
 
+def test_random_macs_are_local_unicast_and_differ():
+    from vale.names import random_mac
+    macs = {random_mac() for _ in range(64)}
+    assert len(macs) == 64
+    for text in macs:
+        first = mac_to_key(text) & 0xFF
+        assert first & 0x01 == 0 and first & 0x02, text    # unicast, locally administered
+
+
 @pytest.mark.parametrize("name", ["", "a" * 16, "eth/1", "eth:1", "eth 1", ".", "..", "a\0b", 3])
 def test_bad_port_names(name):
     with pytest.raises(ValueError):

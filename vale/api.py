@@ -27,7 +27,13 @@ from typing import Any
 
 from vale import netlink, tap
 from vale._fastpath import MAX_FDB_CAPACITY
-from vale.names import check_port_name, check_switch_name, mac_to_key, parse_port_ref
+from vale.names import (
+    check_port_name,
+    check_switch_name,
+    mac_to_key,
+    parse_port_ref,
+    random_mac,
+)
 from vale.ports import NoSuchInterface, interface_index, interface_state
 from vale.state import StateFile, empty, new_switch
 from vale.switch import Switch
@@ -293,12 +299,18 @@ class Api:
         sw = self._live_switch(switch)
         made = self.desired["interfaces"].get(port, {})
         if made.get("kind") == "tap":
+            # A TAP we hold dies with us, and is made again with the MAC it had: with a
+            # new one, hosts that knew it would send into the void until their neighbour
+            # entries expire. (Records saved before MACs were kept have none.)
+            mac = made.get("mac")
+            if mac is not None:
+                mac_to_key(mac)             # a hand-edited state file: say which value
             fd = tap.open_tap(port)
             try:
                 if made.get("netns"):
-                    netlink.move_to_netns(port, made["netns"], made.get("address"))
+                    netlink.move_to_netns(port, made["netns"], made.get("address"), mac)
                 else:
-                    netlink.set_up(port)
+                    netlink.set_up(port, mac)
                 settings.pop("rx_frames", None)
                 sw.attach_tap(port, fd, **settings)
             except BaseException:
@@ -558,7 +570,7 @@ class Api:
             record.update(owner=owner, group=group)
             tap.make_persistent_tap(name, _uid(owner), _gid(group))
         else:
-            record.update(netns=netns, address=address)
+            record.update(netns=netns, address=address, mac=random_mac())
         self.desired["interfaces"][name] = record
         try:
             self._add_port(switch, name, settings)

@@ -3,6 +3,7 @@ names and `switch:port` references. The one place these rules live."""
 
 from __future__ import annotations
 
+import os
 import re
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "key_to_mac",
     "mac_to_key",
     "parse_port_ref",
+    "random_mac",
 ]
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
@@ -29,6 +31,12 @@ def mac_to_key(mac: str) -> int:
 
 def key_to_mac(key: int) -> str:
     return ":".join(f"{b:02x}" for b in key.to_bytes(6, "little"))
+
+
+def random_mac() -> str:
+    """A random locally administered unicast MAC, as Linux gives a new TAP."""
+    first, rest = os.urandom(1)[0], os.urandom(5)
+    return ":".join(f"{b:02x}" for b in bytes([(first & 0xFE) | 0x02]) + rest)
 
 
 def check_switch_name(name: str) -> str:

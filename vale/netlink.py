@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import IPRoute
+from pyroute2 import IPRoute, NetlinkError
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from vale.names import check_port_name
@@ -47,12 +47,15 @@ WORKER_TIMEOUT_S = 10       # well under the unit's WatchdogSec (15 s): the loop
 
 
 def _in_worker(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run fn in the netlink thread (where namespaces are entered) and wait for it."""
+    """Run fn in the netlink thread (where namespaces are entered) and wait for it. What
+    the kernel refuses is an OSError, as from any other system call."""
     try:
         return _worker.submit(fn, *args).result(timeout=WORKER_TIMEOUT_S)
     except TimeoutError:
         raise OSError(errno.ETIMEDOUT, f"the kernel did not answer within "
                                        f"{WORKER_TIMEOUT_S} s") from None
+    except NetlinkError as exc:
+        raise OSError(exc.code, os.strerror(exc.code)) from exc
 
 
 def _setns(fd: int) -> None:
@@ -124,15 +127,18 @@ def _create_veth(name: str, peer: str, netns: str | None, cidr: Any) -> None:
             raise
 
 
-def move_to_netns(name: str, netns: str, address: str | None) -> None:
-    """Move interface `name` (a TAP) into `netns`, up, with `address`."""
+def move_to_netns(name: str, netns: str, address: str | None, mac: str | None = None) -> None:
+    """Move interface `name` (a TAP) into `netns`, up, with `address` (and `mac`)."""
     cidr = check_address(address) if address else None
-    _in_worker(_move, name, netns, cidr)
+    _in_worker(_move, name, netns, cidr, mac)
 
 
-def _move(name: str, netns: str, cidr: Any) -> None:
+def _move(name: str, netns: str, cidr: Any, mac: str | None) -> None:
     with IPRoute() as ipr:
-        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], net_ns_fd=netns)
+        index = ipr.link_lookup(ifname=name)[0]
+        if mac is not None:
+            ipr.link("set", index=index, address=mac)
+        ipr.link("set", index=index, net_ns_fd=netns)
     _configure(name, netns, cidr)
 
 
@@ -145,13 +151,17 @@ def _configure(name: str, netns: str | None, cidr: Any) -> None:
         ipr.link("set", index=index, state="up")
 
 
-def set_up(name: str) -> None:
-    _in_worker(_set_up, name)
+def set_up(name: str, mac: str | None = None) -> None:
+    """Interface `name` up (with `mac`)."""
+    _in_worker(_set_up, name, mac)
 
 
-def _set_up(name: str) -> None:
+def _set_up(name: str, mac: str | None) -> None:
     with IPRoute() as ipr:
-        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+        index = ipr.link_lookup(ifname=name)[0]
+        if mac is not None:
+            ipr.link("set", index=index, address=mac)
+        ipr.link("set", index=index, state="up")
 
 
 def delete_link(name: str) -> None:

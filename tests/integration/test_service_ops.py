@@ -168,6 +168,35 @@ def test_a_tap_of_valeds_that_is_deleted_is_made_again(valed):
         cleanup(name)
 
 
+def test_a_tap_of_valeds_comes_back_with_its_mac_after_a_restart(tmp_path, make_host):
+    """A TAP valed holds dies with valed and is made again when it starts. It used to come
+    back with a new MAC, and a host that had talked to it kept sending to the old one
+    until its neighbour entry expired (up to a minute): pings right after failed."""
+    a = make_host(1)
+    ns, name = f"{PREFIX}h006", f"{PREFIX}p006"
+    daemon = start_valed(str(tmp_path / "v.sock"), tmp_path / "valed.log",
+                         state_dir=tmp_path / "state")
+    try:
+        netns(ns)
+        daemon.attach(a)
+        daemon("create", name=name, kind="tap", netns=ns, address="198.18.1.6/16")
+        tap_host = Host(ns, name, "198.18.1.6", "")
+
+        def mac() -> str:
+            return tap_host.run("cat", f"/sys/class/net/{name}/address").stdout.strip()
+
+        first = mac()
+        assert a.ping(tap_host)
+        for how in (signal.SIGTERM, signal.SIGKILL):
+            daemon = restart(daemon, tmp_path, how)
+            assert {p["port"]: p["state"] for p in daemon("list")}[name] == "up", how
+            assert mac() == first, how
+            assert a.ping(tap_host, count=2, timeout=1), how
+    finally:
+        stop_valed(daemon)
+        cleanup(ns, name)
+
+
 def test_a_corrupt_state_file_is_moved_aside_and_valed_starts_empty(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
@@ -185,6 +214,8 @@ def test_a_corrupt_state_file_is_moved_aside_and_valed_starts_empty(tmp_path):
 def test_failed_requests_change_neither_configuration_nor_state_file(valed, make_host):
     a = make_host(1)
     valed.attach(a)
+    taken = netns(f"{PREFIX}h055")          # a peer name the kernel finds taken there
+    sh("ip", "-n", taken, "link", "add", "vq055", "type", "veth", "peer", "name", "vq056")
     state_file = valed.log.parent / "state.json"
     saved = state_file.read_bytes()
     before = valed("list")
@@ -197,6 +228,8 @@ def test_failed_requests_change_neither_configuration_nor_state_file(valed, make
         (("create", a.port, "--veth"), "in use"),
         (("create", f"{PREFIX}p053", "--tap", "--address", "198.18.5.1/24"), "netns too"),
         (("create", f"{PREFIX}p054", "--tap", "--persistent", "--netns", "x"), "no namespace"),
+        (("create", f"{PREFIX}p055", "--veth", "--peer", "vq055", "--netns", taken),
+         "the kernel refused: File exists"),
         (("attach", "vale0:nosuchif0"), "no interface"),
         (("set", f"vale0:{a.port}", "learn_limit=-5"), "learn_limit"),
         (("fdb", "vale0", "add", "01:00:5e:00:00:01", a.port), "unicast"),
@@ -206,7 +239,8 @@ def test_failed_requests_change_neither_configuration_nor_state_file(valed, make
         assert words in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert valed("list") == before
     assert state_file.read_bytes() == saved
-    assert not any(os.path.exists(f"/sys/class/net/{PREFIX}p05{i}") for i in range(5))
+    assert not any(os.path.exists(f"/sys/class/net/{PREFIX}p05{i}") for i in range(6))
+    sh("ip", "netns", "del", taken)
 
 
 def test_deleted_and_recreated_veth_comes_back_under_traffic(valed, make_host):
