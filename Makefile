@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests, the demo and the benchmarks use (present already: nothing is
 # installed). Without root they are not installed, and the tests that need them skip.
 DEBS := gcc make iproute2 iputils-ping iperf3 ethtool netsniff-ng openvswitch-switch prometheus \
-	tcpdump tshark
+	tcpdump tshark systemd-container python3-venv python3-dev
 
-.PHONY: setup build test test-debug bench bench-e2e run clean
+.PHONY: setup build test test-debug bench bench-e2e check-systemd run clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,10 @@ bench: build
 
 bench-e2e: build
 	$(PY) bench/e2e.py --json
+
+# The unit under a real systemd, in a throwaway container (also a test: needs root).
+check-systemd:
+	systemd/check.sh
 
 # The main job: valed with three hosts in network namespaces on vale0, traffic shown
 # flowing; Ctrl-C removes everything. Needs root.

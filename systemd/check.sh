@@ -1,0 +1,163 @@
+#!/bin/bash
+# valed.service under a real systemd: boots a throwaway container (systemd-nspawn, the
+# machine's own /usr, an empty / in memory, no network but its own loopback), starts the
+# unit as written, with a drop-in that runs this tree's vale (installed into a venv made
+# with the system's python3 and bound to /opt/vale), and checks what only systemd shows:
+#
+#   Type=notify          the unit is active once valed said READY
+#   sockets              /run/vale 0755, the socket 0660 root:vale
+#   switching            two namespaces on veth through vale0 ping each other
+#   ExecReload           systemctl reload valed works
+#   Restart=on-failure   after kill -9 valed is back, with its ports, and the TAP it made
+#                        has the MAC it had
+#   WatchdogSec          a valed that stops answering (SIGSTOP) is killed and restarted
+#   stop                 systemctl stop leaves the attached interfaces out of promiscuous mode
+#
+# Needs root, systemd-nspawn (Debian: systemd-container) and PyPI for the venv. Everything
+# made is named vx<pid>... and removed at the end; only the container's own PID is signalled.
+# Usage: systemd/check.sh        (make check-systemd)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+name="vx$$"
+work=$(mktemp -d "/var/tmp/$name.XXXXXX")
+nspawn_pid=""
+leader=""
+failed=0
+
+cleanup() {
+    if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+        kill "$nspawn_pid"                  # nspawn halts the container cleanly
+        for _ in $(seq 50); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
+        if kill -0 "$nspawn_pid" 2>/dev/null && [ -n "$leader" ]; then
+            kill -9 "$leader"               # its init: the whole container goes with it
+            for _ in $(seq 50); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
+        fi
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT HUP            # through the EXIT trap: the container goes too
+
+say() { printf '%s\n' "check-systemd: $*" >&2; }
+check() {                                   # check WHAT COMMAND...: PASS or FAIL
+    local what=$1; shift
+    if "$@"; then say "PASS $what"; else say "FAIL $what"; failed=1; fi
+}
+
+command -v systemd-nspawn >/dev/null || { say "needs systemd-nspawn (apt-get install systemd-container)"; exit 2; }
+[ "$(id -u)" = 0 ] || { say "needs root"; exit 2; }
+
+say "installing this tree into a venv of the system's python3"
+/usr/bin/python3 -m venv "$work/venv"
+"$work/venv/bin/pip" -q install "$here" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+"$work/venv/bin/python" -c "import vale._fastpath" || { say "the install failed"; exit 1; }
+
+mkdir -p "$work/units/valed.service.d"
+cp "$here/systemd/valed.service" "$work/units/"
+cat > "$work/units/valed.service.d/10-check.conf" <<EOF
+[Service]
+ExecStartPre=+/usr/sbin/groupadd -f vale
+ExecStart=
+ExecStart=/opt/vale/bin/python -m vale.daemon --foreground --group vale
+ExecReload=
+ExecReload=/opt/vale/bin/python -m vale.cli.valectl --socket /run/vale/valed.sock reload
+EOF
+cat > "$work/units/$name.target" <<EOF
+[Unit]
+Description=vale's systemd check
+Requires=sysinit.target
+After=sysinit.target
+Wants=valed.service
+EOF
+cat > "$work/inside.sh" <<'EOF'
+# Run in the container by nsenter: one line "name value" per fact the host checks.
+set -u
+ctl="/opt/vale/bin/python -m vale.cli.valectl"
+fact() { printf '%s %s\n' "$1" "$2"; }
+restarts() { systemctl show -p NRestarts --value valed; }
+signal_valed() {                # never "kill 0": that would be our whole process group
+    local pid
+    pid=$(systemctl show -p MainPID --value valed)
+    [ "${pid:-0}" -gt 0 ] && kill "$1" "$pid"
+}
+wait_for() { for _ in $(seq 150); do eval "$1" && return 0; sleep 0.2; done; return 1; }
+fact active "$(systemctl is-active valed)"
+fact rundir "$(stat -c %a /run/vale)"
+fact socket "$(stat -c %a:%U:%G /run/vale/valed.sock)"
+for i in 1 2; do
+    ip netns add "vxh$i"
+    ip link add "vxp$i" type veth peer name eth0 netns "vxh$i"
+    ip link set "vxp$i" up
+    ip -n "vxh$i" addr add "198.18.7.$i/24" dev eth0
+    ip -n "vxh$i" link set eth0 up
+done
+$ctl attach vale0:vxp1 && $ctl attach vale0:vxp2
+ip netns add vxh3
+$ctl create --tap --netns vxh3 --address 198.18.7.3/24 vxt3 >/dev/null
+mac() { ip -n vxh3 -o link show vxt3 | grep -o 'ether [0-9a-f:]*'; }
+fact mac_before "$(mac)"
+ping_ok() { ip netns exec vxh1 ping -c 2 -i 0.2 -W 1 -q "$1" >/dev/null && echo yes || echo no; }
+fact ping "$(ping_ok 198.18.7.2)"
+fact ping_tap "$(ping_ok 198.18.7.3)"
+systemctl reload valed && fact reload ok || fact reload failed
+signal_valed -KILL
+wait_for '[ "$(restarts)" = 1 ] && [ "$(systemctl is-active valed)" = active ]'
+fact after_kill "$(restarts):$(systemctl is-active valed)"
+fact ports_after_kill "$($ctl list --json | python3 -c 'import json,sys; print(sorted(p["port"] + "=" + p["state"] for p in json.load(sys.stdin)))' | tr -d " '")"
+fact mac_after "$(mac)"
+fact ping_after_kill "$(ping_ok 198.18.7.2)"
+fact ping_tap_after_kill "$(ping_ok 198.18.7.3)"
+signal_valed -STOP
+wait_for '[ "$(restarts)" = 2 ] && [ "$(systemctl is-active valed)" = active ]'
+fact after_watchdog "$(restarts):$(systemctl is-active valed)"
+fact watchdog_logged "$(journalctl -u valed --no-pager | grep -c 'Watchdog timeout')"
+fact ping_after_watchdog "$(ping_ok 198.18.7.2)"
+systemctl stop valed
+fact stopped "$(systemctl is-active valed)"
+fact promisc "$(ip -d link show vxp1 | grep -o 'promiscuity [0-9]*' | cut -d' ' -f2)"
+fact errors "$(journalctl -u valed --no-pager -p err | grep -v -c -e '^-- ' -e 'Watchdog timeout' -e 'Killing process' -e 'Main process exited' -e 'Failed with result')"
+EOF
+
+say "booting a container"
+systemd-nspawn -D / --volatile=yes --private-network --register=no --keep-unit -M "$name" \
+    --bind-ro="$work/venv:/opt/vale" --bind-ro="$work/units:/run/systemd/system" \
+    --bind-ro="$work/inside.sh:/run/check-inside.sh" \
+    --boot -- "systemd.unit=$name.target" systemd.firstboot=off \
+    > "$work/console.log" 2>&1 < /dev/null &
+nspawn_pid=$!
+for _ in $(seq 150); do
+    leader=$(ps -o pid= --ppid "$nspawn_pid" | head -1 | tr -d ' ') || true
+    if [ -n "$leader" ] && [ "$(cat "/proc/$leader/comm" 2>/dev/null)" = systemd ] &&
+       nsenter -t "$leader" -a systemctl is-active -q valed 2>/dev/null; then
+        break
+    fi
+    sleep 0.2
+done
+[ -n "$leader" ] || { say "the container did not start:"; cat "$work/console.log" >&2; exit 1; }
+
+nsenter -t "$leader" -a bash /run/check-inside.sh > "$work/facts" 2> "$work/inside.err" || true
+fact() { grep "^$1 " "$work/facts" | cut -d' ' -f2-; }
+check "Type=notify: active after READY" [ "$(fact active)" = active ]
+check "/run/vale is 0755" [ "$(fact rundir)" = 755 ]
+check "the socket is 0660 root:vale" [ "$(fact socket)" = 660:root:vale ]
+check "two hosts ping through vale0" [ "$(fact ping)" = yes ]
+check "a TAP valed made answers" [ "$(fact ping_tap)" = yes ]
+check "ExecReload" [ "$(fact reload)" = ok ]
+check "Restart=on-failure after kill -9" [ "$(fact after_kill)" = 1:active ]
+check "the ports are back" [ "$(fact ports_after_kill)" = "[vxp1=up,vxp2=up,vxt3=up]" ]
+check "the TAP has the MAC it had" [ "$(fact mac_after)" = "$(fact mac_before)" ]
+check "hosts ping after kill -9" [ "$(fact ping_after_kill)" = yes ]
+check "the TAP answers after kill -9" [ "$(fact ping_tap_after_kill)" = yes ]
+check "WatchdogSec restarts a stopped valed" [ "$(fact after_watchdog)" = 2:active ]
+check "the watchdog timeout is logged" [ "$(fact watchdog_logged)" = 1 ]
+check "hosts ping after the watchdog" [ "$(fact ping_after_watchdog)" = yes ]
+check "systemctl stop" [ "$(fact stopped)" = inactive ]
+check "promiscuous mode undone" [ "$(fact promisc)" = 0 ]
+check "no other errors in the journal" [ "$(fact errors)" = 0 ]
+if [ "$failed" != 0 ]; then
+    say "facts:"; cat "$work/facts" >&2
+    say "stderr in the container:"; cat "$work/inside.err" >&2
+    exit 1
+fi
+say "all passed"
