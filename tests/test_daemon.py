@@ -244,3 +244,31 @@ def test_valed_raises_its_open_files_limit(tmp_path):
         assert int(line.split()[3]) == hard
     finally:
         stop_valed(daemon)
+
+
+def test_under_systemd_log_lines_carry_the_journal_priority(monkeypatch, tmp_path):
+    """On the journal's stream (JOURNAL_STREAM is its device:inode), every line of a
+    record starts with its priority, so `journalctl -p err` finds valed's errors;
+    elsewhere stderr stays plain."""
+    import logging
+
+    from vale.daemon import JournalFormatter, stderr_is_journal
+
+    with open(tmp_path / "stream", "w") as stream:
+        st = os.fstat(stream.fileno())
+        monkeypatch.setattr(sys, "stderr", stream)
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        assert stderr_is_journal()
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino + 1}")
+        assert not stderr_is_journal()
+        monkeypatch.delenv("JOURNAL_STREAM")
+        assert not stderr_is_journal()
+    formatter = JournalFormatter("%(levelname)s %(message)s")
+
+    def line(level: int, message: str) -> str:
+        return formatter.format(logging.LogRecord("vale", level, __file__, 1, message,
+                                                  None, None))
+
+    assert line(logging.ERROR, "a\nb") == "<3>ERROR a\n<3>b"
+    assert line(logging.WARNING, "w") == "<4>WARNING w"
+    assert line(logging.INFO, "i") == "<6>INFO i"

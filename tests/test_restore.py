@@ -62,6 +62,35 @@ def test_saved_state_the_machine_cannot_take_is_logged_and_the_rest_starts(caplo
             sw.stop()
 
 
+def test_saved_taps_get_a_usable_mac_and_it_is_saved(tmp_path, caplog):
+    """A TAP of valed's is made with the MAC its record holds. Records from before MACs
+    were kept get one; one the kernel would refuse at every try (malformed, a group
+    address, zero) is replaced and logged; a good one is kept, in colon form."""
+    from vale.names import mac_to_key
+    from vale.state import StateFile
+
+    saved = {"none": None, "dashes": "02-AA-00-00-00-07", "good": "02:00:00:00:00:08",
+             "group": "01:00:5e:00:00:01", "zero": "00:00:00:00:00:00", "junk": "tap"}
+    doc = empty()
+    for name, mac in saved.items():
+        doc["interfaces"][name] = {"kind": "tap", "switch": "vale0", "netns": None,
+                                   "address": None, **({"mac": mac} if mac else {})}
+    doc["interfaces"]["v"] = {"kind": "veth", "switch": "vale0", "peer": "v-p"}
+    state = StateFile(tmp_path)
+    api = Api(state)
+    with caplog.at_level(logging.ERROR, logger="vale.api"):
+        api.restore(doc)
+    macs = {name: state.load()["interfaces"][name].get("mac") for name in [*saved, "v"]}
+    assert macs["good"] == "02:00:00:00:00:08" and macs["dashes"] == "02:aa:00:00:00:07"
+    assert macs["v"] is None                                    # a veth keeps its own
+    for name in saved:
+        key = mac_to_key(macs[name])
+        assert key and not key & 1 and macs[name].count(":") == 5, (name, macs[name])
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert all(name in logged for name in ("group", "zero", "junk"))
+    assert not any(name in logged for name in ("none", "dashes", "good"))
+
+
 def test_an_unreadable_sys_is_not_a_missing_interface(monkeypatch):
     """Out of descriptors, /sys cannot be read: that says nothing about the interface,
     and taking its port down (as 'missing') would be wrong."""

@@ -30,6 +30,7 @@ from vale._fastpath import MAX_FDB_CAPACITY
 from vale.names import (
     check_port_name,
     check_switch_name,
+    key_to_mac,
     mac_to_key,
     parse_port_ref,
     random_mac,
@@ -301,10 +302,8 @@ class Api:
         if made.get("kind") == "tap":
             # A TAP we hold dies with us, and is made again with the MAC it had: with a
             # new one, hosts that knew it would send into the void until their neighbour
-            # entries expire. (Records saved before MACs were kept have none.)
-            mac = made.get("mac")
-            if mac is not None:
-                mac_to_key(mac)             # a hand-edited state file: say which value
+            # entries expire.
+            mac = made.get("mac")           # checked at restore (_settle_tap_macs)
             fd = tap.open_tap(port)
             try:
                 if made.get("netns"):
@@ -669,6 +668,8 @@ class Api:
     def restore(self, doc: dict[str, Any]) -> None:
         """Take a saved configuration: make the interfaces again, attach what exists."""
         self.desired = doc
+        if self._settle_tap_macs():
+            self._try_save()
         for name, record in doc["interfaces"].items():
             try:
                 if record["kind"] == "veth" and not Path("/sys/class/net", name).exists():
@@ -686,6 +687,29 @@ class Api:
             except (OSError, ValueError, TypeError) as exc:
                 log.error("cannot start switch %s as saved: %s", switch, exc)
         self.reconcile()
+
+    def _settle_tap_macs(self) -> bool:
+        """Every TAP of ours gets a usable MAC to be made with: records saved before MACs
+        were kept have none, and a hand-edited one may be malformed, a group address or
+        zero, which the kernel would refuse at every try. Returns whether any changed."""
+        changed = False
+        for name, record in self.desired["interfaces"].items():
+            if not isinstance(record, dict) or record.get("kind") != "tap":
+                continue
+            mac = record.get("mac")
+            try:
+                key = mac_to_key(mac)
+                usable = key != 0 and not key & 1
+            except ValueError:
+                usable = False
+            if usable and mac == key_to_mac(key):
+                continue
+            record["mac"] = key_to_mac(key) if usable else random_mac()
+            if mac is not None and not usable:
+                log.error("%s: saved MAC %r is not a unicast address; it gets %s", name,
+                          mac, record["mac"])
+            changed = True
+        return changed
 
     def reconcile(self) -> list[str]:
         """Bring up desired ports that are not live but whose interface exists (a

@@ -311,7 +311,11 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     level = getattr(logging, args.log_level.upper())
-    if args.foreground:
+    if args.foreground and stderr_is_journal():
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JournalFormatter("%(levelname)s %(message)s"))
+        logging.basicConfig(level=level, handlers=[handler])
+    elif args.foreground:
         logging.basicConfig(level=level, stream=sys.stderr,
                             format="%(asctime)s valed %(levelname)s %(message)s")
     else:
@@ -336,6 +340,32 @@ def main(argv: list[str] | None = None) -> int:
     _run(Daemon(args.socket, args.state_dir, args.group,
                 None if args.no_metrics else args.metrics).run())
     return 0
+
+
+def stderr_is_journal() -> bool:
+    """Whether stderr is systemd's journal stream (it sets JOURNAL_STREAM to the stream's
+    device:inode), as under the unit."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return stream == f"{st.st_dev}:{st.st_ino}"
+
+
+JOURNAL_PRIORITIES = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4,
+                      logging.INFO: 6, logging.DEBUG: 7}
+
+
+class JournalFormatter(logging.Formatter):
+    """Each line with the priority journald reads from a stream (<3> an error, <4> a
+    warning...), so that `journalctl -p err -u valed` shows valed's errors; journald
+    stamps the time itself."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = JOURNAL_PRIORITIES.get(record.levelno, 6)
+        return "\n".join(f"<{priority}>{line}"
+                         for line in super().format(record).splitlines())
 
 
 def _detach() -> None:

@@ -55,7 +55,9 @@ def _in_worker(fn: Callable[..., Any], *args: Any) -> Any:
         raise OSError(errno.ETIMEDOUT, f"the kernel did not answer within "
                                        f"{WORKER_TIMEOUT_S} s") from None
     except NetlinkError as exc:
-        raise OSError(exc.code, os.strerror(exc.code)) from exc
+        code = exc.code if isinstance(exc.code, int) else errno.EIO
+        text = exc.args[1] if len(exc.args) > 1 and exc.args[1] else os.strerror(code)
+        raise OSError(code, text) from exc
 
 
 def _setns(fd: int) -> None:
@@ -83,6 +85,14 @@ def _entered(netns: str | None) -> Iterator[None]:
             _setns(home)
     finally:
         os.close(home)
+
+
+def _index(ipr: IPRoute, name: str) -> int:
+    """The index of interface `name`, or OSError(ENODEV): it may vanish at any time."""
+    found = ipr.link_lookup(ifname=name)
+    if not found:
+        raise OSError(errno.ENODEV, f"no interface {name}")
+    return int(found[0])
 
 
 def check_netns(name: str) -> str:
@@ -120,10 +130,10 @@ def _create_veth(name: str, peer: str, netns: str | None, cidr: Any) -> None:
             peer_spec["net_ns_fd"] = netns
         ipr.link("add", ifname=name, kind="veth", peer=peer_spec)
         try:
-            ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+            ipr.link("set", index=_index(ipr, name), state="up")
             _configure(peer, netns, cidr)
         except BaseException:
-            ipr.link("del", index=ipr.link_lookup(ifname=name)[0])
+            ipr.link("del", index=_index(ipr, name))
             raise
 
 
@@ -135,7 +145,7 @@ def move_to_netns(name: str, netns: str, address: str | None, mac: str | None = 
 
 def _move(name: str, netns: str, cidr: Any, mac: str | None) -> None:
     with IPRoute() as ipr:
-        index = ipr.link_lookup(ifname=name)[0]
+        index = _index(ipr, name)
         if mac is not None:
             ipr.link("set", index=index, address=mac)
         ipr.link("set", index=index, net_ns_fd=netns)
@@ -145,7 +155,7 @@ def _move(name: str, netns: str, cidr: Any, mac: str | None) -> None:
 def _configure(name: str, netns: str | None, cidr: Any) -> None:
     """Interface `name` in `netns` (None: here): its address, then up."""
     with _entered(netns), IPRoute() as ipr:
-        index = ipr.link_lookup(ifname=name)[0]
+        index = _index(ipr, name)
         if cidr is not None:
             ipr.addr("add", index=index, address=str(cidr.ip), prefixlen=cidr.network.prefixlen)
         ipr.link("set", index=index, state="up")
@@ -158,7 +168,7 @@ def set_up(name: str, mac: str | None = None) -> None:
 
 def _set_up(name: str, mac: str | None) -> None:
     with IPRoute() as ipr:
-        index = ipr.link_lookup(ifname=name)[0]
+        index = _index(ipr, name)
         if mac is not None:
             ipr.link("set", index=index, address=mac)
         ipr.link("set", index=index, state="up")

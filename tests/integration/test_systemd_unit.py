@@ -24,6 +24,7 @@ def test_the_unit_runs_under_a_real_systemd():
         check.terminate()                   # its EXIT trap stops the container
         check.communicate(timeout=60)
         raise
+    if check.returncode == 77:
+        pytest.skip(err.strip().splitlines()[-1])
     assert check.returncode == 0, err[-4000:]
-    assert err.count("check-systemd: PASS") == 17, err[-4000:]
-    assert "FAIL" not in err
+    assert "check-systemd: all passed" in err and "FAIL" not in err, err[-4000:]
