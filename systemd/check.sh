@@ -7,6 +7,8 @@
 #   Type=notify          the unit is active once valed said READY
 #   sockets              /run/vale 0755, the socket 0660 root:vale
 #   switching            two namespaces on veth through vale0 ping each other
+#   sandboxing           what valed does within the unit's limits: CPU pinning, a
+#                        persistent TAP, a capture, metrics, its open-files limit raised
 #   ExecReload           systemctl reload valed works
 #   Restart=on-failure   after kill -9 valed is back, with its ports, and the TAP it made
 #                        has the MAC it had
@@ -106,6 +108,23 @@ fact mac_before "$(mac)"
 ping_ok() { ip netns exec vxh1 ping -c 2 -i 0.2 -W 1 -q "$1" >/dev/null && echo yes || echo no; }
 fact ping "$(ping_ok 198.18.7.2)"
 fact ping_tap "$(ping_ok 198.18.7.3)"
+pinned() {                      # the CPUs the forwarding thread vale:vale0 may run on
+    local pid task
+    pid=$(systemctl show -p MainPID --value valed)
+    for task in /proc/"$pid"/task/*; do
+        [ "$(cat "$task/comm")" = vale:vale0 ] && grep Cpus_allowed_list "$task/status" | cut -f2
+    done
+}
+$ctl set vale0 cpus=0 && fact cpus "$(pinned)"
+$ctl create --tap --persistent vxt4 >/dev/null && fact persistent "$(cat /sys/class/net/vxt4/tun_flags)"
+( sleep 1; ip netns exec vxh1 ping -c 3 -i 0.2 -q 198.18.7.2 >/dev/null ) &
+fact captured "$(timeout 10 $ctl capture vale0:vxp2 -c 2 -w /run/check-capture.pcap >/dev/null 2>&1; stat -c %s /run/check-capture.pcap 2>/dev/null || echo 0)"
+wait
+fact metrics "$(/opt/vale/bin/python -c "import urllib.request as u; print(sum(l.startswith(b'vale_') for l in u.urlopen('http://127.0.0.1:9466/metrics', timeout=5)))")"
+pid=$(systemctl show -p MainPID --value valed)
+# (no awk: the container's /etc, where Debian's alternatives point it, starts empty)
+read -r _ _ _ soft hard _ < <(grep "Max open files" "/proc/$pid/limits")
+fact nofile "$([ "$soft" = "$hard" ] && echo raised || echo "$soft<$hard")"
 systemctl reload valed && fact reload ok || fact reload failed
 signal_valed -KILL
 wait_for '[ "$(restarts)" = 1 ] && [ "$(systemctl is-active valed)" = active ]'
@@ -163,9 +182,14 @@ check "/run/vale is 0755" [ "$(fact rundir)" = 755 ]
 check "the socket is 0660 root:vale" [ "$(fact socket)" = 660:root:vale ]
 check "two hosts ping through vale0" [ "$(fact ping)" = yes ]
 check "a TAP valed made answers" [ "$(fact ping_tap)" = yes ]
+check "CPU pinning (cpus=0)" [ "$(fact cpus)" = 0 ]
+check "a persistent TAP" [ -n "$(fact persistent)" ]
+check "a capture of two frames" [ "$(fact captured)" -gt 24 ]
+check "metrics served" [ "$(fact metrics)" -gt 20 ]
+check "the open-files limit raised" [ "$(fact nofile)" = raised ]
 check "ExecReload" [ "$(fact reload)" = ok ]
 check "Restart=on-failure after kill -9" [ "$(fact after_kill)" = 1:active ]
-check "the ports are back" [ "$(fact ports_after_kill)" = "[vxp1=up,vxp2=up,vxt3=up]" ]
+check "the ports are back" [ "$(fact ports_after_kill)" = "[vxp1=up,vxp2=up,vxt3=up,vxt4=down]" ]
 check "the TAP has the MAC it had" same_mac
 check "hosts ping after kill -9" [ "$(fact ping_after_kill)" = yes ]
 check "the TAP answers after kill -9" [ "$(fact ping_tap_after_kill)" = yes ]
