@@ -91,6 +91,7 @@ signal_valed() {                # never "kill 0": that would be our whole proces
 }
 wait_for() { for _ in $(seq 150); do eval "$1" && return 0; sleep 0.2; done; return 1; }
 fact active "$(systemctl is-active valed)"
+fact exposure "$(systemd-analyze security valed --no-pager 2>/dev/null | grep -o 'exposure level for valed.service: [0-9.]* [A-Z]*' | cut -d' ' -f5-)"
 fact rundir "$(stat -c %a /run/vale)"
 fact socket "$(stat -c %a:%U:%G /run/vale/valed.sock)"
 for i in 1 2; do
@@ -206,4 +207,4 @@ if [ "$failed" != 0 ]; then
     say "stderr in the container:"; cat "$work/inside.err" >&2
     exit 1
 fi
-say "all passed"
+say "all passed (systemd-analyze security: exposure $(fact exposure))"
