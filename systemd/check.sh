@@ -21,6 +21,7 @@
 # and PyPI for the venv; without the first three it exits 77 (skipped). Everything made is
 # named vx<pid>... and removed at the end; only the container's own PIDs are signalled.
 # Usage: systemd/check.sh        (make check-systemd)
+# (-I below: the import must find the installed vale, not this tree's, when run from it)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,7 +59,7 @@ command -v systemd-nspawn >/dev/null || { say "needs systemd-nspawn (apt-get ins
 say "installing this tree into a venv of the system's python3"
 /usr/bin/python3 -m venv "$work/venv"
 timeout 600 "$work/venv/bin/pip" -q install "$here" 2>&1 | grep -v "^WARNING: Location" >&2 || true
-"$work/venv/bin/python" -c "import vale._fastpath" || { say "the install failed"; exit 1; }
+"$work/venv/bin/python" -I -c "import vale._fastpath" || { say "the install failed"; exit 1; }
 
 mkdir -p "$work/units/valed.service.d"
 cp "$here/systemd/valed.service" "$work/units/"
