@@ -95,6 +95,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 from vale.client import ClientError, call  # noqa: E402  (this tree's vale)
+from vale.demo import iperf3_gbps  # noqa: E402
 
 PREFIX = f"vb{os.getpid()}"                 # + hNN / pNN / sw / br / ovs: at most 15 bytes
 _OURS_NS = re.compile(r"^vb(\d+)(sw|h\d{2})$")
@@ -612,10 +613,9 @@ def measure_tcp(a: Host, b: Host, seconds: int) -> float:
         for _ in range(50):             # until the server listens
             r = a.run("iperf3", "-c", b.ip, "-p", "5201", "-t", str(seconds), "-J",
                       check=False, timeout=seconds + 30)
-            if r.returncode == 0:
-                received = json.loads(r.stdout).get("end", {}).get("sum_received")
-                if received:
-                    return float(received["bits_per_second"]) / 1e9
+            gbps = iperf3_gbps(r.stdout) if r.returncode == 0 else None
+            if gbps is not None:
+                return gbps
             time.sleep(0.1)
         raise RuntimeError(f"iperf3 failed: {r.stdout[-500:]}")
     finally:

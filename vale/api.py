@@ -306,10 +306,7 @@ class Api:
             mac = made.get("mac")           # checked at restore (_settle_tap_macs)
             fd = tap.open_tap(port)
             try:
-                if made.get("netns"):
-                    netlink.move_to_netns(port, made["netns"], made.get("address"), mac)
-                else:
-                    netlink.set_up(port, mac)
+                netlink.set_up_tap(port, made.get("netns") or None, made.get("address"), mac)
                 settings.pop("rx_frames", None)
                 sw.attach_tap(port, fd, **settings)
             except BaseException:

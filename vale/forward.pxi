@@ -176,16 +176,15 @@ cdef uint32_t soft_offload(vale_switch *sw, const vale_desc *d) noexcept nogil:
     frame every sw.soft_stride bytes. Returns the number of frames made, 0 when the frame
     cannot be made plain."""
     cdef int n
-    cdef uint32_t stride = SOFT_STRIDE
-    # Room to the measure of the segments: a small MSS makes many short ones. A gso_size
-    # near 16 KiB or over makes segments longer than the most room, which segmenting
-    # refuses.
-    if d.vnet.gso_type != VNET_GSO_NONE and d.vnet.gso_size + SOFT_HEADROOM < SOFT_STRIDE:
-        stride = round64(d.vnet.gso_size + SOFT_HEADROOM)
-    sw.soft_stride = stride
+    sw.soft_stride = SOFT_STRIDE
     if d.vnet.gso_type != VNET_GSO_NONE:
-        n = offload_segment(&d.vnet, d.data, d.len, sw.soft_buf, stride,
-                            min(<uint32_t>VALE_MAX_SEGMENTS, SOFT_BUF_SIZE // stride),
+        # Room to the measure of the segments: a small MSS makes many short ones. A
+        # gso_size near 16 KiB or over makes segments longer than the most room, which
+        # segmenting refuses.
+        if d.vnet.gso_size + SOFT_HEADROOM < SOFT_STRIDE:
+            sw.soft_stride = round64(d.vnet.gso_size + SOFT_HEADROOM)
+        n = offload_segment(&d.vnet, d.data, d.len, sw.soft_buf, sw.soft_stride,
+                            min(<uint32_t>VALE_MAX_SEGMENTS, SOFT_BUF_SIZE // sw.soft_stride),
                             sw.soft_lens)
         return <uint32_t>n if n > 0 else 0
     if d.len > SOFT_BUF_SIZE:

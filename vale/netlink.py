@@ -137,18 +137,20 @@ def _create_veth(name: str, peer: str, netns: str | None, cidr: Any) -> None:
             raise
 
 
-def move_to_netns(name: str, netns: str, address: str | None, mac: str | None = None) -> None:
-    """Move interface `name` (a TAP) into `netns`, up, with `address` (and `mac`)."""
+def set_up_tap(name: str, netns: str | None, address: str | None, mac: str | None) -> None:
+    """A TAP just made: its `mac` (None: the kernel's), moved into `netns` (None: it
+    stays), up, with `address`."""
     cidr = check_address(address) if address else None
-    _in_worker(_move, name, netns, cidr, mac)
+    _in_worker(_set_up_tap, name, netns, cidr, mac)
 
 
-def _move(name: str, netns: str, cidr: Any, mac: str | None) -> None:
+def _set_up_tap(name: str, netns: str | None, cidr: Any, mac: str | None) -> None:
     with IPRoute() as ipr:
         index = _index(ipr, name)
         if mac is not None:
             ipr.link("set", index=index, address=mac)
-        ipr.link("set", index=index, net_ns_fd=netns)
+        if netns is not None:
+            ipr.link("set", index=index, net_ns_fd=netns)
     _configure(name, netns, cidr)
 
 
@@ -160,18 +162,6 @@ def _configure(name: str, netns: str | None, cidr: Any) -> None:
             ipr.addr("add", index=index, address=str(cidr.ip), prefixlen=cidr.network.prefixlen)
         ipr.link("set", index=index, state="up")
 
-
-def set_up(name: str, mac: str | None = None) -> None:
-    """Interface `name` up (with `mac`)."""
-    _in_worker(_set_up, name, mac)
-
-
-def _set_up(name: str, mac: str | None) -> None:
-    with IPRoute() as ipr:
-        index = _index(ipr, name)
-        if mac is not None:
-            ipr.link("set", index=index, address=mac)
-        ipr.link("set", index=index, state="up")
 
 
 def delete_link(name: str) -> None:

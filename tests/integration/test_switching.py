@@ -3,7 +3,6 @@ Needs root; skipped otherwise (see conftest)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
@@ -12,6 +11,7 @@ import time
 import pytest
 
 from tests.integration.conftest import Host, finish, sh
+from vale.demo import iperf3_gbps
 
 TEST_ETHERTYPE = "0x88b5"
 
@@ -23,10 +23,9 @@ def run_iperf(client: Host, server: Host, seconds: float = 3) -> float:
         for _ in range(50):
             r = client.run("iperf3", "-c", server.ip, "-t", str(seconds), "-J", "-p", "5201",
                            check=False, timeout=seconds + 30)
-            if r.returncode == 0:
-                received = json.loads(r.stdout).get("end", {}).get("sum_received")
-                if received:
-                    return received["bits_per_second"] / 1e9
+            gbps = iperf3_gbps(r.stdout) if r.returncode == 0 else None
+            if gbps is not None:
+                return gbps
             time.sleep(0.1)
         raise AssertionError(f"iperf3 failed: {r.stdout[-500:]}")
     finally:
