@@ -23,11 +23,11 @@ $(STAMP): pyproject.toml setup.py
 	    fi; \
 	fi
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -qq --upgrade pip
 	# The build requirements go into the venv too, so `make build` can rebuild in place.
-	$(PY) -m pip install -q $$($(PY) -c "import tomllib; \
+	$(PY) -m pip install -qq $$($(PY) -c "import tomllib; \
 	    print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))")
-	$(PY) -m pip install -q --no-build-isolation -e '.[test]'
+	$(PY) -m pip install -qq --no-build-isolation -e '.[test]'
 	touch $(STAMP)
 
 build: setup
