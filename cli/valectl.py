@@ -9,7 +9,7 @@
   valectl create v0 --veth [--peer P] [--netns NS] [--address CIDR]
   valectl remove tap0              delete what create made
   valectl reload                   bring back every port whose interface exists again
-  valectl info vale0:eth1          settings, state, counters
+  valectl info vale0:eth1          settings, state, counters (of vale0: its thread's CPUs)
   valectl fdb vale0 [show|add MAC PORT|del MAC|flush]
   valectl stats [vale0[:PORT]]
   valectl set vale0[:PORT] key=value ...
@@ -208,10 +208,19 @@ def detach(obj: Context, port: str) -> None:
 @json_option
 @click.pass_obj
 def info(obj: Context, port: str, as_json: bool) -> None:
-    """Settings, state and counters of PORT."""
+    """Settings, state and counters of PORT (vale0:IF); of a switch: its settings, the
+    CPUs its forwarding thread runs on, its ports."""
     result = obj.call("info", port=port)
     if as_json:
         emit_json(result)
+        return
+    if "thread_cpus" in result:
+        cpus = result["thread_cpus"]
+        click.echo(f"{result['switch']}  thread on CPU(s) "
+                   f"{'-' if cpus is None else ','.join(map(str, cpus))}  "
+                   f"ports: {' '.join(result['ports']) or '-'}")
+        for key, value in sorted(result["settings"].items()):
+            click.echo(f"  {key}: {value}")
         return
     click.echo(f"{result['switch']}:{result['port']}  index {result['index']}  "
                f"{result['kind']}  {result['state']}")
@@ -297,7 +306,7 @@ def stats(obj: Context, target: str | None, as_json: bool) -> None:
 @json_option
 @click.pass_obj
 def set_(obj: Context, target: str, assignments: tuple[str, ...], as_json: bool) -> None:
-    """Change settings: vale0 ageing=300 fdb_capacity=65536 batch=256 busy_poll_us=0
+    """Change settings: vale0 ageing=300 fdb_capacity=65536 batch=256 busy_poll_us=50
     cpus=1 move_limit=4 ...; vale0:IF learning=off flood=on learn_limit=100 offloads=on."""
     settings = {}
     for item in assignments:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from vale._fastpath import DEFAULT_SPIN_US
+
 DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
                 "bad_offload", "tx_error")
 MAX_PORTS = 256
@@ -338,7 +340,7 @@ class ModelCore:
             "batch_hist": list(self.hist),
             "settings": {"ageing": self.ageing / 1000.0, "batch": self.batch,
                          "move_limit": self.move_limit, "move_window": self.move_window / 1000.0,
-                         "ban": self.ban / 1000.0, "busy_poll_us": 0},
+                         "ban": self.ban / 1000.0, "busy_poll_us": DEFAULT_SPIN_US},
             "ports": {i: {**{k: v for k, v in p.counters.items() if k != "drops"},
                           "drops": dict(p.counters["drops"]), "fdb_entries": len(p.lru),
                           "up": True}

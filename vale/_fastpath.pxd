@@ -11,6 +11,7 @@ cdef enum:
     VALE_MAX_PORTS = 256        # port indexes 0..255 (VALE has 254 slots)
     VALE_MAX_BATCH = 1024       # frames taken from one ring in one pass
     VALE_DEFAULT_BATCH = 256
+    VALE_DEFAULT_SPIN_US = 50   # after traffic, look again this long before sleeping
     VALE_SLOT_ALIGN = 64        # buffers are cache-line aligned, copies go in 64-byte chunks
     VALE_ETH_HLEN = 14
     VALE_HIST_BUCKETS = 11      # batch sizes <=1, <=2, <=4 ... <=1024
@@ -228,7 +229,7 @@ ctypedef struct vale_switch:
     int wake_fd                 # eventfd: control wants the thread's attention
     int notify_fd               # eventfd: the thread tells Python a port went down
     bint stopping
-    uint32_t busy_poll_us       # spin this long before sleeping in epoll; 0 = never spin
+    uint32_t busy_poll_us       # after a frame, spin this long before sleeping; 0 = never
     uint32_t control_waiting    # control calls queued for the lock
     uint64_t loops              # forwarding loop iterations (progress, for a watchdog)
     # transmit scratch space: sendmmsg messages and software-offload output

@@ -37,6 +37,7 @@ DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "lear
 MAX_PORTS = VALE_MAX_PORTS
 MAX_BATCH = VALE_MAX_BATCH
 DEFAULT_BATCH = VALE_DEFAULT_BATCH
+DEFAULT_SPIN_US = VALE_DEFAULT_SPIN_US
 SLOT_ALIGN = VALE_SLOT_ALIGN
 MAX_SLOT_SIZE = 65536 + 1024        # a 64 KiB GSO frame with its headers
 MAX_RING_SLOTS = 1 << 20
@@ -97,6 +98,7 @@ cdef class SwitchCore:
         self.sw.fdb.ban_ms = seconds_to_ms("ban time", ban, 1e7)
         self.sw.fdb.move_limit = move_limit
         self.sw.batch = batch
+        self.sw.busy_poll_us = VALE_DEFAULT_SPIN_US
         self.sw.manual_clock = manual_clock
         self.sw.now_ms = 0 if manual_clock else monotonic_ms()
         if fdb_alloc(&self.sw.fdb, capacity) != 0:

@@ -421,7 +421,10 @@ class Api:
             self._drop_live_switch(switch)
 
     def op_info(self, args: dict[str, Any]) -> dict[str, Any]:
-        switch, port, settings = self._desired_port(_arg(args, "port", str))
+        ref = _arg(args, "port", str)
+        if ":" not in ref:
+            return self.switch_info(ref)
+        switch, port, settings = self._desired_port(ref)
         summary = self.port_summary(switch, port)
         if not self._live(switch, port):
             return {**summary, "settings": settings, "counters": None,
@@ -432,6 +435,22 @@ class Api:
         info["offloads"] = info.pop("vnet")
         return {**summary, "settings": info, "counters": sw.stats()["ports"][port],
                 "created": self.desired["interfaces"].get(port)}
+
+    def switch_info(self, switch: str) -> dict[str, Any]:
+        """A switch's settings, where its forwarding thread runs, and its ports."""
+        config = self._desired_switch(switch)
+        info: dict[str, Any] = {"switch": switch, "settings": dict(config["settings"]),
+                                "thread_cpus": None, "thread_cpu": None,
+                                "ports": sorted(config["ports"])}
+        sw = self.switches.get(switch)
+        if sw is not None:
+            stats = sw.stats()
+            info["settings"] = {**stats["settings"], "cpus": sw.cpus,
+                                "fdb_capacity": stats["fdb"]["capacity"]}
+            cpus = sw.thread_cpus
+            info["thread_cpus"] = cpus
+            info["thread_cpu"] = cpus[0] if cpus is not None and len(cpus) == 1 else None
+        return info
 
     def _fdb_target(self, args: dict[str, Any]) -> tuple[str, Switch | None]:
         switch = _arg(args, "switch", str)
@@ -526,8 +545,7 @@ class Api:
         sw = self.switches[target]
         sw.configure(**settings)
         config["settings"].update(settings)
-        return {**sw.stats()["settings"], "cpus": sw.cpus,
-                "fdb_capacity": sw.stats()["fdb"]["capacity"]}
+        return self.switch_info(target)["settings"]
 
     def op_create(self, args: dict[str, Any]) -> dict[str, Any]:
         """A TAP or a veth pair made and owned by the daemon, attached to a switch."""

@@ -243,6 +243,13 @@ class Switch:
     def cpus(self) -> list[int] | None:
         return self._cpus
 
+    @property
+    def thread_cpus(self) -> list[int] | None:
+        """The CPUs the forwarding thread may run on now (None: no thread)."""
+        if self._thread is None or self._thread.native_id is None:
+            return None
+        return sorted(os.sched_getaffinity(self._thread.native_id))
+
     def stats(self) -> dict[str, Any]:
         """Every counter, ports by name."""
         snap = self._core.snapshot()
