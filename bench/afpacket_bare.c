@@ -1,6 +1,7 @@
 /*
  * afpacket_bare.c: a bare AF_PACKET switch between two ports, packet sockets and nothing
- * else, as a reference for vale (bench/e2e.py runs it as the switch "bare").
+ * else, as a reference for vale (bench/e2e.py runs it as the switches "bare", "bare-pinned"
+ * (-c), "bare-mmsg" (-m -c) and "bare-v3" (-3)).
  *
  * Each port is a packet socket set up as vale/afpacket.pxi (packet_open) sets up its own:
  * PACKET_VNET_HDR, TPACKET_V2, PACKET_IGNORE_OUTGOING, PACKET_QDISC_BYPASS, SO_SNDBUFFORCE
@@ -21,11 +22,23 @@
  * (the least the kernel takes). V3 wakes the reader only when a block is retired, full or
  * timed out, not for each frame: this mode measures what that costs a round trip.
  *
+ * With -m there is no receive ring at all: each port is a plain packet socket (the same
+ * options but the ring; its receive buffer forced to the ring's 18 MiB instead), read with
+ * recvmmsg, a batch of up to 256 frames into a 64 KiB + 256 byte buffer each ([virtio-net
+ * header, frame] as the kernel hands it over), and the batch goes out of the other port with
+ * one sendmmsg of the same buffers. That costs a copy out of the kernel that the ring saves
+ * and a system call per batch: the plainest packet-socket switch there is.
+ *
+ * With -c CPU the program pins itself to that CPU (sched_setaffinity) before it opens the
+ * ports, as vale's forwarding thread is pinned: bench/e2e.py runs it so to compare the two
+ * on the same core.
+ *
  * Build:  gcc -O2 -Wall -o afpacket_bare bench/afpacket_bare.c
- * Usage:  afpacket_bare [-3] IFNAME_A IFNAME_B
- *         It prints "afpacket_bare: ready" on stderr once both ports are open, runs until
- *         SIGINT or SIGTERM, then prints the frames it sent. Needs CAP_NET_RAW (and
- *         CAP_NET_ADMIN for the 4 MiB send buffer, which it goes without otherwise).
+ * Usage:  afpacket_bare [-3 | -m] [-c CPU] IFNAME_A IFNAME_B
+ *         It prints "afpacket_bare: ready (...)" on stderr once both ports are open, runs
+ *         until SIGINT or SIGTERM, then prints the frames it sent. Needs CAP_NET_RAW (and
+ *         CAP_NET_ADMIN for the 4 MiB send buffer and, with -m, the 18 MiB receive buffer,
+ *         which it goes without otherwise).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -33,6 +46,7 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,6 +65,7 @@
 #define SNDBUF (4 << 20)            /* vale's PACKET_SNDBUF */
 #define VNET_HDR_LEN 10
 #define BATCH 256                   /* vale's default batch */
+#define MSG_BUF (65536 + 256)       /* -m: a message's buffer, as a ring slot */
 
 struct port {
     const char *name;
@@ -60,6 +75,7 @@ struct port {
 };
 
 static int v3;                      /* -3: TPACKET_V3 receive rings */
+static int mmsg;                    /* -m: no ring, recvmmsg and sendmmsg */
 
 static volatile sig_atomic_t stopping;
 
@@ -74,6 +90,7 @@ static void fail(const struct port *p, const char *what)
 static void port_open(struct port *p, const char *name)
 {
     int one = 1, version = v3 ? TPACKET_V3 : TPACKET_V2, sndbuf = SNDBUF;
+    int rcvbuf = RING_BLOCK * RING_BLOCKS / 2;      /* the kernel doubles it */
     struct tpacket_req3 req = {
         .tp_block_size = RING_BLOCK, .tp_block_nr = RING_BLOCKS,
         .tp_frame_size = RING_SLOT, .tp_frame_nr = RING_SLOTS,
@@ -97,13 +114,19 @@ static void port_open(struct port *p, const char *name)
     /* As vale: these two are optimisations, gone without where the kernel refuses. */
     setsockopt(p->fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
     setsockopt(p->fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf);
-    if (setsockopt(p->fd, SOL_PACKET, PACKET_RX_RING, &req,
-                   v3 ? sizeof req : sizeof(struct tpacket_req)))
-        fail(p, "receive ring");
-    p->ring = mmap(NULL, (size_t)RING_BLOCK * RING_BLOCKS, PROT_READ | PROT_WRITE,
-                   MAP_SHARED, p->fd, 0);
-    if (p->ring == MAP_FAILED)
-        fail(p, "mmap");
+    if (mmsg) {
+        /* No ring: the socket's receive queue holds what the ring would, by bytes. */
+        setsockopt(p->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf);
+        p->ring = NULL;
+    } else {
+        if (setsockopt(p->fd, SOL_PACKET, PACKET_RX_RING, &req,
+                       v3 ? sizeof req : sizeof(struct tpacket_req)))
+            fail(p, "receive ring");
+        p->ring = mmap(NULL, (size_t)RING_BLOCK * RING_BLOCKS, PROT_READ | PROT_WRITE,
+                       MAP_SHARED, p->fd, 0);
+        if (p->ring == MAP_FAILED)
+            fail(p, "mmap");
+    }
     if (bind(p->fd, (struct sockaddr *)&sll, sizeof sll))
         fail(p, "bind");
     if (setsockopt(p->fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, sizeof mreq))
@@ -188,11 +211,55 @@ static int pass_block(struct port *src, const struct port *dst)
     return (int)count;
 }
 
+/* -m: the buffers recvmmsg fills, one per message, and what it said of them. */
+static char *bufs;
+static struct mmsghdr rx_msgs[BATCH];
+static struct iovec rx_iov[BATCH];
+
+static void mmsg_setup(void)
+{
+    bufs = malloc((size_t)BATCH * MSG_BUF);
+    if (bufs == NULL) {
+        fprintf(stderr, "afpacket_bare: no memory for %d buffers\n", BATCH);
+        exit(1);
+    }
+    for (int i = 0; i < BATCH; i++) {
+        rx_iov[i].iov_base = bufs + (size_t)i * MSG_BUF;
+        rx_iov[i].iov_len = MSG_BUF;
+        rx_msgs[i].msg_hdr.msg_iov = &rx_iov[i];
+        rx_msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+}
+
+/* -m: read what SRC's socket holds (a batch at most) and send it out of DST. A frame cut
+ * short (bigger than a buffer, which a GSO frame is not) is not passed on. */
+static int pass_mmsg(const struct port *src, const struct port *dst)
+{
+    int got, n = 0;
+
+    do
+        got = recvmmsg(src->fd, rx_msgs, BATCH, MSG_DONTWAIT, NULL);
+    while (got < 0 && errno == EINTR && !stopping);
+    if (got < 0)                        /* nothing, or an error it has now reported */
+        return 0;
+    for (int i = 0; i < got; i++) {
+        if (rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC ||
+            rx_msgs[i].msg_len <= VNET_HDR_LEN)
+            continue;
+        message(n++, (char *)rx_iov[i].iov_base + VNET_HDR_LEN,
+                rx_msgs[i].msg_len - VNET_HDR_LEN);
+    }
+    send_all(dst, n);
+    return got;
+}
+
 /* Send what SRC's ring holds (a batch at most) out of DST; returns the frames taken. */
 static int pass(struct port *src, const struct port *dst)
 {
     int n = 0;
 
+    if (mmsg)
+        return pass_mmsg(src, dst);
     if (v3)
         return pass_block(src, dst);
     for (; n < BATCH; n++) {
@@ -214,18 +281,45 @@ int main(int argc, char **argv)
     struct port a, b;
     struct epoll_event ev = { .events = EPOLLIN }, events[2];
     struct sigaction sa = { .sa_handler = on_signal };
-    int ep, n, i, got;
+    int ep, n, i, got, opt, cpu = -1;
+    char *end, pinned[32] = "";
 
-    if (argc == 4 && !strcmp(argv[1], "-3")) {
-        v3 = 1;
-        argv++, argc--;
+    while ((opt = getopt(argc, argv, "3mc:")) != -1) {
+        if (opt == '3') {
+            v3 = 1;
+        } else if (opt == 'm') {
+            mmsg = 1;
+        } else if (opt == 'c') {
+            errno = 0;
+            cpu = (int)strtol(optarg, &end, 10);
+            if (errno || *end || end == optarg || cpu < 0 || cpu >= CPU_SETSIZE) {
+                fprintf(stderr, "afpacket_bare: -c %s: not a CPU number\n", optarg);
+                return 2;
+            }
+        } else {
+            argc = 0;                   /* the usage below */
+            break;
+        }
     }
-    if (argc != 3) {
-        fprintf(stderr, "usage: afpacket_bare [-3] IFNAME_A IFNAME_B\n");
+    if (argc - optind != 2 || (v3 && mmsg)) {
+        fprintf(stderr, "usage: afpacket_bare [-3 | -m] [-c CPU] IFNAME_A IFNAME_B\n");
         return 2;
     }
-    port_open(&a, argv[1]);
-    port_open(&b, argv[2]);
+    if (cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        if (sched_setaffinity(0, sizeof set, &set)) {
+            fprintf(stderr, "afpacket_bare: cannot pin to CPU %d: %s\n", cpu,
+                    strerror(errno));
+            return 1;
+        }
+        snprintf(pinned, sizeof pinned, ", pinned to CPU %d", cpu);
+    }
+    port_open(&a, argv[optind]);
+    port_open(&b, argv[optind + 1]);
+    if (mmsg)
+        mmsg_setup();
     sigaction(SIGINT, &sa, NULL);       /* no SA_RESTART: epoll_wait returns EINTR */
     sigaction(SIGTERM, &sa, NULL);
     ep = epoll_create1(EPOLL_CLOEXEC);
@@ -235,7 +329,10 @@ int main(int argc, char **argv)
     ev.data.fd = b.fd;
     if (epoll_ctl(ep, EPOLL_CTL_ADD, b.fd, &ev))
         fail(&b, "epoll");
-    fprintf(stderr, "afpacket_bare: ready (TPACKET_V%d)\n", v3 ? 3 : 2);
+    if (mmsg)
+        fprintf(stderr, "afpacket_bare: ready (recvmmsg/sendmmsg%s)\n", pinned);
+    else
+        fprintf(stderr, "afpacket_bare: ready (TPACKET_V%d%s)\n", v3 ? 3 : 2, pinned);
     while (!stopping) {
         n = pass(&a, &b) + pass(&b, &a);
         if (n > 0)
