@@ -1,73 +1,96 @@
-"""The end-to-end benchmark: vale against the Linux bridge and Open vSwitch, between real hosts.
+"""The end-to-end benchmark: vale against the Linux bridge, Open vSwitch and bare packet-socket
+switches, between real hosts.
 
-    .venv/bin/python bench/e2e.py [--json] [--runs 5] [--quick] [--no-ovs] [--no-core]
-                                  [--no-bare] [--bare-v3] [--pps-frame raw]
-                                  [--vale-set KEY=VALUE ...]
+    .venv/bin/python bench/e2e.py [--json] [--runs 5] [--quick] [--plot FILE.svg|.png]
+                                  [--no-ovs] [--no-core] [--no-tap] [--no-bare] [--bare-v3]
+                                  [--pps-frames udp,raw] [--vale-set KEY=VALUE ...]
 
 Two hosts, each a network namespace with a veth pair whose other end sits in a switch
 namespace of this run's own; the switch under test joins those two ends. The switch
-namespace stands where the brief's root namespace would: the veth ends behave the same, and
+namespace stands where the root namespace would: the veth ends behave the same, and
 whatever a switch makes there (Open vSwitch's netdev datapath creates `ovs-netdev` and a TAP
 per bridge) lives and dies with it, so the root namespace is never touched. The switches:
 
-  vale       valed (its own socket and state in a temporary directory), both ends attached,
-             default settings: the forwarding thread sleeps in epoll when it has nothing to
-             do and runs wherever the scheduler puts it
-  vale-core  the same valed with vale0 set up as a switch with a core of its own: the thread
-             pinned to the last CPU and busy-polling (cpus=N-1, busy_poll_us=1000000), so
-             no frame waits for it to be woken (on this kind of VM a wake-up across vCPUs
-             costs tens of microseconds per hop); leave it out with --no-core
-  bare       bench/afpacket_bare.c (built with gcc into the run's directory): a bare
-             AF_PACKET switch between two ports, with the same packet sockets and receive
-             rings as vale and nothing else: no learning, no lookup, no checks, no
-             counters, no TX ring; it sleeps in epoll like vale. A reference for what packet
-             sockets themselves cost here, not a bound: vale's TX ring makes short frames
-             cheaper than the bare switch sends them. Leave it out with --no-bare
-  bare-v3    with --bare-v3: the bare switch with TPACKET_V3 receive rings (1 ms block
-             timeout), which wake the reader per block, not per frame: why vale's are V2
-  bridge     a Linux bridge, STP off
-  ovs        Open vSwitch's userspace datapath (datapath_type=netdev) with
-             other_config:userspace-tso-enable=true; its own ovsdb-server and
-             ovs-vswitchd, private run/db/log directories
-  ovs-notso  the same without userspace TSO
+  vale         valed (its own socket and state in a temporary directory), both ends
+               attached, default settings. Its forwarding thread's CPU (`thread_cpu` in
+               valed's `info` of vale0, read after wiring; the last CPU when valed names
+               none, as for an unpinned thread) is where the pinned bare switches run
+  vale-core    the same valed with vale0 given a core of its own: the thread pinned to the
+               last CPU and busy-polling (cpus=N-1, busy_poll_us=1000000), so no frame waits
+               for it to be woken; leave it out with --no-core
+  vale-tap     vale, but each host's interface is a TAP that valed makes and holds
+               (`valectl create vb<pid>tNN --tap --netns ... --address ...`), in a pair of
+               host namespaces of its own with the same addresses; removed after the turn,
+               so its MACs are new each turn. Leave it out with --no-tap. There is no
+               bridge-tap: a TAP on the Linux bridge needs a process holding its fd (a VM),
+               and that process would be the thing measured
+  bare         bench/afpacket_bare.c (built with gcc into the run's directory): a bare
+               AF_PACKET switch between two ports, with vale's packet sockets and receive
+               rings and nothing else (no learning, no lookup, no counters, no TX ring); it
+               sleeps in epoll when a round finds nothing, and runs where the scheduler
+               puts it
+  bare-pinned  the same, pinned to vale's forwarding-thread CPU (-c)
+  bare-mmsg    no receive ring: recvmmsg/sendmmsg on plain packet sockets (-m), pinned so too
+  bare-v3      with --bare-v3: `bare` with TPACKET_V3 rings (1 ms block timeout), which wake
+               the reader per block, not per frame. --no-bare leaves out every bare switch
+  bridge       a Linux bridge, STP off
+  ovs          Open vSwitch's userspace datapath (datapath_type=netdev) with
+               other_config:userspace-tso-enable=true; its own ovsdb-server and
+               ovs-vswitchd, private run/db/log directories; --no-ovs leaves it out
+  ovs-notso    the same without userspace TSO (the hosts' tx checksum offload off for it)
 
-They alternate within each run (vale, vale-core, bare, bridge, ovs, ovs-notso, vale, ...),
-re-wiring the same hosts, and the medians over the runs are compared. Per switch and run:
+Each run gives every switch one turn, re-wiring the same hosts; the order is rotated by the
+run's index (run r starts at the (r mod n)-th switch) and logged, so that no switch always
+follows the same one. Per switch and run:
 
-  rtt_ms         ping -c 200 -i 0.005, average
-  tcp_gbps       iperf3, one TCP stream, default offloads, -t 5, received
-  tcp_busy_cpus  CPUs busy (/proc/stat, the whole machine) from iperf3's start to its end;
-                 tcp_gbps_per_cpu is tcp_gbps over it: what each switch's path costs per
-                 bit. When both switches keep every CPU busy, the ratio of these is the
-                 ratio of their throughputs: a switch that copies each frame twice more
-                 than the bridge cannot keep up with it on a machine it fills.
-  pps_delivered  60-byte frames (64 with FCS), known unicast to B, from trafgen at full rate
-                 on A (TX ring, qdisc bypass, one process: on CPU 0), counted at B's eth0
-                 (rx_packets) over the send window; pps_sent is A's eth0 tx_packets (what the
-                 switch's input port accepted) over the same window. The frames are UDP
-                 to a closed port, as the issue asks: B routes each one and tries (rate-
-                 limited) to answer it with an ICMP port unreachable, work that falls on
-                 whichever CPU delivers to B: the sender's with the bridge (which runs in
-                 the sender's softirq), the forwarding thread's with vale. With
-                 --pps-frame raw they are raw Ethernet (ethertype 0x88b5), which B drops at
-                 once: that measures the switching path alone, where vale's gain is smaller.
-  rss_mib_2      resident memory (VmRSS) of valed / ovs-vswitchd with the two ports
-  background_cpus  CPUs busy over 0.5 s just before the turn, while this run is idle: what
-                 other users of the machine take (results with it well above 0 wobble)
+  rtt_ms             ping -c 200 -i 0.005, average
+  tcp_gbps           iperf3, one TCP stream, default offloads, -t 5, received
+  tcp_busy_cpus      CPUs busy (/proc/stat, the whole machine) from iperf3's start to its
+                     end; tcp_gbps_per_cpu is tcp_gbps over it: the cost per bit
+  pps_udp_delivered  60-byte frames (64 with FCS), known unicast to B, from trafgen at full
+                     rate on A (TX ring, qdisc bypass, one process), counted at B's interface
+                     (rx_packets) over the send window; pps_udp_sent is what A's interface
+                     sent. UDP to a closed port: B routes each one and tries (rate-limited)
+                     to answer it with an ICMP port unreachable
+  pps_udp_busy_cpus  CPUs busy over that window (as tcp_busy_cpus); pps_udp_per_cpu is
+                     pps_udp_delivered over it: frames delivered per busy CPU-second
+  pps_raw_*          the same with raw Ethernet frames (ethertype 0x88b5), which B drops at
+                     once: the switching path alone. --pps-frames udp,raw (the default)
+                     chooses which of the two run
+  rss_mib_2          resident memory (VmRSS) of valed / ovs-vswitchd with the two ports
+  background_cpus    CPUs busy over 0.5 s just before the turn, while this run is idle
 
-and once, at the end, valed's resident memory with 32 hosts attached (rss_mib_32) after
-pings among them. With vale, the switch's counters over the pps window are reported too
-(vale_pps_counters): where frames were dropped says where the bottleneck is; `valectl stats`
-after each vale turn goes to stderr with the progress.
+and once, at the end, valed's resident memory with 32 hosts attached (rss_mib_32). With
+vale, the switch's counters over each frame window are reported (vale_pps_counters), and
+`valectl stats` after each vale turn goes to stderr with the progress.
+
+`limit` is the transport's limit: per run and per measure, the best of the bare switches of
+that run (highest, or lowest for the round trip), with which one it was. Medians are over
+the runs whose turn completed; ratios are given both as the ratio of the medians and paired:
+the median of the per-run ratios over the runs where both sides completed. A turn that fails
+(wiring or a measure) is logged (`e2e: run 3: turn 'bare' FAILED: ...`) and listed
+(failed_turns in the summary, and in the table) with the pairings it breaks; nothing is
+dropped silently. A peer or tool that is not there (ovs-vswitchd, iperf3, trafgen, gcc) leaves
+out that switch or measure, saying so; the rest runs.
+
+The targets in the closing summary, judged on paired ratios (for vale and vale-core):
+  tcp          tcp_gbps >= 0.95 x limit (the ratio to the bridge beside it)
+  rtt          rtt_ms <= 1.5 x bare-pinned
+  pps_udp/raw  frames delivered >= 1.3 x the bridge
+  pps_*_cpu    frames per busy CPU-second >= 1.0 x bare-pinned
+  tap_*        vale-tap's tcp_gbps and frames delivered >= 0.95 x vale
+  rss_32_ports valed's VmRSS with 32 ports < 1 GiB
+They are goals, not tests: the exit code is 0 unless something crashed (130 on Ctrl-C).
+
+--plot FILE draws the run (needs matplotlib: pip install '.[bench]'): a panel per measure, a
+bar per switch at its median with the runs' range, the targets as lines (goal x the peer's
+median). --json prints one JSON object per line (the table otherwise).
 
 Everything this run makes is named vb<pid>...: namespaces vb<pid>sw, vb<pid>hNN, ports
-vb<pid>pNN, bridges vb<pid>br / vb<pid>ovs, and /tmp/vb<pid>-*; it is all removed at the end,
-also on failure, Ctrl-C, SIGTERM or SIGHUP, and leftovers of earlier runs whose process is
-gone are removed at the start. Addresses come from 198.18.0.0/15 only. Needs root.
-
-The targets in the closing summary are goals, not tests: the exit code is 0 unless
-something crashed. They are judged for the bare switch too: a target that it misses as
-well, in the same run, is one that packet sockets themselves stand in the way of.
+vb<pid>pNN and TAPs vb<pid>tNN, bridges vb<pid>br / vb<pid>ovs, and /tmp/vb<pid>-*; it is all
+removed at the end, also on failure, Ctrl-C, SIGTERM or SIGHUP (the runs completed so far are
+still reported), and leftovers of earlier runs whose process is gone are removed at the
+start. Addresses come from 198.18.0.0/15 only. Needs root.
 """
 
 from __future__ import annotations
@@ -78,6 +101,7 @@ import dataclasses
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -97,32 +121,48 @@ sys.path.insert(0, str(ROOT))
 from vale.client import ClientError, call  # noqa: E402  (this tree's vale)
 from vale.demo import iperf3_gbps  # noqa: E402
 
-PREFIX = f"vb{os.getpid()}"                 # + hNN / pNN / sw / br / ovs: at most 15 bytes
+PREFIX = f"vb{os.getpid()}"         # + hNN / pNN / tNN / sw / br / ovs: at most 15 bytes
 _OURS_NS = re.compile(r"^vb(\d+)(sw|h\d{2})$")
 _OURS_TMP = re.compile(r"^vb(\d+)-")
 SWITCH_NS = f"{PREFIX}sw"
+TAP_HOSTS = 40                      # vale-tap's hosts: namespaces vb<pid>h41, h42
 OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
                 "bad_offload", "tx_error")
-UDP_PORT = 9                                # discard: nobody listens
-RAW_ETHERTYPE = 0x88B5                      # IEEE local experimental: no handler at B
+UDP_PORT = 9                        # discard: nobody listens
+RAW_ETHERTYPE = 0x88B5              # IEEE local experimental: no handler at B
+FRAMES = ("udp", "raw")             # the kinds of 60-byte frame: see trafgen_config
 
-METRICS = {                                 # name: (unit, which is better; "": neither)
+METRICS = {                         # name: (unit, which is better; "": neither)
     "tcp_gbps": ("Gbit/s", "higher"),
     "tcp_busy_cpus": ("CPUs", ""),
     "tcp_gbps_per_cpu": ("Gbit/s per busy CPU", "higher"),
-    "pps_delivered": ("frames/s", "higher"),
-    "pps_sent": ("frames/s", "higher"),
+    **{name: unit for kind in FRAMES for name, unit in (
+        (f"pps_{kind}_delivered", ("frames/s", "higher")),
+        (f"pps_{kind}_sent", ("frames/s", "higher")),
+        (f"pps_{kind}_busy_cpus", ("CPUs", "")),
+        (f"pps_{kind}_per_cpu", ("frames per busy CPU-s", "higher")))},
     "rtt_ms": ("ms", "lower"),
     "rss_mib_2": ("MiB", "lower"),
     "background_cpus": ("CPUs", ""),
 }
-NEITHER = {                                 # what the metrics with no better side say
+NEITHER = {                         # what the metrics with no better side say
     "tcp_busy_cpus": "busy from iperf3's start to its end, all users",
+    **{f"pps_{kind}_busy_cpus": "busy over the send window, all users" for kind in FRAMES},
     "background_cpus": "busy before the turn: not this run",
 }
-VALES = ("vale", "vale-core")               # the vale configurations a run compares
-COMPARED = (*VALES, "bare", "bare-v3")      # what the ratios to the peers are given for
+STEPS = {                           # a turn's measures, in order: the metrics each gives
+    "rtt": ("rtt_ms",),
+    "tcp": ("tcp_gbps", "tcp_busy_cpus", "tcp_gbps_per_cpu"),
+    **{f"pps_{kind}": (f"pps_{kind}_delivered", f"pps_{kind}_sent", f"pps_{kind}_busy_cpus",
+                       f"pps_{kind}_per_cpu") for kind in FRAMES},
+}
+RATIOS = [m for m, (_, better) in METRICS.items()     # compared between switches (what a
+          if better and not m.endswith("_sent")]      # port accepted is not: it follows)
+VALES = ("vale", "vale-core", "vale-tap")       # the vale configurations a run compares
+BARES = ("bare", "bare-pinned", "bare-mmsg", "bare-v3")
+PEERS = ("bridge", "ovs", "ovs-notso", "limit", "bare-pinned")     # ratios are given to
+LIMIT = "limit"                     # per run and measure, the best bare switch
 BARE_SOURCE = BENCH / "afpacket_bare.c"
 
 
@@ -133,12 +173,33 @@ def core_settings() -> dict[str, str]:
     return {"cpus": str((os.cpu_count() or 1) - 1), "busy_poll_us": "1000000"}
 
 
-TARGETS = {                                 # summary key: (metric, goal, how it is compared)
-    "tcp": ("tcp_gbps", 0.95, "ratio to the bridge >= 0.95"),
-    "pps_64": ("pps_delivered", 1.3, "ratio to the bridge >= 1.3"),
-    "rtt": ("rtt_ms", 2.0, "ratio to the bridge <= 2"),
-    "rss_32_ports": ("rss_mib_32", 1024.0, "valed VmRSS with 32 ports < 1024 MiB"),
-}
+@dataclass(frozen=True)
+class Target:
+    """A goal: SWITCH's METRIC against PEER's in the same run, paired (ratio GOAL at least,
+    or at most where lower is better), or, with no peer, an absolute figure below GOAL."""
+    key: str
+    switch: str
+    metric: str
+    peer: str | None
+    goal: float
+    beside: tuple[str, ...] = ()    # peers whose paired ratios are shown beside it
+
+
+def targets() -> list[Target]:
+    """The targets, judged for vale and vale-core; the TAP ones for vale-tap against vale."""
+    found = []
+    for mine in ("vale", "vale-core"):
+        found += [Target("tcp", mine, "tcp_gbps", LIMIT, 0.95, beside=("bridge",)),
+                  Target("rtt", mine, "rtt_ms", "bare-pinned", 1.5)]
+        for kind in FRAMES:
+            found += [Target(f"pps_{kind}", mine, f"pps_{kind}_delivered", "bridge", 1.3),
+                      Target(f"pps_{kind}_cpu", mine, f"pps_{kind}_per_cpu", "bare-pinned",
+                             1.0)]
+    found += [Target("tap_tcp", "vale-tap", "tcp_gbps", "vale", 0.95)]
+    found += [Target(f"tap_pps_{kind}", "vale-tap", f"pps_{kind}_delivered", "vale", 0.95)
+              for kind in FRAMES]
+    found.append(Target("rss_32_ports", "vale", "rss_mib_32", None, 1024.0))
+    return found
 
 
 @dataclass(frozen=True)
@@ -146,7 +207,8 @@ class Plan:
     tcp_s: int
     pps_s: float
     pings: int
-    pps_frame: str = "udp"                  # or "raw": see trafgen_config
+    frames: tuple[str, ...] = FRAMES
+    tcp: bool = True                    # False: iperf3 is not installed
 
 
 FULL = Plan(tcp_s=5, pps_s=3.0, pings=200)
@@ -157,6 +219,13 @@ def log(message: str) -> None:
     print(f"e2e: {message}", file=sys.stderr, flush=True)
 
 
+def failure(exc: BaseException) -> str:
+    """An exception as a line: the expected kinds by their message, others with their type."""
+    if isinstance(exc, (RuntimeError, ClientError)):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:400]
 # -- commands -----------------------------------------------------------------------------
 
 def sh(*cmd: str, check: bool = True, timeout: float = 60,
@@ -282,11 +351,12 @@ def remove_leftovers() -> None:
 
 @contextlib.contextmanager
 def signals_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP end the run as Ctrl-C does; the teardown that follows is not
-    interrupted by a second one."""
+    """SIGINT (also where it was ignored at start, as for a command started in the
+    background), SIGTERM and SIGHUP end the run as Ctrl-C does; the teardown and the report
+    that follow are not interrupted by a second one."""
     def interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-    for s in (signal.SIGTERM, signal.SIGHUP):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, interrupt)
     try:
         yield
@@ -300,9 +370,10 @@ def signals_as_interrupt() -> Iterator[None]:
 @dataclass(frozen=True)
 class Host:
     ns: str                                 # its namespace
-    port: str                               # the switch-side veth end, in SWITCH_NS
+    port: str                               # the switch's port: a veth end in SWITCH_NS or a TAP
     ip: str
-    mac: str
+    mac: str                                # its interface's; a TAP's is known once it is made
+    dev: str = "eth0"                       # its interface, in its namespace
 
     def run(self, *cmd: str, check: bool = True, timeout: float = 60,
             ) -> subprocess.CompletedProcess[str]:
@@ -312,35 +383,44 @@ class Host:
         return subprocess.Popen(in_ns(self.ns, *cmd), text=True, **kw)
 
     def stat(self, name: str) -> int:
-        return int(self.run("cat", f"/sys/class/net/eth0/statistics/{name}").stdout)
+        return int(self.run("cat", f"/sys/class/net/{self.dev}/statistics/{name}").stdout)
 
 
-def make_switch_ns(lab: Lab) -> None:
-    """The namespace holding the switch-side veth ends (and the bridges): no IPv6 chatter."""
-    sh("ip", "netns", "add", SWITCH_NS)
-    lab.namespaces.append(SWITCH_NS)
-    for key in ("all", "default"):
-        sh(*in_ns(SWITCH_NS, "sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1"))
-    sh("ip", "-n", SWITCH_NS, "link", "set", "lo", "up")
-
-
-def make_host(lab: Lab, i: int) -> Host:
-    """Host i: namespace vb<pid>hNN, eth0 at 198.18.0.i/16, its peer vb<pid>pNN in the switch
-    namespace, up and attached to nothing. No IPv6, so no neighbour discovery noise."""
-    ns, port = f"{PREFIX}h{i:02d}", f"{PREFIX}p{i:02d}"
+def make_ns(lab: Lab, ns: str) -> None:
+    """A namespace of this run's: no IPv6 (no neighbour discovery noise), lo up."""
     sh("ip", "netns", "add", ns)
     lab.namespaces.append(ns)
     for key in ("all", "default"):
         sh(*in_ns(ns, "sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1"))
+    sh("ip", "-n", ns, "link", "set", "lo", "up")
+
+
+def make_switch_ns(lab: Lab) -> None:
+    """The namespace holding the switch-side veth ends (and the bridges)."""
+    make_ns(lab, SWITCH_NS)
+
+
+def make_host(lab: Lab, i: int) -> Host:
+    """Host i: namespace vb<pid>hNN, eth0 at 198.18.0.i/16, its peer vb<pid>pNN in the switch
+    namespace, up and attached to nothing."""
+    ns, port = f"{PREFIX}h{i:02d}", f"{PREFIX}p{i:02d}"
+    make_ns(lab, ns)
     sh("ip", "-n", SWITCH_NS, "link", "add", port, "type", "veth", "peer", "name", "eth0",
        "netns", ns)
     sh("ip", "-n", SWITCH_NS, "link", "set", port, "up")
     ip = f"198.18.0.{i}"
     sh("ip", "-n", ns, "addr", "add", f"{ip}/16", "dev", "eth0")
     sh("ip", "-n", ns, "link", "set", "eth0", "up")
-    sh("ip", "-n", ns, "link", "set", "lo", "up")
     mac = sh(*in_ns(ns, "cat", "/sys/class/net/eth0/address")).stdout.strip()
     return Host(ns, port, ip, mac)
+
+
+def make_tap_host(lab: Lab, i: int) -> Host:
+    """vale-tap's host i: an empty namespace vb<pid>h(40+i) with host i's address to be; its
+    interface, the TAP vb<pid>tNN, is made (and its MAC known) when vale-tap wires it."""
+    ns, tap = f"{PREFIX}h{TAP_HOSTS + i:02d}", f"{PREFIX}t{i:02d}"
+    make_ns(lab, ns)
+    return Host(ns, tap, f"198.18.0.{i}", mac="", dev=tap)
 
 
 def remove_host(lab: Lab, host: Host) -> None:
@@ -352,10 +432,11 @@ def remove_host(lab: Lab, host: Host) -> None:
 # -- the switches -------------------------------------------------------------------------
 
 class Switch:
-    """A switch under test: wire() joins the hosts' ports, unwire() lets them go."""
+    """A switch under test: wire() joins the hosts' ports and returns the two hosts to
+    measure between (the ones given, but for vale-tap); unwire() lets them go."""
     name = ""
 
-    def wire(self, hosts: list[Host]) -> None:
+    def wire(self, hosts: list[Host]) -> list[Host]:
         raise NotImplementedError
 
     def unwire(self) -> None:
@@ -390,25 +471,77 @@ class Valed:
         return call(op, args, path=self.sock)
 
 
+@dataclass
+class ThreadCpu:
+    """The CPU of vale's forwarding thread, where the pinned bare switches run: from the
+    first `vale` turn (valed's `info` of vale0, `thread_cpu`), or the last CPU when valed
+    names none. Decided once, so that every pinned turn of the run uses the same CPU."""
+    cpu: int | None = None
+    source: str = ""
+
+    def seen(self, info: Any) -> None:
+        """What a `vale` turn's info said (or the ClientError it raised)."""
+        value = info.get("thread_cpu") if isinstance(info, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(info, Exception):
+                why = f"valed's info of vale0 failed ({info})"
+            elif not isinstance(info, dict) or "thread_cpu" not in info:
+                why = "valed's info of vale0 has no thread_cpu"
+            else:
+                why = f"valed's info of vale0 says thread_cpu {value!r} (not pinned)"
+            if self.cpu is None:
+                self.fallback(why)
+            return
+        if self.cpu is None:
+            self.cpu, self.source = value, "valed's info of vale0 (thread_cpu)"
+            log(f"vale's forwarding thread is on CPU {value}: the pinned bare switches run there")
+        elif value != self.cpu:
+            log(f"vale's forwarding thread is on CPU {value} now, not {self.cpu} as before; "
+                f"the pinned bare switches stay on CPU {self.cpu}")
+
+    def fallback(self, why: str) -> None:
+        self.cpu = (os.cpu_count() or 1) - 1
+        self.source = f"the last CPU: {why}"
+        log(f"{why}: the pinned bare switches run on the last CPU, {self.cpu}")
+
+    def get(self) -> int:
+        if self.cpu is None:
+            self.fallback("no vale turn has told vale's thread CPU yet")
+        assert self.cpu is not None
+        return self.cpu
+
+
 class Vale(Switch):
     """vale0 in valed with the given settings: a switch is made by its first attach and goes
     with its last port, so each turn starts from the defaults plus these settings."""
 
-    def __init__(self, daemon: Valed, name: str, settings: dict[str, str]) -> None:
+    def __init__(self, daemon: Valed, name: str, settings: dict[str, str],
+                 thread_cpu: ThreadCpu | None = None) -> None:
         self.daemon = daemon
         self.name = name
         self.settings = settings
+        self.thread_cpu = thread_cpu        # the `vale` turn tells it
         self.ports: list[str] = []
 
     def call(self, op: str, **args: Any) -> Any:
         return self.daemon.call(op, **args)
 
-    def wire(self, hosts: list[Host]) -> None:
+    def wire(self, hosts: list[Host]) -> list[Host]:
         for host in hosts:
             self.call("attach", port=f"vale0:{host.port}")
             self.ports.append(host.port)
+        self.configure()
+        return hosts
+
+    def configure(self) -> None:
         if self.settings:
             self.call("set", target="vale0", settings=self.settings)
+        if self.thread_cpu is not None:
+            try:                            # the switch's info: `valectl info vale0`
+                info = self.call("info", port="vale0")
+            except ClientError as exc:
+                info = exc
+            self.thread_cpu.seen(info)
 
     def unwire(self) -> None:
         while self.ports:
@@ -425,37 +558,69 @@ class Vale(Switch):
                   *argv).stdout
 
 
+class ValeTap(Vale):
+    """vale-tap: the hosts' interfaces are TAPs valed makes and holds (the `create`
+    operation, kind tap, into each TAP host's namespace with host i's address), attached to
+    vale0; `remove` deletes them. The TAP hosts' namespaces are their own, so the veth hosts
+    keep their addresses; a TAP made anew has a new MAC and an empty neighbour table, and the
+    hosts returned carry the MACs it got (trafgen's destination)."""
+
+    def __init__(self, daemon: Valed, settings: dict[str, str], hosts: list[Host]) -> None:
+        super().__init__(daemon, "vale-tap", settings)
+        self.hosts = hosts
+
+    def wire(self, hosts: list[Host]) -> list[Host]:
+        wired = []
+        for host in self.hosts:
+            self.call("create", name=host.port, kind="tap", switch="vale0", netns=host.ns,
+                      address=f"{host.ip}/16")
+            self.ports.append(host.port)
+            mac = host.run("cat", f"/sys/class/net/{host.dev}/address").stdout.strip()
+            wired.append(dataclasses.replace(host, mac=mac))
+        self.configure()
+        return wired
+
+    def unwire(self) -> None:
+        while self.ports:
+            self.call("remove", name=self.ports.pop())
+
+
 class Bridge(Switch):
     name = "bridge"
 
     def __init__(self) -> None:
         self.bridge = f"{PREFIX}br"
 
-    def wire(self, hosts: list[Host]) -> None:
+    def wire(self, hosts: list[Host]) -> list[Host]:
         sh("ip", "-n", SWITCH_NS, "link", "add", self.bridge, "type", "bridge", "stp_state", "0")
         for host in hosts:
             sh("ip", "-n", SWITCH_NS, "link", "set", host.port, "master", self.bridge)
         sh("ip", "-n", SWITCH_NS, "link", "set", self.bridge, "up")
+        return hosts
 
     def unwire(self) -> None:
         sh("ip", "-n", SWITCH_NS, "link", "del", self.bridge, check=False)
 
 
 class Bare(Switch):
-    """bench/afpacket_bare.c between the two hosts' ports (-3: TPACKET_V3 rings)."""
+    """bench/afpacket_bare.c between the two hosts' ports, with OPTIONS (-3: TPACKET_V3
+    rings, -m: recvmmsg/sendmmsg) and, given PIN, pinned to vale's thread CPU (-c)."""
 
-    def __init__(self, lab: Lab, program: Path, v3: bool = False) -> None:
+    def __init__(self, lab: Lab, program: Path, name: str, options: tuple[str, ...] = (),
+                 pin: ThreadCpu | None = None) -> None:
         self.lab = lab
         self.program = program
-        self.options = ["-3"] if v3 else []
-        self.name = "bare-v3" if v3 else "bare"
+        self.name = name
+        self.options = list(options)
+        self.pin = pin
 
-    def wire(self, hosts: list[Host]) -> None:
+    def wire(self, hosts: list[Host]) -> list[Host]:
         a, b = hosts
         log_file = self.lab.tmp / f"{self.name}.log"
         seen = log_file.stat().st_size if log_file.exists() else 0     # earlier runs'
+        pinned = ["-c", str(self.pin.get())] if self.pin is not None else []
         proc = self.lab.start(self.name, in_ns(SWITCH_NS, str(self.program), *self.options,
-                                               a.port, b.port))
+                                               *pinned, a.port, b.port))
         deadline = time.monotonic() + 10
         while b"afpacket_bare: ready" not in log_file.read_bytes()[seen:]:
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -463,22 +628,27 @@ class Bare(Switch):
                 raise RuntimeError("afpacket_bare did not start: "
                                    + log_file.read_bytes()[seen:].decode(errors="replace")[-400:])
             time.sleep(0.02)
+        return hosts
 
     def unwire(self) -> None:
         self.lab.stop(self.name)
 
 
-def build_bare(lab: Lab, v3: bool) -> tuple[list[Switch], str]:
-    """The bare switch (and its V3 variant), compiled for this run, or none and why."""
+def build_bare(lab: Lab, v3: bool, pin: ThreadCpu) -> tuple[list[Switch], str]:
+    """The bare switches, compiled for this run, or none and why."""
+    if shutil.which("gcc") is None:
+        return [], "not built: gcc is not installed"
     program = lab.tmp / "afpacket_bare"
     try:
         sh("gcc", "-O2", "-Wall", "-o", str(program), str(BARE_SOURCE), timeout=120)
     except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
-        return [], f"not built: {exc}"
-    return [Bare(lab, program)] + ([Bare(lab, program, v3=True)] if v3 else []), \
-        "built with gcc -O2"
-
-
+        return [], f"not built: {failure(exc)}"
+    bare: list[Switch] = [Bare(lab, program, "bare"),
+                          Bare(lab, program, "bare-pinned", pin=pin),
+                          Bare(lab, program, "bare-mmsg", ("-m",), pin=pin)]
+    if v3:
+        bare.append(Bare(lab, program, "bare-v3", ("-3",)))
+    return bare, "built with gcc -O2"
 class OvsDb:
     """This run's own ovsdb-server: a fresh database, private directories."""
 
@@ -540,14 +710,15 @@ class Ovs(Switch):
         if self.tso != ("TCP Segmentation Offloading support enabled" in said):
             raise RuntimeError(f"ovs-vswitchd did not take userspace-tso-enable={tso}")
 
-    def wire(self, hosts: list[Host]) -> None:
+    def wire(self, hosts: list[Host]) -> list[Host]:
         if not self.tso:
             for host in hosts:
                 self.hosts.append(host)
-                host.run("ethtool", "-K", "eth0", "tx", "off")
+                host.run("ethtool", "-K", host.dev, "tx", "off")
         self.start_vswitchd()
         for host in hosts:
             self.db.vsctl("add-port", self.bridge, host.port)
+        return hosts
 
     def unwire(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -555,7 +726,8 @@ class Ovs(Switch):
         self.db.lab.stop("vswitchd")
         self.proc = None
         while self.hosts:
-            self.hosts.pop().run("ethtool", "-K", "eth0", "tx", "on")
+            host = self.hosts.pop()
+            host.run("ethtool", "-K", host.dev, "tx", "on")
 
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
@@ -576,7 +748,10 @@ def start_ovs(lab: Lab) -> tuple[list[Switch], str]:
         probe.unwire()
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         lab.stop("vswitchd")
-        return [], f"could not be started: {exc}"
+        return [], f"could not be started: {failure(exc)}"
+    if shutil.which("ethtool") is None:
+        log("ovs-notso left out: ethtool is not installed (it turns the hosts' tx offload off)")
+        return [Ovs(db, tso=True)], "ok, without ovs-notso (no ethtool)"
     return [Ovs(db, tso=True), Ovs(db, tso=False)], "ok"
 
 
@@ -675,14 +850,15 @@ def trafgen_config(a: Host, b: Host, kind: str) -> str:
 
 
 def measure_pps(lab: Lab, a: Host, b: Host, seconds: float, kind: str,
-                during: Callable[[], None] | None = None) -> tuple[float, float]:
-    """trafgen on A at full rate; frames per second sent by A's eth0 and received by B's,
-    over SECONDS after a 0.5 s start. `during` is called at both ends of the window."""
+                during: Callable[[], None] | None = None) -> tuple[float, float, float]:
+    """trafgen on A at full rate: frames per second sent by A's interface and received by
+    B's, over SECONDS after a 0.5 s start, and the CPUs busy over that window. `during` is
+    called at both ends of the window."""
     conf = lab.tmp / f"{kind}60.trafgen"
     conf.write_text(trafgen_config(a, b, kind))
     wait_reachable(a, b)                # B's MAC known: the frames are known unicast
     with (lab.tmp / "trafgen.log").open("w") as out:
-        gen = a.popen("trafgen", "--dev", "eth0", "--conf", str(conf), "--cpus", "1",
+        gen = a.popen("trafgen", "--dev", a.dev, "--conf", str(conf), "--cpus", "1",
                       "--no-sock-mem", "--notouch-irq", "--no-cpu-stats",
                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -693,13 +869,15 @@ def measure_pps(lab: Lab, a: Host, b: Host, seconds: float, kind: str,
         if during:
             during()
         sent0, got0, t0 = a.stat("tx_packets"), b.stat("rx_packets"), time.monotonic()
+        cpu0 = cpu_times()
         time.sleep(seconds)
+        busy = busy_since(cpu0)
         sent1, got1, t1 = a.stat("tx_packets"), b.stat("rx_packets"), time.monotonic()
         if during:
             during()
     finally:
         stop_group(gen)
-    return (sent1 - sent0) / (t1 - t0), (got1 - got0) / (t1 - t0)
+    return (sent1 - sent0) / (t1 - t0), (got1 - got0) / (t1 - t0), busy
 
 
 def counter_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -723,71 +901,88 @@ def counter_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
                                                  strict=True)]}
 
 
+# -- a turn -------------------------------------------------------------------------------
+
 @dataclass
 class Turn:
-    """What one switch gave in one run."""
+    """What one switch gave in one run; a failure is (step, reason), the step "wire" for
+    the whole turn."""
     measured: dict[str, float] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    counters: dict[str, Any] | None = None      # vale's, over the pps window
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    counters: dict[str, dict[str, Any]] = field(default_factory=dict)  # vale's, per frame kind
 
 
-def measure_turn(lab: Lab, switch: Switch, hosts: list[Host], plan: Plan) -> Turn:
-    """Wire the switch, measure everything on it, unwire it. A measurement that fails is
-    noted and the others go on."""
-    a, b = hosts
+def measure_turn(lab: Lab, switch: Switch, hosts: list[Host], plan: Plan, run: int) -> Turn:
+    """Wire the switch, measure everything on it, unwire it. A measure that fails is logged
+    and noted, and the others go on; when the wiring fails, the whole turn has."""
     turn = Turn()
-    snapshots: list[dict[str, Any]] = []
-    during = (lambda: snapshots.append(switch.stats())) if isinstance(switch, Vale) \
-        else None
 
-    def pps() -> None:
-        sent, delivered = measure_pps(lab, a, b, plan.pps_s, plan.pps_frame, during)
-        turn.measured.update(pps_sent=sent, pps_delivered=delivered)
+    def failed(step: str, exc: BaseException) -> None:
+        reason = failure(exc)
+        where = "" if step == "wire" else f"{step}: "
+        log(f"run {run}: turn {switch.name!r} FAILED: {where}{reason}")
+        turn.failures.append((step, reason))
 
-    def tcp() -> None:
-        before = cpu_times()
-        gbps = measure_tcp(a, b, plan.tcp_s)
-        cpus = busy_since(before)
-        turn.measured.update(tcp_gbps=gbps, tcp_busy_cpus=cpus,
-                             tcp_gbps_per_cpu=gbps / max(cpus, 0.01))
-
-    steps: dict[str, Callable[[], None]] = {
-        "rtt_ms": lambda: turn.measured.update(rtt_ms=measure_rtt(a, b, plan.pings)),
-        "tcp_gbps": tcp,
-        "pps": pps,
-    }
-    turn.measured["background_cpus"] = busy_cpus()     # before this switch's own threads
+    background = busy_cpus()                # before this switch's own threads
     try:
         try:
-            switch.wire(hosts)
+            a, b = switch.wire(hosts)
             wait_reachable(a, b)
-        except (RuntimeError, subprocess.TimeoutExpired, ClientError) as exc:
-            log(f"  {switch.name}: wiring failed: {exc}")
-            turn.errors["wire"] = str(exc)[:300]
+        except Exception as exc:            # any failure fails the turn, loudly
+            failed("wire", exc)
             return turn
+        turn.measured["background_cpus"] = background
+        snapshots: list[dict[str, Any]] = []
+        during = (lambda: snapshots.append(switch.stats())) if isinstance(switch, Vale) \
+            else None
+
+        def pps(kind: str) -> None:
+            snapshots.clear()
+            sent, delivered, busy = measure_pps(lab, a, b, plan.pps_s, kind, during)
+            turn.measured.update({f"pps_{kind}_sent": sent, f"pps_{kind}_delivered": delivered,
+                                  f"pps_{kind}_busy_cpus": busy,
+                                  f"pps_{kind}_per_cpu": delivered / max(busy, 0.01)})
+            if len(snapshots) == 2:
+                turn.counters[kind] = counter_delta(*snapshots)
+
+        def tcp() -> None:
+            before = cpu_times()
+            gbps = measure_tcp(a, b, plan.tcp_s)
+            cpus = busy_since(before)
+            turn.measured.update(tcp_gbps=gbps, tcp_busy_cpus=cpus,
+                                 tcp_gbps_per_cpu=gbps / max(cpus, 0.01))
+
+        steps: dict[str, Callable[[], None]] = {
+            "rtt": lambda: turn.measured.update(rtt_ms=measure_rtt(a, b, plan.pings))}
+        if plan.tcp:
+            steps["tcp"] = tcp
+        for kind in plan.frames:
+            steps[f"pps_{kind}"] = lambda kind=kind: pps(kind)
         for name, step in steps.items():
             try:
                 step()
-            except (RuntimeError, subprocess.TimeoutExpired, ClientError) as exc:
-                log(f"  {switch.name}: {name} failed: {exc}")
-                turn.errors[name] = str(exc)[:300]
+            except Exception as exc:        # this measure is lost, the others go on
+                failed(name, exc)
         pid = switch.pid()
         if pid is not None:
             turn.measured["rss_mib_2"] = rss_mib(pid)
-        if len(snapshots) == 2:
-            turn.counters = counter_delta(*snapshots)
-        if isinstance(switch, Vale):            # since the attach: ping, iperf3, trafgen
-            log("  valectl stats after the pps run:\n" + switch.valectl("stats").rstrip())
-    finally:
-        switch.unwire()
+        if isinstance(switch, Vale):        # since the attach: ping, iperf3, trafgen
+            log("  valectl stats after the turn:\n" + switch.valectl("stats").rstrip())
+    finally:                                # also on a failure or Ctrl-C
+        try:
+            switch.unwire()
+        except Exception as exc:
+            failed("unwire", exc)
     return turn
 
 
 def measure_rss_32(lab: Lab, vale: Vale, hosts: list[Host]) -> float:
     """valed's VmRSS with 32 hosts attached, after pings between a few pairs."""
-    extra = [make_host(lab, i) for i in range(len(hosts) + 1, 33)]
-    every = hosts + extra
+    extra: list[Host] = []
     try:
+        for i in range(len(hosts) + 1, 33):
+            extra.append(make_host(lab, i))
+        every = hosts + extra
         vale.wire(every)
         pairs = [(every[i], every[-1 - i]) for i in range(0, 16, 3)]
         procs = [src.popen("ping", "-c", "3", "-i", "0.1", "-W", "2", "-q", dst.ip,
@@ -803,175 +998,443 @@ def measure_rss_32(lab: Lab, vale: Vale, hosts: list[Host]) -> float:
             remove_host(lab, host)
 
 
-# -- the run ------------------------------------------------------------------------------
+# -- the results --------------------------------------------------------------------------
 
-def median_lines(results: dict[str, dict[str, list[float]]]) -> list[dict[str, Any]]:
+@dataclass
+class Results:
+    """What the completed runs gave: per switch, metric and run (1, 2, ...) the value; the
+    failed turns; each run's order; and what was left out, and why."""
+    switches: list[str] = field(default_factory=list)       # the unrotated order
+    values: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    counters: list[dict[str, Any]] = field(default_factory=list)
+    orders: dict[int, list[str]] = field(default_factory=dict)
+    limit_from: dict[str, dict[int, str]] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)
+    rss_32: float | None = None
+    thread_cpu: ThreadCpu = field(default_factory=ThreadCpu)
+    generator: str = ""
+
+    @property
+    def runs(self) -> list[int]:
+        return sorted(self.orders)
+
+    def add_run(self, run: int, order: list[str], turns: dict[str, Turn]) -> None:
+        self.orders[run] = order
+        for name, turn in turns.items():
+            for metric, value in turn.measured.items():
+                self.values.setdefault(name, {}).setdefault(metric, {})[run] = round(value, 4)
+            for step, reason in turn.failures:
+                metrics = ["all"] if step == "wire" else list(STEPS.get(step, ()))
+                self.failures.append({"run": run, "switch": name, "step": step,
+                                      "reason": reason, "metrics": metrics})
+            for kind, delta in turn.counters.items():
+                self.counters.append({"metric": "vale_pps_counters", "switch": name,
+                                      "run": run, "frames": kind, **delta})
+
+    def series(self, switch: str, metric: str) -> dict[int, float]:
+        return self.values.get(switch, {}).get(metric, {})
+
+    def failed(self, run: int, switch: str, metric: str) -> bool:
+        """Whether SWITCH's turn in RUN failed where METRIC is measured."""
+        if switch == LIMIT:
+            return run not in self.series(LIMIT, metric) and any(
+                self.failed(run, bare, metric) for bare in BARES)
+        return any(f["run"] == run and f["switch"] == switch and
+                   (f["metrics"] == ["all"] or metric in f["metrics"])
+                   for f in self.failures)
+
+    def compute_limit(self) -> None:
+        """The transport's limit: per run and measure, the best of that run's bare switches
+        (which one is in limit_from); from those that completed, said so when one failed."""
+        bares = [b for b in BARES if b in self.switches]
+        if not bares:
+            return
+        for metric in RATIOS:
+            better = METRICS[metric][1]
+            for run in self.runs:
+                got = {b: self.series(b, metric)[run] for b in bares
+                       if run in self.series(b, metric)}
+                if not got:
+                    continue
+                pick = (max if better == "higher" else min)(got, key=lambda b: got[b])
+                self.values.setdefault(LIMIT, {}).setdefault(metric, {})[run] = got[pick]
+                missing = [b for b in bares if b not in got and self.failed(run, b, metric)]
+                self.limit_from.setdefault(metric, {})[run] = pick + (
+                    f" ({', '.join(missing)} failed)" if missing else "")
+
+    def ratio(self, mine: str, peer: str, metric: str) -> dict[str, Any] | None:
+        """MINE's METRIC against PEER's: the ratio of the medians, and paired (the median of
+        the per-run ratios over the runs where both completed), with the runs that could
+        not be paired because a turn failed. None when either has no value at all."""
+        a, b = self.series(mine, metric), self.series(peer, metric)
+        if not a or not b or not statistics.median(b.values()):
+            return None
+        both = [r for r in self.runs if r in a and r in b and b[r]]
+        return {
+            "of_medians": statistics.median(a.values()) / statistics.median(b.values()),
+            "paired": statistics.median(a[r] / b[r] for r in both) if both else None,
+            "runs_paired": len(both),
+            "failed_runs": [r for r in self.runs
+                            if self.failed(r, mine, metric) or self.failed(r, peer, metric)],
+        }
+
+
+def peers_of(mine: str) -> tuple[str, ...]:
+    return (*PEERS, "vale") if mine == "vale-tap" else PEERS
+
+
+def median_lines(res: Results) -> list[dict[str, Any]]:
+    """Per metric and switch: the median over the completed runs, the range, each run's
+    value (null where its turn failed), and for the limit which bare switch it was."""
     lines = []
     for metric in METRICS:
-        for switch, by_metric in results.items():
-            runs = by_metric.get(metric)
-            if runs:
-                lines.append({"metric": metric, "switch": switch, "unit": METRICS[metric][0],
-                              "median": statistics.median(runs), "runs": runs})
+        for switch in [*res.switches, LIMIT]:
+            runs = res.series(switch, metric)
+            if not runs:
+                continue
+            line = {"metric": metric, "switch": switch, "unit": METRICS[metric][0],
+                    "median": statistics.median(runs.values()), "min": min(runs.values()),
+                    "max": max(runs.values()), "runs": [runs.get(r) for r in res.runs]}
+            if switch == LIMIT:
+                line["from"] = [res.limit_from.get(metric, {}).get(r) for r in res.runs]
+            lines.append(line)
+    if res.rss_32 is not None:
+        lines.append({"metric": "rss_mib_32", "switch": "vale", "unit": "MiB",
+                      "median": res.rss_32, "min": res.rss_32, "max": res.rss_32,
+                      "runs": [res.rss_32]})
     return lines
 
 
-def median_ratio(results: dict[str, dict[str, list[float]]], mine: str, peer: str,
-                 metric: str) -> float | None:
-    """median(MINE's runs) / median(PEER's runs), or None when either is missing or 0."""
-    vale, other = results.get(mine, {}).get(metric), results.get(peer, {}).get(metric)
-    if not vale or not other or not statistics.median(other):
-        return None
-    return statistics.median(vale) / statistics.median(other)
-
-
-def ratio_lines(results: dict[str, dict[str, list[float]]]) -> list[dict[str, Any]]:
+def ratio_lines(res: Results) -> list[dict[str, Any]]:
+    """Per metric with a better side and per vale or bare switch: its ratios to the peers."""
     lines = []
-    for metric in METRICS:
-        for mine in COMPARED:
-            if not METRICS[metric][1] or not results.get(mine, {}).get(metric):
-                continue
-            line: dict[str, Any] = {"metric": metric, "switch": mine}
-            for peer in ("bridge", "ovs", "ovs-notso"):
-                value = median_ratio(results, mine, peer, metric)
-                if value is not None:
-                    line[f"ratio_to_{peer.replace('-', '_')}"] = value
-            # Each run's vale against the same run's bridge, turns a minute apart: less of
-            # the machine's drift between runs than in the ratio of the medians.
-            mine_runs, bridge_runs = results[mine][metric], results.get("bridge", {}).get(metric)
-            if bridge_runs and len(bridge_runs) == len(mine_runs) and all(bridge_runs):
-                line["paired_to_bridge"] = statistics.median(
-                    m / b for m, b in zip(mine_runs, bridge_runs, strict=True))
-            if len(line) > 2:
-                lines.append(line)
+    for metric in RATIOS:
+        for mine in (s for s in res.switches if s in VALES or s in BARES):
+            ratios = {peer: r for peer in peers_of(mine) if peer != mine
+                      and (r := res.ratio(mine, peer, metric)) is not None}
+            if ratios:
+                lines.append({"metric": metric, "switch": mine, "to": ratios})
     return lines
 
 
-def summary_line(results: dict[str, dict[str, list[float]]], rss_32: float | None,
-                 generator: str, ovs_status: str, bare_status: str, runs: int,
-                 ) -> dict[str, Any]:
-    """The targets, judged for each vale configuration in the run, and for the bare
-    switches (which have no daemon: no memory target)."""
-    summary: dict[str, dict[str, Any]] = {}
-    for mine in (v for v in COMPARED if v in results):
-        summary[mine] = {}
-        for key, (metric, goal, text) in TARGETS.items():
-            if key == "rss_32_ports" and mine not in VALES:
-                continue
-            if key == "rss_32_ports":
-                value, met = rss_32, rss_32 is not None and rss_32 < goal
-            else:
-                value = median_ratio(results, mine, "bridge", metric)
-                better_higher = METRICS[metric][1] == "higher"
-                met = value is not None and (value >= goal if better_higher else value <= goal)
-            summary[mine][key] = {"target": text, "value": value, "met": met}
-    return {"summary": summary,
-            "all_met": {mine: all(s["met"] for s in by_key.values())
-                        for mine, by_key in summary.items() if mine in VALES},
-            "vale_core_settings": core_settings(),
-            "runs": runs, "pps_generator": generator, "ovs": ovs_status,
-            "bare": bare_status,
-            "cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()[0]}
+def judge(res: Results, target: Target) -> dict[str, Any]:
+    """A target's figure (the paired ratio, or the absolute value), its goal, whether met
+    (None: not judged, a side missing from this run)."""
+    judged: dict[str, Any] = {"target": target.key, "switch": target.switch,
+                              "metric": target.metric, "peer": target.peer}
+    lower = target.metric == "rss_mib_32" or METRICS[target.metric][1] == "lower"
+    op = "<" if target.peer is None else "<=" if lower else ">="
+    judged["goal"] = f"{op} {target.goal:g}" + (f" x {target.peer}" if target.peer else " MiB")
+    if target.peer is None:
+        value = res.rss_32
+        judged.update(figure=value, met=None if value is None else value < target.goal)
+        return judged
+    ratio = res.ratio(target.switch, target.peer, target.metric)
+    figure = ratio["paired"] if ratio else None
+    judged.update(figure=figure,
+                  met=None if figure is None else
+                  (figure <= target.goal if lower else figure >= target.goal))
+    if ratio:
+        judged.update(of_medians=ratio["of_medians"], runs_paired=ratio["runs_paired"],
+                      failed_runs=ratio["failed_runs"])
+    partial = [r for r, pick in res.limit_from.get(target.metric, {}).items() if "failed" in pick]
+    if target.peer == LIMIT and partial:    # the best of fewer bare switches than asked
+        judged["limit_partial_runs"] = partial
+    beside = {peer: r["paired"] for peer in target.beside
+              if (r := res.ratio(target.switch, peer, target.metric)) is not None}
+    if beside:
+        judged["beside"] = beside
+    return judged
 
 
-def print_table(lines: list[dict[str, Any]]) -> None:
-    """The lines as a readable table: medians, ratios, vale's counters, errors, targets."""
+def summary_line(res: Results, runs: int, interrupted: str | None) -> dict[str, Any]:
+    judged = [judge(res, t) for t in targets() if t.switch in res.switches]
+    return {
+        "summary": judged,
+        "all_met": {mine: all(j["met"] for j in judged if j["switch"] == mine
+                              and j["met"] is not None)
+                    for mine in dict.fromkeys(j["switch"] for j in judged)},
+        "not_judged": [f"{j['switch']} {j['target']}" for j in judged if j["met"] is None],
+        "failed_turns": res.failures,
+        "orders": {str(r): order for r, order in res.orders.items()},
+        "vale_thread_cpu": res.thread_cpu.cpu, "vale_thread_cpu_from": res.thread_cpu.source,
+        "vale_core_settings": core_settings(),
+        "runs": runs, "runs_completed": len(res.runs), "interrupted": interrupted,
+        "pps_generator": res.generator, "left_out": res.left_out,
+        "cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()[0]}
+
+
+def report(res: Results, runs: int, interrupted: str | None) -> list[dict[str, Any]]:
+    res.compute_limit()
+    return [*median_lines(res), *res.counters, *ratio_lines(res),
+            summary_line(res, runs, interrupted)]
+
+
+def print_results(lines: list[dict[str, Any]]) -> None:
+    """The medians, the limit, the failed turns, the ratios and vale's counters."""
+    summary = lines[-1]
     medians = [x for x in lines if "median" in x]
     switches = list(dict.fromkeys(x["switch"] for x in medians))
-    print(f"{'median':<18}" + "".join(f"{s:>14}" for s in switches))
+    print(f"\n{'median':<22}" + "".join(f"{s:>12}" for s in switches))
     for metric in [*METRICS, "rss_mib_32"]:
         row = {x["switch"]: x["median"] for x in medians if x["metric"] == metric}
         if row:
             unit, better = METRICS.get(metric, ("MiB", "lower"))
-            cells = "".join(f"{row[s]:>14.4g}" if s in row else f"{'-':>14}" for s in switches)
+            cells = "".join(f"{row[s]:>12.4g}" if s in row else f"{'-':>12}" for s in switches)
             note = f"{better} is better" if better else NEITHER[metric]
-            print(f"{metric:<18}{cells}   {unit}, {note}")
+            print(f"{metric:<22}{cells}   {unit}, {note}")
+    for x in medians:
+        if x["switch"] == LIMIT:
+            print(f"limit of {x['metric']:<19} per run: {', '.join(map(str, x['from']))}")
+    if summary["failed_turns"]:
+        print("\nFAILED turns (their pairings in that run failed too):")
+        for f in summary["failed_turns"]:
+            what = "all" if f["metrics"] == ["all"] else ", ".join(f["metrics"]) or "none"
+            print(f"  run {f['run']} {f['switch']}: {f['step']}: {f['reason']} "
+                  f"(measures lost: {what})")
+    print("\nratios: of the medians / paired (median of per-run ratios) [runs paired]"
+          " (the bare switches' to the bridge and the limit only; all in --json)")
+    for x in lines:
+        if "to" in x:
+            cells = []
+            for peer, r in x["to"].items():
+                if x["switch"] in BARES and peer not in ("bridge", LIMIT):
+                    continue
+                paired = "n/a" if r["paired"] is None else f"{r['paired']:.3g}"
+                failed = f" failed runs {r['failed_runs']}" if r["failed_runs"] else ""
+                cells.append(f"{peer} {r['of_medians']:.3g}/{paired} [{r['runs_paired']}]"
+                             f"{failed}")
+            print(f"{x['metric']:<22}{x['switch']:<12}{', '.join(cells)}")
     print()
     for x in lines:
-        if any(k.startswith("ratio_") for k in x):
-            ratios = ", ".join(f"{k.removeprefix('ratio_')} {v:.3g}" for k, v in x.items()
-                               if k.startswith(("ratio_", "paired_")))
-            print(f"{x['metric']:<18}{x['switch']:<10}{ratios}")
-        elif x.get("metric") == "vale_pps_counters":
-            print(f"{x['switch']} over the pps window, run {x['run']}: {x['ports']}, "
+        if x.get("metric") == "vale_pps_counters":
+            print(f"{x['switch']}, {x['frames']} frames, run {x['run']}: {x['ports']}, "
                   f"{x['batches']} batches, {x['frames_per_batch']} frames per batch, "
                   f"sizes (<=1, <=2, <=4 ... <=1024): {x['batch_hist']}")
-        elif "error" in x:
-            print(f"{x['switch']}, run {x['run']}: {x['error']} failed: {x['message']}")
-        elif "summary" in x:
-            for mine, by_key in x["summary"].items():
-                print()
-                for key, s in by_key.items():
-                    value = "n/a" if s["value"] is None else f"{s['value']:.4g}"
-                    print(f"{mine:<10} target {key:<13}{s['target']:<40}{value:>10}  "
-                          f"{'met' if s['met'] else 'NOT met'}")
-            print(f"vale-core: {x['vale_core_settings']}")
-            print(f"pps generator: {x['pps_generator']}; ovs: {x['ovs']}; "
-                  f"bare: {x['bare']}; "
-                  f"runs: {x['runs']}; cpus: {x['cpus']}; "
-                  f"load average at the end: {x['loadavg_at_end']:.2f}")
 
 
-def run(args: argparse.Namespace, lab: Lab) -> list[dict[str, Any]]:
-    plan = dataclasses.replace(QUICK if args.quick else FULL, pps_frame=args.pps_frame)
-    runs = 1 if args.quick else args.runs
+def print_table(lines: list[dict[str, Any]]) -> None:
+    """The lines as a readable table: orders, medians, failed turns, the limit, ratios,
+    vale's counters, targets."""
+    summary = lines[-1]
+    for run, order in summary["orders"].items():
+        print(f"run {run} order: {', '.join(order)}")
+    if not summary["orders"]:
+        print("no run completed: nothing measured to report")
+    else:
+        print_results(lines)
+    print("\ntargets (paired within runs, medians over runs):")
+    for j in summary["summary"]:
+        figure = "n/a" if j["figure"] is None else f"{j['figure']:.4g}"
+        met = {True: "met", False: "NOT met", None: "not judged"}[j["met"]]
+        extra = f" over {j['runs_paired']} runs" if "runs_paired" in j else ""
+        if j.get("failed_runs"):
+            extra += f" (failed in runs {j['failed_runs']})"
+        if j.get("limit_partial_runs"):
+            extra += f" (limit partial in runs {j['limit_partial_runs']})"
+        beside = "".join(f", {p} {v:.3g}" for p, v in j.get("beside", {}).items()
+                         if v is not None)
+        print(f"{j['switch']:<10}{j['target']:<14}{j['metric']:<20}{figure:>10}  "
+              f"goal {j['goal']:<23}{met:<11}{extra}{beside}")
+    print(f"\nvale's thread CPU: {summary['vale_thread_cpu']} "
+          f"(from {summary['vale_thread_cpu_from'] or 'no pinned turn'}); "
+          f"vale-core: {summary['vale_core_settings']}")
+    print(f"pps generator: {summary['pps_generator']}")
+    for what, why in summary["left_out"].items():
+        print(f"left out: {what}: {why}")
+    print(f"runs: {summary['runs_completed']} of {summary['runs']}"
+          + (f" (interrupted: {summary['interrupted']})" if summary["interrupted"] else "")
+          + f"; cpus: {summary['cpus']}; load average at the end: "
+          f"{summary['loadavg_at_end']:.2f}")
+
+# -- the picture --------------------------------------------------------------------------
+
+PANELS = (
+    ("tcp_gbps", "TCP, Gbit/s"),
+    ("tcp_gbps_per_cpu", "TCP, Gbit/s per busy CPU"),
+    ("pps_udp_delivered", "64-byte UDP frames delivered, frames/s"),
+    ("pps_raw_delivered", "64-byte raw frames delivered, frames/s"),
+    ("pps_udp_per_cpu", "UDP frames per busy CPU-second"),
+    ("pps_raw_per_cpu", "raw frames per busy CPU-second"),
+    ("rtt_ms", "round trip, ms (lower is better)"),
+)
+
+
+def import_pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files only; SystemExit with what to install."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("e2e: --plot needs matplotlib: pip install '.[bench]' "
+                         "(.venv/bin/pip install 'matplotlib>=3.6')") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": 8})
+    return plt
+
+
+def colour(switch: str) -> str:
+    if switch.startswith("vale"):
+        return {"vale": "#1f77b4", "vale-core": "#4a9bd6", "vale-tap": "#8cc4ec"}[switch]
+    if switch.startswith("bare"):
+        return "#7f7f7f"
+    return {"bridge": "#2ca02c", "ovs": "#ff7f0e", "ovs-notso": "#ffb574"}.get(switch, "#999999")
+
+
+def plot(lines: list[dict[str, Any]], path: Path, command: str) -> None:
+    """A panel per measure: a bar per switch at its median, the runs' range as an error bar,
+    and the targets as lines at the goal times the peer's median (judged paired per run)."""
+    plt = import_pyplot()
+    summary = lines[-1]
+    medians = {(x["metric"], x["switch"]): x for x in lines if "median" in x}
+    fig, axes = plt.subplots(4, 2, figsize=(11, 14))
+    for ax, (metric, title) in zip(axes.flat, PANELS, strict=False):
+        bars = [x for (m, s), x in medians.items() if m == metric and s != LIMIT]
+        ax.set_title(title)
+        if not bars:
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+            continue
+        xs = range(len(bars))
+        spans = [[b["median"] - b["min"] for b in bars], [b["max"] - b["median"] for b in bars]]
+        ax.bar(xs, [b["median"] for b in bars], color=[colour(b["switch"]) for b in bars],
+               yerr=spans, capsize=3, ecolor="#333333")
+        ax.set_xticks(list(xs), [b["switch"] for b in bars], rotation=30, ha="right")
+        for j, t in enumerate(t for t in targets() if t.metric == metric
+                              and t.switch in ("vale", "vale-tap") and t.peer):
+            peer = medians.get((metric, t.peer))
+            if peer is None:
+                continue
+            op = "<=" if METRICS[metric][1] == "lower" else ">="
+            ax.axhline(t.goal * peer["median"], color=("#d62728", "#9467bd")[j % 2],
+                       linestyle="--", linewidth=1,
+                       label=f"{t.switch} goal: {op} {t.goal:g} x {t.peer} median")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=7, framealpha=0.85)
+    text = axes.flat[-1]
+    text.axis("off")
+    rows = ["targets, paired within runs:"]
+    for j in summary["summary"]:
+        figure = "n/a" if j["figure"] is None else f"{j['figure']:.3g}"
+        met = {True: "met", False: "NOT met", None: "not judged"}[j["met"]]
+        rows.append(f"{j['switch']} {j['target']}: {figure} (goal {j['goal']}) {met}")
+    if summary["failed_turns"]:
+        rows.append(f"failed turns: {len(summary['failed_turns'])} (see the JSON)")
+    text.text(0, 1, "\n".join(rows), va="top", family="monospace", fontsize=6.5)
+    runs = summary["runs_completed"]
+    cut = f" (interrupted after {runs})" if summary["interrupted"] else ""
+    fig.suptitle(f"vale end to end, {time.strftime('%Y-%m-%d %H:%M')}, {runs} "
+                 f"run{'s' if runs != 1 else ''}{cut}\n{command}", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, metadata={"Date": None} if path.suffix == ".svg" else None)
+    plt.close(fig)
+    log(f"the picture is in {path}")
+
+
+# -- the run ------------------------------------------------------------------------------
+
+class SetupError(RuntimeError):
+    """What the run needs could not be had: nothing can be measured."""
+
+
+def run(args: argparse.Namespace, lab: Lab, res: Results) -> None:
+    """Set up, then the runs, each committed to RES once all its turns are done."""
+    plan = dataclasses.replace(QUICK if args.quick else FULL, frames=args.pps_frames)
+    runs = args.runs
+    for tool, package in (("ip", "iproute2"), ("ping", "iputils-ping")):
+        if shutil.which(tool) is None:
+            raise SetupError(f"{tool} ({package}) is not installed")
+    if shutil.which("iperf3") is None:
+        res.left_out["tcp"] = "iperf3 is not installed"
+        plan = dataclasses.replace(plan, tcp=False)
     if shutil.which("trafgen") is None:
-        raise RuntimeError("trafgen (netsniff-ng) is not installed")
-    make_switch_ns(lab)
-    hosts = [make_host(lab, 1), make_host(lab, 2)]
+        res.left_out["pps"] = "trafgen (netsniff-ng) is not installed"
+        plan = dataclasses.replace(plan, frames=())
+    for what, why in res.left_out.items():
+        log(f"the {what} test is left out: {why}")
+    res.generator = (f"trafgen (TX ring, qdisc bypass, 1 process), 60-byte frames: "
+                     f"{', '.join(plan.frames) or 'none'}")
+    try:
+        make_switch_ns(lab)
+        hosts = [make_host(lab, 1), make_host(lab, 2)]
+        daemon = Valed(lab)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        raise SetupError(f"the hosts or valed did not come up: {failure(exc)}") from exc
     extra = dict(s.split("=", 1) for s in args.vale_set)
-    daemon = Valed(lab)
-    vale = Vale(daemon, "vale", extra)
+    vale = Vale(daemon, "vale", extra, res.thread_cpu)
     switches: list[Switch] = [vale]
     if not args.no_core:
         switches.append(Vale(daemon, "vale-core", {**core_settings(), **extra}))
-    bare, bare_status = (build_bare(lab, args.bare_v3) if not args.no_bare
+    if not args.no_tap:
+        try:
+            tap_hosts = [make_tap_host(lab, 1), make_tap_host(lab, 2)]
+            switches.append(ValeTap(daemon, extra, tap_hosts))
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            res.left_out["vale-tap"] = f"its hosts did not come up: {failure(exc)}"
+    else:
+        res.left_out["vale-tap"] = "--no-tap"
+    bare, bare_status = (build_bare(lab, args.bare_v3, res.thread_cpu) if not args.no_bare
                          else ([], "--no-bare"))
     if not bare:
-        log(f"the bare AF_PACKET switch skipped: {bare_status}")
+        res.left_out["bare"] = bare_status
     switches += [*bare, Bridge()]
     ovs, ovs_status = start_ovs(lab) if not args.no_ovs else ([], "--no-ovs")
     if not ovs:
-        log(f"Open vSwitch skipped: {ovs_status}")
+        res.left_out["ovs"] = ovs_status
+    elif ovs_status != "ok":
+        res.left_out["ovs-notso"] = ovs_status
     switches += ovs
-    results: dict[str, dict[str, list[float]]] = {s.name: {} for s in switches}
-    lines: list[dict[str, Any]] = []
+    res.switches = [s.name for s in switches]
+    for what in ("vale-tap", "bare", "ovs", "ovs-notso"):
+        if what in res.left_out:
+            log(f"{what} is left out: {res.left_out[what]}")
     for i in range(runs):
-        for switch in switches:
-            log(f"run {i + 1}/{runs}: {switch.name}")
-            turn = measure_turn(lab, switch, hosts, plan)
-            log(f"  {json.dumps(turn.measured)}")
-            for metric, value in turn.measured.items():
-                results[switch.name].setdefault(metric, []).append(round(value, 4))
-            if turn.counters is not None:
-                lines.append({"metric": "vale_pps_counters", "switch": switch.name,
-                              "run": i + 1, **turn.counters})
-            lines += [{"error": step, "switch": switch.name, "run": i + 1, "message": message}
-                      for step, message in turn.errors.items()]
+        shift = i % len(switches)
+        order = switches[shift:] + switches[:shift]
+        log(f"run {i + 1}/{runs}: order {', '.join(s.name for s in order)}")
+        turns: dict[str, Turn] = {}
+        try:
+            for switch in order:
+                log(f"run {i + 1}/{runs}: {switch.name}")
+                turns[switch.name] = turn = measure_turn(lab, switch, hosts, plan, i + 1)
+                log(f"  {json.dumps({k: round(v, 4) for k, v in turn.measured.items()})}")
+        except KeyboardInterrupt:
+            log(f"run {i + 1} was cut short: its {len(turns)} finished turns are not reported")
+            raise
+        res.add_run(i + 1, [s.name for s in order], turns)
     log("32 ports on vale")
-    rss_32 = round(measure_rss_32(lab, vale, hosts), 1)
-    lines = [*median_lines(results),
-             {"metric": "rss_mib_32", "switch": "vale", "unit": "MiB", "median": rss_32,
-              "runs": [rss_32]},
-             *lines, *ratio_lines(results)]
-    generator = f"trafgen (TX ring, qdisc bypass, 1 process), {plan.pps_frame} 60-byte frames"
-    lines.append(summary_line(results, rss_32, generator, ovs_status, bare_status, runs))
-    return lines
+    try:
+        res.rss_32 = round(measure_rss_32(lab, vale, hosts), 1)
+    except Exception as exc:                # a failure here costs the one figure
+        log(f"32 ports on vale FAILED: {failure(exc)}")
+        res.left_out["rss_32"] = f"failed: {failure(exc)}"
+
+
+def frame_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
+    if not kinds or any(k not in FRAMES for k in kinds):
+        raise argparse.ArgumentTypeError(f"a comma-separated list of {', '.join(FRAMES)}")
+    return kinds
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--runs", type=int, default=5, help="runs (medians over them)")
-    parser.add_argument("--quick", action="store_true", help="one short run: a smoke test")
-    parser.add_argument("--pps-frame", choices=("udp", "raw"), default="udp",
-                        help="the 60-byte frames of the pps test (default udp: see above)")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="runs (medians over them; default 5, or 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="short measures: a smoke test")
+    parser.add_argument("--plot", type=Path, metavar="FILE",
+                        help="draw the results into FILE (.svg or .png; needs matplotlib)")
+    parser.add_argument("--pps-frames", type=frame_kinds, default=FRAMES, metavar="KINDS",
+                        help="the 60-byte frames of the frame test (default udp,raw)")
     parser.add_argument("--no-ovs", action="store_true", help="leave Open vSwitch out")
     parser.add_argument("--no-core", action="store_true",
                         help="leave out vale-core (vale with a CPU of its own, busy-polling)")
+    parser.add_argument("--no-tap", action="store_true",
+                        help="leave out vale-tap (the hosts on TAPs valed holds)")
     parser.add_argument("--no-bare", action="store_true",
-                        help="leave out the bare AF_PACKET switch (bench/afpacket_bare.c)")
+                        help="leave out the bare AF_PACKET switches (bench/afpacket_bare.c)")
     parser.add_argument("--bare-v3", action="store_true",
                         help="add the bare switch with TPACKET_V3 receive rings")
     parser.add_argument("--vale-set", action="append", default=[], metavar="KEY=VALUE",
@@ -979,27 +1442,47 @@ def main() -> int:
     args = parser.parse_args()
     if args.bare_v3 and args.no_bare:
         parser.error("--bare-v3 needs the bare switch: drop --no-bare")
+    if args.runs is None:
+        args.runs = 1 if args.quick else 5
+    if args.runs < 1:
+        parser.error("--runs: at least 1")
+    if args.plot is not None:
+        if args.plot.suffix not in (".svg", ".png"):
+            parser.error("--plot: the file's name ends in .svg or .png")
+        import_pyplot()                     # missing: say so now, not after the runs
+    if any("=" not in s for s in args.vale_set):
+        parser.error("--vale-set takes KEY=VALUE")
     if os.geteuid() != 0:
         print("e2e: needs root (network namespaces, veth pairs, packet sockets)",
               file=sys.stderr)
         return 1
     remove_leftovers()
     lab = Lab(Path(tempfile.mkdtemp(prefix=f"{PREFIX}-")))
+    res = Results()
+    interrupted: str | None = None
     try:
         with signals_as_interrupt():
-            lines = run(args, lab)
-    except KeyboardInterrupt as exc:
-        print(f"e2e: interrupted ({exc or 'SIGINT'}); everything made is removed",
-              file=sys.stderr)
-        return 130
+            try:
+                run(args, lab, res)
+            except KeyboardInterrupt as exc:
+                interrupted = str(exc) or "SIGINT"
+    except SetupError as exc:
+        print(f"e2e: cannot run: {exc}", file=sys.stderr)
+        return 1
     finally:
         lab.teardown()
-    for line in lines:
-        if args.json:
-            print(json.dumps(line))
-    if not args.json:
+    if interrupted:
+        print(f"e2e: interrupted ({interrupted}); everything made is removed; "
+              f"{len(res.runs)} completed run(s) reported", file=sys.stderr)
+    lines = report(res, args.runs, interrupted)
+    if args.json:
+        for line in lines:
+            print(json.dumps(line), flush=True)
+    else:
         print_table(lines)
-    return 0
+    if args.plot is not None and res.runs:
+        plot(lines, args.plot, shlex.join(["bench/e2e.py", *sys.argv[1:]]))
+    return 130 if interrupted else 0
 
 
 if __name__ == "__main__":
