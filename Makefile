@@ -47,7 +47,8 @@ bench: build
 	$(PY) bench/fastpath.py --json
 
 bench-e2e: build
-	$(PY) bench/e2e.py --json
+	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -qq --no-build-isolation -e '.[bench]'
+	$(PY) bench/e2e.py --json --plot docs/e2e.svg > docs/e2e.json
 
 # The unit under a real systemd, in a throwaway container (also a test: needs root).
 check-systemd:
