@@ -60,7 +60,9 @@ follows the same one. Per switch and run:
   rss_mib_2          resident memory (VmRSS) of valed / ovs-vswitchd with the two ports
   background_cpus    CPUs busy over 0.5 s just before the turn, while this run is idle
 
-and once, at the end, valed's resident memory with 32 hosts attached (rss_mib_32). With
+and once, at the end: valed's CPU use while idle with the two hosts attached, over 10 s
+after pings between them (idle_cpu_percent, user and system time of all its threads), and
+its resident memory with 32 hosts attached (rss_mib_32). With
 vale, the switch's counters over each frame window are reported (vale_pps_counters), and
 `valectl stats` after each vale turn goes to stderr with the progress.
 
@@ -79,6 +81,7 @@ The targets in the closing summary, judged on paired ratios (for vale and vale-c
   pps_udp/raw  frames delivered >= 1.3 x the bridge
   pps_*_cpu    frames per busy CPU-second >= 1.0 x bare-pinned
   tap_*        vale-tap's tcp_gbps and frames delivered >= 0.95 x vale
+  idle_cpu     an idle valed with two ports < 1% of a CPU
   rss_32_ports valed's VmRSS with 32 ports < 1 GiB
 They are goals, not tests: the exit code is 0 unless something crashed (130 on Ctrl-C).
 
@@ -146,6 +149,10 @@ METRICS = {                         # name: (unit, which is better; "": neither)
     "rss_mib_2": ("MiB", "lower"),
     "background_cpus": ("CPUs", ""),
 }
+ONCE = {                            # measured once, at the end, for vale: name: unit
+    "idle_cpu_percent": "% of a CPU",
+    "rss_mib_32": "MiB",
+}
 NEITHER = {                         # what the metrics with no better side say
     "tcp_busy_cpus": "busy from iperf3's start to its end, all users",
     **{f"pps_{kind}_busy_cpus": "busy over the send window, all users" for kind in FRAMES},
@@ -198,7 +205,8 @@ def targets() -> list[Target]:
     found += [Target("tap_tcp", "vale-tap", "tcp_gbps", "vale", 0.95)]
     found += [Target(f"tap_pps_{kind}", "vale-tap", f"pps_{kind}_delivered", "vale", 0.95)
               for kind in FRAMES]
-    found.append(Target("rss_32_ports", "vale", "rss_mib_32", None, 1024.0))
+    found += [Target("idle_cpu", "vale", "idle_cpu_percent", None, 1.0),
+              Target("rss_32_ports", "vale", "rss_mib_32", None, 1024.0)]
     return found
 
 
@@ -269,6 +277,12 @@ def busy_cpus(seconds: float = 0.5) -> float:
     before = cpu_times()
     time.sleep(seconds)
     return busy_since(before)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system time of all of a process's threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:
@@ -976,6 +990,21 @@ def measure_turn(lab: Lab, switch: Switch, hosts: list[Host], plan: Plan, run: i
     return turn
 
 
+def measure_idle_cpu(vale: Vale, hosts: list[Host], seconds: float = 10) -> float:
+    """valed's CPU use, percent of one CPU, over SECONDS with the two hosts attached and
+    idle, after pings between them (the forwarding thread spins only after traffic)."""
+    try:
+        vale.wire(hosts)
+        wait_reachable(*hosts)
+        time.sleep(1.5)                 # the last spin and epoll's one-second wait are over
+        pid = vale.daemon.proc.pid
+        before, start = cpu_seconds(pid), time.monotonic()
+        time.sleep(seconds)
+        return 100 * (cpu_seconds(pid) - before) / (time.monotonic() - start)
+    finally:
+        vale.unwire()
+
+
 def measure_rss_32(lab: Lab, vale: Vale, hosts: list[Host]) -> float:
     """valed's VmRSS with 32 hosts attached, after pings between a few pairs."""
     extra: list[Host] = []
@@ -1011,7 +1040,7 @@ class Results:
     orders: dict[int, list[str]] = field(default_factory=dict)
     limit_from: dict[str, dict[int, str]] = field(default_factory=dict)
     left_out: dict[str, str] = field(default_factory=dict)
-    rss_32: float | None = None
+    once: dict[str, float] = field(default_factory=dict)     # ONCE's, measured at the end
     thread_cpu: ThreadCpu = field(default_factory=ThreadCpu)
     generator: str = ""
 
@@ -1099,10 +1128,9 @@ def median_lines(res: Results) -> list[dict[str, Any]]:
             if switch == LIMIT:
                 line["from"] = [res.limit_from.get(metric, {}).get(r) for r in res.runs]
             lines.append(line)
-    if res.rss_32 is not None:
-        lines.append({"metric": "rss_mib_32", "switch": "vale", "unit": "MiB",
-                      "median": res.rss_32, "min": res.rss_32, "max": res.rss_32,
-                      "runs": [res.rss_32]})
+    for metric, value in res.once.items():
+        lines.append({"metric": metric, "switch": "vale", "unit": ONCE[metric],
+                      "median": value, "min": value, "max": value, "runs": [value]})
     return lines
 
 
@@ -1123,11 +1151,12 @@ def judge(res: Results, target: Target) -> dict[str, Any]:
     (None: not judged, a side missing from this run)."""
     judged: dict[str, Any] = {"target": target.key, "switch": target.switch,
                               "metric": target.metric, "peer": target.peer}
-    lower = target.metric == "rss_mib_32" or METRICS[target.metric][1] == "lower"
+    lower = target.metric in ONCE or METRICS[target.metric][1] == "lower"
     op = "<" if target.peer is None else "<=" if lower else ">="
-    judged["goal"] = f"{op} {target.goal:g}" + (f" x {target.peer}" if target.peer else " MiB")
+    judged["goal"] = f"{op} {target.goal:g}" + (f" x {target.peer}" if target.peer
+                                               else f" {ONCE[target.metric]}")
     if target.peer is None:
-        value = res.rss_32
+        value = res.once.get(target.metric)
         judged.update(figure=value, met=None if value is None else value < target.goal)
         return judged
     ratio = res.ratio(target.switch, target.peer, target.metric)
@@ -1177,10 +1206,10 @@ def print_results(lines: list[dict[str, Any]]) -> None:
     medians = [x for x in lines if "median" in x]
     switches = list(dict.fromkeys(x["switch"] for x in medians))
     print(f"\n{'median':<22}" + "".join(f"{s:>12}" for s in switches))
-    for metric in [*METRICS, "rss_mib_32"]:
+    for metric in [*METRICS, *ONCE]:
         row = {x["switch"]: x["median"] for x in medians if x["metric"] == metric}
         if row:
-            unit, better = METRICS.get(metric, ("MiB", "lower"))
+            unit, better = METRICS.get(metric, (ONCE.get(metric, ""), "lower"))
             cells = "".join(f"{row[s]:>12.4g}" if s in row else f"{'-':>12}" for s in switches)
             note = f"{better} is better" if better else NEITHER[metric]
             print(f"{metric:<22}{cells}   {unit}, {note}")
@@ -1402,12 +1431,16 @@ def run(args: argparse.Namespace, lab: Lab, res: Results) -> None:
             log(f"run {i + 1} was cut short: its {len(turns)} finished turns are not reported")
             raise
         res.add_run(i + 1, [s.name for s in order], turns)
-    log("32 ports on vale")
-    try:
-        res.rss_32 = round(measure_rss_32(lab, vale, hosts), 1)
-    except Exception as exc:                # a failure here costs the one figure
-        log(f"32 ports on vale FAILED: {failure(exc)}")
-        res.left_out["rss_32"] = f"failed: {failure(exc)}"
+    for metric, what, measure in (
+            ("idle_cpu_percent", "valed idle with two ports",
+             lambda: measure_idle_cpu(vale, hosts)),
+            ("rss_mib_32", "32 ports on vale", lambda: measure_rss_32(lab, vale, hosts))):
+        log(what)
+        try:
+            res.once[metric] = round(measure(), 2)
+        except Exception as exc:            # a failure here costs the one figure
+            log(f"{what} FAILED: {failure(exc)}")
+            res.left_out[metric] = f"failed: {failure(exc)}"
 
 
 def frame_kinds(text: str) -> tuple[str, ...]:
