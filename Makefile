@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests, the demo and the benchmarks use (present already: nothing is
 # installed). Without root they are not installed, and the tests that need them skip.
 DEBS := gcc make iproute2 iputils-ping iperf3 ethtool netsniff-ng openvswitch-switch prometheus \
-	tcpdump tshark systemd-container python3-venv python3-dev
+	tcpdump tshark systemd-container python3-venv python3-dev liburing-dev
 
 .PHONY: setup build test test-debug bench bench-e2e check-systemd run clean
 
