@@ -307,7 +307,8 @@ def stats(obj: Context, target: str | None, as_json: bool) -> None:
 @click.pass_obj
 def set_(obj: Context, target: str, assignments: tuple[str, ...], as_json: bool) -> None:
     """Change settings: vale0 ageing=300 fdb_capacity=65536 batch=256 busy_poll_us=50
-    cpus=1 move_limit=4 ...; vale0:IF learning=off flood=on learn_limit=100 offloads=on."""
+    cpus=auto|all|1,3 move_limit=4 ...; vale0:IF learning=off flood=on learn_limit=100
+    offloads=on."""
     settings = {}
     for item in assignments:
         key, sep, value = item.partition("=")

@@ -23,6 +23,7 @@ def test_cpu_lists_that_are_not_cpus_are_refused_before_anything_is_built(text):
 def test_cpu_lists():
     assert parse_cpus("cpus", "0,2-3") == [0, 2, 3]
     assert parse_cpus("cpus", "all") == []
+    assert parse_cpus("cpus", "auto") == "auto"
 
 
 NOT_A_CPU = max(os.sched_getaffinity(0)) + 1
@@ -39,7 +40,7 @@ def test_a_refused_setting_changes_none_of_the_others(bad):
     after = sw.stats()
     assert after["settings"] == before["settings"]
     assert after["fdb"]["capacity"] == before["fdb"]["capacity"]
-    assert sw.cpus is None
+    assert sw.cpus == "auto"
 
 
 def test_saved_state_the_machine_cannot_take_is_logged_and_the_rest_starts(caplog):
@@ -54,7 +55,7 @@ def test_saved_state_the_machine_cannot_take_is_logged_and_the_rest_starts(caplo
             api.restore(doc)
         assert set(api.switches) == {"vale1", "vale2"}
         assert api.switches["vale2"].stats()["settings"]["batch"] == 32
-        assert api.switches["vale1"].cpus is None              # refused as a whole
+        assert api.switches["vale1"].cpus == "auto"            # refused as a whole
         errors = " ".join(r.getMessage() for r in caplog.records)
         assert "vale1" in errors and "BAD NAME" in errors and "t0" in errors
     finally:

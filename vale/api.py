@@ -37,7 +37,7 @@ from vale.names import (
 )
 from vale.ports import NoSuchInterface, interface_index, interface_state
 from vale.state import StateFile, empty, new_switch
-from vale.switch import Switch
+from vale.switch import AUTO_CPU, Switch
 
 log = logging.getLogger("vale.api")
 
@@ -108,12 +108,15 @@ def parse_settings(raw: Any, known: dict[str, Any]) -> dict[str, Any]:
 MAX_CPUS = 8192                             # Linux's own limit (CONFIG_NR_CPUS at most)
 
 
-def parse_cpus(key: str, value: Any) -> list[int]:
-    """'0,2-3' -> [0, 2, 3]; '' or 'all' -> [] (no pinning)."""
+def parse_cpus(key: str, value: Any) -> list[int] | str:
+    """'0,2-3' -> [0, 2, 3]; '' or 'all' -> [] (no pinning); 'auto': one CPU valed
+    chooses (the default)."""
     if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
                                        for v in value):
         return value
     text = str(value).strip()
+    if text == AUTO_CPU:
+        return AUTO_CPU
     if text in ("", "all"):
         return []
     cpus: list[int] = []

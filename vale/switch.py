@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,11 +19,13 @@ from vale._fastpath import DROP_REASONS, SwitchCore
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key
 from vale.ports import interface_index, interface_mtu
 
-__all__ = ["DROP_REASONS", "FdbEntry", "Switch"]
+__all__ = ["AUTO_CPU", "DROP_REASONS", "FdbEntry", "Switch"]
 
 _PORT_SETTINGS = frozenset({"learning", "flood", "learn_limit", "vnet"})
 _SWITCH_SETTINGS = frozenset({"fdb_capacity", "ageing", "batch", "move_limit", "move_window",
                               "ban", "busy_poll_us", "cpus"})
+AUTO_CPU = "auto"                   # cpus: one CPU chosen by valed (the default)
+_auto_placed: Counter[int] = Counter()  # CPU -> forwarding threads placed there by AUTO_CPU
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +39,8 @@ class FdbEntry:
 class Switch:
     """One switch (vale0, vale1, ...) and its ports, by name."""
 
-    __slots__ = ("_core", "_cpus", "_ifindex", "_index", "_names", "_thread", "name")
+    __slots__ = ("_auto_cpu", "_core", "_cpus", "_ifindex", "_index", "_names", "_thread",
+                 "name")
 
     def __init__(self, name: str = "vale0", *, fdb_capacity: int = 65536, ageing: float = 300,
                  batch: int = 256, move_limit: int = 4, move_window: float = 10, ban: float = 60,
@@ -49,7 +53,8 @@ class Switch:
         self._names: dict[int, str] = {}
         self._ifindex: dict[str, int] = {}     # interface ports: name -> ifindex at attach
         self._thread: threading.Thread | None = None
-        self._cpus: list[int] | None = None
+        self._cpus: list[int] | str = AUTO_CPU      # or the CPUs; [] is every CPU
+        self._auto_cpu: int | None = None           # the CPU AUTO_CPU chose, while running
 
     @property
     def core(self) -> Any:
@@ -171,7 +176,8 @@ class Switch:
 
     def configure(self, **settings: Any) -> None:
         """Switch settings: fdb_capacity, ageing (s, 0 = never), batch, move_limit,
-        move_window (s), ban (s), busy_poll_us, cpus (the forwarding thread's CPUs)."""
+        move_window (s), ban (s), busy_poll_us, cpus (the forwarding thread's CPUs, or
+        AUTO_CPU)."""
         unknown = set(settings) - _SWITCH_SETTINGS
         if unknown:
             raise ValueError(f"unknown switch setting(s): {', '.join(sorted(unknown))}; "
@@ -205,8 +211,7 @@ class Switch:
         self._thread = threading.Thread(target=self._core.run, args=(f"vale:{self.name}",),
                                         name=f"vale-{self.name}", daemon=True)
         self._thread.start()
-        if self._cpus is not None:
-            self._apply_cpus()
+        self._apply_cpus()
 
     def stop(self) -> None:
         if self._thread is None:
@@ -214,33 +219,60 @@ class Switch:
         self._core.stop()
         self._thread.join()
         self._thread = None
+        self._release_auto_cpu()
 
-    def set_cpus(self, cpus: Iterable[int] | None) -> None:
-        """Pin the forwarding thread to these CPUs (None or empty: no pinning)."""
+    def set_cpus(self, cpus: Iterable[int] | str | None) -> None:
+        """Pin the forwarding thread to these CPUs; AUTO_CPU: to one CPU valed chooses;
+        None or empty: no pinning."""
         self._pin(self._check_cpus(cpus))
 
     @staticmethod
-    def _check_cpus(cpus: Iterable[int] | None) -> list[int] | None:
-        wanted = sorted(set(cpus)) if cpus else None
-        if wanted is not None:
-            available = os.sched_getaffinity(0)
-            bad = [c for c in wanted if not isinstance(c, int) or c not in available]
-            if bad:
-                raise ValueError(f"no such CPU(s) for this process: {bad}; "
-                                 f"available: {sorted(available)}")
+    def _check_cpus(cpus: Iterable[int] | str | None) -> list[int] | str:
+        if cpus == AUTO_CPU:
+            return AUTO_CPU
+        if isinstance(cpus, str):
+            raise ValueError(f"cpus takes CPU numbers or {AUTO_CPU!r}, not {cpus!r}")
+        wanted = sorted(set(cpus)) if cpus else []
+        available = os.sched_getaffinity(0)
+        bad = [c for c in wanted if not isinstance(c, int) or c not in available]
+        if bad:
+            raise ValueError(f"no such CPU(s) for this process: {bad}; "
+                             f"available: {sorted(available)}")
         return wanted
 
-    def _pin(self, wanted: list[int] | None) -> None:
+    def _pin(self, wanted: list[int] | str) -> None:
         self._cpus = wanted
         if self._thread is not None:
             self._apply_cpus()
 
     def _apply_cpus(self) -> None:
+        """Measured: pinned, the thread forwards TCP a few percent faster and answers
+        sooner (docs/performance.md, *Spinning and pinning*)."""
         assert self._thread is not None and self._thread.native_id is not None
-        os.sched_setaffinity(self._thread.native_id, self._cpus or os.sched_getaffinity(0))
+        if self._cpus == AUTO_CPU:
+            if self._auto_cpu is None:
+                self._auto_cpu = self._choose_cpu()
+                _auto_placed[self._auto_cpu] += 1
+            wanted = {self._auto_cpu}
+        else:
+            self._release_auto_cpu()
+            wanted = set(self._cpus) or os.sched_getaffinity(0)
+        os.sched_setaffinity(self._thread.native_id, wanted)
+
+    @staticmethod
+    def _choose_cpu() -> int:
+        """The CPU with the fewest threads placed there, the highest of those: CPU 0 takes
+        most of a machine's interrupts and housekeeping."""
+        return min(os.sched_getaffinity(0), key=lambda cpu: (_auto_placed[cpu], -cpu))
+
+    def _release_auto_cpu(self) -> None:
+        if self._auto_cpu is not None:
+            _auto_placed[self._auto_cpu] -= 1
+            self._auto_cpu = None
 
     @property
-    def cpus(self) -> list[int] | None:
+    def cpus(self) -> list[int] | str:
+        """AUTO_CPU, or the CPUs the thread is pinned to ([]: not pinned)."""
         return self._cpus
 
     @property

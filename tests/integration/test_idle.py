@@ -39,14 +39,18 @@ def test_switch_info_says_where_the_forwarding_thread_runs(tmp_path, make_host):
     try:
         a, b = make_host(1, ipv6=False), make_host(2, ipv6=False)
         daemon.attach(a, b)
+        mine = sorted(os.sched_getaffinity(daemon.proc.pid))
         info = daemon("info", port="vale0")
         assert info["ports"] == sorted([a.port, b.port])
-        assert info["settings"]["busy_poll_us"] == 50 and info["settings"]["cpus"] is None
-        assert info["thread_cpus"] == sorted(os.sched_getaffinity(daemon.proc.pid))
-        last = max(os.sched_getaffinity(daemon.proc.pid))
-        daemon("set", target="vale0", settings={"cpus": str(last)})
+        assert info["settings"]["busy_poll_us"] == 50 and info["settings"]["cpus"] == "auto"
+        assert (info["thread_cpus"], info["thread_cpu"]) == ([mine[-1]], mine[-1])
+        daemon("set", target="vale0", settings={"cpus": "all"})
         info = daemon("info", port="vale0")
-        assert (info["thread_cpus"], info["thread_cpu"]) == ([last], last)
-        assert info["settings"]["cpus"] == [last]
+        assert (info["thread_cpus"], info["thread_cpu"]) == (mine, None if len(mine) > 1
+                                                             else mine[0])
+        daemon("set", target="vale0", settings={"cpus": str(mine[0])})
+        info = daemon("info", port="vale0")
+        assert (info["thread_cpus"], info["thread_cpu"]) == ([mine[0]], mine[0])
+        assert info["settings"]["cpus"] == [mine[0]]
     finally:
         stop_valed(daemon)

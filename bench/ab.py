@@ -1,0 +1,88 @@
+"""A/B of vale's settings on TCP and the round trip, against the bare switches, between the
+same two hosts as bench/e2e.py (whose lab, hosts and switches it uses).
+
+    .venv/bin/python bench/ab.py ROUNDS VARIANT [VARIANT ...]
+
+A VARIANT is NAME=KEY:VALUE,KEY:VALUE (vale0 with those settings; NAME= alone for the
+defaults) or the name of a bare switch (bare, bare-pinned, bare-mmsg; pinned to the last
+CPU). Each round gives every variant one turn, the order rotated from round to round; per
+turn 100 pings 5 ms apart and one iperf3 TCP stream for 4 s. It prints each round, then per
+variant the medians and the median of its per-round ratio to the first variant's TCP.
+Needs root; everything it makes is removed at the end, as bench/e2e.py does.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import e2e
+
+TCP_S = 4
+PINGS = 100
+
+
+def switches(daemon: e2e.Valed, lab: e2e.Lab, variants: list[str]) -> list[e2e.Switch]:
+    pin = e2e.ThreadCpu()
+    pin.fallback("bench/ab.py pins the bare switches so")
+    bares = {b.name: b for b in e2e.build_bare(lab, False, pin)[0]}
+    chosen: list[e2e.Switch] = []
+    for variant in variants:
+        if variant in bares:
+            chosen.append(bares[variant])
+            continue
+        name, sep, settings = variant.partition("=")
+        if not sep:
+            raise SystemExit(f"ab: {variant!r} is neither NAME=KEY:VALUE,... nor a bare switch")
+        chosen.append(e2e.Vale(daemon, name, dict(kv.split(":", 1) for kv in
+                                                  settings.split(",") if kv)))
+    return chosen
+
+
+def main() -> int:
+    if len(sys.argv) < 3 or not sys.argv[1].isdigit():
+        print(__doc__, file=sys.stderr)
+        return 2
+    rounds, variants = int(sys.argv[1]), sys.argv[2:]
+    e2e.remove_leftovers()
+    lab = e2e.Lab(Path(tempfile.mkdtemp(prefix=f"{e2e.PREFIX}-")))
+    tcp: dict[str, list[float]] = {}
+    rtt: dict[str, list[float]] = {}
+    try:
+        with e2e.signals_as_interrupt():
+            e2e.make_switch_ns(lab)
+            a, b = e2e.make_host(lab, 1), e2e.make_host(lab, 2)
+            tried = switches(e2e.Valed(lab), lab, variants)
+            tcp.update((s.name, []) for s in tried)
+            rtt.update((s.name, []) for s in tried)
+            for r in range(rounds):
+                for switch in tried[r % len(tried):] + tried[:r % len(tried)]:
+                    switch.wire([a, b])
+                    try:
+                        e2e.wait_reachable(a, b)
+                        rtt[switch.name].append(e2e.measure_rtt(a, b, PINGS))
+                        tcp[switch.name].append(e2e.measure_tcp(a, b, TCP_S))
+                    finally:
+                        switch.unwire()
+                print(f"round {r + 1}: " + ", ".join(
+                    f"{n} {tcp[n][-1]:.2f} Gbit/s {rtt[n][-1]:.3f} ms" for n in tcp), flush=True)
+    except KeyboardInterrupt:
+        print("ab: interrupted; the rounds that completed:", file=sys.stderr)
+    finally:
+        lab.teardown()
+    base = next(iter(tcp), "")
+    for name in tcp:
+        done = min(len(tcp[name]), len(tcp[base]))
+        if not done:
+            continue
+        pairs = zip(tcp[name][:done], tcp[base][:done], strict=True)
+        paired = statistics.median(x / y for x, y in pairs)
+        print(f"{name:14} TCP {statistics.median(tcp[name]):6.2f} Gbit/s, x{paired:.3f} "
+              f"{base} paired; round trip {statistics.median(rtt[name]):.3f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
