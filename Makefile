@@ -46,9 +46,11 @@ test-debug: setup
 bench: build
 	$(PY) bench/fastpath.py --json
 
+# The run goes into place only when it completed: a failed one leaves the last good run.
 bench-e2e: build
 	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -qq --no-build-isolation -e '.[bench]'
-	$(PY) bench/e2e.py --json --plot docs/e2e.svg > docs/e2e.json
+	$(PY) bench/e2e.py --json --plot docs/e2e.new.svg > docs/e2e.new.json
+	mv docs/e2e.new.json docs/e2e.json && mv docs/e2e.new.svg docs/e2e.svg
 
 # The unit under a real systemd, in a throwaway container (also a test: needs root).
 check-systemd:

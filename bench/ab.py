@@ -6,7 +6,8 @@ same two hosts as bench/e2e.py (whose lab, hosts and switches it uses).
 A VARIANT is NAME=KEY:VALUE,KEY:VALUE (vale0 with those settings; NAME= alone for the
 defaults) or the name of a bare switch (bare, bare-pinned, bare-mmsg; pinned to the last
 CPU). Each round gives every variant one turn, the order rotated from round to round; per
-turn 100 pings 5 ms apart and one iperf3 TCP stream for 4 s. It prints each round, then per
+turn one iperf3 TCP stream for 4 s and 100 pings 5 ms apart. A round where a turn failed is
+said and left out. It prints each round, then per
 variant the medians and the median of its per-round ratio to the first variant's TCP.
 Needs root; everything it makes is removed at the end, as bench/e2e.py does.
 """
@@ -58,16 +59,26 @@ def main() -> int:
             tcp.update((s.name, []) for s in tried)
             rtt.update((s.name, []) for s in tried)
             for r in range(rounds):
+                measured = {}
                 for switch in tried[r % len(tried):] + tried[:r % len(tried)]:
-                    switch.wire([a, b])
                     try:
-                        e2e.wait_reachable(a, b)
-                        rtt[switch.name].append(e2e.measure_rtt(a, b, PINGS))
-                        tcp[switch.name].append(e2e.measure_tcp(a, b, TCP_S))
-                    finally:
-                        switch.unwire()
+                        switch.wire([a, b])
+                        try:
+                            e2e.wait_reachable(a, b)
+                            measured[switch.name] = (e2e.measure_tcp(a, b, TCP_S),
+                                                     e2e.measure_rtt(a, b, PINGS))
+                        finally:
+                            switch.unwire()
+                    except Exception as exc:    # this round is left out of the pairing
+                        print(f"ab: round {r + 1}: {switch.name} failed: {e2e.failure(exc)}",
+                              file=sys.stderr)
+                if len(measured) == len(tried):
+                    for name, (gbps, ms) in measured.items():
+                        tcp[name].append(gbps)
+                        rtt[name].append(ms)
                 print(f"round {r + 1}: " + ", ".join(
-                    f"{n} {tcp[n][-1]:.2f} Gbit/s {rtt[n][-1]:.3f} ms" for n in tcp), flush=True)
+                    f"{n} {g:.2f} Gbit/s {ms:.3f} ms" for n, (g, ms) in measured.items()),
+                    flush=True)
     except KeyboardInterrupt:
         print("ab: interrupted; the rounds that completed:", file=sys.stderr)
     finally:

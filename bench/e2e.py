@@ -39,9 +39,11 @@ per bridge) lives and dies with it, so the root namespace is never touched. The 
                ovs-vswitchd, private run/db/log directories; --no-ovs leaves it out
   ovs-notso    the same without userspace TSO (the hosts' tx checksum offload off for it)
 
-Each run gives every switch one turn, re-wiring the same hosts; the order is rotated by the
-run's index (run r starts at the (r mod n)-th switch) and logged, so that no switch always
-follows the same one. Per switch and run:
+Each run gives every switch one turn, re-wiring the same hosts; every other run takes the
+switches in reverse, and the order is rotated by the run's index (run r starts at the
+(r mod n)-th switch of its list), and logged: no switch always goes first or last, or
+always follows the same one. Per
+switch and run:
 
   rtt_ms             ping -c 200 -i 0.005, average
   tcp_gbps           iperf3, one TCP stream, default offloads, -t 5, received
@@ -163,6 +165,7 @@ STEPS = {                           # a turn's measures, in order: the metrics e
     "tcp": ("tcp_gbps", "tcp_busy_cpus", "tcp_gbps_per_cpu"),
     **{f"pps_{kind}": (f"pps_{kind}_delivered", f"pps_{kind}_sent", f"pps_{kind}_busy_cpus",
                        f"pps_{kind}_per_cpu") for kind in FRAMES},
+    "rss": ("rss_mib_2",),
 }
 RATIOS = [m for m, (_, better) in METRICS.items()     # compared between switches (what a
           if better and not m.endswith("_sent")]      # port accepted is not: it follows)
@@ -977,11 +980,14 @@ def measure_turn(lab: Lab, switch: Switch, hosts: list[Host], plan: Plan, run: i
                 step()
             except Exception as exc:        # this measure is lost, the others go on
                 failed(name, exc)
-        pid = switch.pid()
-        if pid is not None:
-            turn.measured["rss_mib_2"] = rss_mib(pid)
-        if isinstance(switch, Vale):        # since the attach: ping, iperf3, trafgen
-            log("  valectl stats after the turn:\n" + switch.valectl("stats").rstrip())
+        try:
+            pid = switch.pid()
+            if pid is not None:
+                turn.measured["rss_mib_2"] = rss_mib(pid)
+            if isinstance(switch, Vale):    # since the attach: ping, iperf3, trafgen
+                log("  valectl stats after the turn:\n" + switch.valectl("stats").rstrip())
+        except Exception as exc:            # the daemon went away: the turn's other figures stay
+            failed("rss", exc)
     finally:                                # also on a failure or Ctrl-C
         try:
             switch.unwire()
@@ -1181,8 +1187,8 @@ def summary_line(res: Results, runs: int, interrupted: str | None) -> dict[str, 
     judged = [judge(res, t) for t in targets() if t.switch in res.switches]
     return {
         "summary": judged,
-        "all_met": {mine: all(j["met"] for j in judged if j["switch"] == mine
-                              and j["met"] is not None)
+        "all_met": {mine: all(met) if (met := [j["met"] for j in judged if j["switch"] == mine
+                                                and j["met"] is not None]) else None
                     for mine in dict.fromkeys(j["switch"] for j in judged)},
         "not_judged": [f"{j['switch']} {j['target']}" for j in judged if j["met"] is None],
         "failed_turns": res.failures,
@@ -1418,8 +1424,9 @@ def run(args: argparse.Namespace, lab: Lab, res: Results) -> None:
         if what in res.left_out:
             log(f"{what} is left out: {res.left_out[what]}")
     for i in range(runs):
+        base = switches[::-1] if i % 2 else switches
         shift = i % len(switches)
-        order = switches[shift:] + switches[:shift]
+        order = base[shift:] + base[:shift]
         log(f"run {i + 1}/{runs}: order {', '.join(s.name for s in order)}")
         turns: dict[str, Turn] = {}
         try:
@@ -1493,12 +1500,17 @@ def main() -> int:
     lab = Lab(Path(tempfile.mkdtemp(prefix=f"{PREFIX}-")))
     res = Results()
     interrupted: str | None = None
+    status = 0
     try:
         with signals_as_interrupt():
             try:
                 run(args, lab, res)
             except KeyboardInterrupt as exc:
-                interrupted = str(exc) or "SIGINT"
+                interrupted, status = str(exc) or "SIGINT", 130
+            except SetupError:
+                raise
+            except Exception as exc:        # a crash: the runs that completed still count
+                interrupted, status = f"failed: {failure(exc)}", 1
     except SetupError as exc:
         print(f"e2e: cannot run: {exc}", file=sys.stderr)
         return 1
@@ -1515,7 +1527,7 @@ def main() -> int:
         print_table(lines)
     if args.plot is not None and res.runs:
         plot(lines, args.plot, shlex.join(["bench/e2e.py", *sys.argv[1:]]))
-    return 130 if interrupted else 0
+    return status
 
 
 if __name__ == "__main__":
