@@ -10,8 +10,13 @@ from vale.switch import Switch
 
 
 def thread_names() -> list[str]:
-    tasks = Path(f"/proc/{os.getpid()}/task")
-    return [(t / "comm").read_text().strip() for t in tasks.iterdir()]
+    names = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        try:
+            names.append((task / "comm").read_text().strip())
+        except (FileNotFoundError, ProcessLookupError):
+            pass                            # a thread that ended meanwhile
+    return names
 
 
 def rounds_per_second(sw: Switch, seconds: float) -> float:

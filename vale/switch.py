@@ -211,7 +211,7 @@ class Switch:
         self._thread = threading.Thread(target=self._core.run, args=(f"vale:{self.name}",),
                                         name=f"vale-{self.name}", daemon=True)
         self._thread.start()
-        self._apply_cpus()
+        self._apply_cpus(self._cpus)
 
     def stop(self) -> None:
         if self._thread is None:
@@ -241,28 +241,30 @@ class Switch:
         return wanted
 
     def _pin(self, wanted: list[int] | str) -> None:
-        self._cpus = wanted
         if self._thread is not None:
-            self._apply_cpus()
+            self._apply_cpus(wanted)        # first: a refusal changes nothing
+        self._cpus = wanted
 
-    def _apply_cpus(self) -> None:
-        """Measured: pinned, the thread forwards TCP a few percent faster and answers
-        sooner (docs/performance.md, *Spinning and pinning*)."""
+    def _apply_cpus(self, wanted: list[int] | str) -> None:
+        """Pin the running thread (docs/performance.md, *Spinning and pinning*); the
+        placement count follows only once the kernel has taken it."""
         assert self._thread is not None and self._thread.native_id is not None
-        if self._cpus == AUTO_CPU:
+        if wanted == AUTO_CPU:
+            cpu = self._choose_cpu() if self._auto_cpu is None else self._auto_cpu
+            os.sched_setaffinity(self._thread.native_id, {cpu})
             if self._auto_cpu is None:
-                self._auto_cpu = self._choose_cpu()
-                _auto_placed[self._auto_cpu] += 1
-            wanted = {self._auto_cpu}
+                self._auto_cpu = cpu
+                _auto_placed[cpu] += 1
         else:
+            os.sched_setaffinity(self._thread.native_id,
+                                 set(wanted) or os.sched_getaffinity(0))
             self._release_auto_cpu()
-            wanted = set(self._cpus) or os.sched_getaffinity(0)
-        os.sched_setaffinity(self._thread.native_id, wanted)
 
     @staticmethod
     def _choose_cpu() -> int:
-        """The CPU with the fewest threads placed there, the highest of those: CPU 0 takes
-        most of a machine's interrupts and housekeeping."""
+        """The CPU with the fewest threads placed there by AUTO_CPU (threads pinned by hand
+        are the operator's to place), the highest of those: CPU 0 takes most of a machine's
+        interrupts and housekeeping."""
         return min(os.sched_getaffinity(0), key=lambda cpu: (_auto_placed[cpu], -cpu))
 
     def _release_auto_cpu(self) -> None:
