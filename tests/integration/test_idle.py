@@ -52,5 +52,9 @@ def test_switch_info_says_where_the_forwarding_thread_runs(tmp_path, make_host):
         info = daemon("info", port="vale0")
         assert (info["thread_cpus"], info["thread_cpu"]) == ([mine[0]], mine[0])
         assert info["settings"]["cpus"] == [mine[0]]
+        shown = daemon.ctl("info", "vale0").stdout.splitlines()
+        assert shown[0].split() == ["vale0", "thread", "on", "CPU(s)", str(mine[0]), "ports:",
+                                    *sorted([a.port, b.port])]
+        assert f"  cpus: [{mine[0]}]" in shown and "  busy_poll_us: 50" in shown
     finally:
         stop_valed(daemon)
