@@ -246,8 +246,8 @@ class Switch:
         self._cpus = wanted
 
     def _apply_cpus(self, wanted: list[int] | str) -> None:
-        """Pin the running thread (docs/performance.md, *Spinning and pinning*); the
-        placement count follows only once the kernel has taken it."""
+        """Pin the running thread (measured: docs/performance.md, *Spinning, pinning and
+        batch size*); the placement count follows only once the kernel has taken it."""
         assert self._thread is not None and self._thread.native_id is not None
         if wanted == AUTO_CPU:
             cpu = self._choose_cpu() if self._auto_cpu is None else self._auto_cpu
