@@ -123,7 +123,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
-from vale.client import ClientError, call  # noqa: E402  (this tree's vale)
+from vale._fastpath import DROP_REASONS  # noqa: E402  (this tree's vale)
+from vale.client import ClientError, call  # noqa: E402
 from vale.demo import iperf3_gbps  # noqa: E402
 
 PREFIX = f"vb{os.getpid()}"         # + hNN / pNN / tNN / sw / br / ovs: at most 15 bytes
@@ -132,8 +133,6 @@ _OURS_TMP = re.compile(r"^vb(\d+)-")
 SWITCH_NS = f"{PREFIX}sw"
 TAP_HOSTS = 40                      # vale-tap's hosts: namespaces vb<pid>h41, h42
 OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
-DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
-                "bad_offload", "tx_error")
 UDP_PORT = 9                        # discard: nobody listens
 RAW_ETHERTYPE = 0x88B5              # IEEE local experimental: no handler at B
 FRAMES = ("udp", "raw")             # the kinds of 60-byte frame: see trafgen_config

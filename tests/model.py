@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from vale._fastpath import DEFAULT_SPIN_US
+from vale._fastpath import DEFAULT_SPIN_US, DROP_REASONS
 
-DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
-                "bad_offload", "tx_error")
 MAX_PORTS = 256
 MAX_BATCH = 1024
 HIST_BUCKETS = 11

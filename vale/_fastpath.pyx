@@ -32,8 +32,12 @@ include "tap.pxi"
 include "capture.pxi"
 
 
+# The drop reasons' names, in the order of the DROP_* enum (_fastpath.pxd): the one list
+# the API, the metrics, the model and the benchmarks read.
 DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
                 "bad_offload", "tx_error")
+if len(DROP_REASONS) != N_DROP_REASONS:
+    raise ImportError("DROP_REASONS and the DROP_* enum of _fastpath.pxd differ")
 MAX_PORTS = VALE_MAX_PORTS
 MAX_BATCH = VALE_MAX_BATCH
 DEFAULT_BATCH = VALE_DEFAULT_BATCH
