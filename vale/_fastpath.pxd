@@ -58,6 +58,7 @@ cdef enum PortKind:
     PORT_MEMORY = 0             # in-memory RX and TX rings (tests, benchmarks)
     PORT_PACKET = 1             # a Linux interface through an AF_PACKET socket
     PORT_TAP = 2                # a TAP device the daemon holds open (its tun fd)
+    PORT_KINDS = 3
 
 # FDB entry flags.
 cdef enum:
@@ -245,6 +246,17 @@ ctypedef struct vale_switch:
     uint64_t *cap_stamps        # CLOCK_REALTIME ns, per slot
     uint64_t cap_now            # the batch's CLOCK_REALTIME ns, read only while capturing
     uint32_t capturing          # ports with a capture flag set
+
+
+# What the forwarding thread asks of a port kind (one entry per kind in PORT_OPS, filled
+# in by _fastpath.pyx from the back ends' files).
+ctypedef uint32_t (*port_rx_fn)(vale_switch *sw, vale_port *p) noexcept nogil
+ctypedef bint (*port_failed_fn)(vale_port *p, uint32_t events) noexcept nogil
+
+cdef struct vale_port_ops:
+    port_rx_fn rx               # forward up to a batch of its received frames; the count
+    port_failed_fn failed       # whether an epoll error event means its device is gone
+    bint polled                 # the thread polls it (memory ports are driven by calls)
 
 
 cdef class SwitchCore:

@@ -30,6 +30,17 @@ include "forward.pxi"
 include "afpacket.pxi"
 include "tap.pxi"
 include "capture.pxi"
+include "loop.pxi"
+
+
+cdef void register_port_kinds() noexcept:
+    """Each back end's operations, for the forwarding loop."""
+    PORT_OPS[<int>PORT_MEMORY] = vale_port_ops(forward_ring, memory_failed, False)
+    PORT_OPS[<int>PORT_PACKET] = vale_port_ops(forward_packet, packet_failed, True)
+    PORT_OPS[<int>PORT_TAP] = vale_port_ops(forward_tap, tap_failed, True)
+
+
+register_port_kinds()
 
 
 # The drop reasons' names, in the order of the DROP_* enum (_fastpath.pxd): the one list

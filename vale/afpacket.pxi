@@ -263,15 +263,6 @@ cdef void packet_tx_kick(vale_port *dst) noexcept nogil:
         dst.c.drops[DROP_TX_ERROR] += back          # down or gone: epoll tells the thread
 
 
-cdef uint32_t forward_port(vale_switch *sw, vale_port *p) noexcept nogil:
-    """Forward one batch from any port's receive side; returns the frames taken."""
-    if p.kind == PORT_PACKET:
-        return forward_packet(sw, p)
-    if p.kind == PORT_TAP:
-        return forward_tap(sw, p)
-    return forward_ring(sw, p)
-
-
 cdef uint32_t forward_packet(vale_switch *sw, vale_port *src) noexcept nogil:
     """Forward one batch from a packet port's receive ring; returns the frames taken."""
     cdef vale_pring *r = &src.prx
@@ -309,117 +300,10 @@ cdef uint32_t forward_packet(vale_switch *sw, vale_port *src) noexcept nogil:
     return n
 
 
-cdef bint tap_failed(int fd) noexcept nogil:
-    """Whether a tun fd reports an error now (its device is gone): an epoll event read
-    before the lock was taken may be a stale one, of a port removed meanwhile whose index
-    a new TAP took."""
-    cdef pollfd pfd
-    pfd.fd = fd
-    pfd.events = 0
-    pfd.revents = 0
-    return poll(&pfd, 1, 0) > 0 and (pfd.revents & (POLLERR | POLLHUP)) != 0
-
-
-cdef void port_down(vale_switch *sw, vale_port *p) noexcept nogil:
-    """Stop forwarding to and from a port whose interface failed, forget its MACs so
-    traffic to them floods, and tell Python."""
-    cdef uint64_t one = 1
-    if not p.up:
-        return
-    p.up = False
-    epoll_ctl(sw.epoll_fd, EPOLL_CTL_DEL, p.fd, NULL)
-    fdb_remove_port(sw, p.index, False)
-    write(sw.notify_fd, &one, sizeof(one))
-
-
-cdef struct cpu_share:
-    uint64_t wall, cpu        # when the current period began: monotonic, thread CPU time
-
-
-cdef inline void share_restart(cpu_share *share, uint64_t now) noexcept nogil:
-    share.wall = now
-    share.cpu = thread_cpu_ns()
-
-
-cdef bint share_lost(cpu_share *share, uint64_t now) noexcept nogil:
-    """At the end of a check period (1 ms awake): whether other threads had over half of
-    it on this thread's CPU; then a new period begins."""
-    cdef uint64_t cpu, wall
-    cdef bint lost
-    if now - share.wall < SHARE_CHECK_NS:
-        return False
-    cpu = thread_cpu_ns()
-    wall = now - share.wall
-    lost = wall > cpu - share.cpu and wall - (cpu - share.cpu) > wall // SHARE_STOLEN
-    share.wall = now
-    share.cpu = cpu
-    return lost
-
-
-cdef void run_loop(vale_switch *sw, pthread_mutex_t *lock) noexcept nogil:
-    """The forwarding thread: one batch from each packet port per round while there is
-    traffic; asleep in epoll when there is none, or first spinning for busy_poll_us after
-    the last frame.
-    Spinning gives way: when other threads had over half of its CPU over the last
-    millisecond (iperf3, a VM's vCPU), it sleeps in epoll instead for the next 20 ms. A
-    short visit (a ping answered, a kernel worker) does not count."""
-    cdef epoll_event events[64]
-    cdef int nev, j, err
-    cdef uint32_t k, done
-    cdef bint quiet = True
-    cdef uint64_t spin_until = 0, calm_from = 0, now, drain
-    cdef cpu_share share
-    cdef vale_port *p
-    cdef socklen_t elen
-    share_restart(&share, monotonic_ns())
-    while True:
-        pthread_mutex_lock(lock)
-        if sw.stopping:
-            pthread_mutex_unlock(lock)
-            return
-        done = 0
-        for k in range(sw.nactive):
-            p = sw.ports[sw.active[k]]
-            if p.up and p.kind != PORT_MEMORY:      # those the tests and benchmarks drive
-                done += forward_port(sw, p)
-        sw.loops += 1
-        pthread_mutex_unlock(lock)
-        while vale_load_acquire(&sw.control_waiting) != 0:
-            sched_yield()       # let a queued control call take the lock
-        if done:
-            spin_until = 0
-            quiet = False
-            continue
-        if sw.busy_poll_us and not quiet:
-            now = monotonic_ns()
-            if spin_until == 0:
-                spin_until = now + <uint64_t>sw.busy_poll_us * 1000
-            if share_lost(&share, now):
-                calm_from = now + SPIN_BACKOFF_NS
-            if now < spin_until and now >= calm_from:
-                # Not straight back at the rings: every look at a frame's status pulls
-                # its cache line away from the CPU where the kernel writes the next frame.
-                for j in range(SPIN_PAUSES):
-                    vale_cpu_relax()
-                continue
-            spin_until = 0
-        nev = epoll_wait(sw.epoll_fd, events, 64, 1000)
-        quiet = nev == 0        # a second without a frame: no spinning until the next one
-        if sw.busy_poll_us:
-            share_restart(&share, monotonic_ns())   # asleep is not losing the CPU
-        for j in range(nev):
-            if events[j].data.u32 == WAKE_EVENT:
-                read(sw.wake_fd, &drain, sizeof(drain))
-            elif events[j].events & (EPOLLERR | EPOLLHUP):
-                pthread_mutex_lock(lock)
-                p = sw.ports[events[j].data.u32] if events[j].data.u32 < VALE_MAX_PORTS else NULL
-                if p != NULL and p.kind == PORT_PACKET:
-                    # A stale event of a port removed meanwhile finds no error pending.
-                    err = 0
-                    elen = sizeof(err)
-                    getsockopt(p.fd, SOL_SOCKET, SO_ERROR, &err, &elen)
-                    if err != 0 or events[j].events & EPOLLHUP:
-                        port_down(sw, p)
-                elif p != NULL and p.kind == PORT_TAP and tap_failed(p.fd):
-                    port_down(sw, p)
-                pthread_mutex_unlock(lock)
+cdef bint packet_failed(vale_port *p, uint32_t events) noexcept nogil:
+    """Whether an error event on a packet socket means its interface went down or away: a
+    stale event of a port removed meanwhile finds no error pending."""
+    cdef int err = 0
+    cdef socklen_t elen = sizeof(err)
+    getsockopt(p.fd, SOL_SOCKET, SO_ERROR, &err, &elen)
+    return err != 0 or (events & EPOLLHUP) != 0

@@ -438,3 +438,8 @@ cdef void mirror_sent(vale_switch *sw, vale_port *src, vale_port *dst, uint16_t 
     cdef vale_port *m = sw.ports[dst.mirror_tx]
     if m != NULL and m.up and m != src and m != dst:
         deliver(sw, m, u, b, padded, dst.flood)
+
+
+cdef bint memory_failed(vale_port *p, uint32_t events) noexcept nogil:
+    """An in-memory port has no device to fail."""
+    return False

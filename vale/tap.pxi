@@ -65,3 +65,13 @@ cdef void flush_tap(vale_switch *sw, vale_port *dst, uint32_t n) noexcept nogil:
         else:
             dst.c.drops[DROP_TX_ERROR] += n - j
             return
+
+
+cdef bint tap_failed(vale_port *p, uint32_t events) noexcept nogil:
+    """Whether a tun fd reports an error now (its device is gone): the event may be a
+    stale one, of a port removed meanwhile whose index a new TAP took."""
+    cdef pollfd pfd
+    pfd.fd = p.fd
+    pfd.events = 0
+    pfd.revents = 0
+    return poll(&pfd, 1, 0) > 0 and (pfd.revents & (POLLERR | POLLHUP)) != 0
