@@ -252,10 +252,13 @@ ctypedef struct vale_switch:
 # in by _fastpath.pyx from the back ends' files).
 ctypedef uint32_t (*port_rx_fn)(vale_switch *sw, vale_port *p) noexcept nogil
 ctypedef bint (*port_failed_fn)(vale_port *p, uint32_t events) noexcept nogil
+ctypedef void (*port_close_fn)(vale_port *p) noexcept nogil
 
 cdef struct vale_port_ops:
+    const char *name            # what port_info calls the kind
     port_rx_fn rx               # forward up to a batch of its received frames; the count
     port_failed_fn failed       # whether an epoll error event means its device is gone
+    port_close_fn close         # let go of its kernel resources (fds, mappings)
     bint polled                 # the thread polls it (memory ports are driven by calls)
 
 

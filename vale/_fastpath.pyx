@@ -35,9 +35,11 @@ include "loop.pxi"
 
 cdef void register_port_kinds() noexcept:
     """Each back end's operations, for the forwarding loop."""
-    PORT_OPS[<int>PORT_MEMORY] = vale_port_ops(forward_ring, memory_failed, False)
-    PORT_OPS[<int>PORT_PACKET] = vale_port_ops(forward_packet, packet_failed, True)
-    PORT_OPS[<int>PORT_TAP] = vale_port_ops(forward_tap, tap_failed, True)
+    PORT_OPS[<int>PORT_MEMORY] = vale_port_ops(b"memory", forward_ring, memory_failed,
+                                                memory_close, False)
+    PORT_OPS[<int>PORT_PACKET] = vale_port_ops(b"packet", forward_packet, packet_failed,
+                                                packet_close, True)
+    PORT_OPS[<int>PORT_TAP] = vale_port_ops(b"tap", forward_tap, tap_failed, tap_close, True)
 
 
 register_port_kinds()
@@ -136,10 +138,7 @@ cdef class SwitchCore:
         if self.sw != NULL:
             for i in range(VALE_MAX_PORTS):
                 if self.sw.ports[i] != NULL:
-                    packet_close(self.sw.ports[i])
-                    ring_free(&self.sw.ports[i].rx)
-                    ring_free(&self.sw.ports[i].tx)
-                    free(self.sw.ports[i])
+                    port_free(self.sw.ports[i])
             fdb_release(&self.sw.fdb)
             free(self.sw.soft_buf)
             ring_free(&self.sw.cap)
@@ -349,13 +348,9 @@ cdef class SwitchCore:
                     k += 1
             self.sw.nactive = k
             self.sw.ports[p.index] = NULL
-            if p.kind != PORT_MEMORY:
-                if p.up:
-                    epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_DEL, p.fd, NULL)
-                packet_close(p)
-            ring_free(&p.rx)
-            ring_free(&p.tx)
-            free(p)
+            if p.up and p.fd >= 0:
+                epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_DEL, p.fd, NULL)
+            port_free(p)
         finally:
             self.release()
 
@@ -402,8 +397,7 @@ cdef class SwitchCore:
         try:
             p = self.port_at(index)
             info = {
-                "index": p.index, "kind": ("packet", "tap", "memory")[
-                    0 if p.kind == PORT_PACKET else 1 if p.kind == PORT_TAP else 2],
+                "index": p.index, "kind": ops_of(p).name.decode(),
                 "up": bool(p.up), "vnet": bool(p.vnet), "max_frame": p.max_frame,
                 "learning": bool(p.learning), "flood": bool(p.flood),
                 "learn_limit": p.learn_limit, "fdb_entries": p.dyn_count,

@@ -443,3 +443,8 @@ cdef void mirror_sent(vale_switch *sw, vale_port *src, vale_port *dst, uint16_t 
 cdef bint memory_failed(vale_port *p, uint32_t events) noexcept nogil:
     """An in-memory port has no device to fail."""
     return False
+
+
+cdef void memory_close(vale_port *p) noexcept nogil:
+    """Its rings are all it has: port_free frees them."""
+    pass

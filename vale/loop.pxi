@@ -15,6 +15,15 @@ cdef uint32_t forward_port(vale_switch *sw, vale_port *p) noexcept nogil:
     return ops_of(p).rx(sw, p)
 
 
+cdef void port_free(vale_port *p) noexcept nogil:
+    """The one way a port goes: its kind lets go of what the kernel gave it, then its
+    rings and itself (the caller took it out of the switch and of epoll)."""
+    ops_of(p).close(p)
+    ring_free(&p.rx)
+    ring_free(&p.tx)
+    free(p)
+
+
 cdef void port_down(vale_switch *sw, vale_port *p) noexcept nogil:
     """Stop forwarding to and from a port whose device failed, forget its MACs so
     traffic to them floods, and tell Python."""

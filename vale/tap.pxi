@@ -75,3 +75,9 @@ cdef bint tap_failed(vale_port *p, uint32_t events) noexcept nogil:
     pfd.events = 0
     pfd.revents = 0
     return poll(&pfd, 1, 0) > 0 and (pfd.revents & (POLLERR | POLLHUP)) != 0
+
+
+cdef void tap_close(vale_port *p) noexcept nogil:
+    if p.fd >= 0:
+        close(p.fd)
+        p.fd = -1
