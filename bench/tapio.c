@@ -93,24 +93,31 @@ static double read_plain(int fd)
     return (double)(now_ns() - t0) / FRAMES;
 }
 
+/* Submit the BATCH prepared requests in one io_uring_enter, wait for them and consume
+ * their completions; one returning less than `least` is an error. */
+static void submit_batch(struct io_uring *ring, int least, const char *what)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    if (io_uring_submit_and_wait(ring, BATCH) < 0)
+        die("io_uring_submit_and_wait");
+    io_uring_for_each_cqe(ring, head, cqe) {
+        if (cqe->res < least) {
+            errno = cqe->res < 0 ? -cqe->res : EIO;
+            die(what);
+        }
+        n++;
+    }
+    io_uring_cq_advance(ring, n);
+}
+
 static double read_uring(struct io_uring *ring, int fd)
 {
     uint64_t t0 = now_ns();
     for (int done = 0; done < FRAMES; done += BATCH) {
         for (int i = 0; i < BATCH; i++)
             io_uring_prep_read(io_uring_get_sqe(ring), fd, slots[done + i], SLOT, 0);
-        if (io_uring_submit_and_wait(ring, BATCH) < 0)
-            die("io_uring_submit_and_wait");
-        struct io_uring_cqe *cqe;
-        unsigned head, n = 0;
-        io_uring_for_each_cqe(ring, head, cqe) {
-            if (cqe->res < VNET_HDR_LEN) {
-                errno = -cqe->res;
-                die("io_uring read");
-            }
-            n++;
-        }
-        io_uring_cq_advance(ring, n);
+        submit_batch(ring, VNET_HDR_LEN, "io_uring read");
     }
     return (double)(now_ns() - t0) / FRAMES;
 }
@@ -135,18 +142,7 @@ static double write_uring(struct io_uring *ring, int fd)
     for (int done = 0; done < FRAMES; done += BATCH) {
         for (int i = 0; i < BATCH; i++)
             io_uring_prep_writev(io_uring_get_sqe(ring), fd, iov[i], 2, 0);
-        if (io_uring_submit_and_wait(ring, BATCH) < 0)
-            die("io_uring_submit_and_wait");
-        struct io_uring_cqe *cqe;
-        unsigned head, n = 0;
-        io_uring_for_each_cqe(ring, head, cqe) {
-            if (cqe->res < 0) {
-                errno = -cqe->res;
-                die("io_uring writev");
-            }
-            n++;
-        }
-        io_uring_cq_advance(ring, n);
+        submit_batch(ring, 0, "io_uring writev");
     }
     return (double)(now_ns() - t0) / FRAMES;
 }

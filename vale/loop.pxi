@@ -84,7 +84,7 @@ cdef void run_loop(vale_switch *sw, pthread_mutex_t *lock) noexcept nogil:
         for k in range(sw.nactive):
             p = sw.ports[sw.active[k]]
             if p.up and ops_of(p).polled:
-                done += ops_of(p).rx(sw, p)
+                done += forward_port(sw, p)
         sw.loops += 1
         pthread_mutex_unlock(lock)
         while vale_load_acquire(&sw.control_waiting) != 0:

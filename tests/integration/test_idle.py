@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from tests.conftest import start_valed, stop_valed
 
@@ -14,7 +15,7 @@ IDLE_SECONDS = 10
 
 def cpu_seconds(pid: int) -> float:
     """User and system time of every thread of the process so far."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
