@@ -18,7 +18,7 @@ QUEUE_FRAMES = 20000
 
 @dataclass(eq=False)
 class Subscriber:
-    port: int
+    port: str
     rx: bool
     tx: bool
     frames: collections.deque = field(default_factory=collections.deque)
@@ -36,7 +36,7 @@ class CaptureHub:
         self.task: asyncio.Task[None] | None = None
 
     def add(self, sub: Subscriber) -> None:
-        sub.ring_lost_at_start = self.sw.core.capture_lost(sub.port)
+        sub.ring_lost_at_start = self.sw.capture_lost(sub.port)
         self.subs.add(sub)
         self._apply(sub.port)
         if self.task is None:
@@ -47,7 +47,7 @@ class CaptureHub:
         self.subs.discard(sub)
         lost = 0
         try:
-            now = self.sw.core.capture_lost(sub.port)
+            now = self.sw.capture_lost(sub.port)
             lost = ((now[0] - sub.ring_lost_at_start[0]) if sub.rx else 0) + \
                    ((now[1] - sub.ring_lost_at_start[1]) if sub.tx else 0)
             self._apply(sub.port)
@@ -55,15 +55,15 @@ class CaptureHub:
             pass
         return lost
 
-    def _apply(self, port: int) -> None:
+    def _apply(self, port: str) -> None:
         rx = any(s.rx for s in self.subs if s.port == port)
         tx = any(s.tx for s in self.subs if s.port == port)
-        self.sw.core.set_capture(port, rx=rx, tx=tx)
+        self.sw.set_capture(port, rx=rx, tx=tx)
 
     async def _poll(self) -> None:
         try:
             while self.subs:
-                for port, direction, stamp, length, data in self.sw.core.capture_drain():
+                for port, direction, stamp, length, data in self.sw.capture_drain():
                     for sub in self.subs:
                         if sub.port != port or not (sub.rx if direction == "rx" else sub.tx):
                             continue

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from vale import sdnotify
-from vale.api import Api, ApiError, reply_error
+from vale.api import Api, ApiError, error_reply, reply_error
+from vale.api.protocol import request_args
 from vale.capture import CaptureHub, Subscriber, frame_message
 from vale.metrics import DEFAULT_ADDRESS, parse_address, serve_metrics
 from vale.netlink import LinkWatcher
@@ -55,14 +56,14 @@ class Daemon:
 
     def _watch(self, sw: Switch) -> None:
         assert self.loop is not None
-        self.loop.add_reader(sw.core.notify_fd, self._port_event, sw)
+        self.loop.add_reader(sw.notify_fd, self._port_event, sw)
 
     def _unwatch(self, sw: Switch) -> None:
         assert self.loop is not None
-        self.loop.remove_reader(sw.core.notify_fd)
+        self.loop.remove_reader(sw.notify_fd)
 
     def _port_event(self, sw: Switch) -> None:
-        sw.core.clear_notify()
+        sw.clear_notify()
         for port in sw.ports():
             summary = self.api.port_summary(sw.name, port)
             if summary["state"] != "up":
@@ -83,7 +84,7 @@ class Daemon:
         seen: dict[str, int] = {}
         while True:
             await asyncio.sleep(interval)
-            progress = {name: sw.core.loops for name, sw in self.api.switches.items()}
+            progress = {name: sw.loops for name, sw in self.api.switches.items()}
             stuck = [name for name, loops in progress.items()
                      if name in seen and loops == seen[name]]
             seen = progress
@@ -132,13 +133,10 @@ class Daemon:
         """Stream a port's frames to this client, one JSON line each, until it sends a
         line (or goes); then one last line with the counts."""
         try:
-            args = request.get("args", {})
-            if not isinstance(args, dict):
-                raise ApiError("bad_request", "args must be a JSON object")
+            args = request_args(request)
             sw, port, rx, tx = self.api.capture_target(args)
         except (ApiError, ValueError) as exc:
-            code = exc.code if isinstance(exc, ApiError) else "invalid"
-            await self._send(writer, reply_error(code, getattr(exc, "message", str(exc))))
+            await self._send(writer, error_reply(exc) or reply_error("internal", str(exc)))
             return
         hub = self.hubs.get(sw.name)
         if hub is None or hub.sw is not sw:     # first capture, or the switch was made anew

@@ -18,13 +18,11 @@ from typing import Any
 from vale._fastpath import DROP_REASONS, SwitchCore
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key
 from vale.ports import interface_index, interface_mtu
+from vale.settings import AUTO_CPU, BY_NAME, core_args, names_from_core
 
 __all__ = ["AUTO_CPU", "DROP_REASONS", "FdbEntry", "Switch"]
 
-_PORT_SETTINGS = frozenset({"learning", "flood", "learn_limit", "vnet"})
-_SWITCH_SETTINGS = frozenset({"fdb_capacity", "ageing", "batch", "move_limit", "move_window",
-                              "ban", "busy_poll_us", "cpus"})
-AUTO_CPU = "auto"                   # cpus: one CPU chosen by valed (the default)
+_MEMORY_RINGS = frozenset({"rx_slots", "tx_slots", "slot_size"})   # add_port's own
 _auto_placed: Counter[int] = Counter()  # CPU -> forwarding threads placed there by AUTO_CPU
 
 
@@ -42,45 +40,46 @@ class Switch:
     __slots__ = ("_auto_cpu", "_core", "_cpus", "_ifindex", "_index", "_names", "_thread",
                  "name")
 
-    def __init__(self, name: str = "vale0", *, fdb_capacity: int = 65536, ageing: float = 300,
-                 batch: int = 256, move_limit: int = 4, move_window: float = 10, ban: float = 60,
-                 manual_clock: bool = False, core_class: type = SwitchCore) -> None:
+    def __init__(self, name: str = "vale0", *, manual_clock: bool = False,
+                 core_class: type = SwitchCore, **settings: Any) -> None:
+        """Settings: the switch settings of vale.settings, by name; the others start at
+        their defaults (the table's, which the core's own defaults match)."""
         self.name = check_switch_name(name)
-        self._core = core_class(capacity=fdb_capacity, ageing=ageing, batch=batch,
-                                manual_clock=manual_clock, move_limit=move_limit,
-                                move_window=move_window, ban=ban)
+        core_args("switch", settings)                       # names known?
+        capacity = settings.pop("fdb_capacity", BY_NAME["fdb_capacity"].default)
+        self._core = core_class(capacity=capacity, manual_clock=manual_clock)
         self._index: dict[str, int] = {}
         self._names: dict[int, str] = {}
         self._ifindex: dict[str, int] = {}     # interface ports: name -> ifindex at attach
         self._thread: threading.Thread | None = None
         self._cpus: list[int] | str = AUTO_CPU      # or the CPUs; [] is every CPU
         self._auto_cpu: int | None = None           # the CPU AUTO_CPU chose, while running
-
-    @property
-    def core(self) -> Any:
-        return self._core
+        if settings:
+            self.configure(**settings)
 
     # -- ports ---------------------------------------------------------------------------
 
     def add_port(self, name: str, **settings: Any) -> int:
-        """Add a port; settings: rx_slots, tx_slots, slot_size, learning, flood,
-        learn_limit. Returns its index."""
+        """Add a port with in-memory rings; settings: rx_slots, tx_slots, slot_size and
+        the port settings. Returns its index."""
         check_port_name(name)
         if name in self._index:
             raise ValueError(f"{self.name}:{name} already exists")
-        index = self._core.add_port(**settings)
+        rings = {key: settings.pop(key) for key in _MEMORY_RINGS & set(settings)}
+        index = self._core.add_port(**rings, **core_args("port", settings))
         self._index[name] = index
         self._names[index] = name
         return index
 
     def attach(self, ifname: str, **settings: Any) -> int:
-        """Attach a Linux interface as port `ifname`; settings: learning, flood,
-        learn_limit, vnet, rx_frames. Raises NoSuchInterface, ValueError, OSError."""
+        """Attach a Linux interface as port `ifname`; settings: the port settings and
+        rx_frames. Raises NoSuchInterface, ValueError, OSError."""
         check_port_name(ifname)
         if ifname in self._index:
             raise ValueError(f"{self.name}:{ifname} already exists")
+        args = core_args("attach", settings)
         ifindex = interface_index(ifname)
-        index = self._core.add_packet_port(ifindex, mtu=interface_mtu(ifname), **settings)
+        index = self._core.add_packet_port(ifindex, mtu=interface_mtu(ifname), **args)
         self._index[ifname] = index
         self._names[index] = ifname
         self._ifindex[ifname] = ifindex
@@ -88,11 +87,11 @@ class Switch:
 
     def attach_tap(self, name: str, fd: int, **settings: Any) -> int:
         """Take an open TAP fd (vale.tap.open_tap) as port `name`; the core closes the fd
-        when the port goes. Settings as for attach, but for rx_frames."""
+        when the port goes. Settings: the port settings (a TAP has no ring to size)."""
         check_port_name(name)
         if name in self._index:
             raise ValueError(f"{self.name}:{name} already exists")
-        index = self._core.add_tap_port(fd, **settings)
+        index = self._core.add_tap_port(fd, **core_args("port", settings))
         self._index[name] = index
         self._names[index] = name
         return index
@@ -119,17 +118,44 @@ class Switch:
         return sorted(self._index, key=self._index.__getitem__)
 
     def set_port(self, name: str, **settings: Any) -> None:
-        """Port settings: learning, flood, learn_limit, vnet (offloads pass through)."""
-        unknown = set(settings) - _PORT_SETTINGS
-        if unknown:
-            raise ValueError(f"unknown port setting(s): {', '.join(sorted(unknown))}; "
-                             f"known: {', '.join(sorted(_PORT_SETTINGS))}")
-        self._core.set_port(self.port_index(name), **settings)
+        """Change port settings (vale.settings, scope port)."""
+        self._core.set_port(self.port_index(name), **core_args("port", settings))
 
     def port_info(self, name: str) -> dict[str, Any]:
-        info = self._core.port_info(self.port_index(name))
+        """Geometry, state and settings (by the settings' names) of a port."""
+        info = names_from_core(self._core.port_info(self.port_index(name)))
         info["name"] = name
         return info
+
+    def port_link(self, name: str, *, mtu: int | None = None, up: bool | None = None) -> None:
+        """Follow an interface port's link: its new MTU; up=True puts a port the thread
+        had put down back into forwarding."""
+        self._core.set_port(self.port_index(name), mtu=mtu, up=up)
+
+    def set_mirror(self, source: str, *, rx_to: str | None = None,
+                   tx_to: str | None = None) -> None:
+        """Copy what port `source` receives to port rx_to, what it sends to tx_to (None: no
+        mirror). The caller rules out loops."""
+        self._core.set_mirror(self.port_index(source),
+                              rx_to=None if rx_to is None else self.port_index(rx_to),
+                              tx_to=None if tx_to is None else self.port_index(tx_to))
+
+    # -- captures ------------------------------------------------------------------------
+
+    def set_capture(self, port: str, *, rx: bool, tx: bool) -> None:
+        """Copy the port's received (rx) and sent (tx) frames to the capture ring."""
+        self._core.set_capture(self.port_index(port), rx=rx, tx=tx)
+
+    def capture_lost(self, port: str) -> tuple[int, int]:
+        """Copies the capture ring had no room for, (received, sent), since the port came."""
+        return self._core.capture_lost(self.port_index(port))
+
+    def capture_drain(self) -> list[tuple[str, str, int, int, bytes]]:
+        """Captured frames, oldest first: (port, 'rx' or 'tx', CLOCK_REALTIME ns, original
+        length, the bytes kept); frames of a port gone meanwhile are left out."""
+        return [(self._names[index], direction, stamp, length, data)
+                for index, direction, stamp, length, data in self._core.capture_drain()
+                if index in self._names]
 
     # -- frames --------------------------------------------------------------------------
 
@@ -175,21 +201,17 @@ class Switch:
     # -- settings, clock, counters -------------------------------------------------------
 
     def configure(self, **settings: Any) -> None:
-        """Switch settings: fdb_capacity, ageing (s, 0 = never), batch, move_limit,
-        move_window (s), ban (s), busy_poll_us, cpus (the forwarding thread's CPUs, or
-        AUTO_CPU)."""
-        unknown = set(settings) - _SWITCH_SETTINGS
-        if unknown:
-            raise ValueError(f"unknown switch setting(s): {', '.join(sorted(unknown))}; "
-                             f"known: {', '.join(sorted(_SWITCH_SETTINGS))}")
+        """Change switch settings (vale.settings, scope switch); cpus is applied here,
+        fdb_capacity by resizing, the rest by the core's configure."""
+        args = core_args("switch", settings)
         # All or nothing: what can be refused is checked before anything changes (resizing
         # evicts entries; the core's configure checks all its values first).
-        cpus = self._check_cpus(settings.pop("cpus")) if "cpus" in settings else False
-        capacity = settings.pop("fdb_capacity", None)
+        cpus = self._check_cpus(settings["cpus"]) if "cpus" in settings else False
+        capacity = args.pop(BY_NAME["fdb_capacity"].core, None)
         if capacity is not None:
             self._core.check_capacity(capacity)
-        if settings:
-            self._core.configure(**settings)
+        if args:
+            self._core.configure(**args)
         if capacity is not None:
             self._core.set_capacity(capacity)
         if cpus is not False:
@@ -276,6 +298,23 @@ class Switch:
     def cpus(self) -> list[int] | str:
         """AUTO_CPU, or the CPUs the thread is pinned to ([]: not pinned)."""
         return self._cpus
+
+    @property
+    def notify_fd(self) -> int:
+        """Readable when the thread has put a port down; clear_notify() then port_info()."""
+        return self._core.notify_fd
+
+    def clear_notify(self) -> None:
+        self._core.clear_notify()
+
+    @property
+    def loops(self) -> int:
+        """Forwarding-loop rounds so far: a watchdog sees progress here."""
+        return self._core.loops
+
+    def poll_kernel_drops(self) -> None:
+        """Count the frames the kernel rings of interface ports had no room for."""
+        self._core.poll_kernel_drops()
 
     @property
     def thread_cpus(self) -> list[int] | None:

@@ -1,0 +1,79 @@
+"""The MAC table of a switch: show, static entries in and out, flush. Static entries are
+part of the desired configuration; learned ones live only in the core."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vale.api.protocol import ApiError, arg
+from vale.names import key_to_mac, mac_to_key
+from vale.switch import Switch
+
+if TYPE_CHECKING:
+    from vale.api.topology import Topology
+
+
+class FdbOps:
+    def __init__(self, topo: Topology) -> None:
+        self.topo = topo
+
+    def ops(self) -> dict[str, Any]:
+        return {"fdb_show": self.op_fdb_show, "fdb_add": self.op_fdb_add,
+                "fdb_del": self.op_fdb_del, "fdb_flush": self.op_fdb_flush}
+
+    def _target(self, args: dict[str, Any]) -> tuple[str, Switch | None]:
+        switch = arg(args, "switch", str)
+        self.topo.desired_switch(switch)
+        return switch, self.topo.switches.get(switch)
+
+    def _port(self, switch: str, args: dict[str, Any]) -> str | None:
+        """The optional port argument, checked to be a port of the switch."""
+        port = arg(args, "port", str, None)
+        if port is not None:
+            self.topo.desired_port(f"{switch}:{port}")
+        return port
+
+    def op_fdb_show(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        switch, sw = self._target(args)
+        port = self._port(switch, args)
+        if sw is None or (port is not None and port not in sw.ports()):
+            return []
+        return [{"mac": e.mac, "port": e.port, "static": e.static, "age": round(e.age, 3)}
+                for e in sw.fdb_show(port)]
+
+    def op_fdb_add(self, args: dict[str, Any]) -> None:
+        switch, port, _ = self.topo.desired_port(f"{arg(args, 'switch', str)}:"
+                                                 f"{arg(args, 'port', str)}")
+        key = mac_to_key(arg(args, "mac", str))
+        if key == 0 or key & 1:
+            raise ApiError("invalid", "a static entry needs a unicast, non-zero MAC")
+        mac = key_to_mac(key)
+        if self.topo.live(switch, port):
+            self.topo.switches[switch].fdb_add(mac, port)
+        self.topo.desired.switches[switch].fdb[mac] = port
+
+    def op_fdb_del(self, args: dict[str, Any]) -> None:
+        switch, sw = self._target(args)
+        mac = key_to_mac(mac_to_key(arg(args, "mac", str)))
+        found = self.topo.desired.switches[switch].fdb.pop(mac, None) is not None
+        if sw is not None:
+            try:
+                sw.fdb_del(mac)
+                found = True
+            except ValueError:
+                pass
+        if not found:
+            raise ApiError("not_found", f"{mac} is not in the FDB of {switch}")
+
+    def op_fdb_flush(self, args: dict[str, Any]) -> dict[str, int]:
+        switch, sw = self._target(args)
+        port = self._port(switch, args)
+        statics = arg(args, "statics", bool, False)
+        removed = 0
+        if sw is not None and (port is None or port in sw.ports()):
+            removed = sw.fdb_flush(port, statics=statics)
+        if statics:
+            config = self.topo.desired.switches[switch]
+            config.fdb = {m: p for m, p in config.fdb.items()
+                          if port is not None and p != port}
+        return {"removed": removed}

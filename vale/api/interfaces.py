@@ -1,0 +1,171 @@
+"""Interfaces valed creates and owns (valectl create / remove): TAPs it holds open,
+persistent TAPs for VMs, veth pairs whose far end may live in another namespace. Made at
+create, made again at start, deleted at remove."""
+
+from __future__ import annotations
+
+import grp
+import logging
+import os
+import pwd
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vale import netlink, settings, tap
+from vale.api.protocol import ApiError, arg
+from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key, random_mac
+from vale.state import KIND_FIELDS, Interface
+
+if TYPE_CHECKING:
+    from vale.api.topology import Topology
+
+log = logging.getLogger("vale.api")
+
+
+def exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def open_made_tap(name: str, made: Interface) -> int:
+    """Make a TAP valed holds, as it was: a TAP dies with us, and is made again with the
+    MAC it had (with a new one, hosts that knew it would send into the void until their
+    neighbour entries expire). Returns its open fd."""
+    fd = tap.open_tap(name)
+    try:
+        netlink.set_up_tap(name, made.netns or None, made.address, made.mac)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class InterfaceOps:
+    def __init__(self, topo: Topology) -> None:
+        self.topo = topo
+
+    def ops(self) -> dict[str, Any]:
+        return {"create": self.op_create, "remove": self.op_remove}
+
+    def op_create(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A TAP or a veth pair made and owned by the daemon, attached to a switch."""
+        name = check_port_name(arg(args, "name", str))
+        kind = arg(args, "kind", str)
+        switch = check_switch_name(arg(args, "switch", str, "vale0"))
+        port_settings = settings.parse("attach", arg(args, "settings", dict, {}))
+        netns = arg(args, "netns", str, None)
+        address = arg(args, "address", str, None)
+        if kind not in KIND_FIELDS:
+            raise ApiError("invalid", f"cannot create a {kind!r}: tap, persistent_tap or veth")
+        if name in self.topo.desired.interfaces or self.topo.owner_of(name):
+            raise ApiError("already_attached", f"{name} is already in use by valed")
+        if exists(name):
+            raise ApiError("exists", f"an interface named {name} exists already")
+        if kind == "persistent_tap" and (netns is not None or address is not None):
+            raise ApiError("invalid", "a persistent TAP belongs to a VM: no namespace, no "
+                                      "address")
+        if kind == "tap" and address is not None and netns is None:
+            raise ApiError("invalid", "a TAP gets its address in its namespace: give netns "
+                                      "too (for an address on this host, make a veth)")
+        if netns is not None:
+            netlink.check_netns(netns)
+        if address is not None:
+            netlink.check_address(address)
+        record = Interface(kind, switch)
+        if kind == "veth":
+            peer = check_port_name(arg(args, "peer", str, None) or f"{name[:12]}-p")
+            if exists(peer) and netns is None:
+                raise ApiError("exists", f"an interface named {peer} exists already")
+            record.peer, record.netns, record.address = peer, netns, address
+            netlink.create_veth(name, peer, netns, address)
+        elif kind == "persistent_tap":
+            record.owner = arg(args, "owner", str, None)
+            record.group = arg(args, "group", str, None)
+            tap.make_persistent_tap(name, _uid(record.owner), _gid(record.group))
+        else:
+            record.netns, record.address, record.mac = netns, address, random_mac()
+        self.topo.desired.interfaces[name] = record
+        try:
+            self.topo.add_port(switch, name, port_settings)
+        except BaseException:
+            del self.topo.desired.interfaces[name]
+            destroy(name, record)
+            raise
+        log.info("created %s %s on %s", kind, name, switch)
+        return self.topo.port_summary(switch, name)
+
+    def op_remove(self, args: dict[str, Any]) -> None:
+        name = check_port_name(arg(args, "name", str))
+        record = self.topo.desired.interfaces.get(name)
+        if record is None:
+            raise ApiError("refused", f"{name} was not made by valed: valectl remove deletes "
+                           "only interfaces valectl create made (detach it instead)")
+        switch = self.topo.owner_of(name)
+        if switch is not None:
+            self.topo.remove_port(switch, name)
+        del self.topo.desired.interfaces[name]
+        destroy(name, record)
+        log.info("removed %s", name)
+
+    def make_again(self) -> None:
+        """At start: make the veths and persistent TAPs that are gone (a TAP valed holds
+        is made when its port comes up)."""
+        for name, record in self.topo.desired.interfaces.items():
+            if exists(name):
+                continue
+            try:
+                if record.kind == "veth":
+                    assert record.peer is not None          # the loader checked
+                    netlink.create_veth(name, record.peer, record.netns, record.address)
+                elif record.kind == "persistent_tap":
+                    tap.make_persistent_tap(name, _uid(record.owner), _gid(record.group))
+            except (OSError, ValueError, ApiError) as exc:
+                log.error("cannot make %s again: %s", name, exc)
+
+    def settle_tap_macs(self) -> bool:
+        """Every TAP of ours gets a usable MAC to be made with: records saved before MACs
+        were kept have none, and a hand-edited one may be malformed, a group address or
+        zero, which the kernel would refuse at every try. Returns whether any changed."""
+        changed = False
+        for name, record in self.topo.desired.interfaces.items():
+            if record.kind != "tap":
+                continue
+            mac = record.mac
+            try:
+                key = mac_to_key(mac)
+                usable = key != 0 and not key & 1
+            except ValueError:
+                usable = False
+            if usable and mac == key_to_mac(key):
+                continue
+            record.mac = key_to_mac(key) if usable else random_mac()
+            if mac is not None and not usable:
+                log.error("%s: saved MAC %r is not a unicast address; it gets %s", name,
+                          mac, record.mac)
+            changed = True
+        return changed
+
+
+def destroy(name: str, record: Interface) -> None:
+    """Delete an interface the daemon made (a TAP it held is gone with its fd)."""
+    if record.kind == "veth":
+        netlink.delete_link(name)
+    elif record.kind == "persistent_tap":
+        tap.remove_persistent_tap(name)
+
+
+def _uid(owner: str | None) -> int | None:
+    if owner is None:
+        return None
+    try:
+        return int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
+    except KeyError:
+        raise ApiError("invalid", f"no user {owner!r}") from None
+
+
+def _gid(group: str | None) -> int | None:
+    if group is None:
+        return None
+    try:
+        return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ApiError("invalid", f"no group {group!r}") from None

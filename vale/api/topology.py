@@ -1,0 +1,267 @@
+"""Two layers of state, and keeping them together: the *desired* configuration (what users
+asked for, vale.state's records: saved and restored) and the *live* switches (what runs).
+A desired port whose interface does not exist is `missing`, and comes back by itself when
+the interface does."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vale import netlink
+from vale.api.interfaces import open_made_tap
+from vale.api.protocol import ApiError
+from vale.names import check_switch_name, parse_port_ref
+from vale.ports import interface_state
+from vale.settings import of_scope
+from vale.state import Port, State, SwitchConfig
+from vale.switch import Switch
+
+log = logging.getLogger("vale.api")
+
+RETRY_S = 5                 # a port that failed to come back is tried again after this
+
+
+class Topology:
+    """The desired configuration, the live switches, and bringing ports up and down."""
+
+    def __init__(self, on_switch_added: Callable[[Switch], None] | None = None,
+                 on_switch_removed: Callable[[Switch], None] | None = None) -> None:
+        self.desired = State()
+        self.switches: dict[str, Switch] = {}
+        self._on_added = on_switch_added
+        self._on_removed = on_switch_removed
+        self.retry_at: dict[tuple[str, str], float] = {}      # (switch, port): monotonic
+
+    # -- the desired configuration --------------------------------------------------------
+
+    def desired_switch(self, name: str) -> SwitchConfig:
+        check_switch_name(name)
+        try:
+            return self.desired.switches[name]
+        except KeyError:
+            raise ApiError("not_found", f"no switch {name}") from None
+
+    def desired_port(self, ref: str) -> tuple[str, str, Port]:
+        switch, port = parse_port_ref(ref)
+        ports = self.desired_switch(switch).ports
+        if port not in ports:
+            raise ApiError("not_found", f"no port {ref}")
+        return switch, port, ports[port]
+
+    def owner_of(self, ifname: str) -> str | None:
+        for name, sw in self.desired.switches.items():
+            if ifname in sw.ports:
+                return name
+        return None
+
+    def add_port(self, switch: str, port: str, settings: dict[str, Any]) -> None:
+        """Desire the port, bring it up; on failure leave no trace."""
+        check_switch_name(switch)
+        switches = self.desired.switches
+        created = switch not in switches
+        if created:                         # a switch appears on its first attach, as in VALE
+            switches[switch] = SwitchConfig()
+        switches[switch].ports[port] = Port(settings)
+        try:
+            self.bring_up(switch, port)
+        except BaseException:
+            del switches[switch].ports[port]
+            if created:
+                del switches[switch]
+                self.drop_live_switch(switch)
+            raise
+
+    def remove_port(self, switch: str, port: str) -> None:
+        """Take the port down and forget it, its static entries and mirrors; a switch goes
+        with its last port."""
+        self.take_down(switch, port)
+        config = self.desired.switches[switch]
+        del config.ports[port]
+        config.fdb = {mac: p for mac, p in config.fdb.items() if p != port}
+        config.mirrors = {src: m for src, m in config.mirrors.items()
+                          if port not in (src, m.to)}
+        self.apply_mirrors(switch)
+        if not config.ports:
+            del self.desired.switches[switch]
+            self.drop_live_switch(switch)
+
+    # -- the live switches ----------------------------------------------------------------
+
+    def live_switch(self, name: str) -> Switch:
+        sw = self.switches.get(name)
+        if sw is None:
+            sw = Switch(name)
+            try:
+                sw.configure(**self.desired.switches[name].settings)
+            except (ValueError, TypeError) as exc:    # saved, and this machine refuses it
+                log.error("switch %s: the saved settings are refused (%s); it runs with the "
+                          "defaults until they are set again", name, exc)
+            self.switches[name] = sw
+            sw.start()
+            if self._on_added:
+                self._on_added(sw)
+        return sw
+
+    def drop_live_switch(self, name: str) -> None:
+        sw = self.switches.pop(name, None)
+        if sw is None:
+            return
+        sw.stop()
+        for port in sw.ports():
+            sw.remove_port(port)
+        if self._on_removed:
+            self._on_removed(sw)
+
+    def live(self, switch: str, port: str) -> bool:
+        sw = self.switches.get(switch)
+        return sw is not None and port in sw.ports()
+
+    def bring_up(self, switch: str, port: str) -> None:
+        """Make desired port `port` live: attach its interface (or open its TAP), then
+        put back its static FDB entries and mirrors. Raises when the interface is not
+        there."""
+        config = self.desired.switches[switch]
+        settings = config.ports[port].settings
+        sw = self.live_switch(switch)
+        made = self.desired.interfaces.get(port)
+        if made is not None and made.kind == "tap":
+            fd = open_made_tap(port, made)
+            try:
+                sw.attach_tap(port, fd, **{k: v for k, v in settings.items()
+                                           if k in of_scope("port")})
+            except BaseException:
+                os.close(fd)
+                raise
+        else:
+            sw.attach(port, **settings)
+        for mac, where in config.fdb.items():
+            if where == port:
+                sw.fdb_add(mac, port)
+        self.apply_mirrors(switch)
+
+    def apply_mirrors(self, switch: str) -> None:
+        """Set every live mirror source of `switch` to its live destination (or none)."""
+        sw = self.switches.get(switch)
+        if sw is None:
+            return
+        mirrors = self.desired.switches[switch].mirrors
+        for source in sw.ports():
+            rule = mirrors.get(source)
+            target = rule.to if rule is not None and rule.to in sw.ports() else None
+            sw.set_mirror(source,
+                          rx_to=target if rule and rule.direction in ("rx", "both") else None,
+                          tx_to=target if rule and rule.direction in ("tx", "both") else None)
+
+    def take_down(self, switch: str, port: str) -> None:
+        sw = self.switches.get(switch)
+        if sw is not None and port in sw.ports():
+            sw.remove_port(port)
+
+    def port_summary(self, switch: str, port: str) -> dict[str, Any]:
+        made = self.desired.interfaces.get(port)
+        summary = {"switch": switch, "port": port,
+                   "kind": "interface" if made is None else made.kind, "index": None,
+                   "ifindex": None, "state": "missing"}
+        if self.live(switch, port):
+            sw = self.switches[switch]
+            info = sw.port_info(port)
+            ifindex = sw.ifindex(port)
+            state = "up" if info["up"] else "down"
+            if ifindex is not None and interface_state(port, ifindex) == "missing":
+                state = "missing"
+            summary.update(index=info["index"], ifindex=ifindex, state=state)
+        return summary
+
+    # -- following the interfaces ---------------------------------------------------------
+
+    def reconcile(self) -> list[str]:
+        """Bring up desired ports that are not live but whose interface exists (a
+        daemon-owned TAP always can be); take down live ports whose interface is gone (and
+        make a daemon-owned TAP again)."""
+        brought = []
+        now = time.monotonic()
+        for switch, config in list(self.desired.switches.items()):
+            for port in list(config.ports):
+                made = self.desired.interfaces.get(port)
+                ours = made is not None and made.kind == "tap"
+                if self.live(switch, port):
+                    sw = self.switches[switch]
+                    if ours:
+                        # Ours, and the core put it down: its device was deleted and the fd
+                        # is dead. Let it go and make it again, below, as at start.
+                        if sw.port_info(port)["up"]:
+                            continue
+                        self.take_down(switch, port)
+                        log.warning("%s:%s: its TAP is gone; making it again", switch, port)
+                    else:
+                        ifindex = sw.ifindex(port)
+                        if ifindex is not None and interface_state(port, ifindex) == "missing":
+                            self.take_down(switch, port)
+                            log.warning("%s:%s is missing: its interface is gone", switch,
+                                        port)
+                        continue
+                if not ours and not Path("/sys/class/net", port).exists():
+                    continue
+                # A failed try waits: making a TAP that then cannot move into its namespace
+                # (gone after a reboot) sends link events, and each event calls this again.
+                if now < self.retry_at.get((switch, port), 0):
+                    continue
+                try:
+                    self.bring_up(switch, port)
+                    self.retry_at.pop((switch, port), None)
+                    brought.append(f"{switch}:{port}")
+                    log.info("%s:%s is back", switch, port)
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    self.retry_at[(switch, port)] = now + RETRY_S
+                    log.warning("%s:%s cannot come back yet (next try in %d s): %s",
+                                switch, port, RETRY_S, exc)
+        return brought
+
+    def link_event(self, event: netlink.LinkEvent) -> None:
+        """From the netlink watch: follow interfaces that vanish, return, change MTU or
+        go up and down."""
+        switch = self.owner_of(event.ifname)
+        if switch is None:
+            return
+        live = self.live(switch, event.ifname)
+        sw = self.switches.get(switch)
+        if event.kind == "del":
+            if live and sw is not None and sw.ifindex(event.ifname) == event.index:
+                self.take_down(switch, event.ifname)
+                log.warning("%s:%s is missing: the interface was deleted; the switch goes on "
+                            "for the other ports", switch, event.ifname)
+            return
+        if not live:
+            self.reconcile()
+            return
+        assert sw is not None
+        if sw.ifindex(event.ifname) not in (None, event.index):
+            return                          # an older incarnation; its DELLINK decides
+        info = sw.port_info(event.ifname)
+        if event.mtu and info.get("max_frame") != event.mtu + 18 and info["kind"] != "memory":
+            sw.port_link(event.ifname, mtu=event.mtu)
+        if event.up and not info["up"]:
+            sw.port_link(event.ifname, up=True)
+            log.info("%s:%s is up again", switch, event.ifname)
+
+    def poll_links(self) -> None:
+        """Kernel ring drops into the counters; ports whose link came back up; anything
+        the netlink watch missed."""
+        for switch, sw in list(self.switches.items()):
+            sw.poll_kernel_drops()
+            for port in sw.ports():
+                ifindex = sw.ifindex(port)
+                if ifindex is not None and not sw.port_info(port)["up"] \
+                        and interface_state(port, ifindex) == "up":
+                    sw.port_link(port, up=True)
+                    log.info("%s:%s is up again", switch, port)
+        self.reconcile()
+
+    def shutdown(self) -> None:
+        for name in list(self.switches):
+            self.drop_live_switch(name)

@@ -1,0 +1,292 @@
+"""The settings users change, each defined once: name, type and range, default, scope, help.
+
+The API validates `set`, `attach` and `create` with this table, Switch maps each setting
+onto the core's keyword, the state file is checked against it, valectl prints it, and the
+settings section of docs/operations.md is rendered from it (markdown_table). Adding a
+setting is one entry in SETTINGS (and the core taking its keyword).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from vale._fastpath import (
+    DEFAULT_BATCH,
+    DEFAULT_RX_FRAMES,
+    DEFAULT_SPIN_US,
+    MAX_BATCH,
+    MAX_FDB_CAPACITY,
+    MAX_RX_FRAMES,
+    MAX_VLAN,
+)
+
+# Limits the core checks without exporting them (vale/_fastpath.pyx): keep them equal.
+MIN_RX_FRAMES = 16
+MAX_MOVE_LIMIT = 255
+MAX_SECONDS = 1e7
+MAX_BUSY_POLL_US = 1_000_000
+MAX_CPUS = 8192                             # Linux's own limit (CONFIG_NR_CPUS at most)
+AUTO_CPU = "auto"                           # cpus: one CPU chosen by valed (the default)
+
+Scope = Literal["switch", "port", "attach"]
+
+
+class SettingError(ValueError):
+    """A value a setting does not take; the message names the setting."""
+
+
+class Kind(Protocol):
+    """A setting's type: parses what users type (text) or a JSON value."""
+
+    def parse(self, name: str, value: Any) -> Any: ...
+
+    def describe(self) -> str: ...
+
+    def show(self, value: Any) -> str: ...
+
+
+class Flag:
+    TRUE = ("on", "true", "yes", "1")
+    FALSE = ("off", "false", "no", "0")
+
+    def parse(self, name: str, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text in self.TRUE:
+            return True
+        if text in self.FALSE:
+            return False
+        raise SettingError(f"{name} takes on or off, not {value!r}")
+
+    def describe(self) -> str:
+        return "on or off"
+
+    def show(self, value: Any) -> str:
+        return "on" if value else "off"
+
+
+@dataclass(frozen=True)
+class Integer:
+    low: int
+    high: int
+
+    def parse(self, name: str, value: Any) -> int:
+        number: Any = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str):
+            try:
+                number = int(value.strip())
+            except ValueError:
+                pass
+        if number is None or not self.low <= number <= self.high:
+            raise SettingError(f"{name} takes an integer from {self.low} to {self.high}, "
+                               f"not {value!r}")
+        return number
+
+    def describe(self) -> str:
+        return f"integer {self.low}-{self.high}"
+
+    def show(self, value: Any) -> str:
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Seconds:
+    high: float
+
+    def parse(self, name: str, value: Any) -> float:
+        seconds = math.nan
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                seconds = float(value)
+            except ValueError:
+                pass
+        if not 0 <= seconds <= self.high:           # NaN fails this too
+            raise SettingError(f"{name} takes seconds from 0 to {self.high:g}, not {value!r}")
+        return seconds
+
+    def describe(self) -> str:
+        return f"seconds 0-{self.high:g}"
+
+    def show(self, value: Any) -> str:
+        return f"{value:g}"
+
+
+class CpuList:
+    """'0,2-3' -> [0, 2, 3]; '' or 'all' -> [] (no pinning); 'auto': one CPU valed
+    chooses. A list of CPU numbers (JSON, the state file) is taken as it is."""
+
+    def parse(self, name: str, value: Any) -> list[int] | str:
+        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
+                                           and 0 <= v < MAX_CPUS for v in value):
+            return value
+        text = str(value).strip()
+        if text == AUTO_CPU:
+            return AUTO_CPU
+        if text in ("", "all"):
+            return []
+        cpus: list[int] = []
+        try:
+            for part in text.split(","):
+                low, dash, high = part.partition("-")
+                first, last = int(low), int(high if dash else low)
+                if not 0 <= first <= last < MAX_CPUS:
+                    raise ValueError(part)
+                cpus.extend(range(first, last + 1))
+        except ValueError:
+            raise SettingError(f"{name} takes CPU numbers like 0,2-3 (each below {MAX_CPUS}, "
+                               f"ranges low-high), all or {AUTO_CPU}, not {value!r}") from None
+        return cpus
+
+    def describe(self) -> str:
+        return f"{AUTO_CPU}, all, or CPUs like 0,2-3"
+
+    def show(self, value: Any) -> str:
+        return value if isinstance(value, str) else ",".join(map(str, value)) or "all"
+
+
+class Vlan:
+    """A port's VLAN membership: 'none', 'access:N' or 'trunk:N,M,...' (N in 1..MAX_VLAN);
+    canonical form back (trunk VLANs sorted, no repeats)."""
+
+    def parse(self, name: str, value: Any) -> str:
+        text = value.strip().lower() if isinstance(value, str) else ""
+        mode, _, ids = text.partition(":")
+        try:
+            vlans = sorted({int(v) for v in ids.split(",")}) if ids else []
+        except ValueError:
+            vlans = [0]
+        good = all(1 <= v <= MAX_VLAN for v in vlans) and (
+            (mode == "none" and not ids) or (mode == "access" and len(vlans) == 1)
+            or (mode == "trunk" and vlans))
+        if not good:
+            raise SettingError(f"{name} takes none, access:N or trunk:N,M,... (N from 1 to "
+                               f"{MAX_VLAN}), not {value!r}")
+        return mode if mode == "none" else f"{mode}:{','.join(map(str, vlans))}"
+
+    def describe(self) -> str:
+        return f"none, access:N or trunk:N,M,... (N 1-{MAX_VLAN})"
+
+    def show(self, value: Any) -> str:
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    scope: Scope        # switch-wide; per port (set at attach or later); at attach only
+    kind: Kind
+    default: Any
+    help: str
+    core: str | None    # the core's keyword for it; None: Switch applies it itself
+
+    def parse(self, value: Any) -> Any:
+        return self.kind.parse(self.name, value)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("ageing", "switch", Seconds(MAX_SECONDS), 300.0,
+            "a learned MAC is forgotten after this long without a frame from it (0: never)",
+            "ageing"),
+    Setting("fdb_capacity", "switch", Integer(1, MAX_FDB_CAPACITY), 65536,
+            "entries the MAC table holds; shrinking it evicts learned entries", "capacity"),
+    Setting("batch", "switch", Integer(1, MAX_BATCH), DEFAULT_BATCH,
+            "most frames taken from one port in one go", "batch"),
+    Setting("move_limit", "switch", Integer(0, MAX_MOVE_LIMIT), 4,
+            "moves between ports a MAC may make within move_window before it is banned "
+            "(0: no limit)", "move_limit"),
+    Setting("move_window", "switch", Seconds(MAX_SECONDS), 10.0,
+            "the window move_limit counts in", "move_window"),
+    Setting("ban", "switch", Seconds(MAX_SECONDS), 60.0,
+            "how long a MAC that moved too often is not learned", "ban"),
+    Setting("busy_poll_us", "switch", Integer(0, MAX_BUSY_POLL_US), DEFAULT_SPIN_US,
+            "microseconds the forwarding thread keeps polling after a frame before it "
+            "sleeps (0: never spins)", "busy_poll_us"),
+    Setting("cpus", "switch", CpuList(), AUTO_CPU,
+            "where the forwarding thread runs: one CPU valed chooses, any CPU, or these",
+            None),
+    Setting("learning", "port", Flag(), True,
+            "learn the source MACs of the frames the port sends in", "learning"),
+    Setting("flood", "port", Flag(), True, "send the port unknown unicast", "flood"),
+    Setting("learn_limit", "port", Integer(0, MAX_FDB_CAPACITY), 0,
+            "most MACs learned on the port (0: no limit)", "learn_limit"),
+    Setting("offloads", "port", Flag(), True,
+            "hand the port offloaded frames (GSO, partial checksums) as they are; off: "
+            "segment and checksum them first", "vnet"),
+    Setting("rx_frames", "attach", Integer(MIN_RX_FRAMES, MAX_RX_FRAMES), DEFAULT_RX_FRAMES,
+            "frames in an interface port's receive ring, rounded up to whole blocks of 15; "
+            "given at attach", "rx_frames"),
+)
+BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
+
+# What each scope takes: a port is given attach-only settings when it is attached.
+SCOPES: Mapping[str, tuple[Scope, ...]] = {
+    "switch": ("switch",), "port": ("port",), "attach": ("port", "attach")}
+
+
+def of_scope(scope: str) -> dict[str, Setting]:
+    """The settings a target of `scope` (switch, port, attach) takes, by name."""
+    return {s.name: s for s in SETTINGS if s.scope in SCOPES[scope]}
+
+
+def parse(scope: str, raw: Any) -> dict[str, Any]:
+    """Check and convert settings given for `scope`; SettingError names the first bad one."""
+    if not isinstance(raw, dict):
+        raise SettingError("settings must be a JSON object")
+    known = of_scope(scope)
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise SettingError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    return {name: known[name].parse(value) for name, value in raw.items()}
+
+
+def core_args(scope: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings by name -> the core's keywords (offloads is vnet there). Settings Switch
+    applies itself (core None) are left out."""
+    known = of_scope(scope)
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise SettingError(f"unknown {scope} setting(s): {', '.join(unknown)}; "
+                           f"known: {', '.join(sorted(known))}")
+    return {known[name].core: value for name, value in settings.items()
+            if known[name].core is not None}
+
+
+def names_from_core(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse for what the core reports: its keywords renamed to the settings'."""
+    names = {s.core: s.name for s in SETTINGS if s.core is not None}
+    return {names.get(key, key): value for key, value in values.items()}
+
+
+def describe(setting: Setting) -> str:
+    """One line: type and range, default."""
+    return f"{setting.kind.describe()}, default {setting.kind.show(setting.default)}"
+
+
+def help_lines(settings: Iterable[Setting] = SETTINGS) -> list[str]:
+    """`name  type, default: help` lines, for valectl."""
+    return [f"{s.name}: {describe(s)}. {s.help}" for s in settings]
+
+
+SCOPE_TITLES = {"switch": "switch (vale0)", "port": "port (vale0:PORT)",
+                "attach": "port, at attach only"}
+
+
+def markdown_table() -> str:
+    """The settings section's table in docs/operations.md."""
+    rows = ["| setting | on | takes | default | what it does |",
+            "| --- | --- | --- | --- | --- |"]
+    rows += [f"| `{s.name}` | {SCOPE_TITLES[s.scope]} | {s.kind.describe()} | "
+             f"{s.kind.show(s.default)} | {s.help} |" for s in SETTINGS]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
