@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 import click
 
 from vale.client import ClientError, call, open_stream
+from vale.settings import BY_NAME, describe, of_scope
 
 DROP_COLUMNS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
                 "bad_offload", "tx_error")
@@ -105,12 +106,11 @@ def list_ports(obj: Context, as_json: bool) -> None:
 @click.argument("port")
 @click.option("--no-learning", is_flag=True, help="learn no MAC addresses on this port")
 @click.option("--no-flood", is_flag=True, help="send it no unknown unicast")
-@click.option("--learn-limit", type=int, help="most MACs it may hold (0: no limit)")
+@click.option("--learn-limit", type=int, help=BY_NAME["learn_limit"].help)
 @click.option("--no-offloads", is_flag=True,
               help="segment and checksum offloaded frames before they reach it")
 @click.option("--rx-frames", type=int,
-              help="frames in its receive ring, 16-4096, rounded up to whole blocks of 15 "
-                   "(default 256: 270 slots)")
+              help=f"{BY_NAME['rx_frames'].help} ({describe(BY_NAME['rx_frames'])})")
 @click.option("--force", is_flag=True, help="attach even the interface of the default route")
 @json_option
 @click.pass_obj
@@ -300,15 +300,28 @@ def stats(obj: Context, target: str | None, as_json: bool) -> None:
                    f"evicted {f['evicted']}; {sw['batches']} batches")
 
 
-@main.command("set")
+def settings_help() -> str:
+    """`valectl set --help`: every setting, from vale.settings."""
+    parts = ["Change settings: valectl set vale0 key=value ... for a switch, valectl set "
+             "vale0:PORT key=value ... for a port. Each is checked first; a refused one "
+             "changes nothing."]
+    for scope, title in (("switch", "Switch settings"), ("attach", "Port settings")):
+        width = max(map(len, of_scope(scope)))
+        lines = [f"\b\n{title}:"]
+        for s in of_scope(scope).values():
+            only = " (valectl attach only)" if s.scope == "attach" else ""
+            lines += [f"  {s.name.ljust(width)}  {describe(s)}{only}",
+                      f"  {'':{width}}  {s.help}"]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+@main.command("set", help=settings_help())
 @click.argument("target")
 @click.argument("assignments", nargs=-1, required=True)
 @json_option
 @click.pass_obj
 def set_(obj: Context, target: str, assignments: tuple[str, ...], as_json: bool) -> None:
-    """Change settings: vale0 ageing=300 fdb_capacity=65536 batch=256 busy_poll_us=50
-    cpus=auto|all|1,3 move_limit=4 ...; vale0:IF learning=off flood=on learn_limit=100
-    offloads=on."""
     settings = {}
     for item in assignments:
         key, sep, value = item.partition("=")

@@ -9,7 +9,7 @@ setting is one entry in SETTINGS (and the core taking its keyword).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -109,11 +109,11 @@ class Seconds:
             except ValueError:
                 pass
         if not 0 <= seconds <= self.high:           # NaN fails this too
-            raise SettingError(f"{name} takes seconds from 0 to {self.high:g}, not {value!r}")
+            raise SettingError(f"{name} takes seconds from 0 to {self.high:.0f}, not {value!r}")
         return seconds
 
     def describe(self) -> str:
-        return f"seconds 0-{self.high:g}"
+        return f"seconds 0-{self.high:.0f}"
 
     def show(self, value: Any) -> str:
         return f"{value:g}"
@@ -270,17 +270,12 @@ def describe(setting: Setting) -> str:
     return f"{setting.kind.describe()}, default {setting.kind.show(setting.default)}"
 
 
-def help_lines(settings: Iterable[Setting] = SETTINGS) -> list[str]:
-    """`name  type, default: help` lines, for valectl."""
-    return [f"{s.name}: {describe(s)}. {s.help}" for s in settings]
-
-
 SCOPE_TITLES = {"switch": "switch (vale0)", "port": "port (vale0:PORT)",
                 "attach": "port, at attach only"}
 
 
 def markdown_table() -> str:
-    """The settings section's table in docs/operations.md."""
+    """The settings table of docs/operations.md."""
     rows = ["| setting | on | takes | default | what it does |",
             "| --- | --- | --- | --- | --- |"]
     rows += [f"| `{s.name}` | {SCOPE_TITLES[s.scope]} | {s.kind.describe()} | "
@@ -288,5 +283,25 @@ def markdown_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+DOC_BEGIN = "<!-- settings table: rendered from vale/settings.py (python -m vale.settings " \
+            "docs/operations.md); a test checks it -->\n"
+DOC_END = "<!-- end of settings table -->\n"
+
+
+def with_table(text: str) -> str:
+    """`text` (a Markdown page) with the table between the markers rendered anew."""
+    head, begin, rest = text.partition(DOC_BEGIN)
+    _, end, tail = rest.partition(DOC_END)
+    if not begin or not end:
+        raise ValueError("no settings table markers in the page")
+    return head + DOC_BEGIN + markdown_table() + DOC_END + tail
+
+
 if __name__ == "__main__":
-    print(markdown_table(), end="")
+    import sys
+    from pathlib import Path
+    if len(sys.argv) > 1:
+        page = Path(sys.argv[1])
+        page.write_text(with_table(page.read_text()))
+    else:
+        print(markdown_table(), end="")
