@@ -2,8 +2,9 @@
 
 The core works with port indexes and 48-bit MAC keys; this class owns the names, the
 parsing of what users type and the shape of what they get back. Any object with the
-SwitchCore interface can serve as the core: the tests run the same suite against the
-Cython core and a pure-Python reference model.
+methods of vale.core.CoreProtocol can serve as the core for in-memory ports: the tests run
+the same suite against the Cython core and a pure-Python reference model. Nothing else
+calls the core.
 """
 
 from __future__ import annotations
