@@ -59,8 +59,8 @@ def test_values_as_typed_or_as_json(scope, raw, parsed):
     ("switch", {"batch": 0}, "batch takes an integer from 1 to 1024"),
     ("switch", {"batch": 1.5}, "batch takes an integer"),           # not cut to 1
     ("switch", {"batch": True}, "batch takes an integer"),
-    ("switch", {"ageing": "nan"}, "ageing takes seconds"),
-    ("switch", {"ageing": 1e8}, "ageing takes seconds"),
+    ("switch", {"ageing": "nan"}, "ageing takes a number of seconds"),
+    ("switch", {"ageing": 1e8}, "ageing takes a number of seconds"),
     ("switch", {"busy_poll_us": 1_000_001}, "busy_poll_us"),
     ("switch", {"cpus": [0, 8192]}, "CPU numbers"),                 # a list is checked too
     ("port", {"learning": "maybe"}, "learning takes on or off"),

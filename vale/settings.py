@@ -109,7 +109,8 @@ class Seconds:
             except ValueError:
                 pass
         if not 0 <= seconds <= self.high:           # NaN fails this too
-            raise SettingError(f"{name} takes seconds from 0 to {self.high:.0f}, not {value!r}")
+            raise SettingError(f"{name} takes a number of seconds from 0 to {self.high:.0f}, "
+                               f"not {value!r}")
         return seconds
 
     def describe(self) -> str:
