@@ -16,6 +16,8 @@ MAX_PORTS = 256
 MAX_BATCH = 1024
 HIST_BUCKETS = 11
 ETH_HLEN = 14
+TAG_TYPES = (b"\x81\x00", b"\x88\xa8")
+ALL_VLANS = frozenset(range(4095))      # what a port without a VLAN mode carries
 
 
 def _ms(seconds: float) -> int:
@@ -46,6 +48,9 @@ class _Port:
     learning: bool
     flood: bool
     learn_limit: int
+    vlan_mode: str = "none"
+    native: int = 0
+    vlans: frozenset = ALL_VLANS
     rx: list = field(default_factory=list)
     tx: list = field(default_factory=list)
     lru: OrderedDict = field(default_factory=OrderedDict)   # dynamic MACs, oldest first
@@ -94,14 +99,42 @@ class ModelCore:
             self._remove(key)
         del self.ports[index]
 
-    def set_port(self, index, *, learning=None, flood=None, learn_limit=None):
+    def set_port(self, index, *, learning=None, flood=None, learn_limit=None, vlan=None,
+                 native=None):
+        if vlan is not None:
+            mode, native, vlans = self._vlan_setting(vlan, native)
         p = self._port(index)
+        if vlan is not None:
+            p.vlan_mode, p.native, p.vlans = mode, native, vlans
+            for key in list(p.lru):
+                self._remove(key)
         if learning is not None:
             p.learning = bool(learning)
         if flood is not None:
             p.flood = bool(flood)
         if learn_limit is not None:
             p.learn_limit = learn_limit
+
+    @staticmethod
+    def _vlan_setting(vlan, native):
+        if vlan == "none":
+            if native not in (None, 0):
+                raise ValueError("a port without a VLAN mode has no native VLAN")
+            return "none", 0, ALL_VLANS
+        mode, ids = vlan
+        if mode == "access":
+            _check_int("an access VLAN", ids, 1, 4094)
+            if native not in (None, 0, ids):
+                raise ValueError("an access port's native VLAN is its VLAN")
+            return "access", ids, frozenset([ids])
+        ids = list(ids)
+        for v in ids:
+            _check_int("a trunk's VLAN", v, 1, 4094)
+        native = native or 0
+        _check_int("a native VLAN", native, 0, 4094)
+        if not ids and not native:
+            raise ValueError("a trunk must carry at least one VLAN")
+        return "trunk", native, frozenset(ids) | ({native} if native else set())
 
     # -- frames ---------------------------------------------------------------------------
 
@@ -145,6 +178,31 @@ class ModelCore:
                 return total
             total += n
 
+    @staticmethod
+    def _ingress(src: _Port, frame: bytes):
+        """(frame without its tag, the tag as (TPID, TCI) or None, VLAN), or None to drop."""
+        if frame[12:14] not in TAG_TYPES:
+            if src.vlan_mode != "none" and not src.native:
+                return None
+            return frame, None, src.native
+        if len(frame) < ETH_HLEN + 4:
+            return None
+        tag = (int.from_bytes(frame[12:14], "big"), int.from_bytes(frame[14:16], "big"))
+        frame = frame[:12] + frame[16:]
+        vid = tag[1] & 0xFFF
+        if vid == 4095:
+            return None
+        if src.vlan_mode == "none":
+            return frame, tag, vid
+        if frame[12:14] in TAG_TYPES:
+            return None
+        if vid == 0:
+            return (frame, None, src.native) if src.native else None
+        return (frame, tag, vid) if vid in src.vlans else None
+
+    def _filtering(self) -> bool:
+        return any(p.vlan_mode != "none" for p in self.ports.values())
+
     def _forward_frame(self, src: _Port, frame: bytes) -> None:
         c = src.counters
         c["rx_packets"] += 1
@@ -152,10 +210,15 @@ class ModelCore:
         if len(frame) < ETH_HLEN:
             c["drops"]["runt"] += 1
             return
-        dst_key = int.from_bytes(frame[0:6], "little")
-        src_key = int.from_bytes(frame[6:12], "little")
-        if src.learning and not src_key & 1 and src_key != 0:
-            reason = self._learn(src, src_key)
+        got = self._ingress(src, frame)
+        if got is None:
+            c["drops"]["vlan"] += 1
+            return
+        frame, tag, vlan = got
+        dst_key = int.from_bytes(frame[0:6], "little") | vlan << 48
+        src_mac = int.from_bytes(frame[6:12], "little")
+        if src.learning and not src_mac & 1 and src_mac != 0:
+            reason = self._learn(src, src_mac | vlan << 48)
             if reason:
                 c["drops"][reason] += 1
                 return
@@ -164,19 +227,34 @@ class ModelCore:
         else:
             entry = self.fdb.get(dst_key)
             if entry is not None:
+                dst = self.ports[entry.port]
                 if entry.port == src.index:
                     c["drops"]["own_port"] += 1
+                elif self._filtering() and vlan not in dst.vlans:
+                    c["drops"]["vlan"] += 1
                 else:
-                    self._transmit(self.ports[entry.port], frame)
+                    self._transmit(dst, frame, tag, vlan)
                 return
             unknown = True
         c["flood_packets"] += 1
         for index in sorted(self.ports):
             dst = self.ports[index]
-            if index != src.index and (dst.flood or not unknown):
-                self._transmit(dst, frame)
+            if (index != src.index and (dst.flood or not unknown)
+                    and (not self._filtering() or vlan in dst.vlans)):
+                self._transmit(dst, frame, tag, vlan)
 
-    def _transmit(self, dst: _Port, frame: bytes) -> None:
+    @staticmethod
+    def _egress_tag(dst: _Port, tag, vlan: int):
+        if vlan == dst.native and (dst.vlan_mode != "none" or tag is None):
+            return None
+        if tag is not None and tag[1] & 0xFFF == vlan:
+            return tag
+        return 0x8100, vlan
+
+    def _transmit(self, dst: _Port, frame: bytes, tag, vlan: int) -> None:
+        out = self._egress_tag(dst, tag, vlan)
+        if out is not None:
+            frame = frame[:12] + out[0].to_bytes(2, "big") + out[1].to_bytes(2, "big") + frame[12:]
         if len(frame) > dst.slot_size:
             dst.counters["drops"]["too_big"] += 1
         elif len(dst.tx) == dst.tx_slots:
@@ -265,8 +343,8 @@ class ModelCore:
         return None if e is None else e.port
 
     def fdb_add(self, key, index):
-        if key == 0 or key > 0xFFFFFFFFFFFF or key & 1:
-            raise ValueError("a static entry needs a unicast, non-zero MAC")
+        if key & 0xFFFFFFFFFFFF == 0 or key & 1 or key >> 48 > 4094:
+            raise ValueError("a static entry needs a unicast, non-zero MAC and a VLAN of 0..4094")
         self._port(index)
         self._expire()
         if key in self.fdb:
@@ -338,7 +416,8 @@ class ModelCore:
             "batch_hist": list(self.hist),
             "settings": {"ageing": self.ageing / 1000.0, "batch": self.batch,
                          "move_limit": self.move_limit, "move_window": self.move_window / 1000.0,
-                         "ban": self.ban / 1000.0, "busy_poll_us": DEFAULT_SPIN_US},
+                         "ban": self.ban / 1000.0, "busy_poll_us": DEFAULT_SPIN_US,
+                         "lookup": "learning"},
             "ports": {i: {**{k: v for k, v in p.counters.items() if k != "drops"},
                           "drops": dict(p.counters["drops"]), "fdb_entries": len(p.lru),
                           "up": True}

@@ -18,9 +18,18 @@ MAX_LEN = 2048 + 64
 
 port_slot = st.integers(0, 5)          # index into the switch's port list (modulo its length)
 
+# VLAN tags a frame may carry: none, priority (VLAN 0), VLANs 1-3, the reserved 4095, and
+# two tags (802.1ad outside 802.1Q).
+TAGS = [(), (), (), ((0x8100, 0),), ((0x8100, 1),), ((0x8100, 0x2002),), ((0x8100, 3),),
+        ((0x8100, 4095),), ((0x88A8, 1), (0x8100, 2))]
+VLAN_SETTINGS = [("none", None), (("access", 1), None), (("access", 2), None),
+                 (("trunk", [1, 2]), None), (("trunk", [2]), 1), (("trunk", []), 3),
+                 (("trunk", []), 0), (("access", 4095), None)]
+
 frames_st = st.lists(
     st.tuples(st.sampled_from(MACS), st.sampled_from(MACS),
-              st.one_of(st.integers(0, 20), st.integers(0, 200), st.integers(0, MAX_LEN))),
+              st.one_of(st.integers(0, 20), st.integers(0, 200), st.integers(0, MAX_LEN)),
+              st.sampled_from(TAGS)),
     min_size=1, max_size=40)
 
 inject_op = st.tuples(st.just("inject"), port_slot, frames_st)
@@ -39,6 +48,7 @@ ops = st.one_of(
     st.tuples(st.just("set_port"), port_slot, st.booleans(), st.booleans(),
               st.sampled_from([0, 1, 2, 3])),
     st.tuples(st.just("capacity"), st.integers(1, 12)),
+    st.tuples(st.just("vlan"), port_slot, st.sampled_from(VLAN_SETTINGS)),
     st.tuples(st.just("configure"), st.sampled_from([0, 5, 60, 300]),
               st.sampled_from([1, 2, 7, 256]), st.sampled_from([0, 1, 2, 4])),
 )
@@ -49,14 +59,20 @@ def key(m: str) -> int:
     return mac_to_key(m)
 
 
+def tagged(data: bytes, tags) -> bytes:
+    """data with VLAN tags put after its MAC addresses."""
+    return data[:12] + b"".join(t.to_bytes(2, "big") + c.to_bytes(2, "big")
+                                for t, c in tags) + data[12:]
+
+
 def apply(core, op, ports: list[int], tag: int):
     """Run one operation; returns what the core answered (or the error type)."""
     kind = op[0]
     pick = (lambda i: ports[i % len(ports)]) if ports else None
     try:
         if kind == "inject" and ports:
-            return core.inject(pick(op[1]), [frame(d, s, n, tag + i)
-                                             for i, (d, s, n) in enumerate(op[2])])
+            return core.inject(pick(op[1]), [tagged(frame(d, s, n, tag + i), tags)
+                                             for i, (d, s, n, tags) in enumerate(op[2])])
         if kind == "forward" and ports:
             return core.forward(pick(op[1]))
         if kind == "forward_all":
@@ -78,6 +94,8 @@ def apply(core, op, ports: list[int], tag: int):
                                   statics=op[2])
         if kind == "set_port" and ports:
             return core.set_port(pick(op[1]), learning=op[2], flood=op[3], learn_limit=op[4])
+        if kind == "vlan" and ports:
+            return core.set_port(pick(op[1]), vlan=op[2][0], native=op[2][1])
         if kind == "capacity":
             return core.set_capacity(op[1])
         if kind == "configure":

@@ -23,8 +23,6 @@ cdef enum:
 # Sentinels, outside the port index range.
 cdef enum:
     VALE_NO_PORT = 0xFFFF
-    VALE_FLOOD = 0xFFFE
-    VALE_DROP = 0xFFFD
 
 cdef enum:
     VALE_NIL = 0xFFFFFFFF       # "no entry" in the FDB's u32 links
@@ -39,7 +37,40 @@ cdef enum:
     DROP_LEARN_BANNED = 5       # a source MAC banned for moving too often
     DROP_BAD_OFFLOAD = 6        # a virtio-net header that does not match its frame
     DROP_TX_ERROR = 7           # the destination could not send it: down, gone, refused
-    N_DROP_REASONS = 8
+    DROP_VLAN = 8               # of a VLAN the port does not carry, or a tag vale refuses
+    DROP_STORM = 9              # a flood over the port's storm-control rate
+    N_DROP_REASONS = 10
+
+# A frame's verdict from the lookup stage: a port index, VALE_FLOOD, or VALE_DROP + reason.
+cdef enum:
+    VALE_UNDECIDED = 0xFFFF     # the bridge's sanity checks passed: the lookup decides
+    VALE_FLOOD = 0xFFFE
+    VALE_DROP = 0xFF00          # VALE_DROP + a DROP_* reason
+
+# 802.1Q: what a port does with VLANs.
+cdef enum VlanMode:
+    VLAN_NONE = 0               # tags carried as they come; untagged frames are VLAN 0
+    VLAN_ACCESS = 1             # one VLAN, untagged on the wire
+    VLAN_TRUNK = 2              # a set of VLANs tagged, maybe a native one untagged
+
+cdef enum:
+    VALE_VLAN_IDS = 4096
+    VALE_VLAN_WORDS = 64        # VALE_VLAN_IDS bits in uint64_t words
+    VALE_VLAN_MAX = 4094        # 4095 is reserved
+    VALE_TPID_8021Q = 0x8100
+
+# Lookup stages a switch can use (LOOKUPS in bridge.pxi).
+cdef enum LookupKind:
+    LOOKUP_LEARNING = 0         # VALE's: learn sources, forward known unicast, flood the rest
+    LOOKUP_HUB = 1              # learn nothing, flood every frame within its VLAN
+    LOOKUP_KINDS = 2
+
+# Storm control: the flood classes a port limits.
+cdef enum:
+    STORM_BROADCAST = 0
+    STORM_MULTICAST = 1
+    STORM_UNKNOWN = 2           # unknown unicast
+    STORM_CLASSES = 3
 
 cdef enum:
     CAPTURE_RX = 1
@@ -51,7 +82,7 @@ cdef enum:
 cdef enum:
     FRAME_UNKNOWN_UNICAST = 1   # flooded because the destination is unknown
     FRAME_VNET = 2              # desc.vnet asks for an offload (partial checksum, GSO)
-    FRAME_VLAN = 4              # the kernel took the VLAN tag off: desc.vlan_* hold it
+    FRAME_VLAN = 4              # the frame's (outer) tag is off its data: desc.vlan_* hold it
     FRAME_BAD = 8               # malformed (a lying virtio-net header): drop at once
 
 cdef enum PortKind:
@@ -115,6 +146,7 @@ ctypedef struct vale_desc:
     vale_vnet vnet
     uint16_t vlan_tci
     uint16_t vlan_tpid
+    uint16_t vlan               # the VLAN it travels in, from the ingress port's mode
 
 # A TPACKET_V2 receive or transmit ring, mapped from the kernel.
 ctypedef struct vale_pring:
@@ -205,6 +237,15 @@ ctypedef struct vale_port:
     uint16_t mirror_rx          # a port that gets a copy of every frame received here
     uint16_t mirror_tx          # a port that gets a copy of every frame sent here
     uint64_t capture_lost[2]    # rx, tx copies the capture ring had no room for
+    uint32_t rx_max             # the longest frame its receive side can hold: longer is a lie
+    bint tx_use_ring            # packet ports: this batch may go through the TX ring
+    VlanMode vlan_mode
+    uint16_t native             # the VLAN of its untagged frames (0: none; VLAN_NONE: 0)
+    uint64_t vlans[VALE_VLAN_WORDS]     # the VLANs it carries, bit v of the words
+    uint32_t storm_rate[STORM_CLASSES]  # floods per second it may send in; 0 = no limit
+    uint64_t storm_tokens[STORM_CLASSES]    # in thousandths of a frame
+    uint64_t storm_ms           # when the buckets were last filled
+    bint storm                  # any storm_rate set
 
 ctypedef struct vale_switch:
     vale_fdb fdb
@@ -221,6 +262,7 @@ ctypedef struct vale_switch:
     vale_desc descs[VALE_MAX_BATCH]
     uint64_t dkeys[VALE_MAX_BATCH]
     uint16_t next_frame[VALE_MAX_BATCH]
+    uint16_t verdict[VALE_MAX_BATCH]    # the lookup stage's answer per frame
     uint16_t list_head[VALE_MAX_PORTS]
     uint16_t list_tail[VALE_MAX_PORTS]
     uint16_t flood_head
@@ -246,20 +288,42 @@ ctypedef struct vale_switch:
     uint64_t *cap_stamps        # CLOCK_REALTIME ns, per slot
     uint64_t cap_now            # the batch's CLOCK_REALTIME ns, read only while capturing
     uint32_t capturing          # ports with a capture flag set
+    uint32_t vlan_ports         # ports with a VLAN mode: VLAN filtering on
+    LookupKind lookup           # LOOKUP_LEARNING is inlined; the others through LOOKUPS
 
 
-# What the forwarding thread asks of a port kind (one entry per kind in PORT_OPS, filled
-# in by _fastpath.pyx from the back ends' files).
-ctypedef uint32_t (*port_rx_fn)(vale_switch *sw, vale_port *p) noexcept nogil
+# A port kind's operations (one table per kind in PORT_OPS, filled in by _fastpath.pyx
+# from the back ends' files): the bridge and the forwarding loop reach ports only so.
+ctypedef uint32_t (*port_take_fn)(vale_switch *sw, vale_port *p) noexcept nogil
+ctypedef void (*port_release_fn)(vale_switch *sw, vale_port *p, uint32_t n) noexcept nogil
+ctypedef void (*port_prepare_fn)(vale_switch *sw, vale_port *p, uint16_t u, uint16_t b) noexcept nogil
+ctypedef uint32_t (*port_put_fn)(vale_switch *sw, vale_port *p, const char *data,
+                                 uint32_t length, const vale_vnet *vnet, uint32_t tag,
+                                 uint32_t queued, bint padded) noexcept nogil
+ctypedef void (*port_flush_fn)(vale_switch *sw, vale_port *p, uint32_t queued) noexcept nogil
 ctypedef bint (*port_failed_fn)(vale_port *p, uint32_t events) noexcept nogil
 ctypedef void (*port_close_fn)(vale_port *p) noexcept nogil
+ctypedef uint64_t (*port_kernel_drops_fn)(vale_port *p) noexcept nogil
+ctypedef dict (*port_info_fn)(vale_port *p)
 
 cdef struct vale_port_ops:
     const char *name            # what port_info calls the kind
-    port_rx_fn rx               # forward up to a batch of its received frames; the count
+    port_take_fn take           # up to sw.batch received frames into sw.descs; how many
+    port_release_fn release     # give those n frames back to the receive side
+    port_prepare_fn prepare     # before a batch's frames for it: lists u and b (or NULL)
+    port_put_fn put             # hand it one frame (queued or written); messages queued
+    port_flush_fn flush         # send what put queued; called once per batch
     port_failed_fn failed       # whether an epoll error event means its device is gone
     port_close_fn close         # let go of its kernel resources (fds, mappings)
+    port_kernel_drops_fn kernel_drops   # frames the kernel dropped since last asked (or NULL)
+    port_info_fn info           # what port_info shows of its rings
     bint polled                 # the thread polls it (memory ports are driven by calls)
+    bint direct                 # its TX side is p.tx: the bridge copies plain frames there
+    bint device                 # it stands for a device: mtu and up apply
+
+# A lookup stage: gives sw.verdict[i] of every undecided frame of the batch a port,
+# VALE_FLOOD or VALE_DROP + reason (netmap's bdg_ops.lookup, a batch at a time).
+ctypedef void (*vale_lookup_fn)(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil
 
 
 cdef class SwitchCore:

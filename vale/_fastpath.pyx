@@ -13,7 +13,7 @@ import os
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy, memmove, memset
 
 from vale.includes.linux cimport *
 from vale.includes.system cimport (
@@ -23,32 +23,47 @@ from vale.includes.system cimport (
     vale_cpu_relax, vale_likely, vale_prefetch, vale_unlikely,
 )
 
+# The layers, bottom up: rings and the MAC table; the VLAN and storm-control rules the
+# lookup stage and the bridge apply; the bridge; the port back ends; capture; the thread.
 include "ring.pxi"
-include "fdb.pxi"
 include "offload.pxi"
-include "forward.pxi"
+include "vlan.pxi"
+include "fdb.pxi"
+include "storm.pxi"
+include "bridge.pxi"
+include "memory.pxi"
 include "afpacket.pxi"
 include "tap.pxi"
 include "capture.pxi"
 include "loop.pxi"
 
 
-cdef void register_port_kinds() noexcept:
-    """Each back end's operations, for the forwarding loop."""
-    PORT_OPS[<int>PORT_MEMORY] = vale_port_ops(b"memory", forward_ring, memory_failed,
-                                                memory_close, False)
-    PORT_OPS[<int>PORT_PACKET] = vale_port_ops(b"packet", forward_packet, packet_failed,
-                                                packet_close, True)
-    PORT_OPS[<int>PORT_TAP] = vale_port_ops(b"tap", forward_tap, tap_failed, tap_close, True)
+cdef void register() noexcept:
+    """Each back end's operations, and the lookup stages other than the inlined one."""
+    PORT_OPS[<int>PORT_MEMORY] = vale_port_ops(
+        name=b"memory", take=memory_take, release=memory_release, prepare=NULL,
+        put=memory_put, flush=memory_flush, failed=memory_failed, close=memory_close,
+        kernel_drops=NULL, info=memory_info, polled=False, direct=True, device=False)
+    PORT_OPS[<int>PORT_PACKET] = vale_port_ops(
+        name=b"packet", take=packet_take, release=packet_release, prepare=packet_prepare,
+        put=packet_put, flush=packet_flush, failed=packet_failed, close=packet_close,
+        kernel_drops=packet_kernel_drops, info=packet_info, polled=True, direct=False,
+        device=True)
+    PORT_OPS[<int>PORT_TAP] = vale_port_ops(
+        name=b"tap", take=tap_take, release=tap_release, prepare=NULL, put=tap_put,
+        flush=tap_flush, failed=tap_failed, close=tap_close, kernel_drops=NULL,
+        info=tap_info, polled=True, direct=False, device=True)
+    LOOKUPS[<int>LOOKUP_LEARNING] = NULL
+    LOOKUPS[<int>LOOKUP_HUB] = hub_lookup
 
 
-register_port_kinds()
+register()
 
 
 # The drop reasons' names, in the order of the DROP_* enum (_fastpath.pxd): the one list
 # the API, the metrics, the model and the benchmarks read.
 DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
-                "bad_offload", "tx_error")
+                "bad_offload", "tx_error", "vlan", "storm")
 if len(DROP_REASONS) != N_DROP_REASONS:
     raise ImportError("DROP_REASONS and the DROP_* enum of _fastpath.pxd differ")
 MAX_PORTS = VALE_MAX_PORTS
@@ -64,6 +79,10 @@ HIST_BOUNDS = tuple(1 << i for i in range(VALE_HIST_BUCKETS))
 DEFAULT_RX_FRAMES = 256
 MAX_RX_FRAMES = 4096
 MAX_MTU = 65535 - 18
+VLAN_MODES = ("none", "access", "trunk")      # in the order of the VlanMode enum
+MAX_VLAN = VALE_VLAN_MAX
+LOOKUP_NAMES = ("learning", "hub")            # in the order of the LookupKind enum
+MAX_STORM_RATE = 10_000_000
 
 
 cdef extern from *:
@@ -87,6 +106,41 @@ cdef inline uint64_t seconds_to_ms(str what, object seconds, double high) except
     if not 0 <= seconds <= high:
         raise ValueError(f"{what} must be between 0 and {high:g} seconds, not {seconds}")
     return <uint64_t>(seconds * 1000.0 + 0.5)
+
+
+cdef tuple parse_vlan(object vlan, object native, uint64_t *words):
+    """A port's VLAN setting as (mode, native VLAN), its set of VLANs into words; ValueError
+    for anything else: an unknown mode, a VLAN outside 1..4094, a trunk carrying nothing."""
+    cdef uint32_t vid
+    memset(words, 0, VALE_VLAN_WORDS * sizeof(uint64_t))
+    if vlan == "none":
+        if native not in (None, 0):
+            raise ValueError("a port without a VLAN mode has no native VLAN")
+        return VLAN_NONE, 0
+    if not isinstance(vlan, (tuple, list)) or len(vlan) != 2 or vlan[0] not in VLAN_MODES[1:]:
+        raise ValueError(f'vlan must be "none", ("access", VLAN) or ("trunk", VLANs), not {vlan!r}')
+    if vlan[0] == "access":
+        check_range("an access VLAN", vlan[1], 1, VALE_VLAN_MAX)
+        if native not in (None, 0, vlan[1]):
+            raise ValueError("an access port's native VLAN is its VLAN")
+        return VLAN_ACCESS, vlan[1]
+    ids = list(vlan[1])
+    for v in ids:
+        check_range("a trunk's VLAN", v, 1, VALE_VLAN_MAX)
+        vid = v
+        words[vid >> 6] |= <uint64_t>1 << (vid & 63)
+    native = 0 if native is None else native
+    check_range("a native VLAN", native, 0, VALE_VLAN_MAX)
+    if not ids and native == 0:
+        raise ValueError("a trunk must carry at least one VLAN")
+    return VLAN_TRUNK, native
+
+
+cdef inline int check_key(uint64_t key) except -1:
+    """A MAC table key: a unicast, non-zero MAC in the low 48 bits, a VLAN (0..4094) above."""
+    if key & 0xFFFFFFFFFFFF == 0 or key & 1 or key >> 48 > VALE_VLAN_MAX:
+        raise ValueError("a static entry needs a unicast, non-zero MAC and a VLAN of 0..4094")
+    return 0
 
 
 cdef class SwitchCore:
@@ -212,6 +266,7 @@ cdef class SwitchCore:
             p.kind = PORT_MEMORY
             p.vnet = vnet
             p.max_frame = slot_size
+            p.rx_max = slot_size
             return self.activate(p)
         finally:
             self.release()
@@ -235,6 +290,7 @@ cdef class SwitchCore:
             p.kind = PORT_PACKET
             p.vnet = vnet
             p.max_frame = mtu + 18          # MTU plus Ethernet header and one VLAN tag
+            p.rx_max = TRUNCATED - 1
             with nogil:
                 err = packet_open(p, ifindex, frames)
             if err != 0:
@@ -273,6 +329,7 @@ cdef class SwitchCore:
             p.kind = PORT_TAP
             p.vnet = vnet
             p.max_frame = mtu + 18
+            p.rx_max = TAP_SLOT_SIZE - VALE_SLOT_ALIGN - VNET_HDR_LEN
             ev.events = EPOLLIN
             ev.data.u32 = p.index
             if epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0:
@@ -309,6 +366,8 @@ cdef class SwitchCore:
         p.tx_fd = -1
         p.mirror_rx = VALE_NO_PORT
         p.mirror_tx = VALE_NO_PORT
+        memset(p.vlans, 0xFF, sizeof(p.vlans))     # VLAN_NONE: carries them all
+        p.vlans[VALE_VLAN_WORDS - 1] &= ~(<uint64_t>1 << 63)
         return p
 
     cdef uint32_t activate(self, vale_port *p) noexcept:
@@ -348,6 +407,8 @@ cdef class SwitchCore:
                     k += 1
             self.sw.nactive = k
             self.sw.ports[p.index] = NULL
+            if p.vlan_mode != VLAN_NONE:
+                self.sw.vlan_ports -= 1
             if p.up and p.fd >= 0:
                 epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_DEL, p.fd, NULL)
             port_free(p)
@@ -355,20 +416,35 @@ cdef class SwitchCore:
             self.release()
 
     def set_port(self, index, *, learning=None, flood=None, learn_limit=None, vnet=None,
-                 mtu=None, up=None):
-        """Change a port's settings; up=True brings a packet port whose link had failed
-        back into forwarding."""
+                 mtu=None, up=None, vlan=None, native=None, storm=None):
+        """Change a port's settings; up=True brings a port whose device had failed back
+        into forwarding. vlan: "none", ("access", vid) or ("trunk", iterable of vids);
+        native: a trunk's untagged VLAN (0: none). storm: (broadcast, multicast, unknown
+        unicast) floods a second it may send in, 0 for no limit. Changing a port's VLANs
+        forgets what it learned."""
         cdef vale_port *p
         cdef epoll_event ev
+        cdef uint64_t words[VALE_VLAN_WORDS]
+        cdef VlanMode mode = VLAN_NONE
+        cdef uint16_t native_vid = 0
         if learn_limit is not None:
             check_range("learn_limit", learn_limit, 0, MAX_FDB_CAPACITY)
         if mtu is not None:
             check_range("mtu", mtu, 68, MAX_MTU)
+        if storm is not None:
+            if not isinstance(storm, (tuple, list)) or len(storm) != STORM_CLASSES:
+                raise ValueError("storm takes (broadcast, multicast, unknown) rates")
+            for what, rate in zip(("broadcast", "multicast", "unknown unicast"), storm):
+                check_range(f"the {what} storm rate", rate, 0, MAX_STORM_RATE)
+        if vlan is not None:
+            mode, native_vid = parse_vlan(vlan, native, words)
+        elif native is not None:
+            raise ValueError("native goes with vlan")
         self.acquire()
         try:
             p = self.port_at(index)
-            if (mtu is not None or up is not None) and p.kind == PORT_MEMORY:
-                raise ValueError("mtu and up apply to interface ports only")
+            if (mtu is not None or up is not None) and not ops_of(p).device:
+                raise ValueError("mtu and up apply to ports of a device only")
             if learning is not None:
                 p.learning = bool(learning)
             if flood is not None:
@@ -379,6 +455,13 @@ cdef class SwitchCore:
                 p.vnet = bool(vnet)
             if mtu is not None:
                 p.max_frame = mtu + 18
+            if vlan is not None:
+                port_set_vlans(self.sw, p, mode, native_vid, words)
+                self.refresh_clock()
+                fdb_remove_port(self.sw, p.index, False)
+            if storm is not None:
+                self.refresh_clock()
+                port_set_storm(self.sw, p, storm[0], storm[1], storm[2])
             if up is not None and bool(up) != bool(p.up):
                 if up:
                     ev.events = EPOLLIN
@@ -393,6 +476,7 @@ cdef class SwitchCore:
 
     def port_info(self, index):
         cdef vale_port *p
+        cdef uint32_t v
         self.acquire()
         try:
             p = self.port_at(index)
@@ -401,16 +485,13 @@ cdef class SwitchCore:
                 "up": bool(p.up), "vnet": bool(p.vnet), "max_frame": p.max_frame,
                 "learning": bool(p.learning), "flood": bool(p.flood),
                 "learn_limit": p.learn_limit, "fdb_entries": p.dyn_count,
+                "vlan": VLAN_MODES[<int>p.vlan_mode], "native": p.native,
+                "vlans": ([v for v in range(1, VALE_VLAN_MAX + 1) if carries(p, v)]
+                          if p.vlan_mode != VLAN_NONE else []),
+                "storm": (p.storm_rate[STORM_BROADCAST], p.storm_rate[STORM_MULTICAST],
+                          p.storm_rate[STORM_UNKNOWN]),
             }
-            if p.kind == PORT_PACKET:
-                info.update(rx_frames=p.prx.frame_nr, rx_frame_size=p.prx.frame_size,
-                            rx_ring_bytes=p.prx.map_len,
-                            tx_frames=p.ptx.frame_nr if p.ptx.map != NULL else 0,
-                            tx_ring_bytes=p.ptx.map_len if p.ptx.map != NULL else 0)
-            else:
-                info.update(rx_slots=p.rx.nslots, tx_slots=p.tx.nslots,
-                            slot_size=p.tx.slot_size, rx_pending=ring_count(&p.rx),
-                            tx_pending=ring_count(&p.tx))
+            info.update(ops_of(p).info(p))
             return info
         finally:
             self.release()
@@ -439,9 +520,7 @@ cdef class SwitchCore:
                 raise ValueError(f"a virtio-net header is {VNET_HDR_LEN} bytes")
         self.acquire()
         try:
-            p = self.port_at(index)
-            if p.kind != PORT_MEMORY:
-                raise ValueError("only in-memory ports take injected frames")
+            p = memory_port(self.port_at(index))
             rx = &p.rx
             for frame, vnet in zip(frames, vnets):
                 length = PyBytes_GET_SIZE(frame)
@@ -471,7 +550,7 @@ cdef class SwitchCore:
         cdef vale_slot *slot
         self.acquire()
         try:
-            p = self.port_at(index)
+            p = memory_port(self.port_at(index))
             if PyBytes_GET_SIZE(frame) > p.rx.slot_size or ring_space(&p.rx) == 0:
                 raise ValueError("frame too long for the slot, or ring full")
             slot = &p.rx.slots[p.rx.head & p.rx.mask]
@@ -491,7 +570,7 @@ cdef class SwitchCore:
         cdef uint32_t n
         self.acquire()
         try:
-            p = self.port_at(index)
+            p = memory_port(self.port_at(index))
             tx = &p.tx
             n = ring_count(tx)
             if limit is not None:
@@ -587,8 +666,7 @@ cdef class SwitchCore:
         cdef vale_fdb *t = &self.sw.fdb
         cdef vale_port *p
         cdef uint32_t ci
-        if key == 0 or key > 0xFFFFFFFFFFFF or key & 1:
-            raise ValueError("a static entry needs a unicast, non-zero MAC")
+        check_key(key)
         self.acquire()
         try:
             p = self.port_at(index)
@@ -691,8 +769,11 @@ cdef class SwitchCore:
         fdb_release(&old)
 
     def configure(self, *, ageing=None, batch=None, move_limit=None, move_window=None,
-                  ban=None, busy_poll_us=None):
-        """Change switch settings; the ones left None stay as they are."""
+                  ban=None, busy_poll_us=None, lookup=None):
+        """Change switch settings; the ones left None stay as they are. lookup: one of
+        LOOKUP_NAMES."""
+        if lookup is not None and lookup not in LOOKUP_NAMES:
+            raise ValueError(f"lookup must be one of {', '.join(LOOKUP_NAMES)}, not {lookup!r}")
         if batch is not None:
             check_range("batch", batch, 1, VALE_MAX_BATCH)
         if move_limit is not None:
@@ -717,6 +798,9 @@ cdef class SwitchCore:
                 self.sw.fdb.ban_ms = ban_ms
             if busy_poll_us is not None:
                 self.sw.busy_poll_us = busy_poll_us
+            if lookup is not None:
+                self.sw.lookup = <LookupKind><int>LOOKUP_NAMES.index(lookup)
+                self.remove_entries(VALE_NO_PORT, False)
         finally:
             self.release()
 
@@ -775,6 +859,7 @@ cdef class SwitchCore:
                     "ageing": t.ageing_ms / 1000.0, "batch": self.sw.batch,
                     "move_limit": t.move_limit, "move_window": t.move_window_ms / 1000.0,
                     "ban": t.ban_ms / 1000.0, "busy_poll_us": self.sw.busy_poll_us,
+                    "lookup": LOOKUP_NAMES[<int>self.sw.lookup],
                 },
                 "ports": ports,
             }
@@ -887,24 +972,22 @@ cdef class SwitchCore:
         return self.sw.loops
 
     def poll_kernel_drops(self):
-        """Add the frames each packet port's kernel ring had no room for since the last
-        call to its ring_full drops; returns {port index: frames dropped}."""
-        cdef tpacket_stats st
-        cdef socklen_t length
+        """Add the frames each port's kernel side had no room for since the last call to
+        its ring_full drops; returns {port index: frames dropped}."""
         cdef uint32_t k
+        cdef uint64_t dropped
         cdef vale_port *p
         out = {}
         self.acquire()
         try:
             for k in range(self.sw.nactive):
                 p = self.sw.ports[self.sw.active[k]]
-                if p.kind != PORT_PACKET:
+                if ops_of(p).kernel_drops == NULL:
                     continue
-                length = sizeof(st)
-                if getsockopt(p.fd, SOL_PACKET, PACKET_STATISTICS, &st, &length) == 0:
-                    p.c.drops[DROP_RING_FULL] += st.tp_drops
-                    if st.tp_drops:
-                        out[p.index] = st.tp_drops
+                dropped = ops_of(p).kernel_drops(p)
+                p.c.drops[DROP_RING_FULL] += dropped
+                if dropped:
+                    out[p.index] = dropped
             return out
         finally:
             self.release()
@@ -922,10 +1005,8 @@ cdef class SwitchCore:
         cdef vale_port *p
         self.acquire()
         try:
-            src = self.port_at(index)
+            src = memory_port(self.port_at(index))
             rx = &src.rx
-            if src.kind != PORT_MEMORY:
-                raise ValueError("only an in-memory port can be a benchmark's source")
             if ring_count(rx) != rx.nslots:
                 raise ValueError("fill the source RX ring completely before benchmarking")
             with nogil:
@@ -933,7 +1014,7 @@ cdef class SwitchCore:
                 while done < frames:
                     if rx.head == rx.tail:
                         rx.tail = rx.head - rx.nslots
-                    done += forward_ring(self.sw, src)
+                    done += forward_port(self.sw, src)
                     for k in range(self.sw.nactive):
                         p = self.sw.ports[self.sw.active[k]]
                         p.tx.tail = p.tx.head
@@ -952,9 +1033,7 @@ cdef class SwitchCore:
         cdef vale_port *p
         self.acquire()
         try:
-            p = self.port_at(index)
-            if p.kind != PORT_PACKET or p.ptx.map == NULL:
-                raise ValueError(f"port {index} has no TX ring")
+            p = packet_port(self.port_at(index))
             vale_store_release(&packet_frame(&p.ptx, p.ptx.head + ahead).tp_status,
                                TP_STATUS_SENDING if held else TP_STATUS_AVAILABLE)
         finally:

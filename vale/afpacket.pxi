@@ -191,7 +191,7 @@ cdef inline tpacket2_hdr *packet_frame(const vale_pring *r, uint32_t i) noexcept
 
 
 cdef bint packet_tx_put(vale_port *dst, const char *data, uint32_t length, uint32_t wire,
-                        const vale_vnet *vnet, const vale_desc *d) noexcept nogil:
+                        const vale_vnet *vnet, uint32_t tag) noexcept nogil:
     """Copy a short frame without GSO (wire bytes once its VLAN tag is back) into dst's
     TX ring and mark it for sending; False when the ring has no free slot."""
     cdef vale_pring *r = &dst.ptx
@@ -210,13 +210,13 @@ cdef bint packet_tx_put(vale_port *dst, const char *data, uint32_t length, uint3
             return False
     out = <char *>h + TX_DATA
     v = <vale_vnet *>out
-    vnet_for_output(v, vnet, d.flags & FRAME_VLAN)
+    vnet_for_output(v, vnet, tag != 0)
     # hdr_len the whole frame: the kernel copies all of it into the skb, which then holds
     # no page of the ring (a receiving stack would copy such a page once more).
     v.hdr_len = wire
     out += VNET_HDR_LEN
-    if d.flags & FRAME_VLAN:
-        copy_tagged(out, data, length, d)
+    if tag:
+        copy_tagged(out, data, length, tag)
     else:
         memcpy(out, data, length)
     h.tp_len = VNET_HDR_LEN + wire
@@ -263,11 +263,13 @@ cdef void packet_tx_kick(vale_port *dst) noexcept nogil:
         dst.c.drops[DROP_TX_ERROR] += back          # down or gone: epoll tells the thread
 
 
-cdef uint32_t forward_packet(vale_switch *sw, vale_port *src) noexcept nogil:
-    """Forward one batch from a packet port's receive ring; returns the frames taken."""
+cdef uint32_t packet_take(vale_switch *sw, vale_port *src) noexcept nogil:
+    """Up to a batch of frames from the receive ring into sw.descs. Frames sit at tp_mac
+    in slots of frame_size, with over 60 KiB of slack after the last slot of a block:
+    reading whole 64-byte chunks never leaves the mapping."""
     cdef vale_pring *r = &src.prx
     cdef tpacket2_hdr *h
-    cdef uint32_t n = 0, i, status
+    cdef uint32_t n = 0, status
     cdef vale_desc *d
     cdef char *data
     while n < sw.batch and n < r.frame_nr:     # a batch over the ring would meet itself
@@ -289,15 +291,108 @@ cdef uint32_t forward_packet(vale_switch *sw, vale_port *src) noexcept nogil:
             d.vlan_tci = h.tp_vlan_tci
             d.vlan_tpid = h.tp_vlan_tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100
         n += 1
-    if n == 0:
-        return 0
-    # Frames sit at tp_mac in slots of frame_size, with over 60 KiB of slack after the
-    # last slot of a block: reading whole 64-byte chunks never leaves the mapping.
-    forward_batch(sw, src, n, TRUNCATED - 1, True)
+    return n
+
+
+cdef void packet_release(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil:
+    """Hand the n frames taken back to the kernel."""
+    cdef vale_pring *r = &src.prx
+    cdef uint32_t i
     for i in range(n):
         vale_store_release(&packet_frame(r, r.head + i).tp_status, TP_STATUS_KERNEL)
     r.head = (r.head + n) % r.frame_nr
-    return n
+
+
+cdef void packet_prepare(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b) noexcept nogil:
+    """Whether the frames of lists u and b may go through the TX ring: all of them short,
+    no GSO. One that cannot sends the whole batch for the port by sendmmsg: switching
+    ways between frames would cost a system call each time."""
+    cdef const vale_desc *d
+    dst.tx_use_ring = dst.ptx.map != NULL
+    while dst.tx_use_ring and (u != NO_FRAME or b != NO_FRAME):
+        if u != NO_FRAME:
+            d = &sw.descs[u]
+            u = sw.next_frame[u]
+        else:
+            d = &sw.descs[b]
+            b = sw.next_frame[b]
+        if not fits_tx_ring(&d.vnet if d.flags & FRAME_VNET else NULL,
+                            d.len + VLAN_HLEN * (egress_tag(d, dst) != 0)):
+            dst.tx_use_ring = False
+
+
+cdef uint32_t packet_put(vale_switch *sw, vale_port *dst, const char *data, uint32_t length,
+                         const vale_vnet *vnet, uint32_t tag, uint32_t queued,
+                         bint padded) noexcept nogil:
+    """Short frames into the TX ring, the rest as messages; each way is handed over before
+    a frame of the other is queued, so the order holds. A busy ring sends the rest of the
+    batch by sendmmsg rather than each frame trying the ring again, a system call each."""
+    cdef uint32_t wire = length + (VLAN_HLEN if tag else 0)
+    if dst.tx_use_ring and dst.ptx.map != NULL and fits_tx_ring(vnet, wire):
+        if queued:
+            packet_flush(sw, dst, queued)
+            queued = 0
+        if packet_tx_put(dst, data, length, wire, vnet, tag):
+            return 0
+        dst.tx_use_ring = False
+    if dst.tx_pending:
+        packet_tx_kick(dst)
+    return queue_message(sw, dst, data, length, vnet, tag, queued)
+
+
+cdef void packet_flush(vale_switch *sw, vale_port *dst, uint32_t n) noexcept nogil:
+    """Send the n messages queued in sw.tx_msgs with sendmmsg, without blocking, and hand
+    the kernel what is marked in the TX ring."""
+    cdef uint32_t sent = 0, j
+    cdef int r, e
+    while sent < n:
+        r = sendmmsg(dst.fd, &sw.tx_msgs[sent], n - sent, MSG_DONTWAIT)
+        if r > 0:
+            for j in range(sent, sent + <uint32_t>r):
+                dst.c.tx_packets += 1
+                dst.c.tx_bytes += sw.tx_msgs[j].msg_len - VNET_HDR_LEN
+            sent += r
+            continue
+        e = errno
+        if e == EINTR:
+            continue
+        if e == EAGAIN or e == ENOBUFS:
+            dst.c.drops[DROP_RING_FULL] += n - sent     # the interface's queue is full
+            break
+        if e == EMSGSIZE:
+            dst.c.drops[DROP_TOO_BIG] += 1
+        elif e == ENXIO or e == ENETDOWN or e == ENODEV:
+            dst.c.drops[DROP_TX_ERROR] += n - sent      # gone: the thread notices via epoll
+            break
+        else:
+            dst.c.drops[DROP_TX_ERROR] += 1
+        sent += 1
+    if dst.tx_pending:
+        packet_tx_kick(dst)
+
+
+cdef uint64_t packet_kernel_drops(vale_port *p) noexcept nogil:
+    """Frames the receive ring had no room for since the last call (PACKET_STATISTICS
+    reads and resets the kernel's count)."""
+    cdef tpacket_stats st
+    cdef socklen_t length = sizeof(st)
+    if getsockopt(p.fd, SOL_PACKET, PACKET_STATISTICS, &st, &length) != 0:
+        return 0
+    return st.tp_drops
+
+
+cdef dict packet_info(vale_port *p):
+    return {"rx_frames": p.prx.frame_nr, "rx_frame_size": p.prx.frame_size,
+            "rx_ring_bytes": p.prx.map_len,
+            "tx_frames": p.ptx.frame_nr if p.ptx.map != NULL else 0,
+            "tx_ring_bytes": p.ptx.map_len if p.ptx.map != NULL else 0}
+
+
+cdef vale_port *packet_port(vale_port *p) except NULL:
+    """p, when it is a packet port with a TX ring; ValueError otherwise."""
+    if p.kind != PORT_PACKET or p.ptx.map == NULL:
+        raise ValueError(f"port {p.index} has no TX ring")
+    return p
 
 
 cdef bint packet_failed(vale_port *p, uint32_t events) noexcept nogil:

@@ -1,40 +1,7 @@
 # The forwarding thread: rounds over every port's receive side while frames come, a short
 # spin after them, then a sleep in epoll. It knows no back end: each port kind's
-# operations (PORT_OPS, filled in by _fastpath.pyx from the back ends' files) take a
-# port's frames and say whether an error event means its device failed.
-
-cdef vale_port_ops PORT_OPS[PORT_KINDS]
-
-
-cdef inline vale_port_ops *ops_of(const vale_port *p) noexcept nogil:
-    return &PORT_OPS[<int>p.kind]
-
-
-cdef uint32_t forward_port(vale_switch *sw, vale_port *p) noexcept nogil:
-    """Forward one batch from any port's receive side; returns the frames taken."""
-    return ops_of(p).rx(sw, p)
-
-
-cdef void port_free(vale_port *p) noexcept nogil:
-    """The one way a port goes: its kind lets go of what the kernel gave it, then its
-    rings and itself (the caller took it out of the switch and of epoll)."""
-    ops_of(p).close(p)
-    ring_free(&p.rx)
-    ring_free(&p.tx)
-    free(p)
-
-
-cdef void port_down(vale_switch *sw, vale_port *p) noexcept nogil:
-    """Stop forwarding to and from a port whose device failed, forget its MACs so
-    traffic to them floods, and tell Python."""
-    cdef uint64_t one = 1
-    if not p.up:
-        return
-    p.up = False
-    epoll_ctl(sw.epoll_fd, EPOLL_CTL_DEL, p.fd, NULL)
-    fdb_remove_port(sw, p.index, False)
-    write(sw.notify_fd, &one, sizeof(one))
-
+# operations (PORT_OPS) take a port's frames and say whether an error event means its
+# device failed.
 
 cdef struct cpu_share:
     uint64_t wall, cpu        # when the current period began: monotonic, thread CPU time

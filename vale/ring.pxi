@@ -20,11 +20,14 @@ cdef int ring_init(vale_ring *r, uint32_t nslots, uint32_t slot_size) noexcept n
     r.buf = NULL
     r.slots = NULL
     r.vnets = NULL
-    if posix_memalign(&mem, HUGE_ALIGN if size >= HUGE_ALIGN else 4096, size) != 0:
+    # One chunk of slack at the end: a frame whose tag was taken out starts 4 bytes into
+    # its slot, and copying it in whole chunks may read that far past the last slot.
+    if posix_memalign(&mem, HUGE_ALIGN if size >= HUGE_ALIGN else 4096,
+                      size + VALE_SLOT_ALIGN) != 0:
         return -1
     if size >= HUGE_ALIGN:
         madvise(mem, size, MADV_HUGEPAGE)   # fewer TLB misses in big rings and tables
-    memset(mem, 0, size)
+    memset(mem, 0, size + VALE_SLOT_ALIGN)
     r.buf = <char *>mem
     r.slots = <vale_slot *>calloc(nslots, sizeof(vale_slot))
     r.vnets = <vale_vnet *>calloc(nslots, sizeof(vale_vnet))

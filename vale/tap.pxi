@@ -8,8 +8,10 @@ cdef enum:
     TAP_SLOT_SIZE = 65536 + 1024        # header, a 64 KiB GSO frame, padding
 
 
-cdef uint32_t forward_tap(vale_switch *sw, vale_port *src) noexcept nogil:
-    """Read up to a batch of frames from a TAP and forward them; returns the count."""
+cdef uint32_t tap_take(vale_switch *sw, vale_port *src) noexcept nogil:
+    """Read up to a batch of frames from the TAP into its RX ring's slots and sw.descs.
+    Frames start 10 bytes into 64-byte aligned slots whose tails have 1 KiB of slack:
+    whole 64-byte chunks never leave the slot."""
     cdef vale_ring *rx = &src.rx
     cdef uint32_t n = 0
     cdef ssize_t got
@@ -36,14 +38,21 @@ cdef uint32_t forward_tap(vale_switch *sw, vale_port *src) noexcept nogil:
             if d.vnet.gso_type != VNET_GSO_NONE or (d.vnet.flags & VNET_NEEDS_CSUM):
                 d.flags = settle_vnet(d)
         n += 1
-    if n:
-        # Frames start 10 bytes into 64-byte aligned slots whose tails have 1 KiB of slack:
-        # whole 64-byte chunks never leave the slot.
-        forward_batch(sw, src, n, rx.slot_size - VALE_SLOT_ALIGN - VNET_HDR_LEN, True)
     return n
 
 
-cdef void flush_tap(vale_switch *sw, vale_port *dst, uint32_t n) noexcept nogil:
+cdef void tap_release(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil:
+    """The slots are read into afresh by the next batch."""
+    pass
+
+
+cdef uint32_t tap_put(vale_switch *sw, vale_port *dst, const char *data, uint32_t length,
+                      const vale_vnet *vnet, uint32_t tag, uint32_t queued,
+                      bint padded) noexcept nogil:
+    return queue_message(sw, dst, data, length, vnet, tag, queued)
+
+
+cdef void tap_flush(vale_switch *sw, vale_port *dst, uint32_t n) noexcept nogil:
     """Write the n queued messages to dst's tun fd, one writev each, never waiting."""
     cdef uint32_t j
     cdef ssize_t r
@@ -81,3 +90,7 @@ cdef void tap_close(vale_port *p) noexcept nogil:
     if p.fd >= 0:
         close(p.fd)
         p.fd = -1
+
+
+cdef dict tap_info(vale_port *p):
+    return {"rx_slots": p.rx.nslots, "slot_size": p.rx.slot_size}

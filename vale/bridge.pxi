@@ -1,0 +1,358 @@
+# The generic bridge (netmap's netmap_bdg.c): take a batch of frames from one port, check
+# them, let the lookup stage give each a verdict (a port, flood, or drop with its reason),
+# chain them per destination keeping their order, then hand each frame once to each
+# destination through its kind's operations, never waiting for room: what does not fit is
+# dropped and counted. Runs without the GIL and touches no Python object. It knows no
+# port kind: each is reached through its table in PORT_OPS.
+
+cdef enum:
+    NO_FRAME = 0xFFFF           # end of a per-destination frame list
+
+cdef vale_port_ops PORT_OPS[PORT_KINDS]
+cdef vale_lookup_fn LOOKUPS[LOOKUP_KINDS]      # LOOKUP_LEARNING's entry is not called
+
+
+cdef inline vale_port_ops *ops_of(const vale_port *p) noexcept nogil:
+    return &PORT_OPS[<int>p.kind]
+
+
+cdef inline void batch_record(vale_switch *sw, uint32_t n) noexcept nogil:
+    cdef uint32_t bucket = 0
+    while (<uint32_t>1 << bucket) < n:
+        bucket += 1
+    sw.batch_hist[bucket] += 1
+    sw.batches += 1
+    sw.batch_frames += n
+
+
+cdef inline void chain(vale_switch *sw, uint16_t *head, uint16_t *tail, uint16_t i) noexcept nogil:
+    sw.next_frame[i] = NO_FRAME
+    if head[0] == NO_FRAME:
+        head[0] = i
+    else:
+        sw.next_frame[tail[0]] = i
+    tail[0] = i
+
+
+cdef inline void vnet_for_output(vale_vnet *out, const vale_vnet *vnet, bint tagged) noexcept nogil:
+    """The header to send with a frame: its own (offsets moved past a re-inserted VLAN
+    tag) or, for a plain frame, all zeroes."""
+    if vnet == NULL:
+        memset(out, 0, sizeof(vale_vnet))
+        return
+    out[0] = vnet[0]
+    if tagged:
+        if out.flags & VNET_NEEDS_CSUM:
+            out.csum_start += VLAN_HLEN
+        if out.hdr_len:
+            out.hdr_len += VLAN_HLEN
+
+
+cdef uint32_t queue_message(vale_switch *sw, vale_port *dst, const char *data,
+                            uint32_t length, const vale_vnet *vnet, uint32_t tag,
+                            uint32_t queued) noexcept nogil:
+    """Queue one frame as a message for a port that sends through a file descriptor (the
+    virtio-net header first, the tag put back); a full queue is flushed. Returns the
+    number queued."""
+    cdef iovec *iov = &sw.tx_iov[4 * queued]
+    cdef mmsghdr *m = &sw.tx_msgs[queued]
+    vnet_for_output(&sw.tx_vnet[queued], vnet, tag != 0)
+    iov[0].iov_base = &sw.tx_vnet[queued]
+    iov[0].iov_len = VNET_HDR_LEN
+    m.msg_hdr.msg_iov = iov
+    if tag:
+        write_tag(<char *>sw.tx_tag[queued], tag)
+        iov[1].iov_base = <void *>data
+        iov[1].iov_len = 12
+        iov[2].iov_base = sw.tx_tag[queued]
+        iov[2].iov_len = VLAN_HLEN
+        iov[3].iov_base = <void *>(data + 12)
+        iov[3].iov_len = length - 12
+        m.msg_hdr.msg_iovlen = 4
+    else:
+        iov[1].iov_base = <void *>data
+        iov[1].iov_len = length
+        m.msg_hdr.msg_iovlen = 2
+    queued += 1
+    if queued == VALE_MAX_BATCH:
+        ops_of(dst).flush(sw, dst, queued)
+        queued = 0
+    return queued
+
+
+cdef inline uint32_t put_frame(vale_switch *sw, vale_port *dst, const char *data,
+                               uint32_t length, const vale_vnet *vnet, uint32_t tag,
+                               uint32_t queued, bint padded) noexcept nogil:
+    """Hand one frame to dst's put, unless it is longer than dst takes (a GSO frame is
+    dst's to refuse)."""
+    cdef uint32_t wire = length + (VLAN_HLEN if tag else 0)
+    if (vnet == NULL or vnet.gso_type == VNET_GSO_NONE) and vale_unlikely(wire > dst.max_frame):
+        dst.c.drops[DROP_TOO_BIG] += 1
+        return queued
+    return ops_of(dst).put(sw, dst, data, length, vnet, tag, queued, padded)
+
+
+cdef uint32_t soft_offload(vale_switch *sw, const vale_desc *d) noexcept nogil:
+    """Make plain frames of an offloaded one, for a port that takes no virtio-net
+    header: segment a GSO frame, or complete a partial checksum, into sw.soft_buf, a
+    frame every sw.soft_stride bytes. Returns the number of frames made, 0 when the frame
+    cannot be made plain."""
+    cdef int n
+    sw.soft_stride = SOFT_STRIDE
+    if d.vnet.gso_type != VNET_GSO_NONE:
+        # Room to the measure of the segments: a small MSS makes many short ones. A
+        # gso_size near 16 KiB or over makes segments longer than the most room, which
+        # segmenting refuses.
+        if d.vnet.gso_size + SOFT_HEADROOM < SOFT_STRIDE:
+            sw.soft_stride = round64(d.vnet.gso_size + SOFT_HEADROOM)
+        n = offload_segment(&d.vnet, d.data, d.len, sw.soft_buf, sw.soft_stride,
+                            min(<uint32_t>VALE_MAX_SEGMENTS, SOFT_BUF_SIZE // sw.soft_stride),
+                            sw.soft_lens)
+        return <uint32_t>n if n > 0 else 0
+    if d.len > SOFT_BUF_SIZE:
+        return 0
+    memcpy(sw.soft_buf, d.data, d.len)
+    if offload_checksum(sw.soft_buf, d.len, &d.vnet) != 0:
+        return 0
+    sw.soft_lens[0] = d.len
+    return 1
+
+
+cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
+                  bint padded, bint flood) noexcept nogil:
+    """Hand dst the frames of unicast list u and flood list b, merged in batch order;
+    unknown unicast among the floods only if `flood` (the flag of the port the frames are
+    for: dst's own, or the port dst mirrors); with VLANs on, floods only of VLANs dst
+    carries."""
+    cdef vale_port_ops *ops = ops_of(dst)
+    cdef uint16_t i
+    cdef uint32_t queued = 0, k, nseg, tag
+    cdef vale_desc *d
+    cdef bint direct = ops.direct
+    cdef bint filtering = sw.vlan_ports != 0
+    cdef vale_ring *ring = &dst.tx
+    cdef vale_slot *slot
+    # The common case, plain frames into a direct port's ring, keeps its state in locals.
+    cdef uint32_t head = ring.head, space = ring_space(ring), max_len = dst.max_frame
+    cdef uint64_t packets = 0, nbytes = 0, full = 0, big = 0
+    cdef bint capture = dst.capture & CAPTURE_TX
+    if ops.prepare != NULL:
+        ops.prepare(sw, dst, u, b)
+    while u != NO_FRAME or b != NO_FRAME:
+        if b != NO_FRAME and (u == NO_FRAME or b < u):
+            i = b
+            b = sw.next_frame[b]
+            if not flood and (sw.descs[i].flags & FRAME_UNKNOWN_UNICAST):
+                continue
+            if vale_unlikely(filtering) and not carries(dst, sw.descs[i].vlan):
+                continue
+        else:
+            i = u
+            u = sw.next_frame[u]
+        d = &sw.descs[i]
+        tag = egress_tag(d, dst)
+        if vale_likely(direct and not (d.flags & FRAME_VNET) and tag == 0):
+            if vale_unlikely(d.len > max_len):
+                big += 1
+                continue
+            if vale_unlikely(space == 0):
+                full += 1
+                continue
+            slot = &ring.slots[head & ring.mask]
+            slot.len = d.len
+            slot.flags = 0
+            if padded:
+                copy_frame(ring.buf + slot.off, d.data, d.len)
+            else:
+                memcpy(ring.buf + slot.off, d.data, d.len)
+            head += 1
+            space -= 1
+            packets += 1
+            nbytes += d.len
+            if vale_unlikely(capture):
+                capture_frame(sw, dst, d.data, d.len, 0, 1)
+            continue
+        # Everything else goes through the port's put, which keeps the ring's own state.
+        ring.head = head
+        if vale_unlikely(capture):
+            capture_frame(sw, dst, d.data, d.len, tag, 1)
+        if (d.flags & FRAME_VNET) and not dst.vnet:
+            if queued:
+                ops.flush(sw, dst, queued)
+                queued = 0
+            nseg = soft_offload(sw, d)
+            if nseg == 0:
+                dst.c.drops[DROP_BAD_OFFLOAD] += 1
+            for k in range(nseg):
+                queued = put_frame(sw, dst, sw.soft_buf + k * sw.soft_stride, sw.soft_lens[k],
+                                   NULL, tag, queued, True)
+            if queued:
+                ops.flush(sw, dst, queued)
+                queued = 0
+        else:
+            queued = put_frame(sw, dst, d.data, d.len,
+                               &d.vnet if d.flags & FRAME_VNET else NULL, tag, queued, padded)
+        head = ring.head
+        space = ring_space(ring)
+    ring.head = head
+    dst.c.tx_packets += packets
+    dst.c.tx_bytes += nbytes
+    dst.c.drops[DROP_RING_FULL] += full
+    dst.c.drops[DROP_TOO_BIG] += big
+    ops.flush(sw, dst, queued)
+
+
+cdef uint32_t chain_length(const vale_switch *sw, uint16_t i) noexcept nogil:
+    cdef uint32_t n = 0
+    while i != NO_FRAME:
+        n += 1
+        i = sw.next_frame[i]
+    return n
+
+
+cdef inline bint verdict_sane(uint16_t verdict) noexcept nogil:
+    """Whether a frame with this verdict is a well-formed frame of a VLAN its port takes
+    (what mirrors of received frames get)."""
+    return not (verdict == VALE_DROP + DROP_TOO_BIG or verdict == VALE_DROP + DROP_RUNT
+                or verdict == VALE_DROP + DROP_BAD_OFFLOAD or verdict == VALE_DROP + DROP_VLAN)
+
+
+cdef inline void check_frames(vale_switch *sw, vale_port *src, uint32_t n,
+                              uint64_t *nbytes) noexcept nogil:
+    """The bridge's own rules, before any lookup: a length the source cannot hold (a lie),
+    a runt, a lying offload header, a VLAN the port does not take. Those frames get a
+    drop verdict, the rest VALE_UNDECIDED with their VLAN set."""
+    cdef uint32_t i
+    cdef vale_desc *d
+    for i in range(n):
+        d = &sw.descs[i]
+        d.flags &= ~(<uint32_t>FRAME_UNKNOWN_UNICAST)
+        if vale_unlikely(d.len > src.rx_max):
+            sw.verdict[i] = VALE_DROP + DROP_TOO_BIG
+            continue
+        nbytes[0] += d.len
+        if vale_unlikely(d.len < VALE_ETH_HLEN):
+            sw.verdict[i] = VALE_DROP + DROP_RUNT
+        elif vale_unlikely(d.flags & FRAME_BAD):
+            sw.verdict[i] = VALE_DROP + DROP_BAD_OFFLOAD
+        elif vale_unlikely(vlan_ingress(src, d) < 0):
+            sw.verdict[i] = VALE_DROP + DROP_VLAN
+        else:
+            sw.verdict[i] = VALE_UNDECIDED
+
+
+cdef void hub_lookup(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil:
+    """A lookup that learns nothing and floods every frame (within its VLAN): the switch
+    as a hub, where every port sees all traffic."""
+    cdef uint32_t i
+    for i in range(n):
+        if sw.verdict[i] == VALE_UNDECIDED:
+            if not (sw.descs[i].data[0] & 1):
+                sw.descs[i].flags |= FRAME_UNKNOWN_UNICAST
+            sw.verdict[i] = VALE_FLOOD
+
+
+cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil:
+    """Forward sw.descs[0:n], received on src. Each frame may be read in whole 64-byte
+    chunks (every receive side leaves that much room after a frame)."""
+    cdef uint32_t i, k
+    cdef uint16_t pi, v
+    cdef uint64_t nbytes = 0, floods = 0
+    cdef uint64_t drops[N_DROP_REASONS]
+    cdef vale_port *dst
+
+    if not sw.manual_clock:
+        sw.now_ms = monotonic_ms()
+    fdb_expire(sw)
+    memset(drops, 0, sizeof(drops))
+    if vale_unlikely(sw.capturing):
+        sw.cap_now = realtime_ns()
+        if src.capture & CAPTURE_RX:
+            capture_received(sw, src, n)
+
+    # Verdicts: the bridge's checks, the lookup stage, storm control.
+    check_frames(sw, src, n, &nbytes)
+    if vale_likely(sw.lookup == LOOKUP_LEARNING):
+        learning_lookup(sw, src, n)
+    else:
+        LOOKUPS[<int>sw.lookup](sw, src, n)
+    if vale_unlikely(src.storm):
+        storm_check(sw, src, n)
+
+    # Chains: per destination port and one of floods, in batch order.
+    for k in range(sw.nactive):
+        sw.list_head[sw.active[k]] = NO_FRAME
+    sw.flood_head = NO_FRAME
+    sw.flood_tail = NO_FRAME
+    for i in range(n):
+        v = sw.verdict[i]
+        if vale_likely(v < VALE_MAX_PORTS):
+            chain(sw, &sw.list_head[v], &sw.list_tail[v], <uint16_t>i)
+        elif v == VALE_FLOOD:
+            floods += 1
+            chain(sw, &sw.flood_head, &sw.flood_tail, <uint16_t>i)
+        else:
+            drops[v - VALE_DROP] += 1
+
+    # Delivery: every other port that is up and has frames for it gets them, in order; a
+    # port's transmit mirror gets the same frames. Unicast for a port that is down (a
+    # static entry, or one learned just before) is dropped there and counted.
+    for k in range(sw.nactive):
+        pi = sw.active[k]
+        dst = sw.ports[pi]
+        if pi != src.index and dst.up and (sw.list_head[pi] != NO_FRAME
+                                           or sw.flood_head != NO_FRAME):
+            deliver(sw, dst, sw.list_head[pi], sw.flood_head, True, dst.flood)
+            if vale_unlikely(dst.mirror_tx != VALE_NO_PORT):
+                mirror_sent(sw, src, dst, sw.list_head[pi], sw.flood_head)
+        elif vale_unlikely(not dst.up and sw.list_head[pi] != NO_FRAME):
+            dst.c.drops[DROP_TX_ERROR] += chain_length(sw, sw.list_head[pi])
+    if vale_unlikely(src.mirror_rx != VALE_NO_PORT):
+        mirror_received(sw, src, n)
+
+    src.c.rx_packets += n
+    src.c.rx_bytes += nbytes
+    src.c.flood_packets += floods
+    for i in range(N_DROP_REASONS):
+        src.c.drops[i] += drops[i]
+    batch_record(sw, n)
+    return n
+
+
+cdef uint32_t forward_port(vale_switch *sw, vale_port *p) noexcept nogil:
+    """Forward one batch from any port's receive side; returns the frames taken."""
+    cdef vale_port_ops *ops = ops_of(p)
+    cdef uint32_t n = ops.take(sw, p)
+    if n:
+        forward_batch(sw, p, n)
+        ops.release(sw, p, n)
+    return n
+
+
+cdef void mirror_sent(vale_switch *sw, vale_port *src, vale_port *dst, uint16_t u,
+                      uint16_t b) noexcept nogil:
+    """Hand dst's transmit mirror the frames just offered to dst."""
+    cdef vale_port *m = sw.ports[dst.mirror_tx]
+    if m != NULL and m.up and m != src and m != dst:
+        deliver(sw, m, u, b, True, dst.flood)
+
+
+cdef void port_free(vale_port *p) noexcept nogil:
+    """The one way a port goes: its kind lets go of what the kernel gave it, then its
+    rings and itself (the caller took it out of the switch and of epoll)."""
+    ops_of(p).close(p)
+    ring_free(&p.rx)
+    ring_free(&p.tx)
+    free(p)
+
+
+cdef void port_down(vale_switch *sw, vale_port *p) noexcept nogil:
+    """Stop forwarding to and from a port whose device failed, forget its MACs so
+    traffic to them floods, and tell Python."""
+    cdef uint64_t one = 1
+    if not p.up:
+        return
+    p.up = False
+    epoll_ctl(sw.epoll_fd, EPOLL_CTL_DEL, p.fd, NULL)
+    fdb_remove_port(sw, p.index, False)
+    write(sw.notify_fd, &one, sizeof(one))
