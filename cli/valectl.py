@@ -34,9 +34,6 @@ import click
 from vale.client import ClientError, call, open_stream
 from vale.settings import BY_NAME, describe, of_scope
 
-DROP_COLUMNS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
-                "bad_offload", "tx_error")
-
 
 class Context:
     def __init__(self, socket: str | None) -> None:
@@ -242,29 +239,32 @@ def info(obj: Context, port: str, as_json: bool) -> None:
                 type=click.Choice(["show", "add", "del", "flush"]))
 @click.argument("params", nargs=-1)
 @click.option("--port", help="only this port's entries (show, flush)")
+@click.option("--vlan", type=int, help="only this VLAN's entries (show); the entry's VLAN "
+              "(add, del; default 0, untagged frames of ports without a VLAN mode)")
 @click.option("--static", "statics", is_flag=True, help="flush static entries too")
 @json_option
 @click.pass_obj
 def fdb(obj: Context, switch: str, action: str, params: tuple[str, ...], port: str | None,
-        statics: bool, as_json: bool) -> None:
-    """The MAC table: show | add MAC PORT | del MAC | flush [--port P] [--static]."""
+        vlan: int | None, statics: bool, as_json: bool) -> None:
+    """The MAC table: show | add MAC PORT | del MAC | flush [--port P] [--static];
+    --vlan N for one VLAN's entries."""
     want = {"show": 0, "add": 2, "del": 1, "flush": 0}[action]
     if len(params) != want:
         usage = {"show": "show", "add": "add MAC PORT", "del": "del MAC", "flush": "flush"}
         click.echo(f"valectl: usage: valectl fdb {switch} {usage[action]}", err=True)
         sys.exit(2)
     if action == "show":
-        entries = obj.call("fdb_show", switch=switch, port=port)
+        entries = obj.call("fdb_show", switch=switch, port=port, vlan=vlan)
         if as_json:
             emit_json(entries)
             return
-        table([[e["mac"], e["port"], "static" if e["static"] else "learned",
+        table([[str(e["vlan"]), e["mac"], e["port"], "static" if e["static"] else "learned",
                 "-" if e["static"] else f"{e['age']:.1f}"] for e in entries],
-              ["MAC", "PORT", "TYPE", "AGE(s)"])
+              ["VLAN", "MAC", "PORT", "TYPE", "AGE(s)"])
     elif action == "add":
-        obj.call("fdb_add", switch=switch, mac=params[0], port=params[1])
+        obj.call("fdb_add", switch=switch, mac=params[0], port=params[1], vlan=vlan or 0)
     elif action == "del":
-        obj.call("fdb_del", switch=switch, mac=params[0])
+        obj.call("fdb_del", switch=switch, mac=params[0], vlan=vlan or 0)
     else:
         result = obj.call("fdb_flush", switch=switch, port=port, statics=statics)
         if as_json:

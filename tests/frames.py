@@ -19,3 +19,13 @@ def frame(dst: str, src: str, size: int = 60, tag: int = 0) -> bytes:
             + b"\x88\xb5")
     body = tag.to_bytes(4, "big") * ((max(size - 14, 0) + 3) // 4)
     return (head + body)[:size] if size >= 14 else head[:size]
+
+
+def tagged(data: bytes, *tags: tuple[int, int]) -> bytes:
+    """data with VLAN tags, each (TPID, TCI), put after its MAC addresses."""
+    return data[:12] + b"".join(t.to_bytes(2, "big") + c.to_bytes(2, "big")
+                                for t, c in tags) + data[12:]
+
+
+def vlan_tag(vid: int, pcp: int = 0, tpid: int = 0x8100) -> tuple[int, int]:
+    return tpid, pcp << 13 | vid

@@ -115,6 +115,13 @@ class ModelCore:
         if learn_limit is not None:
             p.learn_limit = learn_limit
 
+    def port_info(self, index):
+        p = self._port(index)
+        return {"index": index, "kind": "memory", "learning": p.learning, "flood": p.flood,
+                "learn_limit": p.learn_limit, "vlan": p.vlan_mode, "native": p.native,
+                "vlans": sorted(p.vlans) if p.vlan_mode != "none" else [],
+                "storm": (0, 0, 0)}
+
     @staticmethod
     def _vlan_setting(vlan, native):
         if vlan == "none":

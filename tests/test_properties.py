@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.frames import frame, mac
+from tests.frames import frame, mac, tagged
 from tests.model import ModelCore
 from vale._fastpath import SwitchCore
 
@@ -59,19 +59,13 @@ def key(m: str) -> int:
     return mac_to_key(m)
 
 
-def tagged(data: bytes, tags) -> bytes:
-    """data with VLAN tags put after its MAC addresses."""
-    return data[:12] + b"".join(t.to_bytes(2, "big") + c.to_bytes(2, "big")
-                                for t, c in tags) + data[12:]
-
-
 def apply(core, op, ports: list[int], tag: int):
     """Run one operation; returns what the core answered (or the error type)."""
     kind = op[0]
     pick = (lambda i: ports[i % len(ports)]) if ports else None
     try:
         if kind == "inject" and ports:
-            return core.inject(pick(op[1]), [tagged(frame(d, s, n, tag + i), tags)
+            return core.inject(pick(op[1]), [tagged(frame(d, s, n, tag + i), *tags)
                                              for i, (d, s, n, tags) in enumerate(op[2])])
         if kind == "forward" and ports:
             return core.forward(pick(op[1]))

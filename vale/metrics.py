@@ -63,6 +63,13 @@ class SwitchCollector:
     def describe(self) -> list[Metric]:
         return []               # no collect at registration time
 
+    def _vlan(self, switch: str, port: str) -> str:
+        """A port's vlan setting: live, or as configured while it is missing."""
+        sw = self.api.switches.get(switch)
+        if sw is not None and port in sw.ports():
+            return str(sw.port_info(port)["vlan"])
+        return str(self.api.desired.switches[switch].ports[port].settings.get("vlan", "none"))
+
     def collect(self) -> Iterator[Metric]:
         port_labels = ["switch", "port"]
         counters = {name: CounterMetricFamily(name, text, labels=port_labels)
@@ -71,8 +78,9 @@ class SwitchCollector:
                                     labels=["switch", "port", "reason"])
         up = GaugeMetricFamily("vale_port_up", "1 when the port forwards, 0 when it is down "
                                "or its interface is missing", labels=port_labels)
-        info = GaugeMetricFamily("vale_port_info", "The port's kind and interface",
-                                 labels=["switch", "port", "kind", "ifname"])
+        info = GaugeMetricFamily("vale_port_info", "The port's kind, interface and VLANs "
+                                 "(none, access:N or trunk:N,M,...)",
+                                 labels=["switch", "port", "kind", "ifname", "vlan"])
         entries = GaugeMetricFamily("vale_fdb_entries", "Entries in the MAC table",
                                     labels=["switch"])
         capacity = GaugeMetricFamily("vale_fdb_capacity", "Entries the MAC table can hold",
@@ -88,7 +96,7 @@ class SwitchCollector:
         for summary in self.api.op_list({}):
             switch, port = summary["switch"], summary["port"]
             up.add_metric([switch, port], 1.0 if summary["state"] == "up" else 0.0)
-            info.add_metric([switch, port, summary["kind"], port], 1.0)
+            info.add_metric([switch, port, summary["kind"], port, self._vlan(switch, port)], 1.0)
         for name, sw in list(self.api.switches.items()):
             snap = sw.stats()
             for port, c in snap["ports"].items():

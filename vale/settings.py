@@ -17,9 +17,11 @@ from vale._fastpath import (
     DEFAULT_BATCH,
     DEFAULT_RX_FRAMES,
     DEFAULT_SPIN_US,
+    LOOKUP_NAMES,
     MAX_BATCH,
     MAX_FDB_CAPACITY,
     MAX_RX_FRAMES,
+    MAX_STORM_RATE,
     MAX_VLAN,
 )
 
@@ -180,6 +182,22 @@ class Vlan:
 
 
 @dataclass(frozen=True)
+class Choice:
+    values: tuple[str, ...]
+
+    def parse(self, name: str, value: Any) -> str:
+        if value not in self.values:
+            raise SettingError(f"{name} takes {' or '.join(self.values)}, not {value!r}")
+        return str(value)
+
+    def describe(self) -> str:
+        return " or ".join(self.values)
+
+    def show(self, value: Any) -> str:
+        return str(value)
+
+
+@dataclass(frozen=True)
 class Setting:
     name: str
     scope: Scope        # switch-wide; per port (set at attach or later); at attach only
@@ -213,6 +231,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cpus", "switch", CpuList(), AUTO_CPU,
             "where the forwarding thread runs: one CPU valed chooses, any CPU, or these",
             None),
+    Setting("lookup", "switch", Choice(LOOKUP_NAMES), LOOKUP_NAMES[0],
+            "how frames find their ports: learning (learn sources, forward known unicast, "
+            "flood the rest) or hub (learn nothing, flood every frame within its VLAN); a "
+            "change forgets what was learned", "lookup"),
     Setting("learning", "port", Flag(), True,
             "learn the source MACs of the frames the port sends in", "learning"),
     Setting("flood", "port", Flag(), True, "send the port unknown unicast", "flood"),
@@ -221,6 +243,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("offloads", "port", Flag(), True,
             "hand the port offloaded frames (GSO, partial checksums) as they are; off: "
             "segment and checksum them first", "vnet"),
+    Setting("vlan", "port", Vlan(), "none",
+            "802.1Q: none (tags carried as they come), access:N (VLAN N, untagged on the "
+            "wire) or trunk:N,M,... (those VLANs tagged); a change forgets what the port "
+            "learned", None),
+    Setting("native", "port", Integer(0, MAX_VLAN), 0,
+            "a trunk's VLAN for untagged frames, sent untagged (0: untagged frames are "
+            "dropped)", None),
+    Setting("storm_broadcast", "port", Integer(0, MAX_STORM_RATE), 0,
+            "broadcast frames a second the port may send in (storm control; 0: no limit)",
+            None),
+    Setting("storm_multicast", "port", Integer(0, MAX_STORM_RATE), 0,
+            "multicast frames a second the port may send in (0: no limit)", None),
+    Setting("storm_unknown", "port", Integer(0, MAX_STORM_RATE), 0,
+            "unknown-unicast frames a second the port may send in (0: no limit)", None),
     Setting("rx_frames", "attach", Integer(MIN_RX_FRAMES, MAX_RX_FRAMES), DEFAULT_RX_FRAMES,
             "frames in an interface port's receive ring, rounded up to whole blocks of 15; "
             "given at attach", "rx_frames"),

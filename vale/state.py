@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vale import settings
+from vale._fastpath import MAX_VLAN
 from vale.names import check_port_name, check_switch_name, mac_to_key
 
 log = logging.getLogger("vale.state")
@@ -48,7 +49,7 @@ class Port:
 class SwitchConfig:
     settings: dict[str, Any] = field(default_factory=dict)     # as set, by name
     ports: dict[str, Port] = field(default_factory=dict)       # in attach order
-    fdb: dict[str, str] = field(default_factory=dict)          # static entries: MAC -> port
+    fdb: dict[str, str] = field(default_factory=dict)          # static: MAC[@VLAN] -> port
     mirrors: dict[str, Mirror] = field(default_factory=dict)   # source port -> its mirror
 
 
@@ -164,10 +165,24 @@ def _switch(where: str, value: Any) -> SwitchConfig:
         mirrors=_map(f"{where}.mirrors", doc.get("mirrors", {}), check_port_name, _mirror))
 
 
-def _static_mac(mac: str) -> None:
+def static_name(mac: str, vlan: int) -> str:
+    """How the state file names a static entry: its MAC, with @VLAN unless VLAN 0."""
+    return f"{mac}@{vlan}" if vlan else mac
+
+
+def parse_static(name: str) -> tuple[str, int]:
+    """static_name's inverse: (MAC, VLAN); ValueError for a bad one."""
+    mac, at, vlan = name.partition("@")
     key = mac_to_key(mac)
-    if key == 0 or key & 1:
-        raise ValueError(f"a static entry needs a unicast, non-zero MAC, not {mac}")
+    number = int(vlan) if at and vlan.isdigit() else (0 if not at else -1)
+    if key == 0 or key & 1 or not 0 <= number <= MAX_VLAN:
+        raise ValueError(f"a static entry needs a unicast, non-zero MAC and a VLAN of 0 to "
+                         f"{MAX_VLAN}, not {name}")
+    return mac, number
+
+
+def _static_mac(name: str) -> None:
+    parse_static(name)
 
 
 def _interface(where: str, value: Any) -> Interface:

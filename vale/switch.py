@@ -24,15 +24,42 @@ from vale.settings import AUTO_CPU, BY_NAME, core_args, names_from_core
 __all__ = ["AUTO_CPU", "DROP_REASONS", "FdbEntry", "Switch"]
 
 _MEMORY_RINGS = frozenset({"rx_slots", "tx_slots", "slot_size"})   # add_port's own
+_VLAN = ("vlan", "native")                  # the core takes these together...
+_STORM = ("storm_broadcast", "storm_multicast", "storm_unknown")    # ...and these as one
+MAC_MASK = (1 << 48) - 1                    # a MAC table key: the MAC, its VLAN above
 _auto_placed: Counter[int] = Counter()  # CPU -> forwarding threads placed there by AUTO_CPU
 
 
 @dataclass(frozen=True, slots=True)
 class FdbEntry:
     mac: str
+    vlan: int           # 0: the untagged frames of ports without a VLAN mode
     port: str
     static: bool
     age: float          # seconds since a frame last came from this MAC
+
+
+def fdb_key(mac: str, vlan: int = 0) -> int:
+    return mac_to_key(mac) | vlan << 48
+
+
+def vlan_for_core(text: str) -> str | tuple[str, Any]:
+    """The vlan setting ('none', 'access:10', 'trunk:10,20') as the core takes it."""
+    mode, _, ids = text.partition(":")
+    if mode == "access":
+        return mode, int(ids)
+    if mode == "trunk":
+        return mode, [int(v) for v in ids.split(",")]
+    return mode
+
+
+def vlan_from_core(info: dict[str, Any]) -> str:
+    if info["vlan"] == "access":
+        return f"access:{info['native']}"
+    if info["vlan"] == "trunk":     # the VLANs it carries tagged; the native one is shown apart
+        tagged = [v for v in info["vlans"] if v != info["native"]] or [info["native"]]
+        return "trunk:" + ",".join(map(str, tagged))
+    return "none"
 
 
 class Switch:
@@ -68,9 +95,40 @@ class Switch:
             raise ValueError(f"{self.name}:{name} already exists")
         rings = {key: settings.pop(key) for key in _MEMORY_RINGS & set(settings)}
         index = self._core.add_port(**rings, **core_args("port", settings))
+        return self._added(name, index, settings)
+
+    def _added(self, name: str, index: int, settings: dict[str, Any]) -> int:
+        """Name a port the core just made, and give it the settings its constructor does
+        not take (VLANs, storm control); one the core refuses takes the port away again."""
+        extras = self._extras(index, settings)
+        if extras:
+            try:
+                self._core.set_port(index, **extras)
+            except ValueError:
+                self._core.remove_port(index)
+                raise
         self._index[name] = index
         self._names[index] = name
         return index
+
+    def _extras(self, index: int, settings: dict[str, Any]) -> dict[str, Any]:
+        """The core's vlan/native and storm arguments for the settings given. A new vlan
+        comes with its own native (0 when not given); a native alone keeps the port's
+        VLANs; storm rates not given stay as they are."""
+        args: dict[str, Any] = {}
+        if not any(key in settings for key in (*_VLAN, *_STORM)):
+            return args
+        info = self._core.port_info(index)
+        if "vlan" in settings:
+            args["vlan"] = vlan_for_core(settings["vlan"])
+            args["native"] = settings.get("native", 0)
+        elif "native" in settings:
+            args["vlan"] = vlan_for_core(vlan_from_core(info))
+            args["native"] = settings["native"]
+        if any(key in settings for key in _STORM):
+            args["storm"] = tuple(settings.get(key, now)
+                                  for key, now in zip(_STORM, info["storm"], strict=True))
+        return args
 
     def attach(self, ifname: str, **settings: Any) -> int:
         """Attach a Linux interface as port `ifname`; settings: the port settings and
@@ -81,8 +139,7 @@ class Switch:
         args = core_args("attach", settings)
         ifindex = interface_index(ifname)
         index = self._core.add_packet_port(ifindex, mtu=interface_mtu(ifname), **args)
-        self._index[ifname] = index
-        self._names[index] = ifname
+        self._added(ifname, index, settings)
         self._ifindex[ifname] = ifindex
         return index
 
@@ -93,9 +150,7 @@ class Switch:
         if name in self._index:
             raise ValueError(f"{self.name}:{name} already exists")
         index = self._core.add_tap_port(fd, **core_args("port", settings))
-        self._index[name] = index
-        self._names[index] = name
-        return index
+        return self._added(name, index, settings)
 
     def ifindex(self, name: str) -> int | None:
         """The interface index a port was attached with (None: an in-memory or TAP port,
@@ -120,12 +175,17 @@ class Switch:
 
     def set_port(self, name: str, **settings: Any) -> None:
         """Change port settings (vale.settings, scope port)."""
-        self._core.set_port(self.port_index(name), **core_args("port", settings))
+        index = self.port_index(name)
+        self._core.set_port(index, **core_args("port", settings), **self._extras(index, settings))
 
     def port_info(self, name: str) -> dict[str, Any]:
         """Geometry, state and settings (by the settings' names) of a port."""
         info = names_from_core(self._core.port_info(self.port_index(name)))
         info["name"] = name
+        info["vlan"] = vlan_from_core(info)
+        info["native"] = info["native"] if info["vlan"].startswith("trunk") else 0
+        info.update(zip(_STORM, info.pop("storm"), strict=True))
+        del info["vlans"]
         return info
 
     def port_link(self, name: str, *, mtu: int | None = None, up: bool | None = None) -> None:
@@ -174,26 +234,28 @@ class Switch:
 
     # -- the MAC table -------------------------------------------------------------------
 
-    def fdb_show(self, port: str | None = None) -> list[FdbEntry]:
+    def fdb_show(self, port: str | None = None, vlan: int | None = None) -> list[FdbEntry]:
+        """The entries (of one port, of one VLAN), by VLAN then MAC."""
         only = None if port is None else self.port_index(port)
-        return sorted(
-            (FdbEntry(key_to_mac(key), self._names[index], static, age)
-             for key, index, static, age in self._core.fdb_entries()
-             if only is None or index == only),
-            key=lambda e: e.mac,
-        )
+        entries = (FdbEntry(key_to_mac(key & MAC_MASK), key >> 48, self._names[index], static,
+                            age)
+                   for key, index, static, age in self._core.fdb_entries())
+        return sorted((e for e in entries if (only is None or self._index[e.port] == only)
+                       and (vlan is None or e.vlan == vlan)),
+                      key=lambda e: (e.vlan, e.mac))
 
-    def fdb_lookup(self, mac: str) -> str | None:
-        index = self._core.fdb_lookup(mac_to_key(mac))
+    def fdb_lookup(self, mac: str, vlan: int = 0) -> str | None:
+        index = self._core.fdb_lookup(fdb_key(mac, vlan))
         return None if index is None else self._names[index]
 
-    def fdb_add(self, mac: str, port: str) -> None:
+    def fdb_add(self, mac: str, port: str, vlan: int = 0) -> None:
         """A static entry: never ages, never moves."""
-        self._core.fdb_add(mac_to_key(mac), self.port_index(port))
+        self._core.fdb_add(fdb_key(mac, vlan), self.port_index(port))
 
-    def fdb_del(self, mac: str) -> None:
-        if not self._core.fdb_del(mac_to_key(mac)):
-            raise ValueError(f"{mac} is not in the FDB of {self.name}")
+    def fdb_del(self, mac: str, vlan: int = 0) -> None:
+        if not self._core.fdb_del(fdb_key(mac, vlan)):
+            where = f" in VLAN {vlan}" if vlan else ""
+            raise ValueError(f"{mac} is not in the FDB of {self.name}{where}")
 
     def fdb_flush(self, port: str | None = None, *, statics: bool = False) -> int:
         return self._core.fdb_flush(None if port is None else self.port_index(port),

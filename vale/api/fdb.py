@@ -1,12 +1,15 @@
 """The MAC table of a switch: show, static entries in and out, flush. Static entries are
-part of the desired configuration; learned ones live only in the core."""
+part of the desired configuration (by static_name: MAC, or MAC@VLAN); learned ones live
+only in the core."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from vale._fastpath import MAX_VLAN
 from vale.api.protocol import ApiError, arg
 from vale.names import key_to_mac, mac_to_key
+from vale.state import static_name
 from vale.switch import Switch
 
 if TYPE_CHECKING:
@@ -33,37 +36,49 @@ class FdbOps:
             self.topo.desired_port(f"{switch}:{port}")
         return port
 
+    @staticmethod
+    def _vlan(args: dict[str, Any], default: int | None = 0) -> int | None:
+        vlan = arg(args, "vlan", int, default)
+        if vlan is not None and not 0 <= vlan <= MAX_VLAN:
+            raise ApiError("invalid", f"vlan takes 0 to {MAX_VLAN}, not {vlan}")
+        return vlan
+
     def op_fdb_show(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         switch, sw = self._target(args)
         port = self._port(switch, args)
+        vlan = self._vlan(args, None)
         if sw is None or (port is not None and port not in sw.ports()):
             return []
-        return [{"mac": e.mac, "port": e.port, "static": e.static, "age": round(e.age, 3)}
-                for e in sw.fdb_show(port)]
+        return [{"mac": e.mac, "vlan": e.vlan, "port": e.port, "static": e.static,
+                 "age": round(e.age, 3)} for e in sw.fdb_show(port, vlan)]
 
     def op_fdb_add(self, args: dict[str, Any]) -> None:
         switch, port, _ = self.topo.desired_port(f"{arg(args, 'switch', str)}:"
                                                  f"{arg(args, 'port', str)}")
         key = mac_to_key(arg(args, "mac", str))
+        vlan = self._vlan(args)
         if key == 0 or key & 1:
             raise ApiError("invalid", "a static entry needs a unicast, non-zero MAC")
         mac = key_to_mac(key)
         if self.topo.live(switch, port):
-            self.topo.switches[switch].fdb_add(mac, port)
-        self.topo.desired.switches[switch].fdb[mac] = port
+            self.topo.switches[switch].fdb_add(mac, port, vlan)
+        self.topo.desired.switches[switch].fdb[static_name(mac, vlan)] = port
 
     def op_fdb_del(self, args: dict[str, Any]) -> None:
         switch, sw = self._target(args)
         mac = key_to_mac(mac_to_key(arg(args, "mac", str)))
-        found = self.topo.desired.switches[switch].fdb.pop(mac, None) is not None
+        vlan = self._vlan(args)
+        found = self.topo.desired.switches[switch].fdb.pop(static_name(mac, vlan),
+                                                            None) is not None
         if sw is not None:
             try:
-                sw.fdb_del(mac)
+                sw.fdb_del(mac, vlan)
                 found = True
             except ValueError:
                 pass
         if not found:
-            raise ApiError("not_found", f"{mac} is not in the FDB of {switch}")
+            where = f" in VLAN {vlan}" if vlan else ""
+            raise ApiError("not_found", f"{mac} is not in the FDB of {switch}{where}")
 
     def op_fdb_flush(self, args: dict[str, Any]) -> dict[str, int]:
         switch, sw = self._target(args)

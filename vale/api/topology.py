@@ -18,7 +18,7 @@ from vale.api.protocol import ApiError
 from vale.names import check_switch_name, parse_port_ref
 from vale.ports import interface_state
 from vale.settings import of_scope
-from vale.state import Port, State, SwitchConfig
+from vale.state import Port, State, SwitchConfig, parse_static
 from vale.switch import Switch
 
 log = logging.getLogger("vale.api")
@@ -139,9 +139,10 @@ class Topology:
                 raise
         else:
             sw.attach(port, **settings)
-        for mac, where in config.fdb.items():
+        for name, where in config.fdb.items():
             if where == port:
-                sw.fdb_add(mac, port)
+                mac, vlan = parse_static(name)
+                sw.fdb_add(mac, port, vlan)
         self.apply_mirrors(switch)
 
     def apply_mirrors(self, switch: str) -> None:
