@@ -1,18 +1,27 @@
 /*
  * fastpath_c.c: the forwarding core of vale, written by hand in plain C.
  *
- * The twin of vale/_fastpath.pyx (with ring.pxi, fdb.pxi and forward.pxi): the same
- * structs, the same per-batch steps in the same order, the same benchmark loop as
+ * The twin of vale/_fastpath.pyx (with ring.pxi, fdb.pxi, vlan.pxi, storm.pxi, memory.pxi
+ * and bridge.pxi): the same structs, the same per-batch stages in the same order (the
+ * bridge's checks with VLAN ingress, the learning lookup writing a verdict per frame, the
+ * storm-control hook, chains by verdict, delivery with each destination's egress tag),
+ * ports reached through a table of operations, and the same benchmark loop as
  * SwitchCore.bench_forward. bench/fastpath.py runs both and compares them, which shows
- * what the Cython core costs over hand-written C. Functions are `static inline` where
- * the Cython ones are `cdef inline` and plain `static` otherwise, like the generated C.
- * Left out, because no benchmark case reaches them: port removal, the table resize and
- * the Python-facing API. The learning path keeps every branch it has in Cython.
+ * what the Cython core costs over hand-written C. Functions are `static inline` where the
+ * Cython ones are `cdef inline` and plain `static` otherwise, like the generated C. Left
+ * out, because no benchmark case reaches them: other port kinds, offloads, capture and
+ * mirrors (their tests are kept, and abort if ever true), storm buckets (the flag test is
+ * kept), port removal, the table resize and the Python-facing API. The learning path keeps
+ * every branch it has in Cython.
  *
  * Build:  gcc -std=c11 -O2 -g0 -o bench/fastpath_c bench/fastpath_c.c
  * Usage:  fastpath_c CASE FRAME_SIZE BATCH FRAMES [TABLE_SIZE]
- *         CASE is unicast, flood or random. Prints one JSON line with the frames
- *         forwarded, the nanoseconds taken and the counters of the timed loop.
+ *         CASE is unicast, flood, random, churn, vlan_push, vlan_pop or vlan_flood (set
+ *         up as bench/fastpath.py describes them). Prints one JSON line with the frames
+ *         forwarded, the nanoseconds taken and the counters of the timed loop. FRAMES 0
+ *         forwards one batch instead and prints, besides its counters, its verdicts and
+ *         a CRC-32 of what each port's TX ring holds (each frame's length, 4 bytes
+ *         little-endian, then its bytes), which bench/fastpath.py compares with the core's.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -20,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #define VALE_MAX_PORTS 256
@@ -27,10 +38,23 @@
 #define VALE_SLOT_ALIGN 64
 #define VALE_ETH_HLEN 14
 #define VALE_HIST_BUCKETS 11
+#define VALE_MAX_SEGMENTS 1024
 
 #define VALE_NO_PORT 0xFFFF
 #define VALE_NIL 0xFFFFFFFFu
 #define NO_FRAME 0xFFFF
+
+#define VALE_UNDECIDED 0xFFFF
+#define VALE_FLOOD 0xFFFE
+#define VALE_DROP 0xFF00
+
+#define VALE_VLAN_WORDS 64
+#define VALE_TPID_8021Q 0x8100
+#define VALE_ETYPE_8021Q 0x8100
+#define VALE_ETYPE_8021AD 0x88A8
+#define VLAN_HLEN 4
+#define VLAN_VID_MASK 0x0FFF
+#define VLAN_RESERVED 4095
 
 #define VALE_HASH_MULTIPLIER 0x9E3779B97F4A7C15ULL
 
@@ -42,13 +66,21 @@
 
 enum {
     DROP_RING_FULL, DROP_RUNT, DROP_OWN_PORT, DROP_TOO_BIG, DROP_LEARN_LIMIT,
-    DROP_LEARN_BANNED, DROP_BAD_OFFLOAD, DROP_TX_ERROR, N_DROP_REASONS
+    DROP_LEARN_BANNED, DROP_BAD_OFFLOAD, DROP_TX_ERROR, DROP_VLAN, DROP_STORM, N_DROP_REASONS
 };
 enum { FRAME_UNKNOWN_UNICAST = 1, FRAME_VNET = 2, FRAME_VLAN = 4, FRAME_BAD = 8 };
-enum { PORT_MEMORY = 0, PORT_PACKET = 1 };
+enum { PORT_MEMORY = 0, PORT_PACKET = 1, PORT_TAP = 2, PORT_KINDS = 3 };
 enum { ENTRY_USED = 1, ENTRY_STATIC = 2 };
+enum { VLAN_NONE = 0, VLAN_ACCESS = 1, VLAN_TRUNK = 2 };
+enum { LOOKUP_LEARNING = 0, LOOKUP_HUB = 1, LOOKUP_KINDS = 2 };
+enum { STORM_CLASSES = 3 };
 
 /* ---- structs, field for field as in vale/_fastpath.pxd ------------------------- */
+
+typedef struct {
+    uint8_t flags, gso_type;
+    uint16_t hdr_len, gso_size, csum_start, csum_offset;
+} vale_vnet;
 
 typedef struct {
     uint32_t off, len, flags, _reserved;
@@ -59,12 +91,22 @@ typedef struct {
     vale_slot *slots;
     uint32_t nslots, mask, slot_size;
     uint32_t head, tail;                /* free-running */
+    vale_vnet *vnets;
 } vale_ring;
 
 typedef struct {
     char *data;
     uint32_t len, flags;
+    vale_vnet vnet;
+    uint16_t vlan_tci, vlan_tpid;
+    uint16_t vlan;                      /* the VLAN it travels in */
 } vale_desc;
+
+typedef struct {
+    char *map;
+    size_t map_len;
+    uint32_t frame_size, frame_nr, frames_per_block, block_size, head;
+} vale_pring;
 
 typedef struct {                        /* 16 bytes, four to a cache line */
     uint64_t key;
@@ -104,8 +146,23 @@ typedef struct {
     int learning, flood;                /* bint */
     int kind, up, vnet;
     uint32_t max_frame;
+    int fd;
+    vale_pring prx, ptx;
+    int tx_fd;
+    uint32_t tx_pending;
+    uint64_t tx_ring_packets;
     uint8_t capture;                    /* CAPTURE_RX | CAPTURE_TX; 0 in the benchmark */
     uint16_t mirror_rx, mirror_tx;      /* VALE_NO_PORT in the benchmark */
+    uint64_t capture_lost[2];
+    uint32_t rx_max;
+    int tx_use_ring;
+    int vlan_mode;
+    uint16_t native;
+    uint64_t vlans[VALE_VLAN_WORDS];
+    uint32_t storm_rate[STORM_CLASSES];
+    uint64_t storm_tokens[STORM_CLASSES];
+    uint64_t storm_ms;
+    int storm;                          /* 0 in the benchmark */
 } vale_port;
 
 typedef struct {
@@ -119,10 +176,47 @@ typedef struct {
     vale_desc descs[VALE_MAX_BATCH];
     uint64_t dkeys[VALE_MAX_BATCH];
     uint16_t next_frame[VALE_MAX_BATCH];
+    uint16_t verdict[VALE_MAX_BATCH];
     uint16_t list_head[VALE_MAX_PORTS], list_tail[VALE_MAX_PORTS];
     uint16_t flood_head, flood_tail;
+    int epoll_fd, wake_fd, notify_fd, stopping;
+    uint32_t busy_poll_us, control_waiting;
+    uint64_t loops;
+    struct mmsghdr tx_msgs[VALE_MAX_BATCH];
+    struct iovec tx_iov[4 * VALE_MAX_BATCH];
+    vale_vnet tx_vnet[VALE_MAX_BATCH];
+    uint8_t tx_tag[VALE_MAX_BATCH][4];
+    char *soft_buf;
+    uint32_t soft_stride;
+    uint32_t soft_lens[VALE_MAX_SEGMENTS];
+    vale_ring cap;
+    uint64_t *cap_stamps;
+    uint64_t cap_now;
     uint32_t capturing;                 /* ports capturing; 0 in the benchmark */
+    uint32_t vlan_ports;                /* ports with a VLAN mode: filtering on */
+    int lookup;                         /* LOOKUP_LEARNING in the benchmark */
 } vale_switch;
+
+/* A port kind's operations (vale_port_ops): the bridge reaches ports only so. */
+typedef struct {
+    const char *name;
+    uint32_t (*take)(vale_switch *sw, vale_port *p);
+    void (*release)(vale_switch *sw, vale_port *p, uint32_t n);
+    void (*prepare)(vale_switch *sw, vale_port *p, uint16_t u, uint16_t b);
+    uint32_t (*put)(vale_switch *sw, vale_port *p, const char *data, uint32_t length,
+                    const vale_vnet *vnet, uint32_t tag, uint32_t queued, int padded);
+    void (*flush)(vale_switch *sw, vale_port *p, uint32_t queued);
+    int (*failed)(vale_port *p, uint32_t events);
+    void (*close)(vale_port *p);
+    uint64_t (*kernel_drops)(vale_port *p);
+    void *info;
+    int polled, direct, device;
+} vale_port_ops;
+
+typedef void (*vale_lookup_fn)(vale_switch *sw, vale_port *src, uint32_t n);
+
+static vale_port_ops PORT_OPS[PORT_KINDS];
+static vale_lookup_fn LOOKUPS[LOOKUP_KINDS];
 
 /* ---- clock --------------------------------------------------------------------- */
 
@@ -142,22 +236,34 @@ static inline uint64_t monotonic_ns(void)
 
 /* ---- rings (ring.pxi) ---------------------------------------------------------- */
 
+static void ring_free(vale_ring *r)
+{
+    free(r->buf);
+    free(r->slots);
+    free(r->vnets);
+    r->buf = NULL;
+    r->slots = NULL;
+    r->vnets = NULL;
+}
+
 static int ring_init(vale_ring *r, uint32_t nslots, uint32_t slot_size)
 {
     void *mem = NULL;
     size_t size = (size_t)nslots * slot_size;
     r->buf = NULL;
     r->slots = NULL;
-    if (posix_memalign(&mem, size >= HUGE_ALIGN ? HUGE_ALIGN : 4096, size) != 0)
+    r->vnets = NULL;
+    /* One chunk of slack: a frame whose tag was taken out starts 4 bytes into its slot. */
+    if (posix_memalign(&mem, size >= HUGE_ALIGN ? HUGE_ALIGN : 4096, size + VALE_SLOT_ALIGN) != 0)
         return -1;
     if (size >= HUGE_ALIGN)
         madvise(mem, size, MADV_HUGEPAGE);
-    memset(mem, 0, size);
+    memset(mem, 0, size + VALE_SLOT_ALIGN);
     r->buf = mem;
     r->slots = calloc(nslots, sizeof(vale_slot));
-    if (r->slots == NULL) {
-        free(r->buf);
-        r->buf = NULL;
+    r->vnets = calloc(nslots, sizeof(vale_vnet));
+    if (r->slots == NULL || r->vnets == NULL) {
+        ring_free(r);
         return -1;
     }
     r->nslots = nslots;
@@ -472,7 +578,311 @@ static int fdb_learn(vale_switch *sw, vale_port *src, uint64_t key)
     return -1;
 }
 
-/* ---- batched forwarding (forward.pxi) ------------------------------------------ */
+/* ---- byte access (offload.pxi) ------------------------------------------------- */
+
+static inline uint16_t load_be16(const char *p)
+{
+    const uint8_t *b = (const uint8_t *)p;
+    return (uint16_t)(((uint16_t)b[0] << 8) | b[1]);
+}
+
+static inline void store_be16(char *p, uint32_t v)
+{
+    p[0] = (char)((v >> 8) & 0xFF);
+    p[1] = (char)(v & 0xFF);
+}
+
+/* ---- VLANs (vlan.pxi) ---------------------------------------------------------- */
+
+static inline int is_tag_type(const char *p)
+{
+    uint16_t etype = load_be16(p);
+    return etype == VALE_ETYPE_8021Q || etype == VALE_ETYPE_8021AD;
+}
+
+static inline int carries(const vale_port *p, uint32_t vlan)
+{
+    return (p->vlans[vlan >> 6] >> (vlan & 63)) & 1;
+}
+
+/* Take the tag after the MAC addresses out of the frame into desc.vlan_*. */
+static inline void pull_tag(vale_desc *d)
+{
+    d->vlan_tpid = load_be16(d->data + 12);
+    d->vlan_tci = load_be16(d->data + 14);
+    memmove(d->data + VLAN_HLEN, d->data, 12);
+    d->data += VLAN_HLEN;
+    d->len -= VLAN_HLEN;
+    d->flags |= FRAME_VLAN;
+    if (d->flags & FRAME_VNET)
+        abort();                        /* the Cython core moves the offload offsets here */
+}
+
+/* Set d->vlan from src's mode; -1 when the frame must be dropped (`vlan`). */
+static inline int vlan_ingress(const vale_port *src, vale_desc *d)
+{
+    uint32_t vid;
+    if (!(d->flags & FRAME_VLAN)) {
+        if (vale_likely(!is_tag_type(d->data + 12))) {
+            d->vlan = src->native;
+            return src->vlan_mode == VLAN_NONE || src->native != 0 ? 0 : -1;
+        }
+        if (d->len < VALE_ETH_HLEN + VLAN_HLEN)
+            return -1;
+        pull_tag(d);
+    }
+    vid = d->vlan_tci & VLAN_VID_MASK;
+    if (vid == VLAN_RESERVED)
+        return -1;
+    if (src->vlan_mode == VLAN_NONE) {
+        d->vlan = (uint16_t)vid;
+        return 0;
+    }
+    if (d->len >= VALE_ETH_HLEN && is_tag_type(d->data + 12))
+        return -1;                      /* two tags: not for a VLAN-aware port */
+    if (vid == 0) {                     /* priority-tagged: as untagged, the tag goes */
+        d->flags &= ~(uint32_t)FRAME_VLAN;
+        d->vlan = src->native;
+        return src->native != 0 ? 0 : -1;
+    }
+    d->vlan = (uint16_t)vid;
+    return carries(src, vid) ? 0 : -1;
+}
+
+/* The tag a frame leaves dst with, as TPID << 16 | TCI; 0 for none. */
+static inline uint32_t egress_tag(const vale_desc *d, const vale_port *dst)
+{
+    if (d->vlan == dst->native && (dst->vlan_mode != VLAN_NONE || !(d->flags & FRAME_VLAN)))
+        return 0;
+    if ((d->flags & FRAME_VLAN) && (d->vlan_tci & VLAN_VID_MASK) == d->vlan)
+        return ((uint32_t)d->vlan_tpid << 16) | d->vlan_tci;
+    return ((uint32_t)VALE_TPID_8021Q << 16) | d->vlan;
+}
+
+static inline void write_tag(char *out, uint32_t tag)
+{
+    store_be16(out, tag >> 16);
+    store_be16(out + 2, tag & 0xFFFF);
+}
+
+static inline void copy_tagged(char *out, const char *data, uint32_t length, uint32_t tag)
+{
+    memcpy(out, data, 12);
+    write_tag(out + 12, tag);
+    memcpy(out + 12 + VLAN_HLEN, data + 12, length - 12);
+}
+
+static void port_set_vlans(vale_switch *sw, vale_port *p, int mode, uint16_t native,
+                           const uint64_t *vlans)
+{
+    if ((p->vlan_mode != VLAN_NONE) != (mode != VLAN_NONE)) {
+        if (mode != VLAN_NONE)
+            sw->vlan_ports += 1;
+        else
+            sw->vlan_ports -= 1;
+    }
+    p->vlan_mode = mode;
+    p->native = mode != VLAN_NONE ? native : 0;
+    for (uint32_t w = 0; w < VALE_VLAN_WORDS; w++)
+        p->vlans[w] = mode != VLAN_NONE ? vlans[w] : ~(uint64_t)0;
+    if (mode != VLAN_NONE) {
+        p->vlans[0] &= ~(uint64_t)1;
+        if (native)
+            p->vlans[native >> 6] |= (uint64_t)1 << (native & 63);
+    }
+    p->vlans[VALE_VLAN_WORDS - 1] &= ~((uint64_t)1 << 63);
+}
+
+/* ---- the learning lookup (fdb.pxi) --------------------------------------------- */
+
+static inline uint64_t vlan_key(uint64_t mac, uint16_t vlan)
+{
+    return mac | ((uint64_t)vlan << 48);
+}
+
+static inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n)
+{
+    vale_fdb *t = &sw->fdb;
+    vale_desc *d;
+    int learning = src->learning && src->up;
+    int filtering = sw->vlan_ports != 0;
+    for (uint32_t i = 0; i < n; i++) {
+        d = &sw->descs[i];
+        sw->dkeys[i] = sw->verdict[i] == VALE_UNDECIDED ? vlan_key(load_mac(d->data), d->vlan)
+                                                        : 0;
+    }
+    for (uint32_t i = 0; i < (n < PREFETCH_AHEAD ? n : PREFETCH_AHEAD); i++)
+        fdb_prefetch(t, sw->dkeys[i]);
+    for (uint32_t i = 0; i < n; i++) {
+        if (i + PREFETCH_AHEAD < n)
+            fdb_prefetch(t, sw->dkeys[i + PREFETCH_AHEAD]);
+        if (sw->verdict[i] != VALE_UNDECIDED)
+            continue;
+        d = &sw->descs[i];
+        if (learning) {
+            uint64_t skey = load_mac(d->data + 6);
+            if (!mac_is_group(skey) && skey != 0) {
+                int reason = fdb_learn(sw, src, vlan_key(skey, d->vlan));
+                if (vale_unlikely(reason >= 0)) {
+                    sw->verdict[i] = (uint16_t)(VALE_DROP + reason);
+                    continue;
+                }
+            }
+        }
+        uint64_t dkey = sw->dkeys[i];
+        if (mac_is_group(dkey)) {
+            sw->verdict[i] = VALE_FLOOD;
+            continue;
+        }
+        uint16_t port = fdb_lookup_port(t, dkey);
+        if (vale_unlikely(port == VALE_NO_PORT)) {
+            d->flags |= FRAME_UNKNOWN_UNICAST;
+            sw->verdict[i] = VALE_FLOOD;
+        } else if (vale_unlikely(port == src->index)) {
+            sw->verdict[i] = VALE_DROP + DROP_OWN_PORT;
+        } else if (vale_unlikely(filtering) && !carries(sw->ports[port], d->vlan)) {
+            sw->verdict[i] = VALE_DROP + DROP_VLAN;
+        } else {
+            sw->verdict[i] = port;
+        }
+    }
+}
+
+/* ---- storm control (storm.pxi): off in every case, the hook's flag test stays ---- */
+
+#define STORM_MILLI 1000
+#define STORM_BURST_MS 100
+enum { STORM_BROADCAST, STORM_MULTICAST, STORM_UNKNOWN };
+
+static inline uint64_t storm_burst(uint32_t rate)
+{
+    uint64_t burst = (uint64_t)rate * STORM_BURST_MS;
+    return burst >= STORM_MILLI ? burst : STORM_MILLI;
+}
+
+static void storm_fill(vale_port *p, uint64_t now_ms)
+{
+    uint64_t elapsed = now_ms - p->storm_ms;
+    if (elapsed == 0)
+        return;
+    p->storm_ms = now_ms;
+    for (int c = 0; c < STORM_CLASSES; c++) {
+        if (p->storm_rate[c]) {
+            uint64_t burst = storm_burst(p->storm_rate[c]);
+            uint64_t add = elapsed < STORM_BURST_MS ? elapsed * p->storm_rate[c] : burst;
+            p->storm_tokens[c] = p->storm_tokens[c] + add < burst ? p->storm_tokens[c] + add
+                                                                  : burst;
+        }
+    }
+}
+
+static inline int storm_class(const vale_desc *d)
+{
+    if (!(d->data[0] & 1))
+        return STORM_UNKNOWN;
+    if ((load_be16(d->data) & load_be16(d->data + 2) & load_be16(d->data + 4)) == 0xFFFF)
+        return STORM_BROADCAST;
+    return STORM_MULTICAST;
+}
+
+static void storm_check(vale_switch *sw, vale_port *src, uint32_t n)
+{
+    storm_fill(src, sw->now_ms);
+    for (uint32_t i = 0; i < n; i++) {
+        if (sw->verdict[i] != VALE_FLOOD)
+            continue;
+        int c = storm_class(&sw->descs[i]);
+        if (src->storm_rate[c] == 0)
+            continue;
+        if (src->storm_tokens[c] >= STORM_MILLI)
+            src->storm_tokens[c] -= STORM_MILLI;
+        else
+            sw->verdict[i] = VALE_DROP + DROP_STORM;
+    }
+}
+
+/* ---- in-memory ports (memory.pxi) ---------------------------------------------- */
+
+static uint32_t memory_take(vale_switch *sw, vale_port *src)
+{
+    vale_ring *rx = &src->rx;
+    uint32_t n = ring_count(rx);
+    if (n > sw->batch)
+        n = sw->batch;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t idx = (rx->tail + i) & rx->mask;
+        vale_slot *slot = &rx->slots[idx];
+        vale_desc *d = &sw->descs[i];
+        d->data = rx->buf + slot->off;
+        d->len = slot->len;
+        d->flags = slot->flags & FRAME_VNET;
+        if (vale_unlikely(d->flags))
+            abort();                    /* the Cython core settles the offload header here */
+    }
+    return n;
+}
+
+static void memory_release(vale_switch *sw, vale_port *src, uint32_t n)
+{
+    (void)sw;
+    src->rx.tail += n;
+}
+
+static uint32_t memory_put(vale_switch *sw, vale_port *dst, const char *data, uint32_t length,
+                           const vale_vnet *vnet, uint32_t tag, uint32_t queued, int padded)
+{
+    vale_ring *ring = &dst->tx;
+    uint32_t wire = length + (tag ? VLAN_HLEN : 0);
+    (void)sw;
+    (void)queued;
+    if (vale_unlikely(wire > ring->slot_size)) {
+        dst->c.drops[DROP_TOO_BIG] += 1;
+        return 0;
+    }
+    if (vale_unlikely(ring_space(ring) == 0)) {
+        dst->c.drops[DROP_RING_FULL] += 1;
+        return 0;
+    }
+    uint32_t idx = ring->head & ring->mask;
+    vale_slot *slot = &ring->slots[idx];
+    if (tag)
+        copy_tagged(ring->buf + slot->off, data, length, tag);
+    else if (padded)
+        copy_frame(ring->buf + slot->off, data, length);
+    else
+        memcpy(ring->buf + slot->off, data, length);
+    slot->len = wire;
+    slot->flags = vnet != NULL ? FRAME_VNET : 0;
+    if (vnet != NULL)
+        abort();                        /* the Cython core writes the output header here */
+    ring->head += 1;
+    dst->c.tx_packets += 1;
+    dst->c.tx_bytes += wire;
+    return 0;
+}
+
+static void memory_flush(vale_switch *sw, vale_port *dst, uint32_t queued)
+{
+    (void)sw;
+    (void)dst;
+    (void)queued;
+}
+
+static int memory_failed(vale_port *p, uint32_t events)
+{
+    (void)p;
+    (void)events;
+    return 0;
+}
+
+static void memory_close(vale_port *p)
+{
+    (void)p;
+}
+
+/* ---- the bridge (bridge.pxi) --------------------------------------------------- */
+
+static inline vale_port_ops *ops_of(const vale_port *p) { return &PORT_OPS[p->kind]; }
 
 static inline void batch_record(vale_switch *sw, uint32_t n)
 {
@@ -494,60 +904,138 @@ static inline void chain(vale_switch *sw, uint16_t *head, uint16_t *tail, uint16
     *tail = i;
 }
 
-/* Copy unicast list u and flood list b, merged in batch order, into dst's TX ring. */
-static void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b)
+static inline uint32_t put_frame(vale_switch *sw, vale_port *dst, const char *data,
+                                 uint32_t length, const vale_vnet *vnet, uint32_t tag,
+                                 uint32_t queued, int padded)
 {
+    uint32_t wire = length + (tag ? VLAN_HLEN : 0);
+    if ((vnet == NULL || vnet->gso_type == 0) && vale_unlikely(wire > dst->max_frame)) {
+        dst->c.drops[DROP_TOO_BIG] += 1;
+        return queued;
+    }
+    return ops_of(dst)->put(sw, dst, data, length, vnet, tag, queued, padded);
+}
+
+/* Hand dst the frames of unicast list u and flood list b, merged in batch order. */
+static void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b, int padded, int flood)
+{
+    vale_port_ops *ops = ops_of(dst);
+    uint16_t i;
+    uint32_t queued = 0, tag;
+    vale_desc *d;
+    int direct = ops->direct;
+    int filtering = sw->vlan_ports != 0;
     vale_ring *ring = &dst->tx;
-    int packet = dst->kind == PORT_PACKET;
-    uint32_t space = ring_space(ring), head = ring->head, max_len = dst->max_frame;
+    uint32_t head = ring->head, space = ring_space(ring), max_len = dst->max_frame;
     uint64_t packets = 0, nbytes = 0, full = 0, big = 0;
     int capture = dst->capture & 2;
+    if (ops->prepare != NULL)
+        ops->prepare(sw, dst, u, b);
     while (u != NO_FRAME || b != NO_FRAME) {
-        uint16_t i;
         if (b != NO_FRAME && (u == NO_FRAME || b < u)) {
             i = b;
             b = sw->next_frame[b];
-            if (!dst->flood && (sw->descs[i].flags & FRAME_UNKNOWN_UNICAST))
+            if (!flood && (sw->descs[i].flags & FRAME_UNKNOWN_UNICAST))
+                continue;
+            if (vale_unlikely(filtering) && !carries(dst, sw->descs[i].vlan))
                 continue;
         } else {
             i = u;
             u = sw->next_frame[u];
         }
-        vale_desc *d = &sw->descs[i];
-        if (vale_unlikely(packet || (d->flags & (FRAME_VNET | FRAME_VLAN))))
-            continue;   /* the Cython core's offload and packet-port paths: never taken here */
-        if (vale_unlikely(d->len > max_len)) {
-            big++;
+        d = &sw->descs[i];
+        tag = egress_tag(d, dst);
+        if (vale_likely(direct && !(d->flags & FRAME_VNET) && tag == 0)) {
+            if (vale_unlikely(d->len > max_len)) {
+                big++;
+                continue;
+            }
+            if (vale_unlikely(space == 0)) {
+                full++;
+                continue;
+            }
+            vale_slot *slot = &ring->slots[head & ring->mask];
+            slot->len = d->len;
+            slot->flags = 0;
+            if (padded)
+                copy_frame(ring->buf + slot->off, d->data, d->len);
+            else
+                memcpy(ring->buf + slot->off, d->data, d->len);
+            head++;
+            space--;
+            packets++;
+            nbytes += d->len;
+            if (vale_unlikely(capture))
+                abort();                /* the Cython core copies to its capture ring here */
             continue;
         }
-        if (vale_unlikely(space == 0)) {
-            full++;
-            continue;
-        }
-        vale_slot *slot = &ring->slots[head & ring->mask];
-        slot->len = d->len;
-        slot->flags = 0;
-        copy_frame(ring->buf + slot->off, d->data, d->len);
-        head++;
-        space--;
-        packets++;
-        nbytes += d->len;
+        /* Everything else goes through the port's put, which keeps the ring's own state. */
+        ring->head = head;
         if (vale_unlikely(capture))
-            abort();                    /* the Cython core copies to its capture ring here */
+            abort();
+        if ((d->flags & FRAME_VNET) && !dst->vnet)
+            abort();                    /* the Cython core's software offload: never here */
+        queued = put_frame(sw, dst, d->data, d->len,
+                           d->flags & FRAME_VNET ? &d->vnet : NULL, tag, queued, padded);
+        head = ring->head;
+        space = ring_space(ring);
     }
     ring->head = head;
     dst->c.tx_packets += packets;
     dst->c.tx_bytes += nbytes;
     dst->c.drops[DROP_RING_FULL] += full;
     dst->c.drops[DROP_TOO_BIG] += big;
+    ops->flush(sw, dst, queued);
 }
 
-static uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n, uint32_t src_max)
+static uint32_t chain_length(const vale_switch *sw, uint16_t i)
 {
-    vale_fdb *t = &sw->fdb;
+    uint32_t n = 0;
+    while (i != NO_FRAME) {
+        n++;
+        i = sw->next_frame[i];
+    }
+    return n;
+}
+
+/* The bridge's own rules before any lookup: drop verdicts, or VALE_UNDECIDED. */
+static inline void check_frames(vale_switch *sw, vale_port *src, uint32_t n, uint64_t *nbytes)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        vale_desc *d = &sw->descs[i];
+        d->flags &= ~(uint32_t)FRAME_UNKNOWN_UNICAST;
+        if (vale_unlikely(d->len > src->rx_max)) {
+            sw->verdict[i] = VALE_DROP + DROP_TOO_BIG;
+            continue;
+        }
+        *nbytes += d->len;
+        if (vale_unlikely(d->len < VALE_ETH_HLEN))
+            sw->verdict[i] = VALE_DROP + DROP_RUNT;
+        else if (vale_unlikely(d->flags & FRAME_BAD))
+            sw->verdict[i] = VALE_DROP + DROP_BAD_OFFLOAD;
+        else if (vale_unlikely(vlan_ingress(src, d) < 0))
+            sw->verdict[i] = VALE_DROP + DROP_VLAN;
+        else
+            sw->verdict[i] = VALE_UNDECIDED;
+    }
+}
+
+static void hub_lookup(vale_switch *sw, vale_port *src, uint32_t n)
+{
+    (void)src;
+    for (uint32_t i = 0; i < n; i++) {
+        if (sw->verdict[i] == VALE_UNDECIDED) {
+            if (!(sw->descs[i].data[0] & 1))
+                sw->descs[i].flags |= FRAME_UNKNOWN_UNICAST;
+            sw->verdict[i] = VALE_FLOOD;
+        }
+    }
+}
+
+static uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n)
+{
     uint64_t nbytes = 0, floods = 0;
     uint64_t drops[N_DROP_REASONS];
-    int learning = src->learning;
 
     if (!sw->manual_clock)
         sw->now_ms = monotonic_ms();
@@ -556,80 +1044,48 @@ static uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n, uint3
     if (vale_unlikely(sw->capturing))
         abort();                        /* the Cython core's capture of received frames */
 
-    /* Pass 1: destination keys; pass 2 prefetches cells PREFETCH_AHEAD frames ahead. */
-    for (uint32_t i = 0; i < n; i++) {
-        vale_desc *d = &sw->descs[i];
-        sw->dkeys[i] = d->len >= VALE_ETH_HLEN ? load_mac(d->data) : 0;
-    }
-    for (uint32_t i = 0; i < n && i < PREFETCH_AHEAD; i++)
-        fdb_prefetch(t, sw->dkeys[i]);
+    /* Verdicts: the bridge's checks, the lookup stage, storm control. */
+    check_frames(sw, src, n, &nbytes);
+    if (vale_likely(sw->lookup == LOOKUP_LEARNING))
+        learning_lookup(sw, src, n);
+    else
+        LOOKUPS[sw->lookup](sw, src, n);
+    if (vale_unlikely(src->storm))
+        storm_check(sw, src, n);
 
-    /* Pass 2: in batch order, learn the source, then look up the destination. */
+    /* Chains: per destination port and one of floods, in batch order. */
     for (uint32_t k = 0; k < sw->nactive; k++)
         sw->list_head[sw->active[k]] = NO_FRAME;
     sw->flood_head = NO_FRAME;
     sw->flood_tail = NO_FRAME;
     for (uint32_t i = 0; i < n; i++) {
-        if (i + PREFETCH_AHEAD < n)
-            fdb_prefetch(t, sw->dkeys[i + PREFETCH_AHEAD]);
-        vale_desc *d = &sw->descs[i];
-        d->flags &= ~(uint32_t)FRAME_UNKNOWN_UNICAST;
-        if (vale_unlikely(d->len > src_max)) {
-            drops[DROP_TOO_BIG]++;
-            continue;
-        }
-        nbytes += d->len;
-        if (vale_unlikely(d->len < VALE_ETH_HLEN)) {
-            drops[DROP_RUNT]++;
-            continue;
-        }
-        if (vale_unlikely(d->flags & FRAME_BAD)) {
-            drops[DROP_BAD_OFFLOAD]++;
-            continue;
-        }
-        if (learning) {
-            uint64_t skey = load_mac(d->data + 6);
-            if (!mac_is_group(skey) && skey != 0) {
-                int reason = fdb_learn(sw, src, skey);
-                if (vale_unlikely(reason >= 0)) {
-                    drops[reason]++;
-                    continue;
-                }
-            }
-        }
-        uint64_t dkey = sw->dkeys[i];
-        if (mac_is_group(dkey)) {
+        uint16_t v = sw->verdict[i];
+        if (vale_likely(v < VALE_MAX_PORTS)) {
+            chain(sw, &sw->list_head[v], &sw->list_tail[v], (uint16_t)i);
+        } else if (v == VALE_FLOOD) {
             floods++;
             chain(sw, &sw->flood_head, &sw->flood_tail, (uint16_t)i);
-            continue;
-        }
-        uint16_t port = fdb_lookup_port(t, dkey);
-        if (vale_likely(port != VALE_NO_PORT)) {
-            if (vale_unlikely(port == src->index))
-                drops[DROP_OWN_PORT]++;
-            else
-                chain(sw, &sw->list_head[port], &sw->list_tail[port], (uint16_t)i);
         } else {
-            d->flags |= FRAME_UNKNOWN_UNICAST;
-            floods++;
-            chain(sw, &sw->flood_head, &sw->flood_tail, (uint16_t)i);
+            drops[v - VALE_DROP]++;
         }
     }
 
-    /* Pass 3: every other port with frames for it gets them, in order. */
+    /* Delivery: every other port that is up and has frames for it gets them, in order. */
     for (uint32_t k = 0; k < sw->nactive; k++) {
         uint16_t pi = sw->active[k];
         vale_port *dst = sw->ports[pi];
         if (pi != src->index && dst->up
                 && (sw->list_head[pi] != NO_FRAME || sw->flood_head != NO_FRAME)) {
-            deliver(sw, dst, sw->list_head[pi], sw->flood_head);
+            deliver(sw, dst, sw->list_head[pi], sw->flood_head, 1, dst->flood);
             if (vale_unlikely(dst->mirror_tx != VALE_NO_PORT))
                 abort();                /* the Cython core's transmit mirror: never here */
+        } else if (vale_unlikely(!dst->up && sw->list_head[pi] != NO_FRAME)) {
+            dst->c.drops[DROP_TX_ERROR] += chain_length(sw, sw->list_head[pi]);
         }
     }
-
     if (vale_unlikely(src->mirror_rx != VALE_NO_PORT))
         abort();                        /* the Cython core's receive mirror: never here */
+
     src->c.rx_packets += n;
     src->c.rx_bytes += nbytes;
     src->c.flood_packets += floods;
@@ -639,25 +1095,26 @@ static uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n, uint3
     return n;
 }
 
-static uint32_t forward_ring(vale_switch *sw, vale_port *src)
+static uint32_t forward_port(vale_switch *sw, vale_port *p)
 {
-    vale_ring *rx = &src->rx;
-    uint32_t n = ring_count(rx);
-    if (n == 0)
-        return 0;
-    if (n > sw->batch)
-        n = sw->batch;
-    for (uint32_t i = 0; i < n; i++) {
-        vale_slot *slot = &rx->slots[(rx->tail + i) & rx->mask];
-        sw->descs[i].data = rx->buf + slot->off;
-        sw->descs[i].len = slot->len;
-        sw->descs[i].flags = slot->flags & FRAME_VNET;
-        if (vale_unlikely(sw->descs[i].flags))
-            sw->descs[i].flags |= FRAME_BAD;   /* header checks: never taken here */
+    vale_port_ops *ops = ops_of(p);
+    uint32_t n = ops->take(sw, p);
+    if (n) {
+        forward_batch(sw, p, n);
+        ops->release(sw, p, n);
     }
-    forward_batch(sw, src, n, rx->slot_size);
-    rx->tail += n;
     return n;
+}
+
+static void register_ops(void)
+{
+    PORT_OPS[PORT_MEMORY] = (vale_port_ops){
+        .name = "memory", .take = memory_take, .release = memory_release, .prepare = NULL,
+        .put = memory_put, .flush = memory_flush, .failed = memory_failed,
+        .close = memory_close, .kernel_drops = NULL, .info = NULL, .polled = 0, .direct = 1,
+        .device = 0};
+    LOOKUPS[LOOKUP_LEARNING] = NULL;
+    LOOKUPS[LOOKUP_HUB] = hub_lookup;
 }
 
 /* ---- the switch, as SwitchCore sets it up --------------------------------------- */
@@ -679,6 +1136,7 @@ static vale_switch *switch_new(uint32_t capacity, uint32_t batch)
     sw->fdb.move_limit = 4;
     sw->batch = batch;
     sw->now_ms = monotonic_ms();
+    sw->lookup = LOOKUP_LEARNING;
     if (fdb_alloc(&sw->fdb, capacity) != 0)
         die("cannot allocate the FDB");
     return sw;
@@ -697,14 +1155,34 @@ static vale_port *add_port(vale_switch *sw, uint32_t rx_slots, uint32_t slot_siz
     p->flood = 1;
     p->kind = PORT_MEMORY;
     p->up = 1;
+    p->fd = -1;
+    p->tx_fd = -1;
     p->mirror_rx = VALE_NO_PORT;
     p->mirror_tx = VALE_NO_PORT;
     p->max_frame = slot_size;
+    p->rx_max = slot_size;
     p->lru_head = VALE_NIL;
     p->lru_tail = VALE_NIL;
+    memset(p->vlans, 0xFF, sizeof(p->vlans));       /* VLAN_NONE: carries them all */
+    p->vlans[VALE_VLAN_WORDS - 1] &= ~((uint64_t)1 << 63);
     sw->ports[i] = p;
     sw->active[sw->nactive++] = i;
     return p;
+}
+
+/* SwitchCore.set_port(vlan=("access", vid)) and (vlan=("trunk", (a, b))). */
+static void set_access(vale_switch *sw, vale_port *p, uint16_t vid)
+{
+    uint64_t words[VALE_VLAN_WORDS] = {0};
+    port_set_vlans(sw, p, VLAN_ACCESS, vid, words);
+}
+
+static void set_trunk(vale_switch *sw, vale_port *p, uint16_t a, uint16_t b)
+{
+    uint64_t words[VALE_VLAN_WORDS] = {0};
+    words[a >> 6] |= (uint64_t)1 << (a & 63);
+    words[b >> 6] |= (uint64_t)1 << (b & 63);
+    port_set_vlans(sw, p, VLAN_TRUNK, 0, words);
 }
 
 /* SwitchCore.inject of one frame. */
@@ -720,25 +1198,41 @@ static void inject(vale_port *p, const char *frame, uint32_t len)
     rx->head++;
 }
 
-/* A frame: destination, source, IPv4 ethertype, zeroes. */
-static void make_frame(char *buf, uint32_t size, const uint8_t dst[6], const uint8_t src[6])
+/* A frame: destination, source, IPv4 ethertype, zeroes; with a tag of `vlan` after the
+   MAC addresses (4 bytes more) unless vlan is 0. */
+static uint32_t make_frame(char *buf, uint32_t size, const uint8_t dst[6], const uint8_t src[6],
+                           uint16_t vlan)
 {
-    memset(buf, 0, size);
+    uint32_t at = 12;
+    memset(buf, 0, size + (vlan ? VLAN_HLEN : 0));
     memcpy(buf, dst, 6);
     memcpy(buf + 6, src, 6);
-    buf[12] = 0x08;
-    buf[13] = 0x00;
+    if (vlan) {
+        store_be16(buf + 12, VALE_ETYPE_8021Q);
+        store_be16(buf + 14, vlan);
+        at = 16;
+    }
+    buf[at] = 0x08;
+    buf[at + 1] = 0x00;
+    return size + (vlan ? VLAN_HLEN : 0);
 }
 
-/* The j-th MAC of the random case: 02:10:jj:jj:jj:jj (bench/fastpath.py makes the same). */
-static void table_mac(uint8_t mac[6], uint32_t j)
+/* The j-th MAC of a generated set: 02:pp:jj:jj:jj:jj (bench/fastpath.py makes the same):
+   prefix 0x10 for the random case's table, 0x20 for the churn case's sources. */
+static void numbered_mac(uint8_t mac[6], uint8_t prefix, uint32_t j)
 {
     mac[0] = 0x02;
-    mac[1] = 0x10;
+    mac[1] = prefix;
     mac[2] = (uint8_t)(j >> 24);
     mac[3] = (uint8_t)(j >> 16);
     mac[4] = (uint8_t)(j >> 8);
     mac[5] = (uint8_t)j;
+}
+
+static void forward_until_empty(vale_switch *sw, vale_port *p)
+{
+    while (forward_port(sw, p))
+        ;
 }
 
 /* SwitchCore.bench_forward. */
@@ -752,7 +1246,7 @@ static uint64_t bench_forward(vale_switch *sw, vale_port *src, uint64_t frames, 
     while (done < frames) {
         if (rx->head == rx->tail)
             rx->tail = rx->head - rx->nslots;
-        done += forward_ring(sw, src);
+        done += forward_port(sw, src);
         for (uint32_t k = 0; k < sw->nactive; k++) {
             vale_port *p = sw->ports[sw->active[k]];
             p->tx.tail = p->tx.head;
@@ -764,13 +1258,41 @@ static uint64_t bench_forward(vale_switch *sw, vale_port *src, uint64_t frames, 
     return done;
 }
 
-static void print_result(const vale_switch *sw, uint64_t done, uint64_t ns)
+/* zlib's CRC-32, to compare what the TX rings hold with the core's. */
+static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n)
 {
+    crc = ~crc;
+    while (n--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1)));
+    }
+    return ~crc;
+}
+
+static uint32_t tx_crc(const vale_ring *r)
+{
+    uint32_t crc = 0;
+    for (uint32_t at = r->tail; at != r->head; at++) {
+        const vale_slot *slot = &r->slots[at & r->mask];
+        uint8_t len[4] = {(uint8_t)slot->len, (uint8_t)(slot->len >> 8),
+                          (uint8_t)(slot->len >> 16), (uint8_t)(slot->len >> 24)};
+        crc = crc32_update(crc, len, 4);
+        crc = crc32_update(crc, (const uint8_t *)r->buf + slot->off, slot->len);
+    }
+    return crc;
+}
+
+static void print_result(const vale_switch *sw, uint64_t done, uint64_t ns, uint32_t checked)
+{
+    const vale_fdb *t = &sw->fdb;
     printf("{\"frames\":%llu,\"ns\":%llu,\"batches\":%llu,\"batch_hist\":[",
            (unsigned long long)done, (unsigned long long)ns, (unsigned long long)sw->batches);
     for (int b = 0; b < VALE_HIST_BUCKETS; b++)
         printf("%s%llu", b ? "," : "", (unsigned long long)sw->batch_hist[b]);
-    printf("],\"ports\":[");
+    printf("],\"fdb\":{\"learned\":%llu,\"moved\":%llu,\"expired\":%llu,\"evicted\":%llu},"
+           "\"ports\":[", (unsigned long long)t->learned, (unsigned long long)t->moved,
+           (unsigned long long)t->expired, (unsigned long long)t->evicted);
     for (uint32_t k = 0; k < sw->nactive; k++) {
         const vale_port_counters *c = &sw->ports[sw->active[k]]->c;
         printf("%s{\"rx_packets\":%llu,\"rx_bytes\":%llu,\"tx_packets\":%llu,\"tx_bytes\":%llu,"
@@ -782,14 +1304,24 @@ static void print_result(const vale_switch *sw, uint64_t done, uint64_t ns)
             printf("%s%llu", r ? "," : "", (unsigned long long)c->drops[r]);
         printf("]}");
     }
-    printf("]}\n");
+    printf("]");
+    if (checked) {
+        printf(",\"verdicts\":[");
+        for (uint32_t i = 0; i < checked; i++)
+            printf("%s%u", i ? "," : "", sw->verdict[i]);
+        printf("],\"tx_crc\":[");
+        for (uint32_t k = 0; k < sw->nactive; k++)
+            printf("%s%u", k ? "," : "", tx_crc(&sw->ports[sw->active[k]]->tx));
+        printf("]");
+    }
+    printf("}\n");
 }
 
 int main(int argc, char **argv)
 {
     if (argc < 5 || argc > 6) {
-        fprintf(stderr, "usage: %s unicast|flood|random FRAME_SIZE BATCH FRAMES [TABLE_SIZE]\n",
-                argv[0]);
+        fprintf(stderr, "usage: %s unicast|flood|random|churn|vlan_push|vlan_pop|vlan_flood "
+                "FRAME_SIZE BATCH FRAMES [TABLE_SIZE]\n", argv[0]);
         return 2;
     }
     const char *kind = argv[1];
@@ -797,13 +1329,21 @@ int main(int argc, char **argv)
     uint32_t batch = (uint32_t)strtoul(argv[3], NULL, 10);
     uint64_t frames = strtoull(argv[4], NULL, 10);
     uint32_t table_size = argc > 5 ? (uint32_t)strtoul(argv[5], NULL, 10) : 1000;
-    int is_random = strcmp(kind, "random") == 0;
-    if (!is_random && strcmp(kind, "unicast") != 0 && strcmp(kind, "flood") != 0)
-        die("CASE must be unicast, flood or random");
+    int is_random = strcmp(kind, "random") == 0, is_churn = strcmp(kind, "churn") == 0;
+    int is_push = strcmp(kind, "vlan_push") == 0, is_pop = strcmp(kind, "vlan_pop") == 0;
+    int is_vflood = strcmp(kind, "vlan_flood") == 0, is_flood = strcmp(kind, "flood") == 0;
+    if (!is_random && !is_churn && !is_push && !is_pop && !is_vflood && !is_flood
+            && strcmp(kind, "unicast") != 0)
+        die("unknown CASE");
     if (batch < 1 || batch > VALE_MAX_BATCH || frame_size < VALE_ETH_HLEN || frame_size > 65536)
         die("bad BATCH or FRAME_SIZE");
-    if (is_random && (frame_size > 64 || table_size < 1))
-        die("the random case takes frames of at most 64 bytes and a TABLE_SIZE >= 1");
+    if ((is_random || is_churn || is_pop) && frame_size > 60)
+        die("the random, churn and vlan_pop cases take frames of at most 60 bytes");
+    if ((is_random || is_churn) && table_size < 2)
+        die("the random and churn cases take a TABLE_SIZE >= 2");
+    if (is_churn && (table_size & (table_size - 1)))
+        die("the churn case's TABLE_SIZE (its source pool) is a power of two");
+    register_ops();
 
     /* Slots: 2048 bytes, or the smallest multiple of 64 that fits a larger frame. */
     uint32_t slot_size = frame_size <= 1984 ? 2048 : (frame_size + 63) & ~(uint32_t)63;
@@ -815,7 +1355,14 @@ int main(int argc, char **argv)
         capacity = 1;                    /* a power of two with room for the source too */
         while (capacity < table_size + 1)
             capacity <<= 1;
-    } else if (strcmp(kind, "flood") == 0) {
+    } else if (is_churn) {
+        slot_size = 64;
+        rx_slots = table_size;           /* one frame per source MAC of the pool */
+        capacity = table_size / 2;       /* the table holds half of the pool */
+    } else if (is_pop) {
+        slot_size = 64;                  /* a 60-byte frame and its tag */
+        rx_slots = 1u << 20;             /* forwarding takes the tags out: no rewinding */
+    } else if (is_flood || is_vflood) {
         nports = 5;
     }
 
@@ -823,49 +1370,88 @@ int main(int argc, char **argv)
     vale_port *src = add_port(sw, rx_slots, slot_size);
     for (uint32_t i = 1; i < nports; i++)
         add_port(sw, 1024, slot_size);
+    if (is_push) {
+        set_access(sw, src, 10);
+        set_trunk(sw, sw->ports[1], 10, 20);
+    } else if (is_pop) {
+        set_trunk(sw, src, 10, 20);
+        set_access(sw, sw->ports[1], 10);
+    } else if (is_vflood) {
+        set_access(sw, src, 10);
+        set_access(sw, sw->ports[1], 10);
+        set_access(sw, sw->ports[2], 20);
+        set_trunk(sw, sw->ports[3], 10, 20);  /* port 4: no VLAN mode */
+    }
 
     static const uint8_t mac_a[6] = {0x02, 0, 0, 0, 0, 0x01};
     static const uint8_t mac_b[6] = {0x02, 0, 0, 0, 0, 0x02};
     static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-    char *frame = malloc(slot_size);
+    char *frame = malloc(slot_size + VLAN_HLEN);
+    uint8_t mac[6];
+    uint32_t len;
     if (frame == NULL)
         die("out of memory");
 
     if (is_random) {
         /* The table's MACs learned on port 1, as dynamic entries, in order. */
-        uint8_t mac[6];
         for (uint32_t j = 0; j < table_size; j++) {
-            table_mac(mac, j);
+            numbered_mac(mac, 0x10, j);
             fdb_insert(sw, load_mac((const char *)mac), 1, 0);
         }
         /* Each frame to one of them, drawn by a 64-bit LCG (the driver's, same seed). */
         uint64_t state = 12345;
         for (uint32_t i = 0; i < rx_slots; i++) {
             state = state * 6364136223846793005ULL + 1442695040888963407ULL;
-            table_mac(mac, (uint32_t)((state >> 33) % table_size));
-            make_frame(frame, frame_size, mac, mac_a);
+            numbered_mac(mac, 0x10, (uint32_t)((state >> 33) % table_size));
+            make_frame(frame, frame_size, mac, mac_a, 0);
             inject(src, frame, frame_size);
         }
-    } else {
-        if (nports == 2) {
-            /* Port 1 sends one frame first, so its MAC is known on port 1. */
-            make_frame(frame, frame_size, mac_a, mac_b);
-            inject(sw->ports[1], frame, frame_size);
-            forward_ring(sw, sw->ports[1]);
-        }
-        make_frame(frame, frame_size, nports == 2 ? mac_b : bcast, mac_a);
+    } else if (is_vflood) {
+        make_frame(frame, frame_size, bcast, mac_a, 0);
         for (uint32_t i = 0; i < rx_slots; i++)
             inject(src, frame, frame_size);
+    } else {
+        /* Port 1 sends one frame first, so its MAC is known on port 1 (in VLAN 10 for the
+           VLAN cases: tagged from the trunk, untagged from the access port). */
+        len = make_frame(frame, frame_size, mac_a, mac_b, is_push ? 10 : 0);
+        if (!is_flood) {
+            inject(sw->ports[1], frame, len);
+            forward_port(sw, sw->ports[1]);
+        }
+        if (is_churn) {
+            /* Every frame from a source of its own; the whole ring forwarded once so the
+               table starts full, then rewound (its frames are as they were). */
+            for (uint32_t i = 0; i < rx_slots; i++) {
+                numbered_mac(mac, 0x20, i);
+                make_frame(frame, frame_size, mac_b, mac, 0);
+                inject(src, frame, frame_size);
+            }
+            forward_until_empty(sw, src);
+            src->rx.tail = src->rx.head - rx_slots;
+        } else {
+            len = make_frame(frame, frame_size, is_flood ? bcast : mac_b, mac_a, is_pop ? 10 : 0);
+            for (uint32_t i = 0; i < rx_slots; i++)
+                inject(src, frame, len);
+        }
     }
 
-    /* Report only what the timed loop did. */
-    for (uint32_t k = 0; k < sw->nactive; k++)
-        memset(&sw->ports[sw->active[k]]->c, 0, sizeof(vale_port_counters));
+    /* Report only what the timed loop did, its TX rings empty at the start. */
+    for (uint32_t k = 0; k < sw->nactive; k++) {
+        vale_port *p = sw->ports[sw->active[k]];
+        memset(&p->c, 0, sizeof(vale_port_counters));
+        p->tx.tail = p->tx.head;
+    }
     sw->batches = 0;
     memset(sw->batch_hist, 0, sizeof(sw->batch_hist));
+    sw->fdb.learned = sw->fdb.moved = sw->fdb.expired = sw->fdb.evicted = 0;
 
+    if (frames == 0) {                   /* one batch, its verdicts and what it sent */
+        uint32_t n = forward_port(sw, src);
+        print_result(sw, n, 0, n);
+        return 0;
+    }
     uint64_t ns;
     uint64_t done = bench_forward(sw, src, frames, &ns);
-    print_result(sw, done, ns);
+    print_result(sw, done, ns, 0);
     return 0;
 }
