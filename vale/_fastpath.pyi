@@ -21,6 +21,10 @@ MAX_RX_FRAMES: int
 MAX_MTU: int
 MAX_VLAN: int
 MAX_STORM_RATE: int
+MIN_RX_FRAMES: int
+MAX_MOVE_LIMIT: int
+MAX_SECONDS: float
+MAX_BUSY_POLL_US: int
 
 class SwitchCore:
     """One learning switch: up to MAX_PORTS ports, each with an RX and a TX ring."""

@@ -83,6 +83,10 @@ VLAN_MODES = ("none", "access", "trunk")      # in the order of the VlanMode enu
 MAX_VLAN = VALE_VLAN_MAX
 LOOKUP_NAMES = ("learning", "hub")            # in the order of the LookupKind enum
 MAX_STORM_RATE = 10_000_000
+MIN_RX_FRAMES = 16
+MAX_MOVE_LIMIT = 255
+MAX_SECONDS = 1e7               # ageing, move window, ban
+MAX_BUSY_POLL_US = 1_000_000
 
 
 cdef extern from *:
@@ -153,7 +157,7 @@ cdef class SwitchCore:
         cdef epoll_event ev
         check_range("fdb capacity", capacity, 1, MAX_FDB_CAPACITY)
         check_range("batch", batch, 1, VALE_MAX_BATCH)
-        check_range("move limit", move_limit, 0, 255)
+        check_range("move limit", move_limit, 0, MAX_MOVE_LIMIT)
         self.sw = <vale_switch *>calloc(1, sizeof(vale_switch))
         if self.sw == NULL:
             raise MemoryError()
@@ -164,9 +168,9 @@ cdef class SwitchCore:
         if pthread_mutex_init(&self.lock, NULL) != 0:
             raise MemoryError("cannot initialise the switch lock")
         self.lock_ready = True
-        self.sw.fdb.ageing_ms = seconds_to_ms("ageing", ageing, 1e7)
-        self.sw.fdb.move_window_ms = seconds_to_ms("move window", move_window, 1e7)
-        self.sw.fdb.ban_ms = seconds_to_ms("ban time", ban, 1e7)
+        self.sw.fdb.ageing_ms = seconds_to_ms("ageing", ageing, MAX_SECONDS)
+        self.sw.fdb.move_window_ms = seconds_to_ms("move window", move_window, MAX_SECONDS)
+        self.sw.fdb.ban_ms = seconds_to_ms("ban time", ban, MAX_SECONDS)
         self.sw.fdb.move_limit = move_limit
         self.sw.batch = batch
         self.sw.busy_poll_us = VALE_DEFAULT_SPIN_US
@@ -281,7 +285,7 @@ cdef class SwitchCore:
         cdef uint32_t frames
         cdef epoll_event ev
         check_range("mtu", mtu, 68, MAX_MTU)
-        check_range("rx_frames", rx_frames, 16, MAX_RX_FRAMES)
+        check_range("rx_frames", rx_frames, MIN_RX_FRAMES, MAX_RX_FRAMES)
         check_range("learn_limit", learn_limit, 0, MAX_FDB_CAPACITY)
         frames = rx_frames
         self.acquire()
@@ -777,13 +781,13 @@ cdef class SwitchCore:
         if batch is not None:
             check_range("batch", batch, 1, VALE_MAX_BATCH)
         if move_limit is not None:
-            check_range("move limit", move_limit, 0, 255)
+            check_range("move limit", move_limit, 0, MAX_MOVE_LIMIT)
         if busy_poll_us is not None:
-            check_range("busy_poll_us", busy_poll_us, 0, 1000000)
-        cdef uint64_t ageing_ms = seconds_to_ms("ageing", ageing, 1e7) if ageing is not None else 0
-        cdef uint64_t window_ms = (seconds_to_ms("move window", move_window, 1e7)
+            check_range("busy_poll_us", busy_poll_us, 0, MAX_BUSY_POLL_US)
+        cdef uint64_t ageing_ms = seconds_to_ms("ageing", ageing, MAX_SECONDS) if ageing is not None else 0
+        cdef uint64_t window_ms = (seconds_to_ms("move window", move_window, MAX_SECONDS)
                                    if move_window is not None else 0)
-        cdef uint64_t ban_ms = seconds_to_ms("ban time", ban, 1e7) if ban is not None else 0
+        cdef uint64_t ban_ms = seconds_to_ms("ban time", ban, MAX_SECONDS) if ban is not None else 0
         self.acquire()
         try:
             if ageing is not None:

@@ -19,17 +19,16 @@ from vale._fastpath import (
     DEFAULT_SPIN_US,
     LOOKUP_NAMES,
     MAX_BATCH,
+    MAX_BUSY_POLL_US,
     MAX_FDB_CAPACITY,
+    MAX_MOVE_LIMIT,
     MAX_RX_FRAMES,
+    MAX_SECONDS,
     MAX_STORM_RATE,
     MAX_VLAN,
+    MIN_RX_FRAMES,
 )
 
-# Limits the core checks without exporting them (vale/_fastpath.pyx): keep them equal.
-MIN_RX_FRAMES = 16
-MAX_MOVE_LIMIT = 255
-MAX_SECONDS = 1e7
-MAX_BUSY_POLL_US = 1_000_000
 MAX_CPUS = 8192                             # Linux's own limit (CONFIG_NR_CPUS at most)
 AUTO_CPU = "auto"                           # cpus: one CPU chosen by valed (the default)
 
