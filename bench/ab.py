@@ -4,8 +4,10 @@ switches, between the same two hosts as bench/e2e.py (whose lab, hosts and switc
     .venv/bin/python bench/ab.py ROUNDS VARIANT [VARIANT ...]
 
 A VARIANT is NAME=KEY:VALUE,KEY:VALUE (vale0 with those settings; NAME= alone for the
-defaults) or the name of a bare switch (bare, bare-pinned, bare-mmsg; pinned to the last
-CPU). Each round gives every variant one turn, the order rotated from round to round; per
+defaults), NAME@TREE=... (the same, from a valed run out of another built tree, e.g. a
+`git worktree` of an older commit: two versions side by side) or the name of a bare
+switch (bare, bare-pinned, bare-mmsg; pinned to the last CPU).
+Each round gives every variant one turn, the order rotated from round to round; per
 turn one iperf3 TCP stream for 4 s, trafgen's 64-byte UDP frames for 2 s (delivered per
 second) and 100 pings 5 ms apart. A round where a turn failed is said and left out. It
 prints each round, then per variant the medians and the median of its per-round ratios to
@@ -32,10 +34,11 @@ def paired(mine: list[float], base: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(mine, base, strict=True))
 
 
-def switches(daemon: e2e.Valed, lab: e2e.Lab, variants: list[str]) -> list[e2e.Switch]:
+def switches(lab: e2e.Lab, variants: list[str]) -> list[e2e.Switch]:
     pin = e2e.ThreadCpu()
     pin.fallback("bench/ab.py pins the bare switches so")
     bares = {b.name: b for b in e2e.build_bare(lab, False, pin)[0]}
+    daemons: dict[str, e2e.Valed] = {}     # by tree: one valed each
     chosen: list[e2e.Switch] = []
     for variant in variants:
         if variant in bares:
@@ -44,8 +47,12 @@ def switches(daemon: e2e.Valed, lab: e2e.Lab, variants: list[str]) -> list[e2e.S
         name, sep, settings = variant.partition("=")
         if not sep:
             raise SystemExit(f"ab: {variant!r} is neither NAME=KEY:VALUE,... nor a bare switch")
-        chosen.append(e2e.Vale(daemon, name, dict(kv.split(":", 1) for kv in
-                                                  settings.split(",") if kv)))
+        name, _, tree = name.partition("@")
+        if tree not in daemons:
+            daemons[tree] = e2e.Valed(lab, Path(tree).resolve() if tree else e2e.ROOT,
+                                      f"valed{len(daemons)}")
+        chosen.append(e2e.Vale(daemons[tree], name, dict(kv.split(":", 1) for kv in
+                                                         settings.split(",") if kv)))
     return chosen
 
 
@@ -63,7 +70,7 @@ def main() -> int:
         with e2e.signals_as_interrupt():
             e2e.make_switch_ns(lab)
             a, b = e2e.make_host(lab, 1), e2e.make_host(lab, 2)
-            tried = switches(e2e.Valed(lab), lab, variants)
+            tried = switches(lab, variants)
             for results in (tcp, pps, rtt):
                 results.update((s.name, []) for s in tried)
             for r in range(rounds):

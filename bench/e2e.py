@@ -305,12 +305,13 @@ class Lab:
     daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
-              ) -> subprocess.Popen[bytes]:
+              cwd: Path = ROOT) -> subprocess.Popen[bytes]:
         """A daemon in the foreground, in a session of its own (a Ctrl-C reaches only us,
-        and we stop it), its output in tmp/NAME.log."""
+        and we stop it), its output in tmp/NAME.log; run in cwd (a Python module from
+        there comes first)."""
         with (self.tmp / f"{name}.log").open("ab") as out:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                    stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                     start_new_session=True)
         self.daemons[name] = proc
         return proc
@@ -464,14 +465,16 @@ class Switch:
 
 
 class Valed:
-    """One valed for the whole run (its own socket and state in the run's directory)."""
+    """One valed for the whole run (its own socket and state in the run's directory); from
+    another tree (a build of another version, for an A/B of two versions) when given."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, tree: Path = ROOT, name: str = "valed") -> None:
         self.lab = lab
-        self.sock = str(lab.tmp / "valed.sock")
-        self.proc = lab.start("valed", in_ns(
+        self.sock = str(lab.tmp / f"{name}.sock")
+        self.proc = lab.start(name, in_ns(
             SWITCH_NS, sys.executable, "-m", "vale.daemon", "--foreground", "--socket",
-            self.sock, "--state-dir", str(lab.tmp / "valed-state"), "--no-metrics"))
+            self.sock, "--state-dir", str(lab.tmp / f"{name}-state"), "--no-metrics"),
+            cwd=tree)
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -480,7 +483,7 @@ class Valed:
             except ClientError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError("valed did not start: "
-                                       + (lab.tmp / "valed.log").read_text()[-800:]) from None
+                                       + (lab.tmp / f"{name}.log").read_text()[-800:]) from None
                 time.sleep(0.05)
 
     def call(self, op: str, **args: Any) -> Any:
