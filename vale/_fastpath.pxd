@@ -43,7 +43,6 @@ cdef enum:
 
 # A frame's verdict from the lookup stage: a port index, VALE_FLOOD, or VALE_DROP + reason.
 cdef enum:
-    VALE_UNDECIDED = 0xFFFF     # the bridge's sanity checks passed: the lookup decides
     VALE_FLOOD = 0xFFFE
     VALE_DROP = 0xFF00          # VALE_DROP + a DROP_* reason
 
@@ -241,6 +240,7 @@ ctypedef struct vale_port:
     bint tx_use_ring            # packet ports: this batch may go through the TX ring
     VlanMode vlan_mode
     uint16_t native             # the VLAN of its untagged frames (0: none; VLAN_NONE: 0)
+    int untagged_ok             # vlan_ingress's answer for an untagged frame: 0 or -1
     uint64_t vlans[VALE_VLAN_WORDS]     # the VLANs it carries, bit v of the words
     uint32_t storm_rate[STORM_CLASSES]  # floods per second it may send in; 0 = no limit
     uint64_t storm_tokens[STORM_CLASSES]    # in thousandths of a frame
@@ -260,9 +260,8 @@ ctypedef struct vale_switch:
     uint64_t batch_hist[VALE_HIST_BUCKETS]
     # scratch space of one batch
     vale_desc descs[VALE_MAX_BATCH]
-    uint64_t dkeys[VALE_MAX_BATCH]
+    uint64_t dkeys[VALE_MAX_BATCH]      # destination keys; VALE_DECIDED: admit() dropped it
     uint16_t next_frame[VALE_MAX_BATCH]
-    uint16_t verdict[VALE_MAX_BATCH]    # the lookup stage's answer per frame
     uint16_t list_head[VALE_MAX_PORTS]
     uint16_t list_tail[VALE_MAX_PORTS]
     uint16_t flood_head
@@ -321,8 +320,9 @@ cdef struct vale_port_ops:
     bint direct                 # its TX side is p.tx: the bridge copies plain frames there
     bint device                 # it stands for a device: mtu and up apply
 
-# A lookup stage: gives sw.verdict[i] of every undecided frame of the batch a port,
-# VALE_FLOOD or VALE_DROP + reason (netmap's bdg_ops.lookup, a batch at a time).
+# A lookup stage: gives every frame of the batch the bridge admits (its admit()) a verdict
+# through the bridge's give_verdict: a port, VALE_FLOOD or VALE_DROP + reason (netmap's
+# bdg_ops.lookup, a batch at a time).
 ctypedef void (*vale_lookup_fn)(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil
 
 

@@ -8,6 +8,12 @@
 cdef enum:
     NO_FRAME = 0xFFFF           # end of a per-destination frame list
 
+cdef extern from *:
+    """
+    #define VALE_DECIDED (1ULL << 63)   /* a key no frame has: the bridge dropped it */
+    """
+    const uint64_t VALE_DECIDED
+
 cdef vale_port_ops PORT_OPS[PORT_KINDS]
 cdef vale_lookup_fn LOOKUPS[LOOKUP_KINDS]      # LOOKUP_LEARNING's entry is not called
 
@@ -134,6 +140,7 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
     cdef vale_slot *slot
     # The common case, plain frames into a direct port's ring, keeps its state in locals.
     cdef uint32_t head = ring.head, space = ring_space(ring), max_len = dst.max_frame
+    cdef uint16_t native = dst.native
     cdef uint64_t packets = 0, nbytes = 0, full = 0, big = 0
     cdef bint capture = dst.capture & CAPTURE_TX
     if ops.prepare != NULL:
@@ -150,8 +157,9 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
             i = u
             u = sw.next_frame[u]
         d = &sw.descs[i]
-        tag = egress_tag(d, dst)
-        if vale_likely(direct and not (d.flags & FRAME_VNET) and tag == 0):
+        # Untagged in and out (egress_tag 0), no offload header: a plain copy.
+        if vale_likely(direct and not (d.flags & (FRAME_VNET | FRAME_VLAN))
+                       and d.vlan == native):
             if vale_unlikely(d.len > max_len):
                 big += 1
                 continue
@@ -173,6 +181,7 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
                 capture_frame(sw, dst, d.data, d.len, 0, 1)
             continue
         # Everything else goes through the port's put, which keeps the ring's own state.
+        tag = egress_tag(d, dst)
         ring.head = head
         if vale_unlikely(capture):
             capture_frame(sw, dst, d.data, d.len, tag, 1)
@@ -210,35 +219,67 @@ cdef uint32_t chain_length(const vale_switch *sw, uint16_t i) noexcept nogil:
     return n
 
 
-cdef inline bint verdict_sane(uint16_t verdict) noexcept nogil:
-    """Whether a frame with this verdict is a well-formed frame of a VLAN its port takes
-    (what mirrors of received frames get)."""
-    return not (verdict == VALE_DROP + DROP_TOO_BIG or verdict == VALE_DROP + DROP_RUNT
-                or verdict == VALE_DROP + DROP_BAD_OFFLOAD or verdict == VALE_DROP + DROP_VLAN)
+cdef inline void give_verdict(vale_switch *sw, vale_port *src, uint32_t i,
+                              uint16_t v) noexcept nogil:
+    """Take a verdict for frame i (the lookup stage's, or the bridge's own drop): chain it
+    onto its port's list or the flood list, storm control first turning a flood over the
+    source's rate into a drop; count floods and drops on the source."""
+    if vale_likely(v < VALE_MAX_PORTS):
+        chain(sw, &sw.list_head[v], &sw.list_tail[v], <uint16_t>i)
+    elif v == VALE_FLOOD:
+        if vale_unlikely(src.storm) and not storm_allows(src, &sw.descs[i]):
+            v = VALE_DROP + DROP_STORM
+            src.c.drops[DROP_STORM] += 1
+        else:
+            src.c.flood_packets += 1
+            chain(sw, &sw.flood_head, &sw.flood_tail, <uint16_t>i)
+    else:
+        src.c.drops[v - VALE_DROP] += 1
 
 
-cdef inline void check_frames(vale_switch *sw, vale_port *src, uint32_t n,
-                              uint64_t *nbytes) noexcept nogil:
-    """The bridge's own rules, before any lookup: a length the source cannot hold (a lie),
-    a runt, a lying offload header, a VLAN the port does not take. Those frames get a
-    drop verdict, the rest VALE_UNDECIDED with their VLAN set."""
+cdef inline uint64_t frame_keys(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil:
+    """Each frame's destination key as if it came untagged (in src's native VLAN), for the
+    lookup stage to prefetch by; the bytes of the frames src could hold. Little work per
+    frame, so the memory system fetches many frames' first lines at once (every receive
+    side leaves room for 64 bytes, however short the frame)."""
     cdef uint32_t i
+    cdef uint64_t nbytes = 0
     cdef vale_desc *d
     for i in range(n):
         d = &sw.descs[i]
-        d.flags &= ~(<uint32_t>FRAME_UNKNOWN_UNICAST)
-        if vale_unlikely(d.len > src.rx_max):
-            sw.verdict[i] = VALE_DROP + DROP_TOO_BIG
-            continue
-        nbytes[0] += d.len
-        if vale_unlikely(d.len < VALE_ETH_HLEN):
-            sw.verdict[i] = VALE_DROP + DROP_RUNT
-        elif vale_unlikely(d.flags & FRAME_BAD):
-            sw.verdict[i] = VALE_DROP + DROP_BAD_OFFLOAD
-        elif vale_unlikely(vlan_ingress(src, d) < 0):
-            sw.verdict[i] = VALE_DROP + DROP_VLAN
-        else:
-            sw.verdict[i] = VALE_UNDECIDED
+        sw.dkeys[i] = vlan_key(load_mac(d.data), src.native)
+        if d.len <= src.rx_max:
+            nbytes += d.len
+    return nbytes
+
+
+cdef inline bint admit(vale_switch *sw, vale_port *src, uint32_t i) noexcept nogil:
+    """The bridge's own rules for frame i, which a lookup stage asks first: a length the
+    source cannot hold (a lie), a runt, a lying offload header, a VLAN the port does not
+    take. False: the frame is dropped (its key VALE_DECIDED); True: its VLAN is set and
+    sw.dkeys[i] is its destination's key (VLAN, MAC)."""
+    cdef vale_desc *d = &sw.descs[i]
+    cdef uint32_t length = d.len            # as received: vlan_ingress may take a tag out
+    if vale_likely(VALE_ETH_HLEN <= length <= src.rx_max and not (d.flags & FRAME_BAD)
+                   and vlan_ingress(src, d) == 0):
+        if vale_unlikely(d.flags & FRAME_VLAN):
+            sw.dkeys[i] = vlan_key(load_mac(d.data), d.vlan)
+        return True
+    refuse(sw, src, i, length)
+    return False
+
+
+cdef void refuse(vale_switch *sw, vale_port *src, uint32_t i, uint32_t length) noexcept nogil:
+    """Drop frame i, which admit() did not let in, for the first rule it broke."""
+    sw.dkeys[i] = VALE_DECIDED
+    if length > src.rx_max:
+        give_verdict(sw, src, i, VALE_DROP + DROP_TOO_BIG)
+    elif length < VALE_ETH_HLEN:
+        give_verdict(sw, src, i, VALE_DROP + DROP_RUNT)
+    elif sw.descs[i].flags & FRAME_BAD:
+        give_verdict(sw, src, i, VALE_DROP + DROP_BAD_OFFLOAD)
+    else:
+        give_verdict(sw, src, i, VALE_DROP + DROP_VLAN)
 
 
 cdef void hub_lookup(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil:
@@ -246,53 +287,41 @@ cdef void hub_lookup(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil
     as a hub, where every port sees all traffic."""
     cdef uint32_t i
     for i in range(n):
-        if sw.verdict[i] == VALE_UNDECIDED:
+        if admit(sw, src, i):
             if not (sw.descs[i].data[0] & 1):
                 sw.descs[i].flags |= FRAME_UNKNOWN_UNICAST
-            sw.verdict[i] = VALE_FLOOD
+            give_verdict(sw, src, i, VALE_FLOOD)
 
 
 cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil:
     """Forward sw.descs[0:n], received on src. Each frame may be read in whole 64-byte
     chunks (every receive side leaves that much room after a frame)."""
-    cdef uint32_t i, k
-    cdef uint16_t pi, v
-    cdef uint64_t nbytes = 0, floods = 0
-    cdef uint64_t drops[N_DROP_REASONS]
+    cdef uint32_t k
+    cdef uint16_t pi
+    cdef uint64_t nbytes
     cdef vale_port *dst
 
     if not sw.manual_clock:
         sw.now_ms = monotonic_ms()
     fdb_expire(sw)
-    memset(drops, 0, sizeof(drops))
     if vale_unlikely(sw.capturing):
         sw.cap_now = realtime_ns()
         if src.capture & CAPTURE_RX:
             capture_received(sw, src, n)
-
-    # Verdicts: the bridge's checks, the lookup stage, storm control.
-    check_frames(sw, src, n, &nbytes)
-    if vale_likely(sw.lookup == LOOKUP_LEARNING):
-        learning_lookup(sw, src, n)
-    else:
-        LOOKUPS[<int>sw.lookup](sw, src, n)
     if vale_unlikely(src.storm):
-        storm_check(sw, src, n)
+        storm_fill(src, sw.now_ms)
 
-    # Chains: per destination port and one of floods, in batch order.
+    # Verdicts from the lookup stage (which asks the bridge's own rules first), each frame
+    # chained as it gets its own.
     for k in range(sw.nactive):
         sw.list_head[sw.active[k]] = NO_FRAME
     sw.flood_head = NO_FRAME
     sw.flood_tail = NO_FRAME
-    for i in range(n):
-        v = sw.verdict[i]
-        if vale_likely(v < VALE_MAX_PORTS):
-            chain(sw, &sw.list_head[v], &sw.list_tail[v], <uint16_t>i)
-        elif v == VALE_FLOOD:
-            floods += 1
-            chain(sw, &sw.flood_head, &sw.flood_tail, <uint16_t>i)
-        else:
-            drops[v - VALE_DROP] += 1
+    nbytes = frame_keys(sw, src, n)
+    if vale_likely(sw.lookup == LOOKUP_LEARNING):
+        learning_lookup(sw, src, n)
+    else:
+        LOOKUPS[<int>sw.lookup](sw, src, n)
 
     # Delivery: every other port that is up and has frames for it gets them, in order; a
     # port's transmit mirror gets the same frames. Unicast for a port that is down (a
@@ -312,9 +341,6 @@ cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n) noexcep
 
     src.c.rx_packets += n
     src.c.rx_bytes += nbytes
-    src.c.flood_packets += floods
-    for i in range(N_DROP_REASONS):
-        src.c.drops[i] += drops[i]
     batch_record(sw, n)
     return n
 

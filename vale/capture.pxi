@@ -54,7 +54,7 @@ cdef void mirror_received(vale_switch *sw, vale_port *src, uint32_t n) noexcept 
     if m == NULL or not m.up or m == src:
         return
     for i in range(n):
-        if verdict_sane(sw.verdict[i]):
+        if not (sw.dkeys[i] & VALE_DECIDED):     # not dropped by the bridge's checks
             chain(sw, &head, &tail, <uint16_t>i)
     if head != NO_FRAME:
         deliver(sw, m, head, NO_FRAME, True, True)

@@ -336,10 +336,13 @@ cdef inline uint64_t vlan_key(uint64_t mac, uint16_t vlan) noexcept nogil:
 
 
 cdef inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil:
-    """VALE's lookup stage, the default one: in batch order, learn each frame's source
-    (VLAN, MAC) on src, then give it a verdict: the port its destination was learned on,
-    a flood (group or unknown destination), or a drop (learn limit, banned mover, the
-    destination on src itself, or on a port not carrying the VLAN)."""
+    """VALE's lookup stage, the default one: in batch order, for each frame the bridge
+    admits, learn its source (VLAN, MAC) on src, then give it its verdict: the port its destination was
+    learned on, a flood (group or unknown destination), or a drop (learn limit, banned
+    mover, the destination on src itself, or on a port not carrying the VLAN).
+    The cell of the frame PREFETCH_AHEAD places on is prefetched before each lookup, so
+    lookups find cells in cache even in a table far larger than the caches, without more
+    misses in flight than the memory system can track."""
     cdef vale_fdb *t = &sw.fdb
     cdef vale_desc *d
     cdef uint32_t i
@@ -348,39 +351,32 @@ cdef inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n) no
     cdef int reason
     cdef bint learning = src.learning and src.up    # down: its MACs were just forgotten
     cdef bint filtering = sw.vlan_ports != 0
-    # Keys first; then the cell of the frame PREFETCH_AHEAD places on is prefetched before
-    # each lookup, so lookups find cells in cache even in a table far larger than the
-    # caches, without more misses in flight than the memory system can track.
-    for i in range(n):
-        d = &sw.descs[i]
-        sw.dkeys[i] = (vlan_key(load_mac(d.data), d.vlan) if sw.verdict[i] == VALE_UNDECIDED
-                       else 0)
     for i in range(min(n, PREFETCH_AHEAD)):
         fdb_prefetch(t, sw.dkeys[i])
     for i in range(n):
         if i + PREFETCH_AHEAD < n:
             fdb_prefetch(t, sw.dkeys[i + PREFETCH_AHEAD])
-        if sw.verdict[i] != VALE_UNDECIDED:
+        if not admit(sw, src, i):
             continue
+        dkey = sw.dkeys[i]
         d = &sw.descs[i]
         if learning:
             skey = load_mac(d.data + 6)
             if not mac_is_group(skey) and skey != 0:
                 reason = fdb_learn(sw, src, vlan_key(skey, d.vlan))
                 if vale_unlikely(reason >= 0):
-                    sw.verdict[i] = VALE_DROP + reason
+                    give_verdict(sw, src, i, VALE_DROP + reason)
                     continue
-        dkey = sw.dkeys[i]
         if mac_is_group(dkey):
-            sw.verdict[i] = VALE_FLOOD
+            give_verdict(sw, src, i, VALE_FLOOD)
             continue
         port = fdb_lookup_port(t, dkey)
         if vale_unlikely(port == VALE_NO_PORT):
             d.flags |= FRAME_UNKNOWN_UNICAST
-            sw.verdict[i] = VALE_FLOOD
+            give_verdict(sw, src, i, VALE_FLOOD)
         elif vale_unlikely(port == src.index):
-            sw.verdict[i] = VALE_DROP + DROP_OWN_PORT
+            give_verdict(sw, src, i, VALE_DROP + DROP_OWN_PORT)
         elif vale_unlikely(filtering) and not carries(sw.ports[port], d.vlan):
-            sw.verdict[i] = VALE_DROP + DROP_VLAN
+            give_verdict(sw, src, i, VALE_DROP + DROP_VLAN)
         else:
-            sw.verdict[i] = port
+            give_verdict(sw, src, i, port)

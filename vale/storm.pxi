@@ -16,7 +16,7 @@ cdef inline uint64_t storm_burst(uint32_t rate) noexcept nogil:
 
 
 cdef void storm_fill(vale_port *p, uint64_t now_ms) noexcept nogil:
-    """Add the tokens earned since the last fill."""
+    """Add the tokens earned since the last fill (once a batch)."""
     cdef uint64_t elapsed = now_ms - p.storm_ms, add, burst
     cdef int c
     if elapsed == 0:
@@ -38,21 +38,16 @@ cdef inline int storm_class(const vale_desc *d) noexcept nogil:
     return STORM_MULTICAST
 
 
-cdef void storm_check(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil:
-    """Turn the flood verdicts of a batch over src's rates into `storm` drops."""
-    cdef uint32_t i
-    cdef int c
-    storm_fill(src, sw.now_ms)
-    for i in range(n):
-        if sw.verdict[i] != VALE_FLOOD:
-            continue
-        c = storm_class(&sw.descs[i])
-        if src.storm_rate[c] == 0:
-            continue
-        if src.storm_tokens[c] >= STORM_MILLI:
-            src.storm_tokens[c] -= STORM_MILLI
-        else:
-            sw.verdict[i] = VALE_DROP + DROP_STORM
+cdef inline bint storm_allows(vale_port *src, const vale_desc *d) noexcept nogil:
+    """Whether a frame about to be flooded from src has a token left in its class's bucket
+    (taking it)."""
+    cdef int c = storm_class(d)
+    if src.storm_rate[c] == 0:
+        return True
+    if src.storm_tokens[c] >= STORM_MILLI:
+        src.storm_tokens[c] -= STORM_MILLI
+        return True
+    return False
 
 
 cdef void port_set_storm(vale_switch *sw, vale_port *p, uint32_t broadcast, uint32_t multicast,

@@ -18,11 +18,14 @@ cdef enum:
     VLAN_HLEN = 4
     VLAN_VID_MASK = 0x0FFF
     VLAN_RESERVED = 4095
+    TAG_8021Q_LE = 0x0081       # the tag types as a little-endian load of their bytes
+    TAG_8021AD_LE = 0xA888
 
 
 cdef inline bint is_tag_type(const char *p) noexcept nogil:
-    cdef uint16_t etype = load_be16(p)
-    return etype == VALE_ETYPE_8021Q or etype == VALE_ETYPE_8021AD
+    cdef uint16_t etype
+    memcpy(&etype, p, 2)
+    return etype == TAG_8021Q_LE or etype == TAG_8021AD_LE
 
 
 cdef inline bint carries(const vale_port *p, uint32_t vlan) noexcept nogil:
@@ -48,11 +51,16 @@ cdef inline void pull_tag(vale_desc *d) noexcept nogil:
 cdef inline int vlan_ingress(const vale_port *src, vale_desc *d) noexcept nogil:
     """Set d.vlan from src's mode; -1 when the frame must be dropped (`vlan`). The frame
     is a whole Ethernet header or longer."""
+    if vale_likely(not (d.flags & FRAME_VLAN) and not is_tag_type(d.data + 12)):
+        d.vlan = src.native
+        return src.untagged_ok
+    return vlan_tagged(src, d)
+
+
+cdef int vlan_tagged(const vale_port *src, vale_desc *d) noexcept nogil:
+    """vlan_ingress for a frame with a tag, in its data or taken off by the kernel."""
     cdef uint32_t vid
     if not (d.flags & FRAME_VLAN):
-        if vale_likely(not is_tag_type(d.data + 12)):
-            d.vlan = src.native
-            return 0 if src.vlan_mode == VLAN_NONE or src.native != 0 else -1
         if d.len < VALE_ETH_HLEN + VLAN_HLEN:
             return -1
         pull_tag(d)
@@ -67,7 +75,7 @@ cdef inline int vlan_ingress(const vale_port *src, vale_desc *d) noexcept nogil:
     if vid == 0:                        # priority-tagged: as untagged, the tag goes
         d.flags &= ~(<uint32_t>FRAME_VLAN)
         d.vlan = src.native
-        return 0 if src.native != 0 else -1
+        return src.untagged_ok
     d.vlan = vid
     return 0 if carries(src, vid) else -1
 
@@ -106,6 +114,7 @@ cdef void port_set_vlans(vale_switch *sw, vale_port *p, VlanMode mode, uint16_t 
             sw.vlan_ports -= 1
     p.vlan_mode = mode
     p.native = native if mode != VLAN_NONE else 0
+    p.untagged_ok = 0 if mode == VLAN_NONE or native != 0 else -1
     for w in range(VALE_VLAN_WORDS):
         p.vlans[w] = vlans[w] if mode != VLAN_NONE else ~(<uint64_t>0)
     if mode != VLAN_NONE:
