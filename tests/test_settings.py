@@ -10,7 +10,7 @@ import pytest
 from vale import settings
 from vale.api import Api
 from vale.settings import BY_NAME, SETTINGS, SettingError
-from vale.state import SwitchConfig
+from vale.state import Port, SwitchConfig
 from vale.switch import Switch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,3 +125,21 @@ def test_valectl_set_help_lists_every_setting():
     for s in SETTINGS:
         assert s.name in out
     assert "integer 1-1024, default 256" in " ".join(out.split())
+
+
+def test_a_refused_vlan_combination_is_an_invalid_reply_that_changes_nothing():
+    """Each value parses, but together the core refuses them: nothing changes."""
+    api = Api()
+    config = api.topo.desired.switches["vale1"] = SwitchConfig(
+        ports={"p": Port({"vlan": "trunk:10"})})
+    try:
+        sw = api.topo.live_switch("vale1")
+        sw.add_port("p", vlan="trunk:10")
+        for bad in ({"vlan": "access:10", "native": 11}, {"vlan": "none", "native": 3},
+                    {"vlan": "access:4095"}, {"native": 4095}, {"storm_unknown": -1}):
+            reply = api.handle({"op": "set", "args": {"target": "vale1:p", "settings": bad}})
+            assert reply["error"]["code"] == "invalid", reply
+            assert config.ports["p"].settings == {"vlan": "trunk:10"}
+            assert sw.port_info("p")["vlan"] == "trunk:10"
+    finally:
+        api.shutdown()
