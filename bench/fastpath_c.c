@@ -2,24 +2,27 @@
  * fastpath_c.c: the forwarding core of vale, written by hand in plain C.
  *
  * The twin of vale/_fastpath.pyx (with ring.pxi, fdb.pxi, vlan.pxi, storm.pxi, memory.pxi
- * and bridge.pxi): the same structs, the same per-batch stages in the same order (the
- * bridge's checks with VLAN ingress, the learning lookup writing a verdict per frame, the
- * storm-control hook, chains by verdict, delivery with each destination's egress tag),
- * ports reached through a table of operations, and the same benchmark loop as
- * SwitchCore.bench_forward. bench/fastpath.py runs both and compares them, which shows
- * what the Cython core costs over hand-written C. Functions are `static inline` where the
- * Cython ones are `cdef inline` and plain `static` otherwise, like the generated C. Left
- * out, because no benchmark case reaches them: other port kinds, offloads, capture and
- * mirrors (their tests are kept, and abort if ever true), storm buckets (the flag test is
- * kept), port removal, the table resize and the Python-facing API. The learning path keeps
- * every branch it has in Cython.
+ * and bridge.pxi): the same structs, the same passes over a batch in the same order (a
+ * light one loading each frame's destination key; then the learning lookup, which per
+ * frame asks the bridge's admit() (its checks, VLAN ingress) and hands its verdict to the
+ * bridge's give_verdict() (the storm-control hook, the chaining); then delivery with each
+ * destination's egress tag), ports reached through a table of operations, and the same
+ * benchmark loop as SwitchCore.bench_forward. bench/fastpath.py runs both and compares
+ * them, which shows what the Cython core costs over hand-written C. Functions are `static
+ * inline` where the Cython ones are `cdef inline` and plain `static` otherwise, like the
+ * generated C (so the slow paths refuse() and vlan_tagged() stay out of line). Left out,
+ * because no benchmark case reaches them: other port kinds, offloads, capture and mirrors
+ * (their tests are kept, and abort if ever true), storm control's use (its code and flag
+ * tests are kept; no case sets a rate), port removal, the table resize and the
+ * Python-facing API. The learning path keeps every branch it has in Cython.
  *
  * Build:  gcc -std=c11 -O2 -g0 -o bench/fastpath_c bench/fastpath_c.c
  * Usage:  fastpath_c CASE FRAME_SIZE BATCH FRAMES [TABLE_SIZE]
  *         CASE is unicast, flood, random, churn, vlan_push, vlan_pop or vlan_flood (set
  *         up as bench/fastpath.py describes them). Prints one JSON line with the frames
  *         forwarded, the nanoseconds taken and the counters of the timed loop. FRAMES 0
- *         forwards one batch instead and prints, besides its counters, its verdicts and
+ *         forwards one batch instead and prints, besides its counters, its verdicts (read
+ *         back from the chains: a port, VALE_FLOOD, or VALE_DROP for a frame in none) and
  *         a CRC-32 of what each port's TX ring holds (each frame's length, 4 bytes
  *         little-endian, then its bytes), which bench/fastpath.py compares with the core's.
  */
@@ -44,7 +47,7 @@
 #define VALE_NIL 0xFFFFFFFFu
 #define NO_FRAME 0xFFFF
 
-#define VALE_UNDECIDED 0xFFFF
+#define VALE_DECIDED (1ULL << 63)   /* a key no frame has: the bridge dropped it */
 #define VALE_FLOOD 0xFFFE
 #define VALE_DROP 0xFF00
 
@@ -55,6 +58,8 @@
 #define VLAN_HLEN 4
 #define VLAN_VID_MASK 0x0FFF
 #define VLAN_RESERVED 4095
+#define TAG_8021Q_LE 0x0081     /* the tag types as a little-endian load of their bytes */
+#define TAG_8021AD_LE 0xA888
 
 #define VALE_HASH_MULTIPLIER 0x9E3779B97F4A7C15ULL
 
@@ -63,6 +68,10 @@
 #define PREFETCH_AHEAD 16   /* frames between a cell's prefetch and its lookup */
 #define vale_likely(x) __builtin_expect(!!(x), 1)
 #define vale_unlikely(x) __builtin_expect(!!(x), 0)
+/* The Cython core's plain functions with callers this twin leaves out (the mirrors, the
+   Python API), which gcc keeps out of line there: kept out of line here too, where gcc
+   would inline them into their one caller. */
+#define OUT_OF_LINE __attribute__((noinline))
 
 enum {
     DROP_RING_FULL, DROP_RUNT, DROP_OWN_PORT, DROP_TOO_BIG, DROP_LEARN_LIMIT,
@@ -158,6 +167,7 @@ typedef struct {
     int tx_use_ring;
     int vlan_mode;
     uint16_t native;
+    int untagged_ok;                    /* vlan_ingress's answer for an untagged frame */
     uint64_t vlans[VALE_VLAN_WORDS];
     uint32_t storm_rate[STORM_CLASSES];
     uint64_t storm_tokens[STORM_CLASSES];
@@ -174,9 +184,8 @@ typedef struct {
     int manual_clock;
     uint64_t batches, batch_frames, batch_hist[VALE_HIST_BUCKETS];
     vale_desc descs[VALE_MAX_BATCH];
-    uint64_t dkeys[VALE_MAX_BATCH];
+    uint64_t dkeys[VALE_MAX_BATCH];     /* destination keys; VALE_DECIDED: admit() dropped it */
     uint16_t next_frame[VALE_MAX_BATCH];
-    uint16_t verdict[VALE_MAX_BATCH];
     uint16_t list_head[VALE_MAX_PORTS], list_tail[VALE_MAX_PORTS];
     uint16_t flood_head, flood_tail;
     int epoll_fd, wake_fd, notify_fd, stopping;
@@ -450,7 +459,7 @@ static void fdb_remove(vale_switch *sw, uint32_t idx)
     t->count -= 1;
 }
 
-static uint32_t fdb_insert(vale_switch *sw, uint64_t key, uint16_t port, int is_static)
+static OUT_OF_LINE uint32_t fdb_insert(vale_switch *sw, uint64_t key, uint16_t port, int is_static)
 {
     vale_fdb *t = &sw->fdb;
     uint32_t idx = t->free_head;
@@ -482,7 +491,7 @@ static uint32_t fdb_insert(vale_switch *sw, uint64_t key, uint16_t port, int is_
     return idx;
 }
 
-static int fdb_evict_one(vale_switch *sw, uint16_t prefer)
+static OUT_OF_LINE int fdb_evict_one(vale_switch *sw, uint16_t prefer)
 {
     uint16_t victim = VALE_NO_PORT;
     uint32_t most = 0;
@@ -503,7 +512,7 @@ static int fdb_evict_one(vale_switch *sw, uint16_t prefer)
     return 1;
 }
 
-static void fdb_expire(vale_switch *sw)
+static OUT_OF_LINE void fdb_expire(vale_switch *sw)
 {
     vale_fdb *t = &sw->fdb;
     if (t->ageing_ms == 0)
@@ -596,8 +605,9 @@ static inline void store_be16(char *p, uint32_t v)
 
 static inline int is_tag_type(const char *p)
 {
-    uint16_t etype = load_be16(p);
-    return etype == VALE_ETYPE_8021Q || etype == VALE_ETYPE_8021AD;
+    uint16_t etype;
+    memcpy(&etype, p, 2);
+    return etype == TAG_8021Q_LE || etype == TAG_8021AD_LE;
 }
 
 static inline int carries(const vale_port *p, uint32_t vlan)
@@ -618,15 +628,23 @@ static inline void pull_tag(vale_desc *d)
         abort();                        /* the Cython core moves the offload offsets here */
 }
 
+static int vlan_tagged(const vale_port *src, vale_desc *d);
+
 /* Set d->vlan from src's mode; -1 when the frame must be dropped (`vlan`). */
 static inline int vlan_ingress(const vale_port *src, vale_desc *d)
 {
+    if (vale_likely(!(d->flags & FRAME_VLAN) && !is_tag_type(d->data + 12))) {
+        d->vlan = src->native;
+        return src->untagged_ok;
+    }
+    return vlan_tagged(src, d);
+}
+
+/* vlan_ingress for a frame with a tag, in its data or taken off by the kernel. */
+static int vlan_tagged(const vale_port *src, vale_desc *d)
+{
     uint32_t vid;
     if (!(d->flags & FRAME_VLAN)) {
-        if (vale_likely(!is_tag_type(d->data + 12))) {
-            d->vlan = src->native;
-            return src->vlan_mode == VLAN_NONE || src->native != 0 ? 0 : -1;
-        }
         if (d->len < VALE_ETH_HLEN + VLAN_HLEN)
             return -1;
         pull_tag(d);
@@ -643,7 +661,7 @@ static inline int vlan_ingress(const vale_port *src, vale_desc *d)
     if (vid == 0) {                     /* priority-tagged: as untagged, the tag goes */
         d->flags &= ~(uint32_t)FRAME_VLAN;
         d->vlan = src->native;
-        return src->native != 0 ? 0 : -1;
+        return src->untagged_ok;
     }
     d->vlan = (uint16_t)vid;
     return carries(src, vid) ? 0 : -1;
@@ -683,6 +701,7 @@ static void port_set_vlans(vale_switch *sw, vale_port *p, int mode, uint16_t nat
     }
     p->vlan_mode = mode;
     p->native = mode != VLAN_NONE ? native : 0;
+    p->untagged_ok = mode == VLAN_NONE || native != 0 ? 0 : -1;
     for (uint32_t w = 0; w < VALE_VLAN_WORDS; w++)
         p->vlans[w] = mode != VLAN_NONE ? vlans[w] : ~(uint64_t)0;
     if (mode != VLAN_NONE) {
@@ -700,55 +719,54 @@ static inline uint64_t vlan_key(uint64_t mac, uint16_t vlan)
     return mac | ((uint64_t)vlan << 48);
 }
 
+static inline int admit(vale_switch *sw, vale_port *src, uint32_t i);
+static inline void give_verdict(vale_switch *sw, vale_port *src, uint32_t i, uint16_t v);
+
+/* In batch order, for each frame the bridge admits: learn its source, give its verdict. */
 static inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n)
 {
     vale_fdb *t = &sw->fdb;
     vale_desc *d;
     int learning = src->learning && src->up;
     int filtering = sw->vlan_ports != 0;
-    for (uint32_t i = 0; i < n; i++) {
-        d = &sw->descs[i];
-        sw->dkeys[i] = sw->verdict[i] == VALE_UNDECIDED ? vlan_key(load_mac(d->data), d->vlan)
-                                                        : 0;
-    }
     for (uint32_t i = 0; i < (n < PREFETCH_AHEAD ? n : PREFETCH_AHEAD); i++)
         fdb_prefetch(t, sw->dkeys[i]);
     for (uint32_t i = 0; i < n; i++) {
         if (i + PREFETCH_AHEAD < n)
             fdb_prefetch(t, sw->dkeys[i + PREFETCH_AHEAD]);
-        if (sw->verdict[i] != VALE_UNDECIDED)
+        if (!admit(sw, src, i))
             continue;
+        uint64_t dkey = sw->dkeys[i];
         d = &sw->descs[i];
         if (learning) {
             uint64_t skey = load_mac(d->data + 6);
             if (!mac_is_group(skey) && skey != 0) {
                 int reason = fdb_learn(sw, src, vlan_key(skey, d->vlan));
                 if (vale_unlikely(reason >= 0)) {
-                    sw->verdict[i] = (uint16_t)(VALE_DROP + reason);
+                    give_verdict(sw, src, i, (uint16_t)(VALE_DROP + reason));
                     continue;
                 }
             }
         }
-        uint64_t dkey = sw->dkeys[i];
         if (mac_is_group(dkey)) {
-            sw->verdict[i] = VALE_FLOOD;
+            give_verdict(sw, src, i, VALE_FLOOD);
             continue;
         }
         uint16_t port = fdb_lookup_port(t, dkey);
         if (vale_unlikely(port == VALE_NO_PORT)) {
             d->flags |= FRAME_UNKNOWN_UNICAST;
-            sw->verdict[i] = VALE_FLOOD;
+            give_verdict(sw, src, i, VALE_FLOOD);
         } else if (vale_unlikely(port == src->index)) {
-            sw->verdict[i] = VALE_DROP + DROP_OWN_PORT;
+            give_verdict(sw, src, i, VALE_DROP + DROP_OWN_PORT);
         } else if (vale_unlikely(filtering) && !carries(sw->ports[port], d->vlan)) {
-            sw->verdict[i] = VALE_DROP + DROP_VLAN;
+            give_verdict(sw, src, i, VALE_DROP + DROP_VLAN);
         } else {
-            sw->verdict[i] = port;
+            give_verdict(sw, src, i, port);
         }
     }
 }
 
-/* ---- storm control (storm.pxi): off in every case, the hook's flag test stays ---- */
+/* ---- storm control (storm.pxi): off in every case, the hooks' flag tests stay ----- */
 
 #define STORM_MILLI 1000
 #define STORM_BURST_MS 100
@@ -785,20 +803,17 @@ static inline int storm_class(const vale_desc *d)
     return STORM_MULTICAST;
 }
 
-static void storm_check(vale_switch *sw, vale_port *src, uint32_t n)
+/* Whether a frame about to be flooded from src has a token left in its class's bucket. */
+static inline int storm_allows(vale_port *src, const vale_desc *d)
 {
-    storm_fill(src, sw->now_ms);
-    for (uint32_t i = 0; i < n; i++) {
-        if (sw->verdict[i] != VALE_FLOOD)
-            continue;
-        int c = storm_class(&sw->descs[i]);
-        if (src->storm_rate[c] == 0)
-            continue;
-        if (src->storm_tokens[c] >= STORM_MILLI)
-            src->storm_tokens[c] -= STORM_MILLI;
-        else
-            sw->verdict[i] = VALE_DROP + DROP_STORM;
+    int c = storm_class(d);
+    if (src->storm_rate[c] == 0)
+        return 1;
+    if (src->storm_tokens[c] >= STORM_MILLI) {
+        src->storm_tokens[c] -= STORM_MILLI;
+        return 1;
     }
+    return 0;
 }
 
 /* ---- in-memory ports (memory.pxi) ---------------------------------------------- */
@@ -917,7 +932,8 @@ static inline uint32_t put_frame(vale_switch *sw, vale_port *dst, const char *da
 }
 
 /* Hand dst the frames of unicast list u and flood list b, merged in batch order. */
-static void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b, int padded, int flood)
+static OUT_OF_LINE void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
+                                 int padded, int flood)
 {
     vale_port_ops *ops = ops_of(dst);
     uint16_t i;
@@ -927,6 +943,7 @@ static void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b, int
     int filtering = sw->vlan_ports != 0;
     vale_ring *ring = &dst->tx;
     uint32_t head = ring->head, space = ring_space(ring), max_len = dst->max_frame;
+    uint16_t native = dst->native;
     uint64_t packets = 0, nbytes = 0, full = 0, big = 0;
     int capture = dst->capture & 2;
     if (ops->prepare != NULL)
@@ -944,8 +961,8 @@ static void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b, int
             u = sw->next_frame[u];
         }
         d = &sw->descs[i];
-        tag = egress_tag(d, dst);
-        if (vale_likely(direct && !(d->flags & FRAME_VNET) && tag == 0)) {
+        /* Untagged in and out (egress_tag 0), no offload header: a plain copy. */
+        if (vale_likely(direct && !(d->flags & (FRAME_VNET | FRAME_VLAN)) && d->vlan == native)) {
             if (vale_unlikely(d->len > max_len)) {
                 big++;
                 continue;
@@ -970,6 +987,7 @@ static void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b, int
             continue;
         }
         /* Everything else goes through the port's put, which keeps the ring's own state. */
+        tag = egress_tag(d, dst);
         ring->head = head;
         if (vale_unlikely(capture))
             abort();
@@ -998,77 +1016,102 @@ static uint32_t chain_length(const vale_switch *sw, uint16_t i)
     return n;
 }
 
-/* The bridge's own rules before any lookup: drop verdicts, or VALE_UNDECIDED. */
-static inline void check_frames(vale_switch *sw, vale_port *src, uint32_t n, uint64_t *nbytes)
+/* Take a verdict for frame i: chain it onto its port's list or the flood list, storm
+   control first turning a flood over the source's rate into a drop; count on the source. */
+static inline void give_verdict(vale_switch *sw, vale_port *src, uint32_t i, uint16_t v)
 {
+    if (vale_likely(v < VALE_MAX_PORTS)) {
+        chain(sw, &sw->list_head[v], &sw->list_tail[v], (uint16_t)i);
+    } else if (v == VALE_FLOOD) {
+        if (vale_unlikely(src->storm) && !storm_allows(src, &sw->descs[i])) {
+            src->c.drops[DROP_STORM] += 1;
+        } else {
+            src->c.flood_packets += 1;
+            chain(sw, &sw->flood_head, &sw->flood_tail, (uint16_t)i);
+        }
+    } else {
+        src->c.drops[v - VALE_DROP] += 1;
+    }
+}
+
+/* Each frame's destination key as if untagged (src's native VLAN); the bytes src could hold. */
+static inline uint64_t frame_keys(vale_switch *sw, vale_port *src, uint32_t n)
+{
+    uint64_t nbytes = 0;
     for (uint32_t i = 0; i < n; i++) {
         vale_desc *d = &sw->descs[i];
-        d->flags &= ~(uint32_t)FRAME_UNKNOWN_UNICAST;
-        if (vale_unlikely(d->len > src->rx_max)) {
-            sw->verdict[i] = VALE_DROP + DROP_TOO_BIG;
-            continue;
-        }
-        *nbytes += d->len;
-        if (vale_unlikely(d->len < VALE_ETH_HLEN))
-            sw->verdict[i] = VALE_DROP + DROP_RUNT;
-        else if (vale_unlikely(d->flags & FRAME_BAD))
-            sw->verdict[i] = VALE_DROP + DROP_BAD_OFFLOAD;
-        else if (vale_unlikely(vlan_ingress(src, d) < 0))
-            sw->verdict[i] = VALE_DROP + DROP_VLAN;
-        else
-            sw->verdict[i] = VALE_UNDECIDED;
+        sw->dkeys[i] = vlan_key(load_mac(d->data), src->native);
+        if (d->len <= src->rx_max)
+            nbytes += d->len;
     }
+    return nbytes;
+}
+
+static void refuse(vale_switch *sw, vale_port *src, uint32_t i, uint32_t length);
+
+/* The bridge's own rules for frame i: 0 and dropped (its key VALE_DECIDED), or 1 with its
+   VLAN set and sw->dkeys[i] its destination's key. */
+static inline int admit(vale_switch *sw, vale_port *src, uint32_t i)
+{
+    vale_desc *d = &sw->descs[i];
+    uint32_t length = d->len;           /* as received: vlan_ingress may take a tag out */
+    if (vale_likely(VALE_ETH_HLEN <= length && length <= src->rx_max && !(d->flags & FRAME_BAD)
+                    && vlan_ingress(src, d) == 0)) {
+        if (vale_unlikely(d->flags & FRAME_VLAN))
+            sw->dkeys[i] = vlan_key(load_mac(d->data), d->vlan);
+        return 1;
+    }
+    refuse(sw, src, i, length);
+    return 0;
+}
+
+/* Drop frame i, which admit() did not let in, for the first rule it broke. */
+static void refuse(vale_switch *sw, vale_port *src, uint32_t i, uint32_t length)
+{
+    sw->dkeys[i] = VALE_DECIDED;
+    if (length > src->rx_max)
+        give_verdict(sw, src, i, VALE_DROP + DROP_TOO_BIG);
+    else if (length < VALE_ETH_HLEN)
+        give_verdict(sw, src, i, VALE_DROP + DROP_RUNT);
+    else if (sw->descs[i].flags & FRAME_BAD)
+        give_verdict(sw, src, i, VALE_DROP + DROP_BAD_OFFLOAD);
+    else
+        give_verdict(sw, src, i, VALE_DROP + DROP_VLAN);
 }
 
 static void hub_lookup(vale_switch *sw, vale_port *src, uint32_t n)
 {
-    (void)src;
     for (uint32_t i = 0; i < n; i++) {
-        if (sw->verdict[i] == VALE_UNDECIDED) {
+        if (admit(sw, src, i)) {
             if (!(sw->descs[i].data[0] & 1))
                 sw->descs[i].flags |= FRAME_UNKNOWN_UNICAST;
-            sw->verdict[i] = VALE_FLOOD;
+            give_verdict(sw, src, i, VALE_FLOOD);
         }
     }
 }
 
 static uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n)
 {
-    uint64_t nbytes = 0, floods = 0;
-    uint64_t drops[N_DROP_REASONS];
+    uint64_t nbytes;
 
     if (!sw->manual_clock)
         sw->now_ms = monotonic_ms();
     fdb_expire(sw);
-    memset(drops, 0, sizeof(drops));
     if (vale_unlikely(sw->capturing))
         abort();                        /* the Cython core's capture of received frames */
-
-    /* Verdicts: the bridge's checks, the lookup stage, storm control. */
-    check_frames(sw, src, n, &nbytes);
-    if (vale_likely(sw->lookup == LOOKUP_LEARNING))
-        learning_lookup(sw, src, n);
-    else
-        LOOKUPS[sw->lookup](sw, src, n);
     if (vale_unlikely(src->storm))
-        storm_check(sw, src, n);
+        storm_fill(src, sw->now_ms);
 
-    /* Chains: per destination port and one of floods, in batch order. */
+    /* Verdicts from the lookup stage (which asks admit() first), each chained as given. */
     for (uint32_t k = 0; k < sw->nactive; k++)
         sw->list_head[sw->active[k]] = NO_FRAME;
     sw->flood_head = NO_FRAME;
     sw->flood_tail = NO_FRAME;
-    for (uint32_t i = 0; i < n; i++) {
-        uint16_t v = sw->verdict[i];
-        if (vale_likely(v < VALE_MAX_PORTS)) {
-            chain(sw, &sw->list_head[v], &sw->list_tail[v], (uint16_t)i);
-        } else if (v == VALE_FLOOD) {
-            floods++;
-            chain(sw, &sw->flood_head, &sw->flood_tail, (uint16_t)i);
-        } else {
-            drops[v - VALE_DROP]++;
-        }
-    }
+    nbytes = frame_keys(sw, src, n);
+    if (vale_likely(sw->lookup == LOOKUP_LEARNING))
+        learning_lookup(sw, src, n);
+    else
+        LOOKUPS[sw->lookup](sw, src, n);
 
     /* Delivery: every other port that is up and has frames for it gets them, in order. */
     for (uint32_t k = 0; k < sw->nactive; k++) {
@@ -1088,9 +1131,6 @@ static uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n)
 
     src->c.rx_packets += n;
     src->c.rx_bytes += nbytes;
-    src->c.flood_packets += floods;
-    for (uint32_t i = 0; i < N_DROP_REASONS; i++)
-        src->c.drops[i] += drops[i];
     batch_record(sw, n);
     return n;
 }
@@ -1306,9 +1346,18 @@ static void print_result(const vale_switch *sw, uint64_t done, uint64_t ns, uint
     }
     printf("]");
     if (checked) {
+        /* The verdicts as the chains of the batch hold them: dropped frames are in none. */
+        uint16_t verdicts[VALE_MAX_BATCH];
+        for (uint32_t i = 0; i < checked; i++)
+            verdicts[i] = VALE_DROP;
+        for (uint32_t k = 0; k < sw->nactive; k++)
+            for (uint16_t i = sw->list_head[sw->active[k]]; i != NO_FRAME; i = sw->next_frame[i])
+                verdicts[i] = sw->active[k];
+        for (uint16_t i = sw->flood_head; i != NO_FRAME; i = sw->next_frame[i])
+            verdicts[i] = VALE_FLOOD;
         printf(",\"verdicts\":[");
         for (uint32_t i = 0; i < checked; i++)
-            printf("%s%u", i ? "," : "", sw->verdict[i]);
+            printf("%s%u", i ? "," : "", verdicts[i]);
         printf("],\"tx_crc\":[");
         for (uint32_t k = 0; k < sw->nactive; k++)
             printf("%s%u", k ? "," : "", tx_crc(&sw->ports[sw->active[k]]->tx));
