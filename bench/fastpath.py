@@ -55,7 +55,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 C_SOURCE = BENCH / "fastpath_c.c"
 C_BINARY = BENCH / "fastpath_c"
-C_FLAGS = ["-std=c11", "-O2", "-g0"]    # setup.py COMPILE_ARGS
+C_FLAGS = ["-std=c11", "-O2", "-g0", "--param=max-inline-insns-single=200"]  # as setup.py
 
 MAC_A = bytes.fromhex("020000000001")   # the source of the benchmarked frames, on port 0
 MAC_B = bytes.fromhex("020000000002")   # the unicast destination, on port 1

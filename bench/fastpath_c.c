@@ -57,6 +57,7 @@
 #define VALE_ETYPE_8021AD 0x88A8
 #define VLAN_HLEN 4
 #define VLAN_VID_MASK 0x0FFF
+#define MAC_MASK ((1ULL << 48) - 1)   /* a key's MAC; its VLAN above */
 #define VLAN_RESERVED 4095
 #define TAG_8021Q_LE 0x0081     /* the tag types as a little-endian load of their bytes */
 #define TAG_8021AD_LE 0xA888
@@ -630,9 +631,14 @@ static inline void pull_tag(vale_desc *d)
 
 static int vlan_tagged(const vale_port *src, vale_desc *d);
 
-/* Set d->vlan from src's mode; -1 when the frame must be dropped (`vlan`). */
-static inline int vlan_ingress(const vale_port *src, vale_desc *d)
+/* Set d->vlan from src's mode; -1 when the frame must be dropped (`vlan`). With VLANs
+   off (no port has a mode) the switch ignores them: VLAN 0, tags kept as they came. */
+static inline int vlan_ingress(const vale_port *src, vale_desc *d, int vlans)
 {
+    if (!vlans) {
+        d->vlan = d->flags & FRAME_VLAN ? d->vlan_tci & VLAN_VID_MASK : 0;
+        return 0;
+    }
     if (vale_likely(!(d->flags & FRAME_VLAN) && !is_tag_type(d->data + 12))) {
         d->vlan = src->native;
         return src->untagged_ok;
@@ -719,29 +725,28 @@ static inline uint64_t vlan_key(uint64_t mac, uint16_t vlan)
     return mac | ((uint64_t)vlan << 48);
 }
 
-static inline int admit(vale_switch *sw, vale_port *src, uint32_t i);
+static inline int admit(vale_switch *sw, vale_port *src, uint32_t i, int vlans);
 static inline void give_verdict(vale_switch *sw, vale_port *src, uint32_t i, uint16_t v);
 
 /* In batch order, for each frame the bridge admits: learn its source, give its verdict. */
-static inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n)
+static inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n, int vlans)
 {
     vale_fdb *t = &sw->fdb;
     vale_desc *d;
     int learning = src->learning && src->up;
-    int filtering = sw->vlan_ports != 0;
     for (uint32_t i = 0; i < (n < PREFETCH_AHEAD ? n : PREFETCH_AHEAD); i++)
         fdb_prefetch(t, sw->dkeys[i]);
     for (uint32_t i = 0; i < n; i++) {
         if (i + PREFETCH_AHEAD < n)
             fdb_prefetch(t, sw->dkeys[i + PREFETCH_AHEAD]);
-        if (!admit(sw, src, i))
+        if (!admit(sw, src, i, vlans))
             continue;
         uint64_t dkey = sw->dkeys[i];
         d = &sw->descs[i];
         if (learning) {
             uint64_t skey = load_mac(d->data + 6);
             if (!mac_is_group(skey) && skey != 0) {
-                int reason = fdb_learn(sw, src, vlan_key(skey, d->vlan));
+                int reason = fdb_learn(sw, src, skey | (dkey & ~MAC_MASK));  /* dkey's VLAN */
                 if (vale_unlikely(reason >= 0)) {
                     give_verdict(sw, src, i, (uint16_t)(VALE_DROP + reason));
                     continue;
@@ -758,7 +763,7 @@ static inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n)
             give_verdict(sw, src, i, VALE_FLOOD);
         } else if (vale_unlikely(port == src->index)) {
             give_verdict(sw, src, i, VALE_DROP + DROP_OWN_PORT);
-        } else if (vale_unlikely(filtering) && !carries(sw->ports[port], d->vlan)) {
+        } else if (vlans && !carries(sw->ports[port], d->vlan)) {
             give_verdict(sw, src, i, VALE_DROP + DROP_VLAN);
         } else {
             give_verdict(sw, src, i, port);
@@ -1051,13 +1056,13 @@ static void refuse(vale_switch *sw, vale_port *src, uint32_t i, uint32_t length)
 
 /* The bridge's own rules for frame i: 0 and dropped (its key VALE_DECIDED), or 1 with its
    VLAN set and sw->dkeys[i] its destination's key. */
-static inline int admit(vale_switch *sw, vale_port *src, uint32_t i)
+static inline int admit(vale_switch *sw, vale_port *src, uint32_t i, int vlans)
 {
     vale_desc *d = &sw->descs[i];
     uint32_t length = d->len;           /* as received: vlan_ingress may take a tag out */
     if (vale_likely(VALE_ETH_HLEN <= length && length <= src->rx_max && !(d->flags & FRAME_BAD)
-                    && vlan_ingress(src, d) == 0)) {
-        if (vale_unlikely(d->flags & FRAME_VLAN))
+                    && vlan_ingress(src, d, vlans) == 0)) {
+        if (vale_unlikely(vlans && d->flags & FRAME_VLAN))
             sw->dkeys[i] = vlan_key(load_mac(d->data), d->vlan);
         return 1;
     }
@@ -1081,8 +1086,9 @@ static void refuse(vale_switch *sw, vale_port *src, uint32_t i, uint32_t length)
 
 static void hub_lookup(vale_switch *sw, vale_port *src, uint32_t n)
 {
+    int vlans = sw->vlan_ports != 0;
     for (uint32_t i = 0; i < n; i++) {
-        if (admit(sw, src, i)) {
+        if (admit(sw, src, i, vlans)) {
             if (!(sw->descs[i].data[0] & 1))
                 sw->descs[i].flags |= FRAME_UNKNOWN_UNICAST;
             give_verdict(sw, src, i, VALE_FLOOD);
@@ -1109,7 +1115,7 @@ static uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n)
     sw->flood_tail = NO_FRAME;
     nbytes = frame_keys(sw, src, n);
     if (vale_likely(sw->lookup == LOOKUP_LEARNING))
-        learning_lookup(sw, src, n);
+        learning_lookup(sw, src, n, sw->vlan_ports != 0);
     else
         LOOKUPS[sw->lookup](sw, src, n);
 

@@ -97,7 +97,14 @@ class ModelCore:
         self._port(index)
         for key in [k for k, e in self.fdb.items() if e.port == index]:
             self._remove(key)
+        before = self._filtering()
         del self.ports[index]
+        if before and not self._filtering():
+            self._forget_learned()
+
+    def _forget_learned(self):
+        for key in [k for k, e in self.fdb.items() if not e.static]:
+            self._remove(key)
 
     def set_port(self, index, *, learning=None, flood=None, learn_limit=None, vlan=None,
                  native=None):
@@ -105,9 +112,12 @@ class ModelCore:
             mode, native, vlans = self._vlan_setting(vlan, native)
         p = self._port(index)
         if vlan is not None:
+            before = self._filtering()
             p.vlan_mode, p.native, p.vlans = mode, native, vlans
             for key in list(p.lru):
                 self._remove(key)
+            if before != self._filtering():     # VLANs on or off: the keys change
+                self._forget_learned()
         if learning is not None:
             p.learning = bool(learning)
         if flood is not None:
@@ -217,7 +227,8 @@ class ModelCore:
         if len(frame) < ETH_HLEN:
             c["drops"]["runt"] += 1
             return
-        got = self._ingress(src, frame)
+        # No port with a VLAN mode: VLANs ignored, every frame keyed in VLAN 0 as it is.
+        got = self._ingress(src, frame) if self._filtering() else (frame, None, 0)
         if got is None:
             c["drops"]["vlan"] += 1
             return

@@ -108,11 +108,39 @@ def test_frames_a_vlan_port_refuses_are_dropped_and_counted(make_switch, port_vl
     assert sw.fdb_show() == []
 
 
-def test_a_reserved_vlan_tag_is_dropped_on_a_port_without_a_vlan_mode(make_switch):
+def test_a_switch_without_vlan_modes_ignores_vlans(make_switch):
+    """As the Linux bridge without vlan_filtering: tags carried as they come, every MAC in
+    VLAN 0, not even VLAN 4095 refused."""
     sw = make_switch("p", "q")
+    frames = [tagged(frame(BROADCAST, mac(1), tag=1), vlan_tag(4095)),
+              tagged(frame(BROADCAST, mac(1), tag=2), vlan_tag(7, pcp=2))]
+    sw.inject("p", frames)
+    sw.forward_all()
+    assert sw.drain("q") == frames
+    assert [(e.mac, e.vlan) for e in sw.fdb_show()] == [(mac(1), 0)]
+
+
+def test_a_reserved_vlan_tag_is_dropped_on_a_port_without_a_mode_once_vlans_are_on(
+        make_switch):
+    sw = make_switch("p", "q", "t")
+    sw.set_port("t", vlan="trunk:7")
     sw.inject("p", [tagged(frame(BROADCAST, mac(1)), vlan_tag(4095))])
     sw.forward_all()
     assert sw.drain("q") == [] and vlan_drops(sw, "p") == 1
+
+
+def test_turning_vlans_on_or_off_forgets_what_the_switch_learned(make_switch):
+    sw = make_switch("a", "b", "t")
+    sw.inject("a", [frame(BROADCAST, mac(1))])
+    sw.forward_all()
+    assert len(sw.fdb_show()) == 1
+    sw.set_port("t", vlan="trunk:7")               # keys of a's MACs would differ now
+    assert sw.fdb_show() == []
+    sw.inject("a", [frame(BROADCAST, mac(1))])
+    sw.forward_all()
+    assert len(sw.fdb_show()) == 1
+    sw.remove_port("t")                            # the last port with a mode goes
+    assert sw.fdb_show() == []
 
 
 def test_a_priority_tag_on_an_access_port_joins_its_vlan_and_is_removed(make_switch):
@@ -125,8 +153,9 @@ def test_a_priority_tag_on_an_access_port_joins_its_vlan_and_is_removed(make_swi
     assert sw.drain("b") == [f]
 
 
-def test_a_tag_needs_its_four_bytes(make_switch):
-    sw = make_switch("p", "q")
+def test_a_tag_needs_its_four_bytes_once_vlans_are_on(make_switch):
+    sw = make_switch("p", "q", "t")
+    sw.set_port("t", vlan="trunk:7")
     runt = frame(BROADCAST, mac(1))[:12] + b"\x81\x00\x00"     # 15 bytes: a tag cut short
     sw.inject("p", [runt])
     sw.forward_all()

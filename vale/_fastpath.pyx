@@ -413,6 +413,8 @@ cdef class SwitchCore:
             self.sw.ports[p.index] = NULL
             if p.vlan_mode != VLAN_NONE:
                 self.sw.vlan_ports -= 1
+                if self.sw.vlan_ports == 0:         # VLANs off: keys change
+                    fdb_remove_port(self.sw, VALE_NO_PORT, False)
             if p.up and p.fd >= 0:
                 epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_DEL, p.fd, NULL)
             port_free(p)

@@ -253,16 +253,18 @@ cdef inline uint64_t frame_keys(vale_switch *sw, vale_port *src, uint32_t n) noe
     return nbytes
 
 
-cdef inline bint admit(vale_switch *sw, vale_port *src, uint32_t i) noexcept nogil:
+cdef inline bint admit(vale_switch *sw, vale_port *src, uint32_t i,
+                       bint vlans) noexcept nogil:
     """The bridge's own rules for frame i, which a lookup stage asks first: a length the
-    source cannot hold (a lie), a runt, a lying offload header, a VLAN the port does not
-    take. False: the frame is dropped (its key VALE_DECIDED); True: its VLAN is set and
+    source cannot hold (a lie), a runt, a lying offload header, and, with VLANs on (a
+    port of the switch has a VLAN mode), a VLAN the port does not take (vlan_ingress).
+    False: the frame is dropped (its key VALE_DECIDED); True: its VLAN is set and
     sw.dkeys[i] is its destination's key (VLAN, MAC)."""
     cdef vale_desc *d = &sw.descs[i]
     cdef uint32_t length = d.len            # as received: vlan_ingress may take a tag out
     if vale_likely(VALE_ETH_HLEN <= length <= src.rx_max and not (d.flags & FRAME_BAD)
-                   and vlan_ingress(src, d) == 0):
-        if vale_unlikely(d.flags & FRAME_VLAN):
+                   and vlan_ingress(src, d, vlans) == 0):
+        if vale_unlikely(vlans and d.flags & FRAME_VLAN):
             sw.dkeys[i] = vlan_key(load_mac(d.data), d.vlan)
         return True
     refuse(sw, src, i, length)
@@ -286,8 +288,9 @@ cdef void hub_lookup(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil
     """A lookup that learns nothing and floods every frame (within its VLAN): the switch
     as a hub, where every port sees all traffic."""
     cdef uint32_t i
+    cdef bint vlans = sw.vlan_ports != 0
     for i in range(n):
-        if admit(sw, src, i):
+        if admit(sw, src, i, vlans):
             if not (sw.descs[i].data[0] & 1):
                 sw.descs[i].flags |= FRAME_UNKNOWN_UNICAST
             give_verdict(sw, src, i, VALE_FLOOD)
@@ -319,7 +322,7 @@ cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n) noexcep
     sw.flood_tail = NO_FRAME
     nbytes = frame_keys(sw, src, n)
     if vale_likely(sw.lookup == LOOKUP_LEARNING):
-        learning_lookup(sw, src, n)
+        learning_lookup(sw, src, n, sw.vlan_ports != 0)
     else:
         LOOKUPS[<int>sw.lookup](sw, src, n)
 

@@ -330,16 +330,25 @@ cdef uint32_t fdb_remove_port(vale_switch *sw, uint32_t port, bint statics) noex
 
 # ---- the learning lookup -------------------------------------------------------------
 
+cdef extern from *:
+    """
+    #define VALE_MAC_MASK ((1ULL << 48) - 1)
+    """
+    const uint64_t MAC_MASK "VALE_MAC_MASK"
+
+
 cdef inline uint64_t vlan_key(uint64_t mac, uint16_t vlan) noexcept nogil:
     """The table's key: the MAC in the low 48 bits, its VLAN above."""
     return mac | (<uint64_t>vlan << 48)
 
 
-cdef inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil:
+cdef inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n,
+                                 bint vlans) noexcept nogil:
     """VALE's lookup stage, the default one: in batch order, for each frame the bridge
     admits, learn its source (VLAN, MAC) on src, then give it its verdict: the port its destination was
     learned on, a flood (group or unknown destination), or a drop (learn limit, banned
-    mover, the destination on src itself, or on a port not carrying the VLAN).
+    mover, the destination on src itself, or on a port not carrying the VLAN). vlans:
+    whether a port of the switch has a VLAN mode (admit's flag).
     The cell of the frame PREFETCH_AHEAD places on is prefetched before each lookup, so
     lookups find cells in cache even in a table far larger than the caches, without more
     misses in flight than the memory system can track."""
@@ -350,20 +359,19 @@ cdef inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n) no
     cdef uint64_t skey, dkey
     cdef int reason
     cdef bint learning = src.learning and src.up    # down: its MACs were just forgotten
-    cdef bint filtering = sw.vlan_ports != 0
     for i in range(min(n, PREFETCH_AHEAD)):
         fdb_prefetch(t, sw.dkeys[i])
     for i in range(n):
         if i + PREFETCH_AHEAD < n:
             fdb_prefetch(t, sw.dkeys[i + PREFETCH_AHEAD])
-        if not admit(sw, src, i):
+        if not admit(sw, src, i, vlans):
             continue
         dkey = sw.dkeys[i]
         d = &sw.descs[i]
         if learning:
             skey = load_mac(d.data + 6)
             if not mac_is_group(skey) and skey != 0:
-                reason = fdb_learn(sw, src, vlan_key(skey, d.vlan))
+                reason = fdb_learn(sw, src, skey | (dkey & ~MAC_MASK))     # dkey's VLAN
                 if vale_unlikely(reason >= 0):
                     give_verdict(sw, src, i, VALE_DROP + reason)
                     continue
@@ -376,7 +384,7 @@ cdef inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n) no
             give_verdict(sw, src, i, VALE_FLOOD)
         elif vale_unlikely(port == src.index):
             give_verdict(sw, src, i, VALE_DROP + DROP_OWN_PORT)
-        elif vale_unlikely(filtering) and not carries(sw.ports[port], d.vlan):
+        elif vlans and not carries(sw.ports[port], d.vlan):
             give_verdict(sw, src, i, VALE_DROP + DROP_VLAN)
         else:
             give_verdict(sw, src, i, port)

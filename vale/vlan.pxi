@@ -48,9 +48,15 @@ cdef inline void pull_tag(vale_desc *d) noexcept nogil:
             d.vnet.hdr_len -= VLAN_HLEN
 
 
-cdef inline int vlan_ingress(const vale_port *src, vale_desc *d) noexcept nogil:
+cdef inline int vlan_ingress(const vale_port *src, vale_desc *d, bint vlans) noexcept nogil:
     """Set d.vlan from src's mode; -1 when the frame must be dropped (`vlan`). The frame
-    is a whole Ethernet header or longer."""
+    is a whole Ethernet header or longer. vlans: whether VLANs are on (a port of the
+    switch has a mode); while none has, the switch ignores them, as the Linux bridge
+    without vlan_filtering: every frame is keyed in VLAN 0 and keeps its tags as they
+    came (d.vlan is a tag the kernel took off, so that it goes back on)."""
+    if not vlans:
+        d.vlan = d.vlan_tci & VLAN_VID_MASK if d.flags & FRAME_VLAN else 0
+        return 0
     if vale_likely(not (d.flags & FRAME_VLAN) and not is_tag_type(d.data + 12)):
         d.vlan = src.native
         return src.untagged_ok
@@ -112,6 +118,8 @@ cdef void port_set_vlans(vale_switch *sw, vale_port *p, VlanMode mode, uint16_t 
             sw.vlan_ports += 1
         else:
             sw.vlan_ports -= 1
+        if sw.vlan_ports == (1 if mode != VLAN_NONE else 0):
+            fdb_remove_port(sw, VALE_NO_PORT, False)    # VLANs on or off: keys change
     p.vlan_mode = mode
     p.native = native if mode != VLAN_NONE else 0
     p.untagged_ok = 0 if mode == VLAN_NONE or native != 0 else -1
