@@ -143,3 +143,31 @@ def test_a_refused_vlan_combination_is_an_invalid_reply_that_changes_nothing():
             assert sw.port_info("p")["vlan"] == "trunk:10"
     finally:
         api.shutdown()
+
+
+def test_vlan_and_native_are_saved_as_the_pair_the_port_has():
+    """A new vlan comes with its own native (0 unless given); a native alone keeps the
+    vlan; a pair the core would refuse is refused now, also for a port that is missing."""
+    api = Api()
+    config = api.topo.desired.switches["vale1"] = SwitchConfig(
+        ports={"p": Port({}), "gone": Port({"vlan": "access:10"})})
+    try:
+        sw = api.topo.live_switch("vale1")
+        sw.add_port("p")
+
+        def set_p(**changes):
+            return api.handle({"op": "set", "args": {"target": "vale1:p",
+                                                       "settings": changes}})
+        assert set_p(vlan="trunk:10,20", native=10)["ok"]
+        assert set_p(vlan="access:20")["ok"]
+        assert config.ports["p"].settings == {"vlan": "access:20", "native": 0}
+        assert (sw.port_info("p")["vlan"], sw.port_info("p")["native"]) == ("access:20", 0)
+        assert set_p(vlan="trunk:10,20")["ok"] and set_p(native=30)["ok"]
+        assert config.ports["p"].settings == {"vlan": "trunk:10,20", "native": 30}
+        assert (sw.port_info("p")["vlan"], sw.port_info("p")["native"]) == ("trunk:10,20", 30)
+        reply = api.handle({"op": "set", "args": {"target": "vale1:gone",
+                                                   "settings": {"native": 20}}})
+        assert reply["error"]["code"] == "invalid", reply
+        assert config.ports["gone"].settings == {"vlan": "access:10"}
+    finally:
+        api.shutdown()

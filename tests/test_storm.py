@@ -71,3 +71,16 @@ def test_storm_rates_show_in_port_info_and_refuse_bad_values(sw):
     for bad in (-1, 10_000_001, "fast", 1.5):
         with pytest.raises(ValueError, match="storm_broadcast"):
             BY_NAME["storm_broadcast"].parse(bad)
+
+
+def test_a_rate_under_ten_a_second_is_held_to_its_rate(sw):
+    """A bucket holds at least one frame: a pause must earn the rate's worth of tokens,
+    not a full bucket every tenth of a second."""
+    sw.set_port("a", storm_broadcast=1)
+    passed = 0
+    for step in range(30):                          # one broadcast every 100 ms for 3 s
+        sw.set_time(sw.now + 0.1)
+        sw.inject("a", [frame(BROADCAST, mac(1), tag=step)])
+        sw.forward_all()
+        passed += len(sw.drain("b"))
+    assert passed in (3, 4)                         # the full bucket, then 1 a second

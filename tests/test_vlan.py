@@ -202,3 +202,20 @@ def test_bad_vlan_settings_are_refused_and_change_nothing(make_switch, settings,
         parsed = {k: of_scope("port")[k].parse(v) for k, v in settings.items()}
         sw.set_port("a", **parsed)
     assert sw.port_info("a") == before
+
+
+def test_a_transmit_mirror_gets_what_its_port_sent_in_the_ports_vlans(make_switch):
+    if not hasattr(make_switch("x")._core, "set_mirror"):
+        pytest.skip("the model has no mirrors")
+    sw = make_switch("src", "d", "m")
+    sw.set_port("src", vlan="trunk:10,20")
+    sw.set_port("d", vlan="access:10")
+    sw.set_port("m", vlan="access:30")              # gets no flood of 10 or 20 itself
+    sw.set_mirror("d", tx_to="m")
+    in10 = frame(BROADCAST, mac(1), tag=10)
+    in20 = frame(BROADCAST, mac(1), tag=20)
+    sw.inject("src", [tagged(in10, vlan_tag(10)), tagged(in20, vlan_tag(20))])
+    sw.forward_all()
+    assert sw.drain("d") == [in10]
+    # m gets a copy of what d sent (VLAN 10, tagged: not m's VLAN), not VLAN 20's flood.
+    assert sw.drain("m") == [tagged(in10, vlan_tag(10))]

@@ -21,6 +21,8 @@ MAX_RX_FRAMES: int
 MAX_MTU: int
 MAX_VLAN: int
 MAX_STORM_RATE: int
+
+def check_vlan(vlan: str | tuple[str, Any], native: int | None = None) -> None: ...
 MIN_RX_FRAMES: int
 MAX_MOVE_LIMIT: int
 MAX_SECONDS: float

@@ -140,6 +140,13 @@ cdef tuple parse_vlan(object vlan, object native, uint64_t *words):
     return VLAN_TRUNK, native
 
 
+def check_vlan(vlan, native=None):
+    """ValueError when set_port(vlan=vlan, native=native) would refuse the two; changes
+    nothing (for settings kept for a port that is not there yet)."""
+    cdef uint64_t words[VALE_VLAN_WORDS]
+    parse_vlan(vlan, native, words)
+
+
 cdef inline int check_key(uint64_t key) except -1:
     """A MAC table key: a unicast, non-zero MAC in the low 48 bits, a VLAN (0..4094) above."""
     if key & 0xFFFFFFFFFFFF == 0 or key & 1 or key >> 48 > VALE_VLAN_MAX:
@@ -488,6 +495,7 @@ cdef class SwitchCore:
             p = self.port_at(index)
             info = {
                 "index": p.index, "kind": ops_of(p).name.decode(),
+                "device": bool(ops_of(p).device),
                 "up": bool(p.up), "vnet": bool(p.vnet), "max_frame": p.max_frame,
                 "learning": bool(p.learning), "flood": bool(p.flood),
                 "learn_limit": p.learn_limit, "fdb_entries": p.dyn_count,

@@ -125,11 +125,12 @@ cdef uint32_t soft_offload(vale_switch *sw, const vale_desc *d) noexcept nogil:
 
 
 cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
-                  bint padded, bint flood) noexcept nogil:
-    """Hand dst the frames of unicast list u and flood list b, merged in batch order;
-    unknown unicast among the floods only if `flood` (the flag of the port the frames are
-    for: dst's own, or the port dst mirrors); with VLANs on, floods only of VLANs dst
-    carries."""
+                  bint padded, const vale_port *to) noexcept nogil:
+    """Hand dst the frames of unicast list u and flood list b, merged in batch order, as
+    they are for port `to` (dst itself, or the port dst mirrors): unknown unicast among
+    the floods only if to's flood flag is on; with VLANs on, floods only of VLANs `to`
+    carries. Each frame leaves with the tag dst's own mode gives it."""
+    cdef bint flood = to.flood
     cdef vale_port_ops *ops = ops_of(dst)
     cdef uint16_t i
     cdef uint32_t queued = 0, k, nseg, tag
@@ -151,7 +152,7 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
             b = sw.next_frame[b]
             if not flood and (sw.descs[i].flags & FRAME_UNKNOWN_UNICAST):
                 continue
-            if vale_unlikely(filtering) and not carries(dst, sw.descs[i].vlan):
+            if vale_unlikely(filtering) and not carries(to, sw.descs[i].vlan):
                 continue
         else:
             i = u
@@ -334,7 +335,7 @@ cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n) noexcep
         dst = sw.ports[pi]
         if pi != src.index and dst.up and (sw.list_head[pi] != NO_FRAME
                                            or sw.flood_head != NO_FRAME):
-            deliver(sw, dst, sw.list_head[pi], sw.flood_head, True, dst.flood)
+            deliver(sw, dst, sw.list_head[pi], sw.flood_head, True, dst)
             if vale_unlikely(dst.mirror_tx != VALE_NO_PORT):
                 mirror_sent(sw, src, dst, sw.list_head[pi], sw.flood_head)
         elif vale_unlikely(not dst.up and sw.list_head[pi] != NO_FRAME):
@@ -363,7 +364,7 @@ cdef void mirror_sent(vale_switch *sw, vale_port *src, vale_port *dst, uint16_t 
     """Hand dst's transmit mirror the frames just offered to dst."""
     cdef vale_port *m = sw.ports[dst.mirror_tx]
     if m != NULL and m.up and m != src and m != dst:
-        deliver(sw, m, u, b, True, dst.flood)
+        deliver(sw, m, u, b, True, dst)
 
 
 cdef void port_free(vale_port *p) noexcept nogil:

@@ -57,4 +57,4 @@ cdef void mirror_received(vale_switch *sw, vale_port *src, uint32_t n) noexcept 
         if not (sw.dkeys[i] & VALE_DECIDED):     # not dropped by the bridge's checks
             chain(sw, &head, &tail, <uint16_t>i)
     if head != NO_FRAME:
-        deliver(sw, m, head, NO_FRAME, True, True)
+        deliver(sw, m, head, NO_FRAME, True, m)        # no floods: m's flags do not matter

@@ -27,6 +27,7 @@ from vale._fastpath import (
     MAX_STORM_RATE,
     MAX_VLAN,
     MIN_RX_FRAMES,
+    check_vlan,
 )
 
 MAX_CPUS = 8192                             # Linux's own limit (CONFIG_NR_CPUS at most)
@@ -180,6 +181,32 @@ class Vlan:
         return str(value)
 
 
+def vlan_for_core(text: str) -> str | tuple[str, Any]:
+    """The vlan setting ('none', 'access:10', 'trunk:10,20') as the core takes it."""
+    mode, _, ids = text.partition(":")
+    if mode == "access":
+        return mode, int(ids)
+    if mode == "trunk":
+        return mode, [int(v) for v in ids.split(",")]
+    return mode
+
+
+def merge_vlan(now: tuple[str, int], changes: Mapping[str, Any]) -> tuple[str, int]:
+    """A port's (vlan, native) after `changes`: a new vlan comes with its own native (0
+    when not given); a native alone keeps the vlan. SettingError when the core would
+    refuse the two together (a native on a port without a mode, one differing from an
+    access port's VLAN), so that nothing refused is ever kept for later."""
+    if "vlan" in changes:
+        vlan, native = changes["vlan"], changes.get("native", 0)
+    else:
+        vlan, native = now[0], changes.get("native", now[1])
+    try:
+        check_vlan(vlan_for_core(vlan), native)
+    except ValueError as exc:
+        raise SettingError(f"vlan={vlan} native={native}: {exc}") from None
+    return vlan, native
+
+
 @dataclass(frozen=True)
 class Choice:
     values: tuple[str, ...]
@@ -280,7 +307,10 @@ def parse(scope: str, raw: Any) -> dict[str, Any]:
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise SettingError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
-    return {name: known[name].parse(value) for name, value in raw.items()}
+    parsed = {name: known[name].parse(value) for name, value in raw.items()}
+    if scope == "attach" and ("vlan" in parsed or "native" in parsed):
+        merge_vlan(("none", 0), parsed)         # a new port: the two must go together
+    return parsed
 
 
 def core_args(scope: str, settings: Mapping[str, Any]) -> dict[str, Any]:

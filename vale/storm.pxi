@@ -8,6 +8,7 @@
 cdef enum:
     STORM_MILLI = 1000          # the buckets count thousandths of a frame
     STORM_BURST_MS = 100        # a bucket holds this long's worth of frames
+    STORM_MAX_ELAPSED_MS = 86400000     # more than fills any bucket; keeps the product small
 
 
 cdef inline uint64_t storm_burst(uint32_t rate) noexcept nogil:
@@ -25,7 +26,9 @@ cdef void storm_fill(vale_port *p, uint64_t now_ms) noexcept nogil:
     for c in range(STORM_CLASSES):
         if p.storm_rate[c]:
             burst = storm_burst(p.storm_rate[c])
-            add = elapsed * p.storm_rate[c] if elapsed < STORM_BURST_MS else burst
+            # Time earned, not a full bucket, after a pause: a bucket of one frame at a
+            # rate under 10/s must not refill every 100 ms. A day caps the product.
+            add = min(elapsed, STORM_MAX_ELAPSED_MS) * p.storm_rate[c]
             p.storm_tokens[c] = min(p.storm_tokens[c] + add, burst)
 
 

@@ -19,13 +19,13 @@ from typing import Any
 from vale._fastpath import DROP_REASONS, SwitchCore
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key
 from vale.ports import interface_index, interface_mtu
-from vale.settings import AUTO_CPU, BY_NAME, core_args, names_from_core
+from vale.settings import AUTO_CPU, BY_NAME, core_args, merge_vlan, names_from_core, vlan_for_core
 
 __all__ = ["AUTO_CPU", "DROP_REASONS", "FdbEntry", "Switch"]
 
 _MEMORY_RINGS = frozenset({"rx_slots", "tx_slots", "slot_size"})   # add_port's own
-_VLAN = ("vlan", "native")                  # the core takes these together...
-_STORM = ("storm_broadcast", "storm_multicast", "storm_unknown")    # ...and these as one
+_STORM = ("storm_broadcast", "storm_multicast", "storm_unknown")    # the core takes one tuple
+NO_VLAN = ("none", 0)                       # a port's (vlan, native) until set
 MAC_MASK = (1 << 48) - 1                    # a MAC table key: the MAC, its VLAN above
 _auto_placed: Counter[int] = Counter()  # CPU -> forwarding threads placed there by AUTO_CPU
 
@@ -43,30 +43,11 @@ def fdb_key(mac: str, vlan: int = 0) -> int:
     return mac_to_key(mac) | vlan << 48
 
 
-def vlan_for_core(text: str) -> str | tuple[str, Any]:
-    """The vlan setting ('none', 'access:10', 'trunk:10,20') as the core takes it."""
-    mode, _, ids = text.partition(":")
-    if mode == "access":
-        return mode, int(ids)
-    if mode == "trunk":
-        return mode, [int(v) for v in ids.split(",")]
-    return mode
-
-
-def vlan_from_core(info: dict[str, Any]) -> str:
-    if info["vlan"] == "access":
-        return f"access:{info['native']}"
-    if info["vlan"] == "trunk":     # the VLANs it carries tagged; the native one is shown apart
-        tagged = [v for v in info["vlans"] if v != info["native"]] or [info["native"]]
-        return "trunk:" + ",".join(map(str, tagged))
-    return "none"
-
-
 class Switch:
     """One switch (vale0, vale1, ...) and its ports, by name."""
 
     __slots__ = ("_auto_cpu", "_core", "_cpus", "_ifindex", "_index", "_names", "_thread",
-                 "name")
+                 "_vlan", "name")
 
     def __init__(self, name: str = "vale0", *, manual_clock: bool = False,
                  core_class: type = SwitchCore, **settings: Any) -> None:
@@ -79,6 +60,7 @@ class Switch:
         self._index: dict[str, int] = {}
         self._names: dict[int, str] = {}
         self._ifindex: dict[str, int] = {}     # interface ports: name -> ifindex at attach
+        self._vlan: dict[int, tuple[str, int]] = {}     # port index -> (vlan, native) as set
         self._thread: threading.Thread | None = None
         self._cpus: list[int] | str = AUTO_CPU      # or the CPUs; [] is every CPU
         self._auto_cpu: int | None = None           # the CPU AUTO_CPU chose, while running
@@ -100,35 +82,33 @@ class Switch:
     def _added(self, name: str, index: int, settings: dict[str, Any]) -> int:
         """Name a port the core just made, and give it the settings its constructor does
         not take (VLANs, storm control); one the core refuses takes the port away again."""
-        extras = self._extras(index, settings)
-        if extras:
-            try:
-                self._core.set_port(index, **extras)
-            except ValueError:
-                self._core.remove_port(index)
-                raise
+        try:
+            self._set_extras(index, settings)
+        except BaseException:
+            self._vlan.pop(index, None)
+            self._core.remove_port(index)
+            raise
         self._index[name] = index
         self._names[index] = name
         return index
 
-    def _extras(self, index: int, settings: dict[str, Any]) -> dict[str, Any]:
-        """The core's vlan/native and storm arguments for the settings given. A new vlan
-        comes with its own native (0 when not given); a native alone keeps the port's
-        VLANs; storm rates not given stay as they are."""
-        args: dict[str, Any] = {}
-        if not any(key in settings for key in (*_VLAN, *_STORM)):
-            return args
-        info = self._core.port_info(index)
-        if "vlan" in settings:
-            args["vlan"] = vlan_for_core(settings["vlan"])
-            args["native"] = settings.get("native", 0)
-        elif "native" in settings:
-            args["vlan"] = vlan_for_core(vlan_from_core(info))
-            args["native"] = settings["native"]
+    def _set_extras(self, index: int, settings: dict[str, Any],
+                    **core: Any) -> None:
+        """One set_port: `core` (the core's own keywords) and the VLAN and storm settings
+        given, each pair merged with what the port has (vale.settings.merge_vlan; storm
+        rates not given stay as they are)."""
+        vlan = None
+        if "vlan" in settings or "native" in settings:
+            vlan = merge_vlan(self._vlan.get(index, NO_VLAN), settings)
+            core.update(vlan=vlan_for_core(vlan[0]), native=vlan[1])
         if any(key in settings for key in _STORM):
-            args["storm"] = tuple(settings.get(key, now)
-                                  for key, now in zip(_STORM, info["storm"], strict=True))
-        return args
+            now = self._core.port_info(index)["storm"]
+            core["storm"] = tuple(settings.get(key, rate)
+                                  for key, rate in zip(_STORM, now, strict=True))
+        if core:
+            self._core.set_port(index, **core)
+        if vlan is not None:
+            self._vlan[index] = vlan
 
     def attach(self, ifname: str, **settings: Any) -> int:
         """Attach a Linux interface as port `ifname`; settings: the port settings and
@@ -160,6 +140,7 @@ class Switch:
     def remove_port(self, name: str) -> None:
         index = self.port_index(name)
         self._core.remove_port(index)
+        self._vlan.pop(index, None)
         del self._index[name]
         del self._names[index]
         self._ifindex.pop(name, None)
@@ -175,15 +156,13 @@ class Switch:
 
     def set_port(self, name: str, **settings: Any) -> None:
         """Change port settings (vale.settings, scope port)."""
-        index = self.port_index(name)
-        self._core.set_port(index, **core_args("port", settings), **self._extras(index, settings))
+        self._set_extras(self.port_index(name), settings, **core_args("port", settings))
 
     def port_info(self, name: str) -> dict[str, Any]:
         """Geometry, state and settings (by the settings' names) of a port."""
         info = names_from_core(self._core.port_info(self.port_index(name)))
         info["name"] = name
-        info["vlan"] = vlan_from_core(info)
-        info["native"] = info["native"] if info["vlan"].startswith("trunk") else 0
+        info["vlan"], info["native"] = self._vlan.get(info["index"], NO_VLAN)
         info.update(zip(_STORM, info.pop("storm"), strict=True))
         del info["vlans"]
         return info

@@ -132,6 +132,10 @@ class PortOps:
         if ":" in target:
             switch, port, desired = self.topo.desired_port(target)
             changes = settings.parse("port", raw)
+            if "vlan" in changes or "native" in changes:    # kept as a consistent pair
+                changes["vlan"], changes["native"] = settings.merge_vlan(
+                    (desired.settings.get("vlan", "none"), desired.settings.get("native", 0)),
+                    changes)
             if self.topo.live(switch, port):
                 self.topo.switches[switch].set_port(port, **changes)
             desired.settings.update(changes)

@@ -244,7 +244,7 @@ class Topology:
         if sw.ifindex(event.ifname) not in (None, event.index):
             return                          # an older incarnation; its DELLINK decides
         info = sw.port_info(event.ifname)
-        if event.mtu and info.get("max_frame") != event.mtu + 18 and info["kind"] != "memory":
+        if event.mtu and info.get("max_frame") != event.mtu + 18 and info["device"]:
             sw.port_link(event.ifname, mtu=event.mtu)
         if event.up and not info["up"]:
             sw.port_link(event.ifname, up=True)
