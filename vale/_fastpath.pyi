@@ -20,6 +20,7 @@ DEFAULT_RX_FRAMES: int
 MAX_RX_FRAMES: int
 MAX_MTU: int
 MAX_VLAN: int
+KEY_MAC_MASK: int
 MAX_STORM_RATE: int
 
 def check_vlan(vlan: str | tuple[str, Any], native: int | None = None) -> None: ...

@@ -81,6 +81,7 @@ MAX_RX_FRAMES = 4096
 MAX_MTU = 65535 - 18
 VLAN_MODES = ("none", "access", "trunk")      # in the order of the VlanMode enum
 MAX_VLAN = VALE_VLAN_MAX
+KEY_MAC_MASK = MAC_MASK         # a MAC table key: the MAC in these bits, its VLAN above
 LOOKUP_NAMES = ("learning", "hub")            # in the order of the LookupKind enum
 MAX_STORM_RATE = 10_000_000
 MIN_RX_FRAMES = 16
@@ -247,7 +248,6 @@ cdef class SwitchCore:
         """Add a port with in-memory rings at the lowest free index; returns the index.
         vnet: frames keep their virtio-net header (offloads pass through) instead of
         being segmented and checksummed for it."""
-        cdef uint32_t i
         cdef vale_port *p
         for what, n in (("rx_slots", rx_slots), ("tx_slots", tx_slots)):
             check_range(what, n, 1, MAX_RING_SLOTS)
@@ -261,11 +261,6 @@ cdef class SwitchCore:
         check_range("learn_limit", learn_limit, 0, MAX_FDB_CAPACITY)
         self.acquire()
         try:
-            for i in range(VALE_MAX_PORTS):
-                if self.sw.ports[i] == NULL:
-                    break
-            else:
-                raise ValueError(f"the switch has all {VALE_MAX_PORTS} ports in use")
             p = self.new_port(learning, flood, learn_limit)
             if ring_init(&p.rx, rx_slots, slot_size) != 0:
                 free(p)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vale._fastpath import DROP_REASONS, SwitchCore
+from vale._fastpath import DROP_REASONS, KEY_MAC_MASK, SwitchCore
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key
 from vale.ports import interface_index, interface_mtu
 from vale.settings import AUTO_CPU, BY_NAME, core_args, merge_vlan, names_from_core, vlan_for_core
@@ -26,7 +26,6 @@ __all__ = ["AUTO_CPU", "DROP_REASONS", "FdbEntry", "Switch"]
 _MEMORY_RINGS = frozenset({"rx_slots", "tx_slots", "slot_size"})   # add_port's own
 _STORM = ("storm_broadcast", "storm_multicast", "storm_unknown")    # the core takes one tuple
 NO_VLAN = ("none", 0)                       # a port's (vlan, native) until set
-MAC_MASK = (1 << 48) - 1                    # a MAC table key: the MAC, its VLAN above
 _auto_placed: Counter[int] = Counter()  # CPU -> forwarding threads placed there by AUTO_CPU
 
 
@@ -124,13 +123,21 @@ class Switch:
         return index
 
     def attach_tap(self, name: str, fd: int, **settings: Any) -> int:
-        """Take an open TAP fd (vale.tap.open_tap) as port `name`; the core closes the fd
-        when the port goes. Settings: the port settings (a TAP has no ring to size)."""
+        """Take an open TAP fd (vale.tap.open_tap) as port `name`: on success the switch
+        holds it (the core closes it when the port goes); when this raises, the fd is
+        still the caller's. Settings: the port settings (a TAP has no ring to size)."""
         check_port_name(name)
         if name in self._index:
             raise ValueError(f"{self.name}:{name} already exists")
-        index = self._core.add_tap_port(fd, **core_args("port", settings))
-        return self._added(name, index, settings)
+        own = os.dup(fd)        # the core's copy: a port taken away again closes it
+        try:
+            index = self._core.add_tap_port(own, **core_args("port", settings))
+        except BaseException:
+            os.close(own)
+            raise
+        self._added(name, index, settings)
+        os.close(fd)
+        return index
 
     def ifindex(self, name: str) -> int | None:
         """The interface index a port was attached with (None: an in-memory or TAP port,
@@ -216,7 +223,7 @@ class Switch:
     def fdb_show(self, port: str | None = None, vlan: int | None = None) -> list[FdbEntry]:
         """The entries (of one port, of one VLAN), by VLAN then MAC."""
         only = None if port is None else self.port_index(port)
-        entries = (FdbEntry(key_to_mac(key & MAC_MASK), key >> 48, self._names[index], static,
+        entries = (FdbEntry(key_to_mac(key & KEY_MAC_MASK), key >> 48, self._names[index], static,
                             age)
                    for key, index, static, age in self._core.fdb_entries())
         return sorted((e for e in entries if (only is None or self._index[e.port] == only)
