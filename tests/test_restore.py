@@ -198,3 +198,14 @@ def test_settings_kept_for_a_missing_port_are_checked_now(tmp_path):
         assert odd["error"]["code"] == "bad_request"
     finally:
         api.shutdown()
+
+
+def test_static_entries_load_named_as_the_api_names_them():
+    """A hand-edited state file's MAC@0 or upper-case MAC must still be removable with
+    `valectl fdb del`, which names entries as key_to_mac writes them."""
+    from vale.state import load_state
+    doc = {"version": 1, "interfaces": {}, "switches": {"vale0": {
+        "settings": {}, "ports": {"p": {}}, "mirrors": {},
+        "fdb": {"02:00:00:00:00:0A@0": "p", "02:00:00:00:00:0b@7": "p"}}}}
+    assert load_state(doc).switches["vale0"].fdb == {"02:00:00:00:00:0a": "p",
+                                                     "02:00:00:00:00:0b@7": "p"}

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from vale import settings
 from vale._fastpath import MAX_VLAN
-from vale.names import check_port_name, check_switch_name, mac_to_key
+from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key
 
 log = logging.getLogger("vale.state")
 
@@ -160,8 +160,9 @@ def _switch(where: str, value: Any) -> SwitchConfig:
     return SwitchConfig(
         settings=_settings("switch")(f"{where}.settings", doc["settings"]),
         ports=_map(f"{where}.ports", doc["ports"], check_port_name, _port),
-        fdb=_map(f"{where}.fdb", doc["fdb"], _static_mac,
-                 lambda w, port: str(_text(w, port, optional=False))),
+        fdb={static_name(*parse_static(name)): port for name, port in  # as the API names them
+             _map(f"{where}.fdb", doc["fdb"], _static_mac,
+                  lambda w, port: str(_text(w, port, optional=False))).items()},
         mirrors=_map(f"{where}.mirrors", doc.get("mirrors", {}), check_port_name, _mirror))
 
 
@@ -171,14 +172,15 @@ def static_name(mac: str, vlan: int) -> str:
 
 
 def parse_static(name: str) -> tuple[str, int]:
-    """static_name's inverse: (MAC, VLAN); ValueError for a bad one."""
+    """static_name's inverse: (the MAC as key_to_mac writes it, VLAN); ValueError for a
+    bad one."""
     mac, at, vlan = name.partition("@")
     key = mac_to_key(mac)
     number = int(vlan) if at and vlan.isdigit() else (0 if not at else -1)
     if key == 0 or key & 1 or not 0 <= number <= MAX_VLAN:
         raise ValueError(f"a static entry needs a unicast, non-zero MAC and a VLAN of 0 to "
                          f"{MAX_VLAN}, not {name}")
-    return mac, number
+    return key_to_mac(key), number
 
 
 def _static_mac(name: str) -> None:
