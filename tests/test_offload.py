@@ -30,7 +30,7 @@ FORWARDING_MAX_SEGMENTS = 1024
 
 
 def forwarding_shape(v: bytes) -> tuple[int, int]:
-    """The room the forwarding path gives a frame's segments (vale/forward.pxi:
+    """The room the forwarding path gives a frame's segments (vale/bridge.pxi:
     soft_offload): a stride to the measure of gso_size, up to 1024 of them in 2 MiB."""
     stride = min(SOFT_STRIDE, (unpack_vnet(v)[3] + SOFT_HEADROOM + 63) // 64 * 64)
     return stride, min(FORWARDING_MAX_SEGMENTS, SOFT_BUF_SIZE // stride)

@@ -82,17 +82,15 @@ class Switch:
         """Name a port the core just made, and give it the settings its constructor does
         not take (VLANs, storm control); one the core refuses takes the port away again."""
         try:
-            self._set_extras(index, settings)
+            self._apply(index, settings)
         except BaseException:
-            self._vlan.pop(index, None)
             self._core.remove_port(index)
             raise
         self._index[name] = index
         self._names[index] = name
         return index
 
-    def _set_extras(self, index: int, settings: dict[str, Any],
-                    **core: Any) -> None:
+    def _apply(self, index: int, settings: dict[str, Any], **core: Any) -> None:
         """One set_port: `core` (the core's own keywords) and the VLAN and storm settings
         given, each pair merged with what the port has (vale.settings.merge_vlan; storm
         rates not given stay as they are)."""
@@ -163,7 +161,7 @@ class Switch:
 
     def set_port(self, name: str, **settings: Any) -> None:
         """Change port settings (vale.settings, scope port)."""
-        self._set_extras(self.port_index(name), settings, **core_args("port", settings))
+        self._apply(self.port_index(name), settings, **core_args("port", settings))
 
     def port_info(self, name: str) -> dict[str, Any]:
         """Geometry, state and settings (by the settings' names) of a port."""
