@@ -1,6 +1,6 @@
 """The forwarding core benchmark: vale's Cython core against its hand-written C twin.
 
-    .venv/bin/python bench/fastpath.py [--json] [--runs 5] [--quick] [--cpu N]
+    .venv/bin/python bench/fastpath.py [--json] [--runs 5] [--quick] [--cpu N] [--case NAME]
     .venv/bin/python bench/fastpath.py --against OLD_TREE [--runs 9] [--json]
 
 Each case sets up a vale._fastpath.SwitchCore through its Python API and forwards from
@@ -431,7 +431,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "tx_match": all(r["tx_match"] for r in rows)}
 
 
-def print_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+def print_table(rows: list[dict[str, Any]], summary: dict[str, Any] | None) -> None:
     print(f"{'case':<13}{'size':>6}{'batch':>7}{'Mpps':>9}{'Gbit/s':>9}"
           f"{'C Mpps':>9}{'C Gbit/s':>10}{'ratio':>7}  counters, TX")
     for r in rows:
@@ -440,6 +440,8 @@ def print_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         print(f"{r['case']:<13}{r['frame_size']:>6}{r['batch']:>7}{r['mpps']:>9.2f}"
               f"{r['gbps']:>9.2f}{r['c_mpps']:>9.2f}{r['c_gbps']:>10.2f}{r['ratio']:>7.2f}"
               f"  {same}{extra}")
+    if summary is None:
+        return
     print()
     for key, (goal, what) in TARGETS.items():
         verdict = "met" if summary["met"][key] else "MISSED"
@@ -490,10 +492,11 @@ def measure_against(new: Any, old: Any, case: Case, runs: int, seconds: float
     return row
 
 
-def run_against(tree: Path, runs: int, seconds: float, as_json: bool) -> None:
+def run_against(tree: Path, cases: list[Case], runs: int, seconds: float,
+                as_json: bool) -> None:
     new, old = load_switch_core(), load_old_switch_core(tree)
     rows = []
-    for case in all_cases():
+    for case in cases:
         if case.kind not in OLD_KINDS:
             continue
         row = measure_against(new, old, case, runs, seconds)
@@ -522,30 +525,36 @@ def main() -> int:
     parser.add_argument("--cpu", type=int, help="pin both sides to this CPU")
     parser.add_argument("--against", type=Path, metavar="OLD_TREE",
                         help="this core against the one built in OLD_TREE (no C runs)")
+    parser.add_argument("--case", action="append", metavar="NAME",
+                        help="only this case (repeatable; no summary of the targets)")
     args = parser.parse_args()
+    cases = [c for c in all_cases() if not args.case or c.name in args.case]
+    if not cases:
+        parser.error(f"no case named {', '.join(args.case)}")
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})     # the C runs inherit it
     runs = max(1, args.runs)
     seconds = 0.05 if args.quick else 0.3
     if args.against is not None:
-        run_against(args.against.resolve(), runs, seconds, args.json)
+        run_against(args.against.resolve(), cases, runs, seconds, args.json)
         return 0
 
     build_c()
     switch_core = load_switch_core()
     rows: list[dict[str, Any]] = []
-    for case in all_cases():
+    for case in cases:
         row = report(measure(switch_core, case, runs, seconds))
-        if case.name == "random_1m":
-            small = next(r for r in rows if r["case"] == "random_small")
+        small = next((r for r in rows if r["case"] == "random_small"), None)
+        if case.name == "random_1m" and small is not None:
             row["ratio_vs_small"] = round(row["mpps"] / small["mpps"], 3)
             row["c_ratio_vs_small"] = round(row["c_mpps"] / small["c_mpps"], 3)
         rows.append(row)
         if args.json:
             print(json.dumps(row), flush=True)
-    summary = summarize(rows)
+    summary = summarize(rows) if not args.case else None
     if args.json:
-        print(json.dumps(summary))
+        if summary is not None:
+            print(json.dumps(summary))
     else:
         print_table(rows, summary)
     return 0

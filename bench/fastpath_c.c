@@ -186,6 +186,7 @@ typedef struct {
     uint64_t batches, batch_frames, batch_hist[VALE_HIST_BUCKETS];
     vale_desc descs[VALE_MAX_BATCH];
     uint64_t dkeys[VALE_MAX_BATCH];     /* destination keys; VALE_DECIDED: admit() dropped it */
+    uint32_t dhomes[VALE_MAX_BATCH];    /* each key's home cell in the MAC table */
     uint16_t next_frame[VALE_MAX_BATCH];
     uint16_t list_head[VALE_MAX_PORTS], list_tail[VALE_MAX_PORTS];
     uint16_t flood_head, flood_tail;
@@ -328,9 +329,9 @@ static inline uint32_t fdb_find_cell(const vale_fdb *t, uint64_t key)
     }
 }
 
-static inline uint16_t fdb_lookup_port(const vale_fdb *t, uint64_t key)
+/* i: the key's home cell */
+static inline uint16_t fdb_lookup_port(const vale_fdb *t, uint64_t key, uint32_t i)
 {
-    uint32_t i = fdb_home(t, key);
     for (;;) {
         uint64_t k = t->cells[i].key;
         if (k == 0)
@@ -341,9 +342,9 @@ static inline uint16_t fdb_lookup_port(const vale_fdb *t, uint64_t key)
     }
 }
 
-static inline void fdb_prefetch(const vale_fdb *t, uint64_t key)
+static inline void fdb_prefetch(const vale_fdb *t, uint32_t home)
 {
-    vale_prefetch(&t->cells[fdb_home(t, key)]);
+    vale_prefetch(&t->cells[home]);
 }
 
 static uint32_t cells_for(uint32_t capacity)
@@ -529,21 +530,28 @@ static OUT_OF_LINE void fdb_expire(vale_switch *sw)
     }
 }
 
+static int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key);
+
 /* -1 to forward the frame, or the drop reason. */
-static int fdb_learn(vale_switch *sw, vale_port *src, uint64_t key)
+static inline int fdb_learn(vale_switch *sw, vale_port *src, uint64_t key)
+{
+    if (src->last_src == key) {          /* per-port source cache: skip the hash */
+        vale_entry *e = &sw->fdb.entries[src->last_src_entry];
+        if (e->key == key && e->port == src->index && (e->flags & ENTRY_USED)) {
+            if (!(e->flags & ENTRY_STATIC))
+                fdb_touch(sw, e, src->last_src_entry);
+            return -1;
+        }
+    }
+    return fdb_learn_new(sw, src, key);
+}
+
+/* fdb_learn for a source other than the port's last one. */
+static int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key)
 {
     vale_fdb *t = &sw->fdb;
     uint32_t idx, ci;
     vale_entry *e;
-    if (src->last_src == key) {          /* per-port source cache: skip the hash */
-        idx = src->last_src_entry;
-        e = &t->entries[idx];
-        if (e->key == key && e->port == src->index && (e->flags & ENTRY_USED)) {
-            if (!(e->flags & ENTRY_STATIC))
-                fdb_touch(sw, e, idx);
-            return -1;
-        }
-    }
     ci = fdb_find_cell(t, key);
     if (ci != VALE_NIL) {
         idx = t->cells[ci].entry;
@@ -632,13 +640,12 @@ static inline void pull_tag(vale_desc *d)
 static int vlan_tagged(const vale_port *src, vale_desc *d);
 
 /* Set d->vlan from src's mode; -1 when the frame must be dropped (`vlan`). With VLANs
-   off (no port has a mode) the switch ignores them: VLAN 0, tags kept as they came. */
+   off (no port has a mode) the switch ignores them: tags kept as they came, d->vlan as
+   the take set it (a kernel tag's VLAN, else 0). */
 static inline int vlan_ingress(const vale_port *src, vale_desc *d, int vlans)
 {
-    if (!vlans) {
-        d->vlan = d->flags & FRAME_VLAN ? d->vlan_tci & VLAN_VID_MASK : 0;
+    if (!vlans)
         return 0;
-    }
     if (vale_likely(!(d->flags & FRAME_VLAN) && !is_tag_type(d->data + 12))) {
         d->vlan = src->native;
         return src->untagged_ok;
@@ -729,16 +736,18 @@ static inline int admit(vale_switch *sw, vale_port *src, uint32_t i, int vlans);
 static inline void give_verdict(vale_switch *sw, vale_port *src, uint32_t i, uint16_t v);
 
 /* In batch order, for each frame the bridge admits: learn its source, give its verdict. */
-static inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n, int vlans)
+/* Inlined at each of its two calls, vlans a constant: the Cython core's fused copies. */
+static inline __attribute__((always_inline)) void learning_lookup(vale_switch *sw, vale_port *src,
+                                                                  uint32_t n, int vlans)
 {
     vale_fdb *t = &sw->fdb;
     vale_desc *d;
     int learning = src->learning && src->up;
     for (uint32_t i = 0; i < (n < PREFETCH_AHEAD ? n : PREFETCH_AHEAD); i++)
-        fdb_prefetch(t, sw->dkeys[i]);
+        fdb_prefetch(t, sw->dhomes[i]);
     for (uint32_t i = 0; i < n; i++) {
         if (i + PREFETCH_AHEAD < n)
-            fdb_prefetch(t, sw->dkeys[i + PREFETCH_AHEAD]);
+            fdb_prefetch(t, sw->dhomes[i + PREFETCH_AHEAD]);
         if (!admit(sw, src, i, vlans))
             continue;
         uint64_t dkey = sw->dkeys[i];
@@ -757,7 +766,7 @@ static inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n, 
             give_verdict(sw, src, i, VALE_FLOOD);
             continue;
         }
-        uint16_t port = fdb_lookup_port(t, dkey);
+        uint16_t port = fdb_lookup_port(t, dkey, sw->dhomes[i]);
         if (vale_unlikely(port == VALE_NO_PORT)) {
             d->flags |= FRAME_UNKNOWN_UNICAST;
             give_verdict(sw, src, i, VALE_FLOOD);
@@ -836,6 +845,7 @@ static uint32_t memory_take(vale_switch *sw, vale_port *src)
         d->data = rx->buf + slot->off;
         d->len = slot->len;
         d->flags = slot->flags & FRAME_VNET;
+        d->vlan = 0;
         if (vale_unlikely(d->flags))
             abort();                    /* the Cython core settles the offload header here */
     }
@@ -1039,13 +1049,20 @@ static inline void give_verdict(vale_switch *sw, vale_port *src, uint32_t i, uin
     }
 }
 
-/* Each frame's destination key as if untagged (src's native VLAN); the bytes src could hold. */
+static inline void set_key(vale_switch *sw, uint32_t i, uint64_t key)
+{
+    sw->dkeys[i] = key;
+    sw->dhomes[i] = fdb_home(&sw->fdb, key);
+}
+
+/* Each frame's destination key as if untagged (src's native VLAN) and its home cell; the
+   bytes src could hold. */
 static inline uint64_t frame_keys(vale_switch *sw, vale_port *src, uint32_t n)
 {
     uint64_t nbytes = 0;
     for (uint32_t i = 0; i < n; i++) {
         vale_desc *d = &sw->descs[i];
-        sw->dkeys[i] = vlan_key(load_mac(d->data), src->native);
+        set_key(sw, i, vlan_key(load_mac(d->data), src->native));
         if (d->len <= src->rx_max)
             nbytes += d->len;
     }
@@ -1055,7 +1072,7 @@ static inline uint64_t frame_keys(vale_switch *sw, vale_port *src, uint32_t n)
 static void refuse(vale_switch *sw, vale_port *src, uint32_t i, uint32_t length);
 
 /* The bridge's own rules for frame i: 0 and dropped (its key VALE_DECIDED), or 1 with its
-   VLAN set and sw->dkeys[i] its destination's key. */
+   VLAN set and sw->dkeys[i] its destination's key, sw->dhomes[i] that key's home. */
 static inline int admit(vale_switch *sw, vale_port *src, uint32_t i, int vlans)
 {
     vale_desc *d = &sw->descs[i];
@@ -1063,7 +1080,7 @@ static inline int admit(vale_switch *sw, vale_port *src, uint32_t i, int vlans)
     if (vale_likely(VALE_ETH_HLEN <= length && length <= src->rx_max && !(d->flags & FRAME_BAD)
                     && vlan_ingress(src, d, vlans) == 0)) {
         if (vale_unlikely(vlans && d->flags & FRAME_VLAN))
-            sw->dkeys[i] = vlan_key(load_mac(d->data), d->vlan);
+            set_key(sw, i, vlan_key(load_mac(d->data), d->vlan));
         return 1;
     }
     refuse(sw, src, i, length);
@@ -1114,9 +1131,12 @@ static uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n)
     sw->flood_head = NO_FRAME;
     sw->flood_tail = NO_FRAME;
     nbytes = frame_keys(sw, src, n);
-    if (vale_likely(sw->lookup == LOOKUP_LEARNING))
-        learning_lookup(sw, src, n, sw->vlan_ports != 0);
-    else
+    if (vale_likely(sw->lookup == LOOKUP_LEARNING)) {
+        if (vale_likely(sw->vlan_ports == 0))   /* a copy of the stage per case */
+            learning_lookup(sw, src, n, 0);
+        else
+            learning_lookup(sw, src, n, 1);
+    } else
         LOOKUPS[sw->lookup](sw, src, n);
 
     /* Delivery: every other port that is up and has frames for it gets them, in order. */

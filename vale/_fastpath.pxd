@@ -145,7 +145,8 @@ ctypedef struct vale_desc:
     vale_vnet vnet
     uint16_t vlan_tci
     uint16_t vlan_tpid
-    uint16_t vlan               # the VLAN it travels in, from the ingress port's mode
+    uint16_t vlan               # the VLAN it travels in: the take sets a kernel tag's (or
+                                # 0), the bridge sets it from the port's mode
 
 # A TPACKET_V2 receive or transmit ring, mapped from the kernel.
 ctypedef struct vale_pring:
@@ -261,6 +262,7 @@ ctypedef struct vale_switch:
     # scratch space of one batch
     vale_desc descs[VALE_MAX_BATCH]
     uint64_t dkeys[VALE_MAX_BATCH]      # destination keys; VALE_DECIDED: admit() dropped it
+    uint32_t dhomes[VALE_MAX_BATCH]     # each key's home cell in the MAC table
     uint16_t next_frame[VALE_MAX_BATCH]
     uint16_t list_head[VALE_MAX_PORTS]
     uint16_t list_tail[VALE_MAX_PORTS]

@@ -665,7 +665,7 @@ cdef class SwitchCore:
         self.acquire()
         try:
             self.refresh_clock()
-            port = fdb_lookup_port(&self.sw.fdb, key)
+            port = fdb_lookup_port(&self.sw.fdb, key, fdb_home(&self.sw.fdb, key))
             return None if port == VALE_NO_PORT else port
         finally:
             self.release()

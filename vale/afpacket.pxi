@@ -281,6 +281,7 @@ cdef uint32_t packet_take(vale_switch *sw, vale_port *src) noexcept nogil:
         data = <char *>h + h.tp_mac
         d.data = data
         d.flags = 0
+        d.vlan = 0
         # A frame the ring had to cut short is not forwarded half-built.
         d.len = h.tp_snaplen if h.tp_snaplen == h.tp_len else TRUNCATED
         memcpy(&d.vnet, data - VNET_HDR_LEN, VNET_HDR_LEN)
@@ -290,6 +291,7 @@ cdef uint32_t packet_take(vale_switch *sw, vale_port *src) noexcept nogil:
             d.flags |= FRAME_VLAN
             d.vlan_tci = h.tp_vlan_tci
             d.vlan_tpid = h.tp_vlan_tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100
+            d.vlan = d.vlan_tci & VLAN_VID_MASK
         n += 1
     return n
 

@@ -238,17 +238,23 @@ cdef inline void give_verdict(vale_switch *sw, vale_port *src, uint32_t i,
         src.c.drops[v - VALE_DROP] += 1
 
 
+cdef inline void set_key(vale_switch *sw, uint32_t i, uint64_t key) noexcept nogil:
+    sw.dkeys[i] = key
+    sw.dhomes[i] = fdb_home(&sw.fdb, key)
+
+
 cdef inline uint64_t frame_keys(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil:
-    """Each frame's destination key as if it came untagged (in src's native VLAN), for the
-    lookup stage to prefetch by; the bytes of the frames src could hold. Little work per
-    frame, so the memory system fetches many frames' first lines at once (every receive
-    side leaves room for 64 bytes, however short the frame)."""
+    """Each frame's destination key as if it came untagged (in src's native VLAN) and the
+    key's home cell in the MAC table, for the lookup stage to prefetch by; the bytes of
+    the frames src could hold. Little work per frame, so the memory system fetches many
+    frames' first lines at once (every receive side leaves room for 64 bytes, however
+    short the frame)."""
     cdef uint32_t i
     cdef uint64_t nbytes = 0
     cdef vale_desc *d
     for i in range(n):
         d = &sw.descs[i]
-        sw.dkeys[i] = vlan_key(load_mac(d.data), src.native)
+        set_key(sw, i, vlan_key(load_mac(d.data), src.native))
         if d.len <= src.rx_max:
             nbytes += d.len
     return nbytes
@@ -260,13 +266,13 @@ cdef inline bint admit(vale_switch *sw, vale_port *src, uint32_t i,
     source cannot hold (a lie), a runt, a lying offload header, and, with VLANs on (a
     port of the switch has a VLAN mode), a VLAN the port does not take (vlan_ingress).
     False: the frame is dropped (its key VALE_DECIDED); True: its VLAN is set and
-    sw.dkeys[i] is its destination's key (VLAN, MAC)."""
+    sw.dkeys[i] is its destination's key (VLAN, MAC), sw.dhomes[i] that key's home."""
     cdef vale_desc *d = &sw.descs[i]
     cdef uint32_t length = d.len            # as received: vlan_ingress may take a tag out
     if vale_likely(VALE_ETH_HLEN <= length <= src.rx_max and not (d.flags & FRAME_BAD)
                    and vlan_ingress(src, d, vlans) == 0):
         if vale_unlikely(vlans and d.flags & FRAME_VLAN):
-            sw.dkeys[i] = vlan_key(load_mac(d.data), d.vlan)
+            set_key(sw, i, vlan_key(load_mac(d.data), d.vlan))
         return True
     refuse(sw, src, i, length)
     return False
@@ -323,7 +329,10 @@ cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n) noexcep
     sw.flood_tail = NO_FRAME
     nbytes = frame_keys(sw, src, n)
     if vale_likely(sw.lookup == LOOKUP_LEARNING):
-        learning_lookup(sw, src, n, sw.vlan_ports != 0)
+        if vale_likely(sw.vlan_ports == 0):
+            learning_lookup(sw, src, n, <VlansOff>False)
+        else:
+            learning_lookup(sw, src, n, <VlansOn>True)
     else:
         LOOKUPS[<int>sw.lookup](sw, src, n)
 

@@ -50,9 +50,9 @@ cdef inline uint32_t fdb_find_cell(const vale_fdb *t, uint64_t key) noexcept nog
         i = (i + 1) & t.cell_mask
 
 
-cdef inline uint16_t fdb_lookup_port(const vale_fdb *t, uint64_t key) noexcept nogil:
-    """The port a unicast MAC was learned on, or VALE_NO_PORT."""
-    cdef uint32_t i = fdb_home(t, key)
+cdef inline uint16_t fdb_lookup_port(const vale_fdb *t, uint64_t key,
+                                     uint32_t i) noexcept nogil:
+    """The port a unicast MAC was learned on, or VALE_NO_PORT; i: the key's home cell."""
     cdef uint64_t k
     while True:
         k = t.cells[i].key
@@ -63,8 +63,8 @@ cdef inline uint16_t fdb_lookup_port(const vale_fdb *t, uint64_t key) noexcept n
         i = (i + 1) & t.cell_mask
 
 
-cdef inline void fdb_prefetch(const vale_fdb *t, uint64_t key) noexcept nogil:
-    vale_prefetch(&t.cells[fdb_home(t, key)])
+cdef inline void fdb_prefetch(const vale_fdb *t, uint32_t home) noexcept nogil:
+    vale_prefetch(&t.cells[home])
 
 
 cdef uint32_t cells_for(uint32_t capacity) noexcept nogil:
@@ -256,20 +256,25 @@ cdef void fdb_expire(vale_switch *sw) noexcept nogil:
             head = p.lru_head
 
 
-cdef int fdb_learn(vale_switch *sw, vale_port *src, uint64_t key) noexcept nogil:
+cdef inline int fdb_learn(vale_switch *sw, vale_port *src, uint64_t key) noexcept nogil:
     """Learn that unicast MAC key sits behind port src. Returns -1 to forward the frame,
     or a DropReason when the frame must be dropped (learn limit, banned mover)."""
-    cdef vale_fdb *t = &sw.fdb
-    cdef uint32_t idx, ci
     cdef vale_entry *e
     # Runs of frames from one host skip the hash (VALE's per-port source cache).
     if src.last_src == key:
-        idx = src.last_src_entry
-        e = &t.entries[idx]
+        e = &sw.fdb.entries[src.last_src_entry]
         if e.key == key and e.port == src.index and (e.flags & ENTRY_USED):
             if not (e.flags & ENTRY_STATIC):
-                fdb_touch(sw, e, idx)
+                fdb_touch(sw, e, src.last_src_entry)
             return -1
+    return fdb_learn_new(sw, src, key)
+
+
+cdef int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key) noexcept nogil:
+    """fdb_learn for a source other than the port's last one."""
+    cdef vale_fdb *t = &sw.fdb
+    cdef uint32_t idx, ci
+    cdef vale_entry *e
     ci = fdb_find_cell(t, key)
     if ci != VALE_NIL:
         idx = t.cells[ci].entry
@@ -342,8 +347,18 @@ cdef inline uint64_t vlan_key(uint64_t mac, uint16_t vlan) noexcept nogil:
     return mac | (<uint64_t>vlan << 48)
 
 
+# The learning lookup is compiled twice, for a switch with VLANs off and on (`vlans` of a
+# type of its own in each, and so a constant where each is inlined): the copy for VLANs
+# off makes none of their tests per frame.
+ctypedef unsigned char VlansOff
+ctypedef signed char VlansOn
+ctypedef fused VlanState:
+    VlansOff
+    VlansOn
+
+
 cdef inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n,
-                                 bint vlans) noexcept nogil:
+                                 VlanState vlans) noexcept nogil:
     """VALE's lookup stage, the default one: in batch order, for each frame the bridge
     admits, learn its source (VLAN, MAC) on src, then give it its verdict: the port its destination was
     learned on, a flood (group or unknown destination), or a drop (learn limit, banned
@@ -360,10 +375,10 @@ cdef inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n,
     cdef int reason
     cdef bint learning = src.learning and src.up    # down: its MACs were just forgotten
     for i in range(min(n, PREFETCH_AHEAD)):
-        fdb_prefetch(t, sw.dkeys[i])
+        fdb_prefetch(t, sw.dhomes[i])
     for i in range(n):
         if i + PREFETCH_AHEAD < n:
-            fdb_prefetch(t, sw.dkeys[i + PREFETCH_AHEAD])
+            fdb_prefetch(t, sw.dhomes[i + PREFETCH_AHEAD])
         if not admit(sw, src, i, vlans):
             continue
         dkey = sw.dkeys[i]
@@ -378,7 +393,7 @@ cdef inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n,
         if mac_is_group(dkey):
             give_verdict(sw, src, i, VALE_FLOOD)
             continue
-        port = fdb_lookup_port(t, dkey)
+        port = fdb_lookup_port(t, dkey, sw.dhomes[i])
         if vale_unlikely(port == VALE_NO_PORT):
             d.flags |= FRAME_UNKNOWN_UNICAST
             give_verdict(sw, src, i, VALE_FLOOD)

@@ -11,15 +11,21 @@ cdef uint32_t memory_take(vale_switch *sw, vale_port *src) noexcept nogil:
     cdef uint32_t i, idx
     cdef vale_slot *slot
     cdef vale_desc *d
+    # In locals: settling an offload header is a call, after which the ring's fields
+    # would be loaded again for every frame.
+    cdef uint32_t tail = rx.tail, mask = rx.mask
+    cdef vale_slot *slots = rx.slots
+    cdef char *buf = rx.buf
     if n > sw.batch:
         n = sw.batch
     for i in range(n):
-        idx = (rx.tail + i) & rx.mask
-        slot = &rx.slots[idx]
+        idx = (tail + i) & mask
+        slot = &slots[idx]
         d = &sw.descs[i]
-        d.data = rx.buf + slot.off
+        d.data = buf + slot.off
         d.len = slot.len
         d.flags = slot.flags & FRAME_VNET
+        d.vlan = 0
         if vale_unlikely(d.flags):
             d.vnet = rx.vnets[idx]
             if d.len <= rx.slot_size:

@@ -30,6 +30,7 @@ cdef uint32_t tap_take(vale_switch *sw, vale_port *src) noexcept nogil:
         d = &sw.descs[n]
         d.data = buf + VNET_HDR_LEN
         d.flags = 0
+        d.vlan = 0
         if got < VNET_HDR_LEN:
             d.len = 0                   # not even a header: a runt
         else:

@@ -53,9 +53,9 @@ cdef inline int vlan_ingress(const vale_port *src, vale_desc *d, bint vlans) noe
     is a whole Ethernet header or longer. vlans: whether VLANs are on (a port of the
     switch has a mode); while none has, the switch ignores them, as the Linux bridge
     without vlan_filtering: every frame is keyed in VLAN 0 and keeps its tags as they
-    came (d.vlan is a tag the kernel took off, so that it goes back on)."""
+    came. Then d.vlan stays as the port's take set it: the VLAN of a tag the kernel took
+    off (so that it goes back on), else 0."""
     if not vlans:
-        d.vlan = d.vlan_tci & VLAN_VID_MASK if d.flags & FRAME_VLAN else 0
         return 0
     if vale_likely(not (d.flags & FRAME_VLAN) and not is_tag_type(d.data + 12)):
         d.vlan = src.native
