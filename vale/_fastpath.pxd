@@ -39,7 +39,8 @@ cdef enum:
     DROP_TX_ERROR = 7           # the destination could not send it: down, gone, refused
     DROP_VLAN = 8               # of a VLAN the port does not carry, or a tag vale refuses
     DROP_STORM = 9              # a flood over the port's storm-control rate
-    N_DROP_REASONS = 10
+    DROP_LOOP = 10              # from or to a port blocked by the loop guard
+    N_DROP_REASONS = 11
 
 # A frame's verdict from the lookup stage: a port index, VALE_FLOOD, or VALE_DROP + reason.
 cdef enum:
@@ -247,6 +248,8 @@ ctypedef struct vale_port:
     uint64_t storm_tokens[STORM_CLASSES]    # in thousandths of a frame
     uint64_t storm_ms           # when the buckets were last filled
     bint storm                  # any storm_rate set
+    uint64_t blocked_until      # the loop guard blocks it until then (switch clock, ms); 0: not
+    uint64_t loops_found        # times the loop guard blocked it
 
 ctypedef struct vale_switch:
     vale_fdb fdb
@@ -291,6 +294,8 @@ ctypedef struct vale_switch:
     uint32_t capturing          # ports with a capture flag set
     uint32_t vlan_ports         # ports with a VLAN mode: VLAN filtering on
     LookupKind lookup           # LOOKUP_LEARNING is inlined; the others through LOOKUPS
+    uint64_t loop_id            # the id in this switch's loop probes (never 0)
+    uint64_t loop_hold_ms       # how long the loop guard blocks a port
 
 
 # A port kind's operations (one table per kind in PORT_OPS, filled in by _fastpath.pyx

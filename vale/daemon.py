@@ -17,6 +17,7 @@ import signal
 import socket
 import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ MAX_REQUEST = 64 * 1024           # one request line; a longer one is refused
 LISTEN_BACKLOG = 1024             # connections waiting to be accepted
 MAX_CLIENTS = 256                 # connections served at once; more get "busy" and go
 HOUSEKEEPING_SECONDS = 1.0
+LOOP_PROBE_TICK = 0.1               # how often the switches are asked for their loop probes
 
 
 class Daemon:
@@ -66,7 +68,11 @@ class Daemon:
         sw.clear_notify()
         for port in sw.ports():
             summary = self.api.port_summary(sw.name, port)
-            if summary["state"] != "up":
+            if summary["state"] == "blocked":
+                log.warning("%s:%s closes a loop (a loop probe of %s came back through it): "
+                            "blocked for %gs", sw.name, port, sw.name,
+                            sw.port_info(port)["blocked"])
+            elif summary["state"] != "up":
                 log.warning("%s:%s is %s: the switch goes on forwarding for the other ports",
                             sw.name, port, summary["state"])
 
@@ -77,6 +83,17 @@ class Daemon:
                 self.api.housekeeping()
             except Exception:
                 log.exception("housekeeping failed")
+
+    async def _loop_probes(self) -> None:
+        """The loop guard's probes, each switch at its own loop_probe interval."""
+        while True:
+            await asyncio.sleep(LOOP_PROBE_TICK)
+            now = time.monotonic()
+            for sw in list(self.api.switches.values()):
+                try:
+                    sw.send_loop_probes(now)
+                except (KeyError, ValueError, OSError):     # a port going away meanwhile
+                    log.debug("loop probes of %s", sw.name, exc_info=True)
 
     async def _watchdog(self, interval: float) -> None:
         """WATCHDOG=1 only while every forwarding thread makes progress: each loops at
@@ -213,7 +230,8 @@ class Daemon:
             except OSError as exc:          # metrics are worth a log line, not the switch
                 log.error("cannot serve metrics on %s: %s; going on without them",
                           self.metrics, exc.strerror or exc)
-        tasks = [self.loop.create_task(self._housekeeping())]
+        tasks = [self.loop.create_task(self._housekeeping()),
+                 self.loop.create_task(self._loop_probes())]
         interval = sdnotify.watchdog_interval()
         if interval:
             tasks.append(self.loop.create_task(self._watchdog(interval)))

@@ -275,6 +275,8 @@ cdef int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key) noexcept n
     cdef vale_fdb *t = &sw.fdb
     cdef uint32_t idx, ci
     cdef vale_entry *e
+    if vale_unlikely((key & MAC_MASK) == loop_src_key(sw)):
+        return -1                           # a loop probe of this switch: never learned
     ci = fdb_find_cell(t, key)
     if ci != VALE_NIL:
         idx = t.cells[ci].entry

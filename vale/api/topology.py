@@ -173,6 +173,8 @@ class Topology:
             info = sw.port_info(port)
             ifindex = sw.ifindex(port)
             state = "up" if info["up"] else "down"
+            if info["up"] and info["blocked"]:
+                state = "blocked"           # by the loop guard, for info["blocked"] seconds
             if ifindex is not None and interface_state(port, ifindex) == "missing":
                 state = "missing"
             summary.update(index=info["index"], ifindex=ifindex, state=state)
