@@ -89,6 +89,20 @@ def test_a_blocked_port_neither_sends_nor_receives_until_its_hold_is_over():
     assert not core.port_info(c)["blocked"] and core.send_loop_probe(c)
 
 
+def test_a_block_forgets_what_the_loop_taught_the_table():
+    core, (a, b, c) = core_with(3)
+    core.inject(a, [frame(BROADCAST, mac(1), size=60)])
+    core.inject(b, [frame(BROADCAST, mac(1), size=60)])      # a's host, back via the loop
+    core.forward_all()
+    drain_all(core, [a, b, c])
+    assert core.fdb_lookup(fdb_key(mac(1))) == b
+    loop_back(core, sent_by=b, back_in=c)
+    assert core.fdb_lookup(fdb_key(mac(1))) is None            # floods again, and is relearned
+    core.inject(a, [frame(BROADCAST, mac(1), size=60)])
+    core.forward_all()
+    assert core.fdb_lookup(fdb_key(mac(1))) == a
+
+
 def test_the_loop_probes_source_is_never_learned():
     core, (a, b, c) = core_with(3)
     probe = probe_of(core, a)

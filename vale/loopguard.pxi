@@ -5,7 +5,8 @@
 # of the two ports the loop joins, the one with the higher index is blocked (so probes
 # that crossed each other block one port, not both), for loop_hold_ms. A blocked port's
 # frames are dropped as `loop`, and nothing is sent to it; Python is told through the
-# notify eventfd when it is blocked. Probes of other switches are flooded as any frame.
+# notify eventfd when it is blocked, and the learned MACs are forgotten. Probes of other
+# switches are flooded as any frame.
 # The probe's source MAC (loop_src, from loop_id) is never learned, so probes coming back
 # on several ports do not count as moves.
 
@@ -58,9 +59,13 @@ cdef bint loop_probe_back(vale_switch *sw, vale_port *src, uint32_t i) noexcept 
 
 
 cdef void loop_block(vale_switch *sw, vale_port *p) noexcept nogil:
+    """Block p; a new block also forgets every learned MAC, as a spanning tree's topology
+    change does: while the loop ran, hosts' frames came back through the loop's ports and
+    their MACs moved there (or were banned for moving)."""
     cdef uint64_t one = 1
     if p.blocked_until == 0:
         p.loops_found += 1
+        fdb_remove_port(sw, VALE_NO_PORT, False)
         write(sw.notify_fd, &one, sizeof(one))
     p.blocked_until = sw.now_ms + sw.loop_hold_ms
     if p.blocked_until == 0:
