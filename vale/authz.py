@@ -42,7 +42,8 @@ class Caller:
     capture: bool = False       # may read frames: capture, mirror_add
 
     def __str__(self) -> str:
-        return f"uid {self.uid} pid {self.pid} ({self.role})"
+        grant = ", capture" if self.capture and self.role is not Role.ROOT else ""
+        return f"uid {self.uid} pid {self.pid} ({self.role}{grant})"
 
 
 def internal_caller() -> Caller:
