@@ -80,6 +80,7 @@ def state_with_interfaces() -> State:
     state.interfaces["elsewhere"] = Interface("veth", "vale0", peer="e-p", netns="other")
     state.interfaces["vmtap"] = Interface("persistent_tap", "vale0", owner="1000")
     state.interfaces["roottap"] = Interface("persistent_tap", "vale0")
+    state.interfaces["hostport"] = Interface("tap", "vale0", mac="02:00:00:00:00:01")
     return state
 
 
@@ -131,6 +132,9 @@ ROOT_ONLY = [
      "--address without --netns"),
     ("create", {"name": "t1", "kind": "tap", "address": "198.18.0.1/24"},
      "--address without --netns"),
+    ("create", {"name": "t1", "kind": "tap"}, "without --netns"),
+    ("create", {"name": "c1", "kind": "veth", "peer": "c1-p"}, "without --netns"),
+    ("create", {"name": "c1", "kind": "veth", "netns": None}, "without --netns"),
     ("create", {"name": "c1", "kind": "veth", "netns": "other"}, "--netns 'other'"),
     ("create", {"name": "c1", "kind": "veth", "netns": ["granted"]}, "--netns ['granted']"),
     ("create", {"name": "t1", "kind": "tap", "netns": "other", "address": "198.18.0.1/24"},
@@ -144,6 +148,7 @@ ROOT_ONLY = [
     ("remove", {"name": "hosts"}, "of hosts (made with --address without --netns)"),
     ("remove", {"name": "elsewhere"}, "of elsewhere (made with --netns 'other')"),
     ("remove", {"name": "vmtap"}, "of vmtap (made with --persistent with --owner or --group)"),
+    ("remove", {"name": "hostport"}, "of hostport (made without --netns)"),
 ]
 
 
@@ -163,10 +168,10 @@ OPERATOR_MAY = [
     ("attach", {"port": "vale0:vnet3", "force": False}),
     ("attach", {"port": "vale0:vnet3", "settings": {"learning": "off"}}),
     ("detach", {"port": "vale0:mine"}),             # valed's own: the op itself refuses
-    ("create", {"name": "t1", "kind": "tap"}),
+    ("create", {"name": "t1", "kind": "tap", "netns": "granted"}),
     ("create", {"name": "t1", "kind": "tap", "netns": "granted", "address": "198.18.0.1/24"}),
-    ("create", {"name": "c1", "kind": "veth", "peer": "c1-p"}),
-    ("create", {"name": "c1", "kind": "veth", "netns": None, "address": None}),
+    ("create", {"name": "c1", "kind": "veth", "peer": "c1-p", "netns": "granted"}),
+    ("create", {"name": "c1", "kind": "veth", "netns": "granted", "address": None}),
     ("create", {"name": "t1", "kind": "persistent_tap"}),
     ("remove", {"name": "mine"}),
     ("remove", {"name": "roottap"}),

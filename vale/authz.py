@@ -118,15 +118,21 @@ def _interface_granted(args: Mapping[str, Any], grants: Grants,
 def _beyond_the_switch(kind: Any, netns: Any, address: Any, owner: Any, group: Any,
                        grants: Grants) -> tuple[str, str] | None:
     """What in an interface valed makes (or made) reaches beyond the switches."""
-    if kind == "persistent_tap" and (owner is not None or group is not None):
-        return ("--persistent with --owner or --group",
-                "it hands a user a raw frame device")
-    if netns is not None and (not isinstance(netns, str) or netns not in grants.netns):
+    if kind == "persistent_tap":        # for a VM; the operation refuses netns, address
+        if owner is not None or group is not None:
+            return ("--persistent with --owner or --group",
+                    "it hands a user a raw frame device")
+        return None
+    if netns is None:
+        if address is not None:
+            return ("--address without --netns",
+                    "an address and a route in valed's own namespace, this host's")
+        return ("without --netns",
+                "a TAP or veth peer in valed's own namespace is a port for this host's "
+                "own network stack")
+    if not isinstance(netns, str) or netns not in grants.netns:
         return (f"--netns {netns!r}",
                 "a namespace not granted to operators: valed --operator-netns")
-    if address is not None and netns is None:
-        return ("--address without --netns",
-                "an address and a route in valed's own namespace, this host's")
     return None
 
 
@@ -146,7 +152,8 @@ def _remove(args: Mapping[str, Any], grants: Grants, state: State) -> tuple[str,
                                 record.group, grants)
     if beyond is None:
         return None
-    return f"of {name} (made with {beyond[0]})", beyond[1]
+    what = beyond[0] if beyond[0].startswith("without") else f"with {beyond[0]}"
+    return f"of {name} (made {what})", beyond[1]
 
 
 @dataclass(frozen=True)
@@ -184,8 +191,8 @@ RULES: dict[str, Rule] = {
     "detach": Rule(Role.OPERATOR, root_when=(_interface_granted,),
                    note="an interface not granted (--operator-interfaces)"),
     "create": Rule(Role.OPERATOR, root_when=(_create,),
-                   note="--address without --netns; --netns not granted (--operator-netns); "
-                        "--persistent with --owner or --group"),
+                   note="no --netns, or one not granted (--operator-netns); --persistent "
+                        "with --owner or --group"),
     "remove": Rule(Role.OPERATOR, root_when=(_remove,),
                    note="an interface whose create needed root"),
 }

@@ -173,9 +173,10 @@ def test_each_role_gets_what_it_may_and_forbidden_for_the_rest(groups, place, ma
             ("create", {"name": f"{PREFIX}t003", "kind": "veth", "address": "198.18.6.1/24"}),
             ("create", {"name": f"{PREFIX}t004", "kind": "veth", "netns": other}),
             ("create", {"name": f"{PREFIX}t005", "kind": "persistent_tap", "owner": "nobody"}),
+            ("create", {"name": f"{PREFIX}t008", "kind": "tap"}),
             ("mirror_add", {"switch": "vale0", "from": [host.port], "to": made}),
             ("capture", {"port": port}))
-        assert [r["error"]["code"] for r in refused] == ["forbidden"] * 7, refused
+        assert [r["error"]["code"] for r in refused] == ["forbidden"] * 8, refused
         messages = [r["error"]["message"] for r in refused]
         assert messages[0] == ("attach --force needs root (it attaches the interface of this "
                                f"host's default route); uid {nobody} has the operator role")
@@ -183,9 +184,12 @@ def test_each_role_gets_what_it_may_and_forbidden_for_the_rest(groups, place, ma
         assert messages[2].startswith("create --address without --netns needs root")
         assert messages[3].startswith(f"create --netns '{other}' needs root")
         assert messages[4].startswith("create --persistent with --owner or --group needs root")
-        assert messages[5].startswith("mirror_add needs the capture grant")
-        assert messages[6].startswith("capture needs the capture grant")
-        for name in (f"{PREFIX}t003", f"{PREFIX}t004", f"{PREFIX}t005"):
+        assert messages[5] == (
+            "create without --netns needs root (a TAP or veth peer in valed's own namespace "
+            f"is a port for this host's own network stack); uid {nobody} has the operator role")
+        assert messages[6].startswith("mirror_add needs the capture grant")
+        assert messages[7].startswith("capture needs the capture grant")
+        for name in (f"{PREFIX}t003", f"{PREFIX}t004", f"{PREFIX}t005", f"{PREFIX}t008"):
             assert not link_exists(name)
         assert len(daemon("list")) == 2 and daemon("mirror_show", switch="vale0") == []
 
@@ -238,7 +242,7 @@ def test_each_role_gets_what_it_may_and_forbidden_for_the_rest(groups, place, ma
         stop_valed(daemon)
         for ns in (granted, other):
             sh("ip", "netns", "del", ns, check=False)
-        for i in range(1, 8):
+        for i in range(1, 9):
             sh("ip", "link", "del", f"{PREFIX}t{i:03d}", check=False)
 
 
