@@ -60,7 +60,10 @@ def groups_of(uid: int, gid: int) -> set[int]:
         name = pwd.getpwuid(uid).pw_name
     except KeyError:                # a uid without a name (a container's): its gid only
         return groups
-    groups.update(os.getgrouplist(name, gid))
+    try:
+        groups.update(os.getgrouplist(name, gid))
+    except OSError:                 # the group database failed us: the gid alone
+        pass
     return groups
 
 
