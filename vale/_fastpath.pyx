@@ -534,7 +534,7 @@ cdef class SwitchCore:
             d.vlan = p.native
             self.sw.next_frame[0] = NO_FRAME
             with nogil:
-                deliver(self.sw, p, 0, NO_FRAME, False, p)
+                deliver(self.sw, p, 0, NO_FRAME, True, p)     # soft_buf has the room
             return True
         finally:
             self.release()
