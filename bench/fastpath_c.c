@@ -785,6 +785,8 @@ static inline __attribute__((always_inline)) void learning_lookup(vale_switch *s
             }
         }
         if (mac_is_group(dkey)) {
+            if (vale_unlikely((dkey & MAC_MASK) == LOOP_PROBE_KEY))
+                abort();                /* the Cython core's loop_probe_back: never here */
             give_verdict(sw, src, i, VALE_FLOOD);
             continue;
         }
@@ -1060,9 +1062,7 @@ static inline void give_verdict(vale_switch *sw, vale_port *src, uint32_t i, uin
     if (vale_likely(v < VALE_MAX_PORTS)) {
         chain(sw, &sw->list_head[v], &sw->list_tail[v], (uint16_t)i);
     } else if (v == VALE_FLOOD) {
-        if (vale_unlikely((sw->dkeys[i] & MAC_MASK) == LOOP_PROBE_KEY)) {
-            abort();                    /* the Cython core's loop_probe_back: never here */
-        } else if (vale_unlikely(src->storm) && !storm_allows(src, &sw->descs[i])) {
+        if (vale_unlikely(src->storm) && !storm_allows(src, &sw->descs[i])) {
             src->c.drops[DROP_STORM] += 1;
         } else {
             src->c.flood_packets += 1;
@@ -1132,6 +1132,8 @@ static void hub_lookup(vale_switch *sw, vale_port *src, uint32_t n)
         if (admit(sw, src, i, vlans)) {
             if (!(sw->descs[i].data[0] & 1))
                 sw->descs[i].flags |= FRAME_UNKNOWN_UNICAST;
+            else if (vale_unlikely((sw->dkeys[i] & MAC_MASK) == LOOP_PROBE_KEY))
+                abort();                /* the Cython core's loop_probe_back: never here */
             give_verdict(sw, src, i, VALE_FLOOD);
         }
     }

@@ -161,3 +161,10 @@ def test_a_bad_loop_hold_is_refused(hold):
     with pytest.raises((ValueError, TypeError)):
         core.configure(loop_hold=hold)
     assert core.snapshot()["settings"]["loop_hold"] == HOLD
+
+
+def test_the_hub_lookup_finds_loops_too():
+    core, (a, b) = core_with(2)
+    core.configure(lookup="hub")
+    loop_back(core, sent_by=a, back_in=b)
+    assert core.port_info(b)["blocked"] and not core.port_info(a)["blocked"]

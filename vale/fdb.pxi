@@ -393,7 +393,10 @@ cdef inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n,
                     give_verdict(sw, src, i, VALE_DROP + reason)
                     continue
         if mac_is_group(dkey):
-            give_verdict(sw, src, i, VALE_FLOOD)
+            if vale_unlikely((dkey & MAC_MASK) == LOOP_PROBE_KEY) and loop_probe_back(sw, src, i):
+                give_verdict(sw, src, i, VALE_DROP + DROP_LOOP)     # loopguard.pxi
+            else:
+                give_verdict(sw, src, i, VALE_FLOOD)
             continue
         port = fdb_lookup_port(t, dkey, sw.dhomes[i])
         if vale_unlikely(port == VALE_NO_PORT):

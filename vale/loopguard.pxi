@@ -1,14 +1,15 @@
 # The loop guard. valed sends a probe out of every port now and then (send_loop_probe): a
-# frame to LOOP_PROBE_MAC, a group address every switch floods, of EtherType LOOP_ETHERTYPE,
-# carrying LOOP_MAGIC, the switch's loop_id and the index of the port it left by. When a
-# probe of this switch comes back in, the wire beyond that port leads back to the switch:
-# of the two ports the loop joins, the one with the higher index is blocked (so probes
-# that crossed each other block one port, not both), for loop_hold_ms. A blocked port's
-# frames are dropped as `loop`, and nothing is sent to it; Python is told through the
-# notify eventfd when it is blocked, and the learned MACs are forgotten. Probes of other
-# switches are flooded as any frame.
-# The probe's source MAC (loop_src, from loop_id) is never learned, so probes coming back
-# on several ports do not count as moves.
+# frame to LOOP_PROBE_KEY's MAC, a group address every switch floods, of EtherType
+# LOOP_ETHERTYPE, carrying LOOP_MAGIC, the switch's loop_id and the index of the port it
+# left by. The lookups compare each group-addressed frame's destination with
+# LOOP_PROBE_KEY (nothing more for unicast). When a probe of this switch comes back in,
+# the wire beyond that port leads back to the switch: of the two ports the loop joins,
+# the one with the higher index is blocked (so probes that crossed each other block one
+# port, not both), for loop_hold_ms. A blocked port's frames are dropped as `loop`, and
+# nothing is sent to it; Python is told through the notify eventfd, and the learned MACs
+# are forgotten. Probes of other switches are flooded as any frame. The probes' source
+# MAC (loop_src_key, from loop_id) is never learned, so probes coming back on several
+# ports do not count as moves.
 
 cdef enum:
     LOOP_ETHERTYPE = 0x88B6     # IEEE 802 local experimental EtherType 2
@@ -30,11 +31,6 @@ cdef extern from *:
 cdef inline uint64_t loop_src_key(const vale_switch *sw) noexcept nogil:
     """The probes' source MAC: locally administered unicast, 5 bytes of loop_id."""
     return ((sw.loop_id << 8) & MAC_MASK) | 0x02
-
-
-cdef inline bint loop_probe_to(const vale_switch *sw, uint32_t i) noexcept nogil:
-    """Whether frame i (a flood) is addressed to the probes' MAC: one compare per flood."""
-    return (sw.dkeys[i] & MAC_MASK) == LOOP_PROBE_KEY
 
 
 cdef bint loop_probe_back(vale_switch *sw, vale_port *src, uint32_t i) noexcept nogil:
