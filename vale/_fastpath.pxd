@@ -345,5 +345,5 @@ cdef class SwitchCore:
     cdef uint32_t remove_entries(self, uint32_t port, bint statics) noexcept
     cdef vale_port *new_port(self, learning, flood, learn_limit) except NULL
     cdef uint32_t activate(self, vale_port *p) noexcept
-    cdef resize(self, uint32_t capacity)
+    cdef resize(self, vale_fdb *fresh)
     cdef capacity_fits(self, uint32_t capacity)

@@ -676,22 +676,28 @@ cdef class SwitchCore:
 
     def fdb_entries(self):
         """Every entry as (key, port index, static, seconds since last seen), after
-        removing the aged ones."""
+        removing the aged ones. Read FDB_READ_CHUNK entries at a time, letting go of the
+        forwarding lock between chunks, so a large table never stalls forwarding: not a
+        picture of one instant (an entry that moves meanwhile may be seen twice or not)."""
         cdef vale_fdb *t = &self.sw.fdb
         cdef vale_entry *e
-        cdef uint32_t i
-        self.acquire()
-        try:
-            self.refresh_clock()
-            out = []
-            for i in range(t.capacity):
-                e = &t.entries[i]
-                if e.flags & ENTRY_USED:
-                    out.append((e.key, e.port, bool(e.flags & ENTRY_STATIC),
-                                (self.sw.now_ms - e.last_seen) / 1000.0))
-            return out
-        finally:
-            self.release()
+        cdef uint32_t i, start = 0, end
+        out = []
+        while True:
+            self.acquire()
+            try:
+                if start >= t.capacity:
+                    return out
+                self.refresh_clock()
+                end = min(start + FDB_READ_CHUNK, t.capacity)
+                for i in range(start, end):
+                    e = &t.entries[i]
+                    if e.flags & ENTRY_USED:
+                        out.append((e.key, e.port, bool(e.flags & ENTRY_STATIC),
+                                    (self.sw.now_ms - e.last_seen) / 1000.0))
+            finally:
+                self.release()
+            start = end
 
     def fdb_lookup(self, uint64_t key):
         """The port index a MAC key would be forwarded to, or None."""
@@ -766,28 +772,46 @@ cdef class SwitchCore:
 
     def set_capacity(self, capacity):
         """Resize the table. Shrinking below the entries in use evicts fairly, as
-        learning into a full table does; statics are never evicted."""
+        learning into a full table does; statics are never evicted. The new table is
+        allocated and cleared before the forwarding lock is taken: the lock is held for
+        moving the entries in use, not for the size of the table."""
         check_range("fdb capacity", capacity, 1, MAX_FDB_CAPACITY)
+        cdef vale_fdb fresh
+        cdef int failed
+        cdef uint32_t wanted = capacity
+        with nogil:
+            failed = fdb_alloc(&fresh, wanted)
+        if failed:
+            raise MemoryError(f"cannot allocate an FDB of {capacity} entries")
         self.acquire()
         try:
             self.refresh_clock()
             self.capacity_fits(capacity)
-            self.resize(capacity)
+            self.resize(&fresh)
+        except BaseException:
+            fdb_release(&fresh)
+            raise
         finally:
             self.release()
 
-    cdef resize(self, uint32_t capacity):
-        cdef vale_fdb old = self.sw.fdb
+    cdef resize(self, vale_fdb *fresh):
+        """Move the entries into fresh, an empty table, which becomes the switch's."""
+        cdef vale_fdb old
         cdef vale_fdb *t = &self.sw.fdb
         cdef vale_port *p
         cdef vale_entry *e
         cdef uint32_t k, i, idx
-        while t.count > capacity:
+        while t.count > fresh.capacity:
             fdb_evict_one(self.sw, VALE_NO_PORT)
         old = self.sw.fdb
-        if fdb_alloc(t, capacity) != 0:
-            self.sw.fdb = old
-            raise MemoryError(f"cannot allocate an FDB of {capacity} entries")
+        self.sw.fdb.cells = fresh.cells
+        self.sw.fdb.cell_mask = fresh.cell_mask
+        self.sw.fdb.cell_shift = fresh.cell_shift
+        self.sw.fdb.entries = fresh.entries
+        self.sw.fdb.capacity = fresh.capacity
+        self.sw.fdb.free_head = fresh.free_head
+        self.sw.fdb.count = 0
+        self.sw.fdb.static_count = 0
         # Re-insert port by port, oldest first, so each port keeps its ageing order.
         for k in range(self.sw.nactive):
             p = self.sw.ports[self.sw.active[k]]

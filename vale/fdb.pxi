@@ -11,6 +11,7 @@
 
 cdef enum:
     PREFETCH_AHEAD = 16         # frames between a cell's prefetch and its lookup
+    FDB_READ_CHUNK = 2048       # entries listed per hold of the forwarding lock (< 1 ms)
 
 cdef extern from *:
     """
