@@ -108,7 +108,7 @@ class Seconds:
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             try:
                 seconds = float(value)
-            except ValueError:
+            except (ValueError, OverflowError):     # OverflowError: an int past any float
                 pass
         if not 0 <= seconds <= self.high:           # NaN fails this too
             raise SettingError(f"{name} takes a number of seconds from 0 to {self.high:.0f}, "
