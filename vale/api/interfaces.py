@@ -58,6 +58,7 @@ class InterfaceOps:
             raise ApiError("invalid", f"cannot create a {kind!r}: tap, persistent_tap or veth")
         if name in self.topo.desired.interfaces or self.topo.owner_of(name):
             raise ApiError("already_attached", f"{name} is already in use by valed")
+        self.topo.check_new_port(switch, port_settings)
         if exists(name):
             raise ApiError("exists", f"an interface named {name} exists already")
         if kind == "persistent_tap" and (netns is not None or address is not None):

@@ -15,6 +15,7 @@ from typing import Any
 from vale import netlink
 from vale.api.interfaces import open_made_tap
 from vale.api.protocol import ApiError
+from vale.limits import Limits
 from vale.names import check_switch_name, parse_port_ref
 from vale.ports import interface_state
 from vale.settings import of_scope
@@ -30,7 +31,9 @@ class Topology:
     """The desired configuration, the live switches, and bringing ports up and down."""
 
     def __init__(self, on_switch_added: Callable[[Switch], None] | None = None,
-                 on_switch_removed: Callable[[Switch], None] | None = None) -> None:
+                 on_switch_removed: Callable[[Switch], None] | None = None,
+                 limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
         self.desired = State()
         self.switches: dict[str, Switch] = {}
         self._on_added = on_switch_added
@@ -59,9 +62,17 @@ class Topology:
                 return name
         return None
 
+    def check_new_port(self, switch: str, settings: dict[str, Any]) -> None:
+        """LimitError when a port with these settings on `switch` (new or not) would go
+        over one of the daemon's limits: before anything is made."""
+        self.limits.check_port_settings(settings)
+        if switch not in self.desired.switches:
+            self.limits.check_new_switch(len(self.desired.switches))
+
     def add_port(self, switch: str, port: str, settings: dict[str, Any]) -> None:
         """Desire the port, bring it up; on failure leave no trace."""
         check_switch_name(switch)
+        self.check_new_port(switch, settings)
         switches = self.desired.switches
         created = switch not in switches
         if created:                         # a switch appears on its first attach, as in VALE
@@ -95,9 +106,16 @@ class Topology:
     def live_switch(self, name: str) -> Switch:
         sw = self.switches.get(name)
         if sw is None:
+            self.limits.check_new_switch(len(self.switches))
             sw = Switch(name)
+            saved = self.desired.switches[name].settings
+            settings = self.limits.within("switch", saved)
+            if settings != saved:
+                log.error("switch %s: fdb_capacity=%s is over this valed's limit; it gets "
+                          "%s (valed --max-fdb-capacity)", name, saved["fdb_capacity"],
+                          settings["fdb_capacity"])
             try:
-                sw.configure(**self.desired.switches[name].settings)
+                sw.configure(**settings)
             except (ValueError, TypeError) as exc:    # saved, and this machine refuses it
                 log.error("switch %s: the saved settings are refused (%s); it runs with the "
                           "defaults until they are set again", name, exc)
@@ -126,7 +144,12 @@ class Topology:
         put back its static FDB entries and mirrors. Raises when the interface is not
         there."""
         config = self.desired.switches[switch]
-        settings = config.ports[port].settings
+        saved = config.ports[port].settings
+        settings = self.limits.within("port", saved)
+        if settings != saved:
+            log.error("%s:%s: rx_frames=%s is over this valed's limit; it gets %s (valed "
+                      "--max-rx-frames)", switch, port, saved["rx_frames"],
+                      settings["rx_frames"])
         sw = self.live_switch(switch)
         made = self.desired.interfaces.get(port)
         if made is not None and made.kind == "tap":
@@ -189,6 +212,8 @@ class Topology:
         brought = []
         now = time.monotonic()
         for switch, config in list(self.desired.switches.items()):
+            if switch not in self.switches and len(self.switches) >= self.limits.switches:
+                continue        # over --max-switches: the restore said so
             for port in list(config.ports):
                 made = self.desired.interfaces.get(port)
                 ours = made is not None and made.kind == "tap"
