@@ -150,6 +150,26 @@ def _configure(name: str, netns: str | None, cidr: Any) -> None:
 
 
 
+def veth_peer(name: str) -> int | None:
+    """The interface index of the far end of veth `name`, when that end is in this
+    namespace; None for an interface that is no veth, or whose peer is in another
+    namespace (IFLA_LINK_NETNSID: its index there means nothing here). OSError when
+    `name` is gone."""
+    return _in_worker(_veth_peer, name)
+
+
+def _veth_peer(name: str) -> int | None:
+    with IPRoute() as ipr:
+        link = ipr.link("get", index=_index(ipr, name))[0]
+    info = link.get_attr("IFLA_LINKINFO")
+    if info is None or info.get_attr("IFLA_INFO_KIND") != "veth":
+        return None
+    if link.get_attr("IFLA_LINK_NETNSID") is not None:
+        return None
+    peer = link.get_attr("IFLA_LINK")
+    return int(peer) if peer else None
+
+
 def delete_link(name: str) -> None:
     """Delete interface `name` (and a veth's peer with it); gone already is fine."""
     _in_worker(_delete, name)

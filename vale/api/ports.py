@@ -60,6 +60,7 @@ class PortOps:
                            "it was created")
         self.topo.check_new_port(switch, port_settings)
         interface_index(ifname)             # exists?
+        self.topo.check_not_own_peer(switch, ifname)
         if ifname in default_route_interfaces() and not force:
             raise ApiError("refused", f"{ifname} carries this host's default route: attaching "
                            "it would cut the host off its network. Use --force if you mean it")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +62,32 @@ class Topology:
             if ifname in sw.ports:
                 return name
         return None
+
+    def check_not_own_peer(self, switch: str, ifname: str, desired: bool = True) -> None:
+        """ApiError (loop) when interface `ifname` is a veth whose other end is a port of
+        `switch`: live (by interface index, whatever its name now) or, with `desired`,
+        configured (by name, so that it cannot come back later). The two ends on one
+        switch forward every flood back to it, forever. A peer in another namespace is not
+        checked: valed attaches interfaces of its own namespace only, so that end reaches
+        this switch only through something else (a bridge, another switch), which loop
+        detection in the data plane is for."""
+        peer = netlink.veth_peer(ifname)
+        if peer is None:
+            return
+        try:
+            peer_name: str | None = socket.if_indextoname(peer)
+        except OSError:                     # gone meanwhile
+            peer_name = None
+        sw = self.switches.get(switch)
+        live = [port for port in sw.ports() if sw.ifindex(port) == peer] if sw else []
+        configured = desired and peer_name is not None and \
+            peer_name in self.desired.switches.get(switch, SwitchConfig()).ports
+        if live or configured:
+            other = live[0] if live else peer_name
+            raise ApiError("loop", f"{ifname} is a veth whose other end, {other}, is a port "
+                           f"of {switch}: both ends on one switch make a loop, every flood "
+                           "going round and round. Attach it to another switch, or detach "
+                           f"{other} first")
 
     def check_new_port(self, switch: str, settings: dict[str, Any]) -> None:
         """LimitError when a port with these settings on `switch` (new or not) would go
@@ -161,6 +188,7 @@ class Topology:
                 os.close(fd)
                 raise
         else:
+            self.check_not_own_peer(switch, port, desired=False)
             sw.attach(port, **settings)
         for name, where in config.fdb.items():
             if where == port:
@@ -244,7 +272,7 @@ class Topology:
                     self.retry_at.pop((switch, port), None)
                     brought.append(f"{switch}:{port}")
                     log.info("%s:%s is back", switch, port)
-                except (OSError, ValueError, KeyError, TypeError) as exc:
+                except (OSError, ValueError, KeyError, TypeError, ApiError) as exc:
                     self.retry_at[(switch, port)] = now + RETRY_S
                     log.warning("%s:%s cannot come back yet (next try in %d s): %s",
                                 switch, port, RETRY_S, exc)
