@@ -210,3 +210,10 @@ def test_a_client_that_reads_frees_its_bytes():
     assert (len(sub.frames), sub.lost, budget.used) == (2, 1, 2 * SIZE)
     assert sub.pop(budget)[0] == 0
     assert budget.take(sub, SIZE) and budget.used == 2 * SIZE
+
+
+def test_operations_md_lists_each_limit_with_its_default():
+    from tests.conftest import ROOT
+    page = (ROOT / "docs" / "operations.md").read_text()
+    for limit in LIMITS:
+        assert f"| `--{limit.option} N` | {limit.default} |" in page, limit.option
