@@ -104,7 +104,7 @@ class Limits:
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     """The limits as valed options."""
-    group = parser.add_argument_group("limits", "what any client may make valed hold "
+    group = parser.add_argument_group("resources: what any client may make valed hold "
                                       "(docs/security.md)")
     for limit in LIMITS:
         group.add_argument(f"--{limit.option}", type=int, default=limit.default,
