@@ -171,7 +171,7 @@ def _map(where: str, value: Any, check_key: Callable[[str], Any],
             check_key(key)
         except ValueError as exc:
             raise StateError(f"{where}.{_key(key)}", str(exc)) from None
-        out[key] = load(f"{where}.{key}", item)
+        out[key] = load(f"{where}.{_key(key)}", item)
     return out
 
 
@@ -305,8 +305,6 @@ def _interface(where: str, value: Any) -> Interface:
         record.peer = _checked(f"{where}.peer", doc.get("peer"), check_port_name)
         if record.peer is None:
             raise StateError(f"{where}.peer", "a veth needs its peer's name")
-        if record.peer == where.rpartition(".")[2]:
-            raise StateError(f"{where}.peer", "a veth's peer cannot have its own name")
     elif kind == "tap":
         mac = _checked(f"{where}.mac", doc.get("mac"), unicast_mac)
         record.mac = None if mac is None else unicast_mac(mac)
@@ -329,7 +327,9 @@ def _check_references(state: State) -> None:
                                  f"also a port of {seen[port]}: one interface, one switch")
             seen[port] = switch
     for name, record in state.interfaces.items():
-        where = f"interfaces.{name}"
+        where = f"interfaces.{_key(name)}"
+        if record.kind == "veth" and record.peer == name:
+            raise StateError(f"{where}.peer", "a veth's peer cannot have its own name")
         if name in seen and seen[name] != record.switch:
             raise StateError(f"{where}.switch", f"{record.switch}, but it is a port of "
                                                 f"{seen[name]}")
