@@ -76,24 +76,29 @@ def test_saved_state_the_machine_cannot_take_is_logged_and_the_rest_starts(caplo
 
 def test_saved_taps_get_a_usable_mac_and_it_is_saved(tmp_path, caplog, monkeypatch):
     """A TAP of valed's is made with the MAC its record holds. Records from before MACs
-    were kept get one; one the kernel would refuse at every try (malformed, a group
-    address, zero) is replaced and logged; a good one is kept, in colon form."""
+    were kept get one; a good one is kept, in colon form. One the kernel would refuse
+    at every try (malformed, a group address, zero) the loader refuses (test_state.py);
+    records made otherwise get a new one, logged."""
     from vale.names import mac_to_key
-    from vale.state import StateFile
+    from vale.state import Interface, StateFile
 
     saved = {"none": None, "dashes": "02-AA-00-00-00-07", "good": "02:00:00:00:00:08",
              "group": "01:00:5e:00:00:01", "zero": "00:00:00:00:00:00", "junk": "tap"}
     doc = empty()
-    for name, mac in saved.items():
+    for name in ("none", "dashes", "good"):
         doc["interfaces"][name] = {"kind": "tap", "switch": "vale0", "netns": None,
-                                   "address": None, **({"mac": mac} if mac else {})}
+                                   "address": None,
+                                   **({"mac": saved[name]} if saved[name] else {})}
     doc["interfaces"]["v"] = {"kind": "veth", "switch": "vale0", "peer": "v-p"}
+    records = load_state(doc)
+    for name in ("group", "zero", "junk"):
+        records.interfaces[name] = Interface("tap", "vale0", mac=saved[name])
     made = []
     monkeypatch.setattr("vale.netlink.create_veth", lambda *args: made.append(args))
     state = StateFile(tmp_path)
     api = Api(state)
     with caplog.at_level(logging.ERROR, logger="vale.api"):
-        api.restore(load_state(doc))
+        api.restore(records)
     assert made == [("v", "v-p", None, None)]                 # made again, here faked
     macs = {name: state.load().interfaces[name].mac for name in [*saved, "v"]}
     assert macs["good"] == "02:00:00:00:00:08" and macs["dashes"] == "02:aa:00:00:00:07"

@@ -85,6 +85,61 @@ BAD = {
     "a list": ([GOOD], "an object expected"),
     "deep nesting": ("[" * 100000 + "]" * 100000, "recursion"),
     "not JSON": ('{"version": 1, "switches": {"vale0": ', "Expecting"),
+    # every field, by its path
+    "a version that is true": (shape("version", True), "version: not a version 1"),
+    "a port setting of the wrong type": (shape("switches/vale0/ports/eth9/vlan", 10),
+                                         "switches.vale0.ports.eth9.vlan: "),
+    "a VLAN out of range": (shape("switches/vale0/ports/tap0/vlan", "access:4095"),
+                            "switches.vale0.ports.tap0.vlan: "),
+    "a native VLAN on a port without a mode": (shape("switches/vale0/ports/tap0/native", 5),
+                                               "switches.vale0.ports.tap0.native: "),
+    "rx_frames out of range": (shape("switches/vale0/ports/eth9/rx_frames", 1 << 20),
+                               "switches.vale0.ports.eth9.rx_frames: "),
+    "ageing too large to be a float": (shape("switches/vale0/settings/ageing", 10 ** 400),
+                                       "switches.vale0.settings.ageing: "),
+    "fdb_capacity out of range": (shape("switches/vale0/settings/fdb_capacity", 1 << 30),
+                                  "switches.vale0.settings.fdb_capacity: "),
+    "cpus of the wrong kind": (shape("switches/vale0/settings/cpus", {"a": 1}),
+                               "switches.vale0.settings.cpus: "),
+    "a static entry to a port the switch lacks": (
+        shape("switches/vale0/fdb/02:00:00:00:00:01", "eth7"),
+        "switches.vale0.fdb.02:00:00:00:00:01: not a port"),
+    "a static entry in VLAN 4096": (shape("switches/vale0/fdb/02:00:00:00:00:05@4096", "eth9"),
+                                    "switches.vale0.fdb.02:00:00:00:00:05@4096"),
+    "a static entry with a VLAN in other digits": (
+        shape("switches/vale0/fdb/02:00:00:00:00:05@\u0663", "eth9"), "VLAN of 0"),
+    "the same static entry twice": (shape("switches/vale0/fdb/02:00:00:00:00:01@0", "eth9"),
+                                    "twice"),
+    "a mirror to a port the switch lacks": (shape("switches/vale0/mirrors/eth9/to", "eth7"),
+                                            "switches.vale0.mirrors.eth9: eth7"),
+    "a mirror to itself": (shape("switches/vale0/mirrors/eth9/to", "eth9"),
+                           "switches.vale0.mirrors.eth9.to: "),
+    "a mirror chain": (shape("switches/vale0/mirrors/tap0", {"to": "eth9", "direction": "tx"}),
+                       "mirror loop"),
+    "a port on two switches": (shape("switches/vale1", {"settings": {}, "ports": {"eth9": {}},
+                                                        "fdb": {}}),
+                               "switches.vale1.ports.eth9: also a port of vale0"),
+    "a kind that is a list": (shape("interfaces/v0/kind", ["veth"]), "interfaces.v0.kind"),
+    "an interface on another switch than its port": (shape("interfaces/tap0/switch", "vale1"),
+                                                     "interfaces.tap0.switch"),
+    "a bad namespace name": (shape("interfaces/tap0/netns", "../etc"),
+                             "interfaces.tap0.netns: "),
+    "an address without a prefix": (shape("interfaces/tap0/address", "198.18.0.1"),
+                                    "interfaces.tap0.address: "),
+    "a TAP address without a namespace": (shape("interfaces/tap0/netns", None),
+                                          "interfaces.tap0.address: "),
+    "a MAC that is not one": (shape("interfaces/tap0/mac", "tap"), "interfaces.tap0.mac: "),
+    "a group MAC": (shape("interfaces/tap0/mac", "01:00:5e:00:00:01"), "interfaces.tap0.mac"),
+    "a zero MAC": (shape("interfaces/tap0/mac", "00:00:00:00:00:00"), "interfaces.tap0.mac"),
+    "a veth that is its own peer": (shape("interfaces/v0/peer", "v0"), "interfaces.v0.peer"),
+    "a veth with its peer on its switch": (shape("switches/vale0/ports/v0-p", {}),
+                                           "interfaces.v0.peer: v0-p is a port of vale0"),
+    "an owner that is no name": (shape("interfaces/vm0/owner", "a b"), "interfaces.vm0.owner"),
+    "a group with a newline": (shape("interfaces/vm0/group", "x\ny"), "interfaces.vm0.group"),
+    "a key that is a control character": (shape("switches/vale0/ports/eth9/\n", 1),
+                                          "'\\n': unknown setting"),
+    "deep nesting in a setting": (shape("switches/vale0/settings/cpus", [[[[0]]]]),
+                                  "switches.vale0.settings.cpus[0]: nested deeper"),
 }
 
 
@@ -116,6 +171,25 @@ def test_valed_starts_empty_from_a_state_file_of_the_wrong_shape(tmp_path):
     finally:
         stop_valed(daemon)
     assert "vale0.mirrors: an object expected" in (tmp_path / "valed.log").read_text()
+
+
+def test_valed_starts_and_logs_the_field_of_a_file_that_does_not_validate(tmp_path):
+    """The case of the issue: one field wrong, deep in a record. valed starts, serves,
+    and its log line names the field; the file is aside, whole, for the operator."""
+    state = tmp_path / "state"
+    state.mkdir()
+    text = json.dumps(shape("switches/vale0/ports/eth9/vlan", "access:5000"))
+    (state / "state.json").write_text(text)
+    daemon = start_valed(str(tmp_path / "v.sock"), tmp_path / "valed.log", state_dir=state)
+    try:
+        assert daemon("list") == []
+        aside = [p for p in state.iterdir() if p.name.startswith("state.json.corrupt-")]
+        assert len(aside) == 1 and aside[0].read_text() == text
+    finally:
+        stop_valed(daemon)
+    log = (tmp_path / "valed.log").read_text()
+    assert "switches.vale0.ports.eth9.vlan: vlan takes none, access:N" in log
+    assert "Traceback" not in log
 
 
 def test_records_compare_and_copy_as_values():

@@ -29,7 +29,8 @@ from vale import authz, sdnotify
 from vale.api import Api, ApiError, error_reply, reply_error
 from vale.api.protocol import request_args
 from vale.api.service import audit
-from vale.capture import CaptureHub, Subscriber, frame_message
+from vale.capture import CaptureBudget, CaptureHub, Subscriber, frame_message
+from vale.limits import Limits, add_options, from_options
 from vale.metrics import DEFAULT_ADDRESS, parse_address, serve_metrics
 from vale.netlink import LinkWatcher
 from vale.state import DEFAULT_STATE_DIR, StateFile
@@ -46,6 +47,7 @@ MAX_CLIENTS_PER_USER = 32         # connections one other uid may hold at once
 IDLE_TIMEOUT = 30.0               # seconds a client may keep valed waiting
 HOUSEKEEPING_SECONDS = 1.0
 LOOP_PROBE_TICK = 0.1               # how often the switches are asked for their loop probes
+CAPTURE_WRITE_BUFFER = 256 * 1024   # a capture's socket buffer in valed, before it waits
 
 
 @dataclass(frozen=True)
@@ -74,15 +76,20 @@ class Idle(Exception):
 class Daemon:
     def __init__(self, socket_path: str, state_dir: str, group: str | None = None,
                  metrics: str | None = DEFAULT_ADDRESS, grants: authz.Grants | None = None,
-                 limits: ClientLimits | None = None, open_socket: bool = False) -> None:
+                 limits: ClientLimits | None = None, open_socket: bool = False,
+                 resources: Limits | None = None) -> None:
         self.socket_path = socket_path
         self.group = group
         self.open_socket = open_socket      # 0666: the roles alone decide who does what
         self.metrics = metrics
         self.limits = limits or ClientLimits()
+        self.resources = resources or Limits()      # switches, tables, rings, captures
         self.api = Api(StateFile(state_dir), on_switch_added=self._watch,
-                       on_switch_removed=self._unwatch, grants=grants)
+                       on_switch_removed=self._unwatch, grants=grants,
+                       limits=self.resources)
         self.per_uid: Counter[int] = Counter()
+        self.capture_budget = CaptureBudget(self.resources.capture_client_bytes,
+                                            self.resources.capture_total_bytes)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: asyncio.AbstractServer | None = None
         self.stopping = asyncio.Event()
@@ -213,7 +220,7 @@ class Daemon:
         audit(caller, "capture", args, rule, {"ok": True})
         hub = self.hubs.get(sw.name)
         if hub is None or hub.sw is not sw:     # first capture, or the switch was made anew
-            hub = self.hubs[sw.name] = CaptureHub(sw)
+            hub = self.hubs[sw.name] = CaptureHub(sw, self.capture_budget)
         sub = Subscriber(port, rx, tx)
         hub.add(sub)
         sent = 0
@@ -227,9 +234,14 @@ class Daemon:
                 ready.cancel()
                 sub.ready.clear()
                 while sub.frames:
-                    writer.write(json.dumps(frame_message(*sub.frames.popleft())).encode()
-                                 + b"\n")
+                    # Frames leave the budgeted queue only as the socket takes them: what
+                    # valed holds for this client stays within the queue's bytes and this
+                    # buffer, however slowly it reads.
+                    writer.write(json.dumps(frame_message(*sub.pop(self.capture_budget)))
+                                 .encode() + b"\n")
                     sent += 1
+                    if writer.transport.get_write_buffer_size() > CAPTURE_WRITE_BUFFER:
+                        await self._wait(writer.drain())
                 await self._wait(writer.drain())
         finally:
             ring_lost = hub.remove(sub)
@@ -436,7 +448,12 @@ def main(argv: list[str] | None = None) -> int:
                         "tests use); otherwise valed detaches and logs to syslog")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
+    add_options(parser)
     args = parser.parse_args(argv)
+    try:
+        resources = from_options(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     level = getattr(logging, args.log_level.upper())
     if args.foreground and stderr_is_journal():
         handler = logging.StreamHandler(sys.stderr)
@@ -475,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     _run(Daemon(args.socket, args.state_dir, args.group,
                 None if args.no_metrics else args.metrics, grants,
                 ClientLimits(per_user=args.max_clients_per_user,
-                             idle_timeout=args.idle_timeout), open_socket).run())
+                             idle_timeout=args.idle_timeout), open_socket, resources).run())
     return 0
 
 

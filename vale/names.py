@@ -3,10 +3,13 @@ names and `switch:port` references. The one place these rules live."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 
 __all__ = [
+    "check_address",
+    "check_netns_name",
     "check_port_name",
     "check_switch_name",
     "key_to_mac",
@@ -65,3 +68,24 @@ def parse_port_ref(ref: str) -> tuple[str, str]:
         raise ValueError(f"not a port reference: {ref!r} (expected SWITCH:PORT, like vale0:eth1)")
     switch, port = ref.split(":")
     return check_switch_name(switch), check_port_name(port)
+
+
+def check_netns_name(name: str) -> str:
+    """A name `ip netns add` could have made (a file under /run/netns); whether it exists
+    is vale.netlink.check_netns's question."""
+    if not isinstance(name, str) or not name or "/" in name or "\0" in name \
+            or name in (".", "..") or len(name.encode()) > 255:
+        raise ValueError(f"not a namespace name: {name!r}")
+    return name
+
+
+def check_address(cidr: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """An address with its prefix length, '198.18.0.1/24' or '2001:db8::1/64'."""
+    try:
+        address = ipaddress.ip_interface(cidr)
+    except (TypeError, ValueError):
+        raise ValueError(f"not an address with a prefix length: {cidr!r} "
+                         "(like 198.18.0.1/24)") from None
+    if "/" not in str(cidr):
+        raise ValueError(f"give the prefix length too: {cidr}/24, for example")
+    return address

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import ctypes
 import errno
-import ipaddress
 import logging
 import os
 import socket
@@ -29,7 +28,7 @@ from typing import Any
 from pyroute2 import IPRoute, NetlinkError
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-from vale.names import check_port_name
+from vale.names import check_address, check_netns_name, check_port_name
 
 log = logging.getLogger("vale.netlink")
 
@@ -97,22 +96,9 @@ def _index(ipr: IPRoute, name: str) -> int:
 
 def check_netns(name: str) -> str:
     """A namespace made with `ip netns add` (a file under /run/netns)."""
-    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
-        raise ValueError(f"not a namespace name: {name!r}")
-    if not (NETNS_DIR / name).exists():
+    if not (NETNS_DIR / check_netns_name(name)).exists():
         raise ValueError(f"no network namespace {name!r} (see ip netns list)")
     return name
-
-
-def check_address(cidr: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
-    try:
-        address = ipaddress.ip_interface(cidr)
-    except (TypeError, ValueError):
-        raise ValueError(f"not an address with a prefix length: {cidr!r} "
-                         "(like 198.18.0.1/24)") from None
-    if "/" not in str(cidr):
-        raise ValueError(f"give the prefix length too: {cidr}/24, for example")
-    return address
 
 
 def create_veth(name: str, peer: str, netns: str | None, address: str | None) -> None:
@@ -162,6 +148,26 @@ def _configure(name: str, netns: str | None, cidr: Any) -> None:
             ipr.addr("add", index=index, address=str(cidr.ip), prefixlen=cidr.network.prefixlen)
         ipr.link("set", index=index, state="up")
 
+
+
+def veth_peer(name: str) -> int | None:
+    """The interface index of the far end of veth `name`, when that end is in this
+    namespace; None for an interface that is no veth, or whose peer is in another
+    namespace (IFLA_LINK_NETNSID: its index there means nothing here). OSError when
+    `name` is gone."""
+    return _in_worker(_veth_peer, name)
+
+
+def _veth_peer(name: str) -> int | None:
+    with IPRoute() as ipr:
+        link = ipr.link("get", index=_index(ipr, name))[0]
+    info = link.get_attr("IFLA_LINKINFO")
+    if info is None or info.get_attr("IFLA_INFO_KIND") != "veth":
+        return None
+    if link.get_attr("IFLA_LINK_NETNSID") is not None:
+        return None
+    peer = link.get_attr("IFLA_LINK")
+    return int(peer) if peer else None
 
 
 def delete_link(name: str) -> None:

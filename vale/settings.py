@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from vale import limits
 from vale._fastpath import (
     DEFAULT_BATCH,
     DEFAULT_RX_FRAMES,
@@ -108,7 +109,7 @@ class Seconds:
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             try:
                 seconds = float(value)
-            except ValueError:
+            except (ValueError, OverflowError):     # OverflowError: an int past any float
                 pass
         if not 0 <= seconds <= self.high:           # NaN fails this too
             raise SettingError(f"{name} takes a number of seconds from 0 to {self.high:.0f}, "
@@ -241,7 +242,9 @@ SETTINGS: tuple[Setting, ...] = (
             "a learned MAC is forgotten after this long without a frame from it (0: never)",
             "ageing"),
     Setting("fdb_capacity", "switch", Integer(1, MAX_FDB_CAPACITY), 65536,
-            "entries the MAC table holds; shrinking it evicts learned entries", "capacity"),
+            "entries the MAC table holds; shrinking it evicts learned entries; at most "
+            f"valed's --max-fdb-capacity ({limits.BY_OPTION['max-fdb-capacity'].default} "
+            "unless set)", "capacity"),
     Setting("batch", "switch", Integer(1, MAX_BATCH), DEFAULT_BATCH,
             "most frames taken from one port in one go", "batch"),
     Setting("move_limit", "switch", Integer(0, MAX_MOVE_LIMIT), 4,
@@ -291,7 +294,8 @@ SETTINGS: tuple[Setting, ...] = (
             "unknown-unicast frames a second the port may send in (0: no limit)", None),
     Setting("rx_frames", "attach", Integer(MIN_RX_FRAMES, MAX_RX_FRAMES), DEFAULT_RX_FRAMES,
             "frames in an interface port's receive ring, rounded up to whole blocks of 15; "
-            "given at attach", "rx_frames"),
+            "given at attach; at most valed's --max-rx-frames "
+            f"({limits.BY_OPTION['max-rx-frames'].default} unless set)", "rx_frames"),
 )
 BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
 

@@ -21,7 +21,14 @@ from typing import Any, TypeVar
 
 from vale import settings
 from vale._fastpath import MAX_VLAN
-from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key
+from vale.names import (
+    check_address,
+    check_netns_name,
+    check_port_name,
+    check_switch_name,
+    key_to_mac,
+    mac_to_key,
+)
 
 log = logging.getLogger("vale.state")
 
@@ -89,39 +96,82 @@ class State:
         }
 
 
-# -- the loader: JSON in, records out, or StateError saying where and why ----------------
+# -- the loader: JSON in, records out, or StateError naming the field and why ----------
+#
+# Every field is checked: its type, its range (settings through vale.settings' table), the
+# names (switches, ports, namespaces, users), MACs and addresses, and that the records
+# agree with each other as the API keeps them (a static entry or a mirror names a port of
+# its switch, a port is on one switch only, no mirror chains, no veth with its own peer on
+# the same switch). Unknown keys are errors, not ignored: valed writes this file whole, so
+# an unknown key is a hand edit gone wrong or a file from a newer vale, and reading the
+# rest would quietly drop configuration. What the machine may refuse although the file is
+# well formed (a CPU it lacks, a namespace gone after a reboot, a user deleted) is left to
+# the restore, which logs it and starts the rest.
+
+MAX_DEPTH = 5               # containers: state.switches.S.settings.cpus is the deepest
+MAX_MESSAGE = 400           # a log line's reason, not a copy of a huge value
+
 
 class StateError(ValueError):
-    pass
+    """What is wrong with a state document; `where` names the field
+    (switches.vale0.ports.p1.vlan)."""
+
+    def __init__(self, where: str, why: str) -> None:
+        why = why if len(why) <= MAX_MESSAGE else why[:MAX_MESSAGE] + "..."
+        super().__init__(f"{where}: {why}")
+        self.where = where
 
 
 T = TypeVar("T")
 
 
+def _key(key: Any) -> str:
+    """A key as a path shows it: as it is, unless it would garble the log line."""
+    text = str(key)
+    return text if text and text.isprintable() and len(text) <= 64 else repr(text)[:66]
+
+
+def _check_depth(doc: Any) -> None:
+    """StateError for containers nested deeper than any document valed writes: the rest
+    of the loader, and whatever logs a value, then never recurses far."""
+    stack = [(doc, "", 1)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise StateError(where, f"nested deeper than a state document goes ({MAX_DEPTH} "
+                                    "levels)")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(item, (dict, list)):
+                inner = f"{where}[{key}]" if isinstance(value, list) else \
+                    f"{where}.{_key(key)}" if where else _key(key)
+                stack.append((item, inner, depth + 1))
+
+
 def _object(where: str, value: Any, required: tuple[str, ...],
             optional: tuple[str, ...] = ()) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise StateError(f"{where}: an object expected, not {type(value).__name__}")
+        raise StateError(where, f"an object expected, not {type(value).__name__}")
     missing = [key for key in required if key not in value]
-    unknown = sorted(set(value) - set(required) - set(optional))
+    unknown = sorted(_key(key) for key in set(value) - set(required) - set(optional))
     if missing or unknown:
-        raise StateError(f"{where}: " + "; ".join(
+        raise StateError(where, "; ".join(
             ([f"missing {', '.join(missing)}"] if missing else [])
-            + ([f"unknown {', '.join(map(str, unknown))}"] if unknown else [])))
+            + ([f"unknown {', '.join(unknown)}"] if unknown else [])))
     return value
 
 
 def _map(where: str, value: Any, check_key: Callable[[str], Any],
          load: Callable[[str, Any], T]) -> dict[str, T]:
     if not isinstance(value, dict):
-        raise StateError(f"{where}: an object expected, not {type(value).__name__}")
+        raise StateError(where, f"an object expected, not {type(value).__name__}")
     out: dict[str, T] = {}
     for key, item in value.items():
         try:
             check_key(key)
         except ValueError as exc:
-            raise StateError(f"{where}: {exc}") from None
-        out[key] = load(f"{where}.{key}", item)
+            raise StateError(f"{where}.{_key(key)}", str(exc)) from None
+        out[key] = load(f"{where}.{_key(key)}", item)
     return out
 
 
@@ -129,41 +179,81 @@ def _text(where: str, value: Any, optional: bool = True) -> str | None:
     if value is None and optional:
         return None
     if not isinstance(value, str):
-        raise StateError(f"{where}: a string expected, not {value!r}")
+        raise StateError(where, f"a string expected, not {type(value).__name__}")
     return value
 
 
-def _settings(scope: str) -> Callable[[str, Any], dict[str, Any]]:
-    def load(where: str, value: Any) -> dict[str, Any]:
+def _checked(where: str, value: Any, check: Callable[[str], Any]) -> str | None:
+    """An optional string that `check` (raising ValueError) takes."""
+    text = _text(where, value)
+    if text is not None:
         try:
-            return settings.parse(scope, value)
+            check(text)
         except ValueError as exc:
-            raise StateError(f"{where}: {exc}") from None
-    return load
+            raise StateError(where, str(exc)) from None
+    return text
+
+
+def _settings(where: str, value: Any, scope: str) -> dict[str, Any]:
+    """Settings of `scope`, each checked by its entry in vale.settings, by its own path."""
+    if not isinstance(value, dict):
+        raise StateError(where, f"an object expected, not {type(value).__name__}")
+    known = settings.of_scope(scope)
+    parsed: dict[str, Any] = {}
+    for name, raw in value.items():
+        if name not in known:
+            raise StateError(f"{where}.{_key(name)}", "unknown setting; known: "
+                             + ", ".join(sorted(known)))
+        try:
+            parsed[name] = known[name].parse(raw)
+        except ValueError as exc:
+            raise StateError(f"{where}.{name}", str(exc)) from None
+    if scope == "attach" and ("vlan" in parsed or "native" in parsed):
+        try:
+            settings.merge_vlan(("none", 0), parsed)   # a port's vlan and native go together
+        except ValueError as exc:
+            raise StateError(f"{where}.{'native' if 'native' in parsed else 'vlan'}",
+                             str(exc)) from None
+    return parsed
 
 
 def _port(where: str, value: Any) -> Port:
-    return Port(_settings("attach")(where, value))
+    return Port(_settings(where, value, "attach"))
 
 
 def _mirror(where: str, value: Any) -> Mirror:
     doc = _object(where, value, ("to", "direction"))
-    to = _text(f"{where}.to", doc["to"], optional=False)
+    to = _checked(f"{where}.to", doc["to"], check_port_name)
+    if to is None:
+        raise StateError(f"{where}.to", "a port name expected, not null")
     if doc["direction"] not in DIRECTIONS:
-        raise StateError(f"{where}.direction: rx, tx or both, not {doc['direction']!r}")
-    assert to is not None
+        raise StateError(f"{where}.direction", f"rx, tx or both, not {doc['direction']!r}")
     return Mirror(to, doc["direction"])
 
 
 def _switch(where: str, value: Any) -> SwitchConfig:
     doc = _object(where, value, ("settings", "ports", "fdb"), ("mirrors",))
-    return SwitchConfig(
-        settings=_settings("switch")(f"{where}.settings", doc["settings"]),
-        ports=_map(f"{where}.ports", doc["ports"], check_port_name, _port),
-        fdb={static_name(*parse_static(name)): port for name, port in  # as the API names them
-             _map(f"{where}.fdb", doc["fdb"], _static_mac,
-                  lambda w, port: str(_text(w, port, optional=False))).items()},
-        mirrors=_map(f"{where}.mirrors", doc.get("mirrors", {}), check_port_name, _mirror))
+    ports = _map(f"{where}.ports", doc["ports"], check_port_name, _port)
+    fdb: dict[str, str] = {}
+    for name, port in _map(f"{where}.fdb", doc["fdb"], parse_static,
+                           lambda w, port: _checked(w, port, check_port_name)).items():
+        canonical = static_name(*parse_static(name))    # as the API names them
+        if port is None or port not in ports:
+            raise StateError(f"{where}.fdb.{name}", f"not a port of the switch: {port!r}")
+        if canonical in fdb:
+            raise StateError(f"{where}.fdb.{name}", f"the same entry as {canonical}, twice")
+        fdb[canonical] = port
+    mirrors = _map(f"{where}.mirrors", doc.get("mirrors", {}), check_port_name, _mirror)
+    for source, rule in mirrors.items():
+        if source not in ports or rule.to not in ports:
+            raise StateError(f"{where}.mirrors.{source}",
+                             f"{source if source not in ports else rule.to} is not a port "
+                             "of the switch")
+        if rule.to == source or rule.to in mirrors:
+            raise StateError(f"{where}.mirrors.{source}.to",
+                             f"{rule.to} is mirrored itself: a mirror loop")
+    return SwitchConfig(settings=_settings(f"{where}.settings", doc["settings"], "switch"),
+                        ports=ports, fdb=fdb, mirrors=mirrors)
 
 
 def static_name(mac: str, vlan: int) -> str:
@@ -176,40 +266,96 @@ def parse_static(name: str) -> tuple[str, int]:
     bad one."""
     mac, at, vlan = name.partition("@")
     key = mac_to_key(mac)
-    number = int(vlan) if at and vlan.isdigit() else (0 if not at else -1)
+    number = int(vlan) if at and vlan.isascii() and vlan.isdigit() and len(vlan) <= 4 \
+        else (0 if not at else -1)
     if key == 0 or key & 1 or not 0 <= number <= MAX_VLAN:
         raise ValueError(f"a static entry needs a unicast, non-zero MAC and a VLAN of 0 to "
                          f"{MAX_VLAN}, not {name}")
     return key_to_mac(key), number
 
 
-def _static_mac(name: str) -> None:
-    parse_static(name)
+def unicast_mac(mac: str) -> str:
+    """A MAC an interface can have (unicast, not zero), as key_to_mac writes it."""
+    key = mac_to_key(mac)
+    if key == 0 or key & 1:
+        raise ValueError(f"{mac} is not a unicast address an interface can have")
+    return key_to_mac(key)
+
+
+def check_account(name: str) -> str:
+    """A user or group as a persistent TAP's owner names it: a name /etc/passwd can hold,
+    or a number. Whether it exists is asked when the TAP is made."""
+    if not name or len(name) > 256 or not name.isprintable() or ":" in name \
+            or any(c.isspace() for c in name):
+        raise ValueError(f"not a user or group: {name!r}")
+    return name
 
 
 def _interface(where: str, value: Any) -> Interface:
     kind = value.get("kind") if isinstance(value, dict) else None
-    if kind not in KIND_FIELDS:
-        raise StateError(f"{where}: kind must be one of {', '.join(KIND_FIELDS)}")
+    if not isinstance(kind, str) or kind not in KIND_FIELDS:
+        raise StateError(f"{where}.kind" if isinstance(value, dict) else where,
+                         f"kind must be one of {', '.join(KIND_FIELDS)}")
     doc = _object(where, value, ("kind", "switch"), KIND_FIELDS[kind])
-    try:
-        check_switch_name(doc["switch"])
-        if kind == "veth":
-            check_port_name(doc.get("peer"))
-    except ValueError as exc:
-        raise StateError(f"{where}: {exc}") from None
-    return Interface(kind, doc["switch"], **{key: _text(f"{where}.{key}", doc.get(key))
-                                             for key in KIND_FIELDS[kind]})
+    record = Interface(kind, str(_checked(f"{where}.switch", doc["switch"], check_switch_name)))
+    if kind in ("veth", "tap"):
+        record.netns = _checked(f"{where}.netns", doc.get("netns"), check_netns_name)
+        record.address = _checked(f"{where}.address", doc.get("address"), check_address)
+    if kind == "veth":
+        record.peer = _checked(f"{where}.peer", doc.get("peer"), check_port_name)
+        if record.peer is None:
+            raise StateError(f"{where}.peer", "a veth needs its peer's name")
+    elif kind == "tap":
+        mac = _checked(f"{where}.mac", doc.get("mac"), unicast_mac)
+        record.mac = None if mac is None else unicast_mac(mac)
+        if record.address is not None and record.netns is None:
+            raise StateError(f"{where}.address", "a TAP gets its address in its namespace, "
+                                                 "and it has none")
+    else:
+        record.owner = _checked(f"{where}.owner", doc.get("owner"), check_account)
+        record.group = _checked(f"{where}.group", doc.get("group"), check_account)
+    return record
+
+
+def _check_references(state: State) -> None:
+    """The records agree with each other as the API keeps them."""
+    seen: dict[str, str] = {}
+    for switch, config in state.switches.items():
+        for port in config.ports:
+            if port in seen:
+                raise StateError(f"switches.{switch}.ports.{port}",
+                                 f"also a port of {seen[port]}: one interface, one switch")
+            seen[port] = switch
+    for name, record in state.interfaces.items():
+        where = f"interfaces.{_key(name)}"
+        if record.kind == "veth" and record.peer == name:
+            raise StateError(f"{where}.peer", "a veth's peer cannot have its own name")
+        if name in seen and seen[name] != record.switch:
+            raise StateError(f"{where}.switch", f"{record.switch}, but it is a port of "
+                                                f"{seen[name]}")
+        if record.kind == "veth" and record.netns is None:
+            if seen.get(record.peer or "") == record.switch:
+                raise StateError(f"{where}.peer", f"{record.peer} is a port of "
+                                 f"{record.switch} too: a veth and its own peer on one "
+                                 "switch are a loop")
+            if record.peer in state.interfaces:
+                raise StateError(f"{where}.peer", f"{record.peer} is an interface of its "
+                                                  "own here")
 
 
 def load_state(doc: Any) -> State:
-    """A decoded document as records; StateError says what is wrong, and where."""
+    """A decoded document as records; StateError names the field that is wrong, and why.
+    Nothing else is raised, whatever the document (tests/test_state.py fuzzes it)."""
     top = _object("state", doc, ("version", "switches", "interfaces"))
-    if top["version"] != VERSION:
-        raise StateError(f"not a version {VERSION} state document")
-    return State(switches=_map("switches", top["switches"], check_switch_name, _switch),
-                 interfaces=_map("interfaces", top["interfaces"], check_port_name,
-                                 _interface))
+    _check_depth(top)
+    if type(top["version"]) is not int or top["version"] != VERSION:
+        raise StateError("version", f"not a version {VERSION} state document: "
+                                    f"{top['version']!r}")
+    state = State(switches=_map("switches", top["switches"], check_switch_name, _switch),
+                  interfaces=_map("interfaces", top["interfaces"], check_port_name,
+                                  _interface))
+    _check_references(state)
+    return state
 
 
 class StateFile:
@@ -224,10 +370,18 @@ class StateFile:
         except FileNotFoundError:
             return State()
         try:
-            return load_state(json.loads(raw))
+            doc = json.loads(raw)
         except (ValueError, RecursionError) as exc:   # RecursionError: nested too deep
-            self._set_aside(exc)
+            self._set_aside(StateError("state", f"not JSON: {exc or 'nested too deep'}"))
             return State()
+        try:
+            return load_state(doc)
+        except StateError as exc:
+            self._set_aside(exc)
+        except Exception as exc:        # a bug in the loader: still no crash loop
+            log.exception("the state loader failed")
+            self._set_aside(exc)
+        return State()
 
     def _set_aside(self, why: Exception) -> None:
         aside = self.path.with_name(f"{STATE_FILE}.corrupt-{int(time.time())}")

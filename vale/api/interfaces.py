@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from vale import netlink, settings, tap
 from vale.api.protocol import ApiError, arg
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key, random_mac
-from vale.state import KIND_FIELDS, Interface
+from vale.state import KIND_FIELDS, Interface, SwitchConfig
 
 if TYPE_CHECKING:
     from vale.api.topology import Topology
@@ -58,6 +58,7 @@ class InterfaceOps:
             raise ApiError("invalid", f"cannot create a {kind!r}: tap, persistent_tap or veth")
         if name in self.topo.desired.interfaces or self.topo.owner_of(name):
             raise ApiError("already_attached", f"{name} is already in use by valed")
+        self.topo.check_new_port(switch, port_settings)
         if exists(name):
             raise ApiError("exists", f"an interface named {name} exists already")
         if kind == "persistent_tap" and (netns is not None or address is not None):
@@ -75,6 +76,11 @@ class InterfaceOps:
             peer = check_port_name(arg(args, "peer", str, None) or f"{name[:12]}-p")
             if exists(peer) and netns is None:
                 raise ApiError("exists", f"an interface named {peer} exists already")
+            if netns is None and peer in self.topo.desired.switches.get(
+                    switch, SwitchConfig()).ports:
+                raise ApiError("loop", f"{peer} is a port of {switch}: {name} and its own "
+                               "peer on one switch make a loop, every flood going round "
+                               "and round")
             record.peer, record.netns, record.address = peer, netns, address
             netlink.create_veth(name, peer, netns, address)
         elif kind == "persistent_tap":

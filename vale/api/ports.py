@@ -58,7 +58,9 @@ class PortOps:
         if ifname in self.topo.desired.interfaces:
             raise ApiError("invalid", f"{ifname} was made by valed; it is attached where "
                            "it was created")
+        self.topo.check_new_port(switch, port_settings)
         interface_index(ifname)             # exists?
+        self.topo.check_not_own_peer(switch, ifname)
         if ifname in default_route_interfaces() and not force:
             raise ApiError("refused", f"{ifname} carries this host's default route: attaching "
                            "it would cut the host off its network. Use --force if you mean it")
@@ -120,6 +122,9 @@ class PortOps:
             stats["ports"] = {port: stats["ports"][port]}
             return [stats]
         self.topo.desired_switch(target)
+        if target not in switches:
+            raise ApiError("not_found", f"{target} is not running (over valed "
+                           "--max-switches): no counters")
         return [switches[target].stats()]
 
     def op_set(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -142,6 +147,9 @@ class PortOps:
             return self.op_info({"port": target})["settings"]
         config = self.topo.desired_switch(target)
         changes = settings.parse("switch", raw)
-        self.topo.switches[target].configure(**changes)
+        self.topo.limits.check_switch_settings(changes)
+        sw = self.topo.switches.get(target)     # not running: over --max-switches at start
+        if sw is not None:
+            sw.configure(**changes)
         config.settings.update(changes)
         return self.switch_info(target)["settings"]

@@ -18,6 +18,7 @@ from vale.api.mirrors import MirrorOps
 from vale.api.ports import PortOps
 from vale.api.protocol import API_VERSION, error_reply, parse_request, reply_error
 from vale.api.topology import Topology
+from vale.limits import Limits
 from vale.state import State, StateFile
 from vale.switch import Switch
 
@@ -30,10 +31,10 @@ class Api:
     def __init__(self, state: StateFile | None = None,
                  on_switch_added: Callable[[Switch], None] | None = None,
                  on_switch_removed: Callable[[Switch], None] | None = None,
-                 grants: authz.Grants | None = None) -> None:
+                 grants: authz.Grants | None = None, limits: Limits | None = None) -> None:
         self.state = state
         self.grants = grants or authz.Grants()
-        self.topo = Topology(on_switch_added, on_switch_removed)
+        self.topo = Topology(on_switch_added, on_switch_removed, limits)
         self.ports = PortOps(self.topo)
         self.interfaces = InterfaceOps(self.topo)
         self.mirrors = MirrorOps(self.topo)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from vale import netlink
 from vale.api.interfaces import open_made_tap
 from vale.api.protocol import ApiError
+from vale.limits import Limits
 from vale.names import check_switch_name, parse_port_ref
 from vale.ports import interface_state
 from vale.settings import of_scope
@@ -30,7 +32,9 @@ class Topology:
     """The desired configuration, the live switches, and bringing ports up and down."""
 
     def __init__(self, on_switch_added: Callable[[Switch], None] | None = None,
-                 on_switch_removed: Callable[[Switch], None] | None = None) -> None:
+                 on_switch_removed: Callable[[Switch], None] | None = None,
+                 limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
         self.desired = State()
         self.switches: dict[str, Switch] = {}
         self._on_added = on_switch_added
@@ -59,9 +63,43 @@ class Topology:
                 return name
         return None
 
+    def check_not_own_peer(self, switch: str, ifname: str, desired: bool = True) -> None:
+        """ApiError (loop) when interface `ifname` is a veth whose other end is a port of
+        `switch`: live (by interface index, whatever its name now) or, with `desired`,
+        configured (by name, so that it cannot come back later). The two ends on one
+        switch forward every flood back to it, forever. A peer in another namespace is not
+        checked: valed attaches interfaces of its own namespace only, so that end reaches
+        this switch only through something else (a bridge, another switch), which loop
+        detection in the data plane is for."""
+        peer = netlink.veth_peer(ifname)
+        if peer is None:
+            return
+        try:
+            peer_name: str | None = socket.if_indextoname(peer)
+        except OSError:                     # gone meanwhile
+            peer_name = None
+        sw = self.switches.get(switch)
+        live = [port for port in sw.ports() if sw.ifindex(port) == peer] if sw else []
+        configured = desired and peer_name is not None and \
+            peer_name in self.desired.switches.get(switch, SwitchConfig()).ports
+        if live or configured:
+            other = live[0] if live else peer_name
+            raise ApiError("loop", f"{ifname} is a veth whose other end, {other}, is a port "
+                           f"of {switch}: both ends on one switch make a loop, every flood "
+                           "going round and round. Attach it to another switch, or detach "
+                           f"{other} first")
+
+    def check_new_port(self, switch: str, settings: dict[str, Any]) -> None:
+        """LimitError when a port with these settings on `switch` (new or not) would go
+        over one of the daemon's limits: before anything is made."""
+        self.limits.check_port_settings(settings)
+        if switch not in self.desired.switches:
+            self.limits.check_new_switch(len(self.desired.switches))
+
     def add_port(self, switch: str, port: str, settings: dict[str, Any]) -> None:
         """Desire the port, bring it up; on failure leave no trace."""
         check_switch_name(switch)
+        self.check_new_port(switch, settings)
         switches = self.desired.switches
         created = switch not in switches
         if created:                         # a switch appears on its first attach, as in VALE
@@ -95,9 +133,16 @@ class Topology:
     def live_switch(self, name: str) -> Switch:
         sw = self.switches.get(name)
         if sw is None:
+            self.limits.check_new_switch(len(self.switches))
             sw = Switch(name)
+            saved = self.desired.switches[name].settings
+            settings = self.limits.within("switch", saved)
+            if settings != saved:
+                log.error("switch %s: fdb_capacity=%s is over this valed's limit; it gets "
+                          "%s (valed --max-fdb-capacity)", name, saved["fdb_capacity"],
+                          settings["fdb_capacity"])
             try:
-                sw.configure(**self.desired.switches[name].settings)
+                sw.configure(**settings)
             except (ValueError, TypeError) as exc:    # saved, and this machine refuses it
                 log.error("switch %s: the saved settings are refused (%s); it runs with the "
                           "defaults until they are set again", name, exc)
@@ -126,7 +171,12 @@ class Topology:
         put back its static FDB entries and mirrors. Raises when the interface is not
         there."""
         config = self.desired.switches[switch]
-        settings = config.ports[port].settings
+        saved = config.ports[port].settings
+        settings = self.limits.within("port", saved)
+        if settings != saved:
+            log.error("%s:%s: rx_frames=%s is over this valed's limit; it gets %s (valed "
+                      "--max-rx-frames)", switch, port, saved["rx_frames"],
+                      settings["rx_frames"])
         sw = self.live_switch(switch)
         made = self.desired.interfaces.get(port)
         if made is not None and made.kind == "tap":
@@ -138,6 +188,7 @@ class Topology:
                 os.close(fd)
                 raise
         else:
+            self.check_not_own_peer(switch, port, desired=False)
             sw.attach(port, **settings)
         for name, where in config.fdb.items():
             if where == port:
@@ -189,6 +240,8 @@ class Topology:
         brought = []
         now = time.monotonic()
         for switch, config in list(self.desired.switches.items()):
+            if switch not in self.switches and len(self.switches) >= self.limits.switches:
+                continue        # over --max-switches: the restore said so
             for port in list(config.ports):
                 made = self.desired.interfaces.get(port)
                 ours = made is not None and made.kind == "tap"
@@ -219,7 +272,7 @@ class Topology:
                     self.retry_at.pop((switch, port), None)
                     brought.append(f"{switch}:{port}")
                     log.info("%s:%s is back", switch, port)
-                except (OSError, ValueError, KeyError, TypeError) as exc:
+                except (OSError, ValueError, KeyError, TypeError, ApiError) as exc:
                     self.retry_at[(switch, port)] = now + RETRY_S
                     log.warning("%s:%s cannot come back yet (next try in %d s): %s",
                                 switch, port, RETRY_S, exc)
