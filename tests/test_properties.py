@@ -12,7 +12,7 @@ from vale._fastpath import SwitchCore
 
 # A small pool, so MACs repeat, move and collide with ports' limits.
 MACS = [mac(i) for i in range(1, 11)] + ["ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:fb",
-                                        "00:00:00:00:00:00"]
+                                        "00:00:00:00:00:00", "01:80:c2:00:00:00"]
 SLOT_SIZES = [64, 128, 2048]
 MAX_LEN = 2048 + 64
 
@@ -51,7 +51,11 @@ ops = st.one_of(
     st.tuples(st.just("vlan"), port_slot, st.sampled_from(VLAN_SETTINGS)),
     st.tuples(st.just("configure"), st.sampled_from([0, 5, 60, 300]),
               st.sampled_from([1, 2, 7, 256]), st.sampled_from([0, 1, 2, 4])),
+    st.tuples(st.just("guard"), port_slot, st.one_of(st.none(), st.sets(st.integers(0, 9))),
+              st.one_of(st.none(), st.integers(0, 3)),
+              st.sampled_from([None, "forward", "drop", "guard"])),
 )
+GUARD_INFO = ("allowed_macs", "sticky_macs", "sticky", "bpdu", "bpdu_blocked")
 
 
 def key(m: str) -> int:
@@ -90,6 +94,9 @@ def apply(core, op, ports: list[int], tag: int):
             return core.set_port(pick(op[1]), learning=op[2], flood=op[3], learn_limit=op[4])
         if kind == "vlan" and ports:
             return core.set_port(pick(op[1]), vlan=op[2][0], native=op[2][1])
+        if kind == "guard" and ports:
+            return core.set_port(pick(op[1]), allowed_macs=None if op[2] is None else
+                                 [key(MACS[i]) for i in op[2]], sticky=op[3], bpdu=op[4])
         if kind == "capacity":
             return core.set_capacity(op[1])
         if kind == "configure":
@@ -125,4 +132,6 @@ def test_cython_core_matches_the_model(sequence, batch, capacity):
     model.forward_all()
     for p in port_list(model):
         assert fast.drain(p) == model.drain(p)
+        got, want = fast.port_info(p), model.port_info(p)
+        assert {k: got[k] for k in GUARD_INFO} == {k: want[k] for k in GUARD_INFO}
     assert fast.snapshot() == model.snapshot()
