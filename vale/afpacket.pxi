@@ -34,6 +34,9 @@ cdef extern from *:
 # Where a frame goes in a TX ring slot (TPACKET_V2, no PACKET_TX_HAS_OFF), and the longest
 # that fits after its virtio-net header.
 cdef uint32_t TX_DATA = VALE_TPACKET2_HDRLEN - sizeof(sockaddr_ll)
+# Where a received frame's sockaddr_ll lies in its RX ring slot: after the header, aligned
+# (TPACKET_ALIGN(sizeof(tpacket2_hdr)), the same offset).
+cdef uint32_t RX_SLL = VALE_TPACKET2_HDRLEN - sizeof(sockaddr_ll)
 cdef uint32_t TX_MAX_WIRE = TX_FRAME_SIZE - TX_DATA - VNET_HDR_LEN
 
 
@@ -287,6 +290,10 @@ cdef uint32_t packet_take(vale_switch *sw, vale_port *src) noexcept nogil:
         memcpy(&d.vnet, data - VNET_HDR_LEN, VNET_HDR_LEN)
         if d.vnet.gso_type != VNET_GSO_NONE or (d.vnet.flags & VNET_NEEDS_CSUM):
             d.flags = settle_vnet(d) if d.len != TRUNCATED else FRAME_VNET
+        # For the host's own stack (to the interface's MAC): the kernel gives it to the
+        # host; forwarded too, it would flood out of every port.
+        if (<sockaddr_ll *>(<char *>h + RX_SLL)).sll_pkttype == PACKET_HOST:
+            d.flags |= FRAME_HOST
         if status & TP_STATUS_VLAN_VALID:
             d.flags |= FRAME_VLAN
             d.vlan_tci = h.tp_vlan_tci
