@@ -184,7 +184,7 @@ typedef struct {
     uint64_t *allowed;
     uint32_t nallowed, sticky, allowed_room;
     int rx_stuck;
-    uint64_t rx_resets;
+    uint64_t rx_resets, rx_checked;
 } vale_port;
 
 typedef struct {

@@ -276,8 +276,9 @@ ctypedef struct vale_port:
     uint32_t nallowed
     uint32_t sticky             # learn sources into allowed until it holds this many
     uint32_t allowed_room       # allowed's size: max(listed, sticky)
-    bint rx_stuck               # its receive ring is wedged and could not be reset
-    uint64_t rx_resets          # times its receive ring was reset after a stuck slot
+    bint rx_stuck               # its receive ring got stuck and could not be made again
+    uint64_t rx_resets          # times its receive ring was made again after a stuck slot
+    uint64_t rx_checked         # rx_packets when the kernel's drops were last read
 
 ctypedef struct vale_switch:
     vale_fdb fdb

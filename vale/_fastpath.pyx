@@ -1020,9 +1020,12 @@ cdef class SwitchCore:
 
     def poll_kernel_drops(self):
         """Add the frames each port's kernel side had no room for since the last call to
-        its ring_full drops; returns {port index: frames dropped}."""
+        its ring_full drops; returns {port index: frames dropped}. A port whose ring was
+        found stuck (and made again, or not: rx_stuck) is in it too, with its count -1:
+        those losses are its rx_stuck drops."""
         cdef uint32_t k
-        cdef uint64_t dropped
+        cdef uint64_t dropped, resets
+        cdef bint stuck
         cdef vale_port *p
         out = {}
         self.acquire()
@@ -1031,9 +1034,12 @@ cdef class SwitchCore:
                 p = self.sw.ports[self.sw.active[k]]
                 if ops_of(p).kernel_drops == NULL:
                     continue
+                resets, stuck = p.rx_resets, p.rx_stuck
                 dropped = ops_of(p).kernel_drops(p)
                 p.c.drops[DROP_RING_FULL] += dropped
-                if dropped:
+                if p.rx_resets != resets or (p.rx_stuck and not stuck):
+                    out[p.index] = -1
+                elif dropped:
                     out[p.index] = dropped
             return out
         finally:

@@ -365,9 +365,11 @@ class Switch:
         """Forwarding-loop rounds so far: a watchdog sees progress here."""
         return self._core.loops
 
-    def poll_kernel_drops(self) -> None:
-        """Count the frames the kernel rings of interface ports had no room for."""
-        self._core.poll_kernel_drops()
+    def poll_kernel_drops(self) -> list[str]:
+        """Count the frames the kernel rings of interface ports had no room for; returns
+        the ports whose receive ring was found stuck (made again, or rx_stuck)."""
+        return [self._names[index] for index, dropped in self._core.poll_kernel_drops().items()
+                if dropped < 0 and index in self._names]
 
     @property
     def thread_cpus(self) -> list[int] | None:

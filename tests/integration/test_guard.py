@@ -108,3 +108,58 @@ def test_a_tap_made_with_a_locked_mac_takes_that_mac_only(valed):
             except ClientError:
                 pass
         sh("ip", "netns", "del", ns, check=False)
+
+
+def test_a_udp_fragmentation_offload_frame_does_not_wedge_a_port(make_host, tmp_path):
+    """A VM writes one GSO-type-3 frame into its TAP: the kernel leaves a slot of the
+    packet socket's ring claimed for good and drops all that follows. valed finds the
+    ring stuck (drops while nothing arrives), makes it again, and counts rx_stuck; the
+    port receives again."""
+    ns, tap = f"{PREFIX}h903", f"{PREFIX}t003"
+    b = make_host(2, ipv6=False)
+    sh("ip", "netns", "add", ns)
+    daemon = writer = None
+    try:
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+        sh("ip", "link", "set", b.port, "netns", ns)
+        sh("ip", "-n", ns, "link", "set", b.port, "up")
+        writer = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m",
+                                   "tests.integration.rawnet", "tap", tap],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  cwd=ROOT)
+        assert writer.stdin is not None and writer.stdout is not None
+        assert writer.stdout.readline().strip() == "ready"
+
+        def vm(line: str) -> None:
+            writer.stdin.write(line + "\n")
+            writer.stdin.flush()
+            assert writer.stdout.readline().strip() == "ok"
+
+        daemon = valed_in(ns, tmp_path)
+        daemon("attach", port=f"vale0:{tap}", settings={})
+        daemon.attach(b)
+        src = "02:00:00:00:88:01"
+        watch = count_frames(b, 2)
+        vm(f"plain ff:ff:ff:ff:ff:ff {src} 5")
+        assert len(counted(watch)) == 5
+        vm(f"ufo {b.mac} {src}")
+        vm(f"plain ff:ff:ff:ff:ff:ff {src} 5")          # stuck: the kernel drops them
+        deadline = time.monotonic() + 10
+        while True:                                     # until valed made the ring again
+            watch = count_frames(b, 0.5)
+            vm(f"plain ff:ff:ff:ff:ff:ff {src} 5")
+            if len(counted(watch)) == 5:
+                break
+            assert time.monotonic() < deadline, "the port never received again"
+        info = daemon("info", port=f"vale0:{tap}")
+        assert info["state"] == "up" and info["settings"]["rx_resets"] >= 1
+        assert not info["settings"]["rx_stuck"]
+        assert info["counters"]["drops"]["rx_stuck"] >= 1     # the UFO frame, and after
+        assert "receive ring was stuck" in daemon.log.read_text()
+    finally:
+        if writer is not None:
+            writer.kill()
+            writer.wait()
+        if daemon is not None:
+            stop_valed(daemon)
+        sh("ip", "netns", "del", ns, check=False)
