@@ -163,3 +163,20 @@ def test_a_udp_fragmentation_offload_frame_does_not_wedge_a_port(make_host, tmp_
         if daemon is not None:
             stop_valed(daemon)
         sh("ip", "netns", "del", ns, check=False)
+
+
+def test_two_ports_taking_a_mac_in_turn_leave_it_with_its_owner(valed, make_host):
+    """The hijack of issue 14: two attacker hosts send the victim's source MAC in turn
+    until the move damping trips. The victim keeps its MAC and its traffic; the attackers'
+    frames are what is dropped."""
+    victim, x1, x2, peer = (make_host(i, ipv6=False) for i in range(1, 5))
+    valed.attach(victim, x1, x2, peer)
+    assert peer.ping(victim)
+    for i in range(8):
+        (x1, x2)[i % 2].raw("send", "eth0", peer.mac, victim.mac, "1", "60")
+    fdb = {e["mac"]: e["port"] for e in valed("fdb_show", switch="vale0")}
+    assert fdb[victim.mac] == victim.port
+    banned = sum(valed.port_stats(x)["drops"]["learn_banned"] for x in (x1, x2))
+    assert banned >= 3
+    sh("ip", "-n", peer.ns, "neigh", "flush", "all")
+    assert peer.ping(victim)                            # before: the attacker had it
