@@ -76,8 +76,8 @@
 
 enum {
     DROP_RING_FULL, DROP_RUNT, DROP_OWN_PORT, DROP_TOO_BIG, DROP_LEARN_LIMIT,
-    DROP_LEARN_BANNED, DROP_BAD_OFFLOAD, DROP_TX_ERROR, DROP_VLAN, DROP_STORM, DROP_SPOOFED,
-    DROP_HOST, DROP_BPDU, DROP_RX_STUCK, N_DROP_REASONS
+    DROP_LEARN_BANNED, DROP_BAD_OFFLOAD, DROP_TX_ERROR, DROP_VLAN, DROP_STORM, DROP_LOOP,
+    DROP_SPOOFED, DROP_HOST, DROP_BPDU, DROP_RX_STUCK, N_DROP_REASONS
 };
 enum { FRAME_UNKNOWN_UNICAST = 1, FRAME_VNET = 2, FRAME_VLAN = 4, FRAME_BAD = 8, FRAME_HOST = 16 };
 enum { GUARD_SOURCE = 1, GUARD_BPDU = 2, GUARD_BLOCKED = 4 };
@@ -179,6 +179,8 @@ typedef struct {
     uint64_t storm_tokens[STORM_CLASSES];
     uint64_t storm_ms;
     int storm;                          /* 0 in the benchmark */
+    uint64_t blocked_until;             /* the loop guard's block; 0 in the benchmark */
+    uint64_t loops_found;
     uint8_t guards;                     /* GUARD_*; 0 in the benchmark */
     int bpdu;
     uint64_t *allowed;
@@ -217,7 +219,24 @@ typedef struct {
     uint32_t capturing;                 /* ports capturing; 0 in the benchmark */
     uint32_t vlan_ports;                /* ports with a VLAN mode: filtering on */
     int lookup;                         /* LOOKUP_LEARNING in the benchmark */
+    uint64_t loop_id;                   /* the id in this switch's loop probes */
+    uint64_t loop_hold_ms;
 } vale_switch;
+
+/* ---- the loop guard (loopguard.pxi): its tests on the frame path; no case sends a probe */
+#define LOOP_PROBE_KEY 0x00454c415603ULL
+
+static inline uint64_t loop_src_key(const vale_switch *sw)
+{
+    return ((sw->loop_id << 8) & MAC_MASK) | 0x02;
+}
+
+static inline int loop_blocked(vale_switch *sw, vale_port *p)
+{
+    if (vale_likely(p->blocked_until == 0))
+        return 0;
+    abort();                            /* the Cython core's blocked port: never here */
+}
 
 /* A port kind's operations (vale_port_ops): the bridge reaches ports only so. */
 typedef struct {
@@ -574,6 +593,8 @@ static int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key)
     vale_fdb *t = &sw->fdb;
     uint32_t idx, ci;
     vale_entry *e;
+    if (vale_unlikely((key & MAC_MASK) == loop_src_key(sw)))
+        return -1;                      /* a loop probe of this switch: never learned */
     ci = fdb_find_cell(t, key);
     if (ci != VALE_NIL) {
         idx = t->cells[ci].entry;
@@ -787,6 +808,8 @@ static inline __attribute__((always_inline)) void learning_lookup(vale_switch *s
             }
         }
         if (mac_is_group(dkey)) {
+            if (vale_unlikely((dkey & MAC_MASK) == LOOP_PROBE_KEY))
+                abort();                /* the Cython core's loop_probe_back: never here */
             give_verdict(sw, src, i, VALE_FLOOD);
             continue;
         }
@@ -1180,6 +1203,8 @@ static void hub_lookup(vale_switch *sw, vale_port *src, uint32_t n)
         if (admit(sw, src, i, vlans)) {
             if (!(sw->descs[i].data[0] & 1))
                 sw->descs[i].flags |= FRAME_UNKNOWN_UNICAST;
+            else if (vale_unlikely((sw->dkeys[i] & MAC_MASK) == LOOP_PROBE_KEY))
+                abort();                /* the Cython core's loop_probe_back: never here */
             give_verdict(sw, src, i, VALE_FLOOD);
         }
     }
@@ -1215,13 +1240,13 @@ static uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n)
     for (uint32_t k = 0; k < sw->nactive; k++) {
         uint16_t pi = sw->active[k];
         vale_port *dst = sw->ports[pi];
-        if (pi != src->index && dst->up
+        if (pi != src->index && dst->up && !loop_blocked(sw, dst)
                 && (sw->list_head[pi] != NO_FRAME || sw->flood_head != NO_FRAME)) {
             deliver(sw, dst, sw->list_head[pi], sw->flood_head, 1, dst->flood);
             if (vale_unlikely(dst->mirror_tx != VALE_NO_PORT))
                 abort();                /* the Cython core's transmit mirror: never here */
-        } else if (vale_unlikely(!dst->up && sw->list_head[pi] != NO_FRAME)) {
-            dst->c.drops[DROP_TX_ERROR] += chain_length(sw, sw->list_head[pi]);
+        } else if (vale_unlikely(sw->list_head[pi] != NO_FRAME && pi != src->index)) {
+            dst->c.drops[dst->up ? DROP_LOOP : DROP_TX_ERROR] += chain_length(sw, sw->list_head[pi]);
         }
     }
     if (vale_unlikely(src->mirror_rx != VALE_NO_PORT))
@@ -1238,6 +1263,8 @@ static uint32_t forward_port(vale_switch *sw, vale_port *p)
     vale_port_ops *ops = ops_of(p);
     uint32_t n = ops->take(sw, p);
     if (n) {
+        if (vale_unlikely(p->blocked_until != 0))
+            abort();                    /* the Cython core's loop_drop_batch: never here */
         forward_batch(sw, p, n);
         ops->release(sw, p, n);
     }
@@ -1272,6 +1299,8 @@ static vale_switch *switch_new(uint32_t capacity, uint32_t batch)
     sw->fdb.move_window_ms = 10000;
     sw->fdb.ban_ms = 60000;
     sw->fdb.move_limit = 4;
+    sw->loop_id = 0x9e3779b97f4a7c15ULL;  /* the core draws it at random */
+    sw->loop_hold_ms = 30000;
     sw->batch = batch;
     sw->now_ms = monotonic_ms();
     sw->lookup = LOOKUP_LEARNING;

@@ -28,7 +28,7 @@ import signal
 import struct
 import sys
 import time
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import click
 
@@ -44,8 +44,15 @@ class Context:
         try:
             return call(op, {k: v for k, v in args.items() if v is not None}, path=self.socket)
         except ClientError as exc:
-            click.echo(f"valectl: {exc.message}", err=True)
-            sys.exit(1)
+            fail(exc.code, exc.message)
+
+
+def fail(code: str, message: str) -> NoReturn:
+    """One line on stderr, exit 1. A refusal says so first: the message names the role
+    it needs."""
+    prefix = "forbidden: " if code == "forbidden" else ""
+    click.echo(f"valectl: {prefix}{message}", err=True)
+    sys.exit(1)
 
 
 def emit_json(value: Any) -> None:
@@ -400,14 +407,12 @@ def capture(obj: Context, port: str, path: str, count: int, direction: str) -> N
     try:
         sock = open_stream("capture", {"port": port, "direction": direction}, path=obj.socket)
     except ClientError as exc:
-        click.echo(f"valectl: {exc.message}", err=True)
-        sys.exit(1)
+        fail(exc.code, exc.message)
     lines = read_lines(sock, out)
     first = json.loads(next(lines, b"{}"))
     if not first.get("ok"):
-        click.echo(f"valectl: {first.get('error', {}).get('message', 'capture refused')}",
-                   err=True)
-        sys.exit(1)
+        error = first.get("error", {})
+        fail(error.get("code", "error"), error.get("message", "capture refused"))
     signal.signal(signal.SIGINT, lambda *_: stop(sock))
     written = 0
     try:

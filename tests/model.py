@@ -72,7 +72,9 @@ class _Port:
 
 class ModelCore:
     def __init__(self, *, capacity=65536, ageing=300.0, batch=256, manual_clock=False,
-                 move_limit=4, move_window=10.0, ban=60.0):
+                 move_limit=4, move_window=10.0, ban=60.0, loop_hold=30.0):
+        """The loop guard's probes are not modelled (no generated frame is one): only its
+        setting and counters are here."""
         assert manual_clock, "the model only runs on a manual clock"
         _check_int("fdb capacity", capacity, 1, 1 << 24)
         _check_int("batch", batch, 1, MAX_BATCH)
@@ -82,6 +84,7 @@ class ModelCore:
         self.move_limit = move_limit
         self.move_window = _ms(move_window)
         self.ban = _ms(ban)
+        self.loop_hold = _ms(loop_hold)
         self.now_ms = 0
         self.ports: dict[int, _Port] = {}
         self.fdb: dict[int, _Entry] = {}
@@ -470,7 +473,10 @@ class ModelCore:
             self._evict_one(None)
         self.capacity = capacity
 
-    def configure(self, *, ageing=None, batch=None, move_limit=None, move_window=None, ban=None):
+    def configure(self, *, ageing=None, batch=None, move_limit=None, move_window=None, ban=None,
+                  loop_hold=None):
+        if loop_hold is not None:
+            self.loop_hold = _ms(loop_hold)
         if ageing is not None:
             self.ageing = _ms(ageing)
         if batch is not None:
@@ -505,9 +511,9 @@ class ModelCore:
             "settings": {"ageing": self.ageing / 1000.0, "batch": self.batch,
                          "move_limit": self.move_limit, "move_window": self.move_window / 1000.0,
                          "ban": self.ban / 1000.0, "busy_poll_us": DEFAULT_SPIN_US,
-                         "lookup": "learning"},
+                         "lookup": "learning", "loop_hold": self.loop_hold / 1000.0},
             "ports": {i: {**{k: v for k, v in p.counters.items() if k != "drops"},
                           "drops": dict(p.counters["drops"]), "fdb_entries": len(p.lru),
-                          "up": True}
+                          "up": True, "blocked": False, "loops_found": 0}
                       for i, p in sorted(self.ports.items())},
         }

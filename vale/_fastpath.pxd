@@ -39,12 +39,13 @@ cdef enum:
     DROP_TX_ERROR = 7           # the destination could not send it: down, gone, refused
     DROP_VLAN = 8               # of a VLAN the port does not carry, or a tag vale refuses
     DROP_STORM = 9              # a flood over the port's storm-control rate
-    DROP_SPOOFED = 10           # a source MAC the port's allowed MACs do not hold
-    DROP_HOST = 11              # for the attached interface's own host stack (PACKET_HOST)
-    DROP_BPDU = 12              # a spanning-tree BPDU (bpdu=drop|guard), or any frame of a
+    DROP_LOOP = 10              # from or to a port blocked by the loop guard
+    DROP_SPOOFED = 11           # a source MAC the port's allowed MACs do not hold
+    DROP_HOST = 12              # for the attached interface's own host stack (PACKET_HOST)
+    DROP_BPDU = 13              # a spanning-tree BPDU (bpdu=drop|guard), or any frame of a
                                 # port BPDU guard blocked
-    DROP_RX_STUCK = 13          # a receive slot the kernel left stuck, skipped
-    N_DROP_REASONS = 14
+    DROP_RX_STUCK = 14          # frames lost while the kernel held a slot of its receive ring
+    N_DROP_REASONS = 15
 
 # A frame's verdict from the lookup stage: a port index, VALE_FLOOD, or VALE_DROP + reason.
 cdef enum:
@@ -270,6 +271,8 @@ ctypedef struct vale_port:
     uint64_t storm_tokens[STORM_CLASSES]    # in thousandths of a frame
     uint64_t storm_ms           # when the buckets were last filled
     bint storm                  # any storm_rate set
+    uint64_t blocked_until      # the loop guard blocks it until then (switch clock, ms); 0: not
+    uint64_t loops_found        # times the loop guard blocked it
     uint8_t guards              # GUARD_*: admit() looks further only when one is set
     BpduMode bpdu
     uint64_t *allowed           # the source MACs it may send from, sorted (NULL: any)
@@ -323,6 +326,8 @@ ctypedef struct vale_switch:
     uint32_t capturing          # ports with a capture flag set
     uint32_t vlan_ports         # ports with a VLAN mode: VLAN filtering on
     LookupKind lookup           # LOOKUP_LEARNING is inlined; the others through LOOKUPS
+    uint64_t loop_id            # the id in this switch's loop probes (never 0)
+    uint64_t loop_hold_ms       # how long the loop guard blocks a port
 
 
 # A port kind's operations (one table per kind in PORT_OPS, filled in by _fastpath.pyx

@@ -32,6 +32,7 @@ include "fdb.pxi"
 include "storm.pxi"
 include "guard.pxi"
 include "bridge.pxi"
+include "loopguard.pxi"
 include "memory.pxi"
 include "afpacket.pxi"
 include "tap.pxi"
@@ -64,7 +65,7 @@ register()
 # The drop reasons' names, in the order of the DROP_* enum (_fastpath.pxd): the one list
 # the API, the metrics, the model and the benchmarks read.
 DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
-                "bad_offload", "tx_error", "vlan", "storm", "spoofed", "host", "bpdu",
+                "bad_offload", "tx_error", "vlan", "storm", "loop", "spoofed", "host", "bpdu",
                 "rx_stuck")
 if len(DROP_REASONS) != N_DROP_REASONS:
     raise ImportError("DROP_REASONS and the DROP_* enum of _fastpath.pxd differ")
@@ -163,7 +164,8 @@ cdef class SwitchCore:
     """One learning switch: up to MAX_PORTS ports, each with an RX and a TX ring."""
 
     def __cinit__(self, *, capacity=65536, ageing=300.0, batch=VALE_DEFAULT_BATCH,
-                  bint manual_clock=False, move_limit=4, move_window=10.0, ban=60.0):
+                  bint manual_clock=False, move_limit=4, move_window=10.0, ban=60.0,
+                  loop_hold=30.0):
         self.sw = NULL
         self.lock_ready = False
         self.listed_macs = {}
@@ -185,6 +187,8 @@ cdef class SwitchCore:
         self.sw.fdb.move_window_ms = seconds_to_ms("move window", move_window, MAX_SECONDS)
         self.sw.fdb.ban_ms = seconds_to_ms("ban time", ban, MAX_SECONDS)
         self.sw.fdb.move_limit = move_limit
+        self.sw.loop_hold_ms = seconds_to_ms("loop hold", loop_hold, MAX_SECONDS)
+        self.sw.loop_id = int.from_bytes(os.urandom(8), "little") | 1     # never 0
         self.sw.batch = batch
         self.sw.busy_poll_us = VALE_DEFAULT_SPIN_US
         self.sw.manual_clock = manual_clock
@@ -519,12 +523,16 @@ cdef class SwitchCore:
         self.acquire()
         try:
             p = self.port_at(index)
+            self.refresh_clock()
             info = {
                 "index": p.index, "kind": ops_of(p).name.decode(),
                 "device": bool(ops_of(p).device),
                 "up": bool(p.up), "vnet": bool(p.vnet), "max_frame": p.max_frame,
                 "learning": bool(p.learning), "flood": bool(p.flood),
                 "learn_limit": p.learn_limit, "fdb_entries": p.dyn_count,
+                "blocked": (p.blocked_until - self.sw.now_ms) / 1000.0
+                           if p.blocked_until > self.sw.now_ms else 0.0,
+                "loops_found": p.loops_found,
                 "vlan": VLAN_MODES[<int>p.vlan_mode], "native": p.native,
                 "vlans": ([v for v in range(1, VALE_VLAN_MAX + 1) if carries(p, v)]
                           if p.vlan_mode != VLAN_NONE else []),
@@ -539,6 +547,32 @@ cdef class SwitchCore:
             }
             info.update(ops_of(p).info(p))
             return info
+        finally:
+            self.release()
+
+    # -- the loop guard --------------------------------------------------------------
+
+    def send_loop_probe(self, index):
+        """Send this switch's loop probe out of a port, as the switch sends any frame (its
+        egress tag, its counters). Not out of a port that is down or blocked (a probe it
+        sent would block the other end of its loop too). Returns whether it went."""
+        cdef vale_port *p
+        cdef vale_desc *d
+        self.acquire()
+        try:
+            p = self.port_at(index)
+            self.refresh_clock()
+            if not p.up or loop_blocked(self.sw, p):
+                return False
+            d = &self.sw.descs[0]
+            d.data = self.sw.soft_buf
+            d.len = loop_probe_frame(self.sw, p.index, self.sw.soft_buf)
+            d.flags = 0
+            d.vlan = p.native
+            self.sw.next_frame[0] = NO_FRAME
+            with nogil:
+                deliver(self.sw, p, 0, NO_FRAME, True, p)     # soft_buf has the room
+            return True
         finally:
             self.release()
 
@@ -816,7 +850,7 @@ cdef class SwitchCore:
         fdb_release(&old)
 
     def configure(self, *, ageing=None, batch=None, move_limit=None, move_window=None,
-                  ban=None, busy_poll_us=None, lookup=None):
+                  ban=None, busy_poll_us=None, lookup=None, loop_hold=None):
         """Change switch settings; the ones left None stay as they are. lookup: one of
         LOOKUP_NAMES."""
         if lookup is not None and lookup not in LOOKUP_NAMES:
@@ -831,6 +865,8 @@ cdef class SwitchCore:
         cdef uint64_t window_ms = (seconds_to_ms("move window", move_window, MAX_SECONDS)
                                    if move_window is not None else 0)
         cdef uint64_t ban_ms = seconds_to_ms("ban time", ban, MAX_SECONDS) if ban is not None else 0
+        cdef uint64_t hold_ms = (seconds_to_ms("loop hold", loop_hold, MAX_SECONDS)
+                                 if loop_hold is not None else 0)
         self.acquire()
         try:
             if ageing is not None:
@@ -845,6 +881,8 @@ cdef class SwitchCore:
                 self.sw.fdb.ban_ms = ban_ms
             if busy_poll_us is not None:
                 self.sw.busy_poll_us = busy_poll_us
+            if loop_hold is not None:
+                self.sw.loop_hold_ms = hold_ms
             if lookup is not None:
                 self.sw.lookup = <LookupKind><int>LOOKUP_NAMES.index(lookup)
                 self.remove_entries(VALE_NO_PORT, False)
@@ -890,6 +928,8 @@ cdef class SwitchCore:
                     "drops": {DROP_REASONS[r]: p.c.drops[r] for r in range(N_DROP_REASONS)},
                     "fdb_entries": p.dyn_count,
                     "up": bool(p.up),
+                    "blocked": p.blocked_until > self.sw.now_ms,
+                    "loops_found": p.loops_found,
                 }
             return {
                 "now": self.sw.now_ms / 1000.0,
@@ -907,6 +947,7 @@ cdef class SwitchCore:
                     "move_limit": t.move_limit, "move_window": t.move_window_ms / 1000.0,
                     "ban": t.ban_ms / 1000.0, "busy_poll_us": self.sw.busy_poll_us,
                     "lookup": LOOKUP_NAMES[<int>self.sw.lookup],
+                    "loop_hold": self.sw.loop_hold_ms / 1000.0,
                 },
                 "ports": ports,
             }

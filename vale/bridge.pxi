@@ -313,6 +313,10 @@ cdef void hub_lookup(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil
         if admit(sw, src, i, vlans):
             if not (sw.descs[i].data[0] & 1):
                 sw.descs[i].flags |= FRAME_UNKNOWN_UNICAST
+            elif vale_unlikely((sw.dkeys[i] & MAC_MASK) == LOOP_PROBE_KEY) and loop_probe_back(
+                    sw, src, i):
+                give_verdict(sw, src, i, VALE_DROP + DROP_LOOP)
+                continue
             give_verdict(sw, src, i, VALE_FLOOD)
 
 
@@ -349,19 +353,21 @@ cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n) noexcep
     else:
         LOOKUPS[<int>sw.lookup](sw, src, n)
 
-    # Delivery: every other port that is up and has frames for it gets them, in order; a
-    # port's transmit mirror gets the same frames. Unicast for a port that is down (a
-    # static entry, or one learned just before) is dropped there and counted.
+    # Delivery: every other port that is up and not blocked by the loop guard, and has
+    # frames for it, gets them, in order; a port's transmit mirror gets the same frames.
+    # Unicast for a port that is down (a static entry, or one learned just before) or
+    # blocked is dropped there and counted.
     for k in range(sw.nactive):
         pi = sw.active[k]
         dst = sw.ports[pi]
-        if pi != src.index and dst.up and (sw.list_head[pi] != NO_FRAME
-                                           or sw.flood_head != NO_FRAME):
+        if pi != src.index and dst.up and not loop_blocked(sw, dst) and (
+                sw.list_head[pi] != NO_FRAME or sw.flood_head != NO_FRAME):
             deliver(sw, dst, sw.list_head[pi], sw.flood_head, True, dst)
             if vale_unlikely(dst.mirror_tx != VALE_NO_PORT):
                 mirror_sent(sw, src, dst, sw.list_head[pi], sw.flood_head)
-        elif vale_unlikely(not dst.up and sw.list_head[pi] != NO_FRAME):
-            dst.c.drops[DROP_TX_ERROR] += chain_length(sw, sw.list_head[pi])
+        elif vale_unlikely(sw.list_head[pi] != NO_FRAME and pi != src.index):
+            dst.c.drops[DROP_LOOP if dst.up else DROP_TX_ERROR] += chain_length(
+                sw, sw.list_head[pi])
     if vale_unlikely(src.mirror_rx != VALE_NO_PORT):
         mirror_received(sw, src, n)
 
@@ -376,7 +382,10 @@ cdef uint32_t forward_port(vale_switch *sw, vale_port *p) noexcept nogil:
     cdef vale_port_ops *ops = ops_of(p)
     cdef uint32_t n = ops.take(sw, p)
     if n:
-        forward_batch(sw, p, n)
+        if vale_unlikely(p.blocked_until != 0) and loop_blocked_now(sw, p):
+            loop_drop_batch(sw, p, n)
+        else:
+            forward_batch(sw, p, n)
         ops.release(sw, p, n)
     return n
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import grp
 import json
 import logging
@@ -16,13 +17,18 @@ import resource
 import signal
 import socket
 import stat
+import struct
 import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vale import sdnotify
+from vale import authz, sdnotify
 from vale.api import Api, ApiError, error_reply, reply_error
 from vale.api.protocol import request_args
+from vale.api.service import audit
 from vale.capture import CaptureHub, Subscriber, frame_message
 from vale.metrics import DEFAULT_ADDRESS, parse_address, serve_metrics
 from vale.netlink import LinkWatcher
@@ -35,17 +41,48 @@ DEFAULT_SOCKET = "/run/vale/valed.sock"
 MAX_REQUEST = 64 * 1024           # one request line; a longer one is refused
 LISTEN_BACKLOG = 1024             # connections waiting to be accepted
 MAX_CLIENTS = 256                 # connections served at once; more get "busy" and go
+KEPT_FOR_ROOT = 8                 # of those, the last few only root may take
+MAX_CLIENTS_PER_USER = 32         # connections one other uid may hold at once
+IDLE_TIMEOUT = 30.0               # seconds a client may keep valed waiting
 HOUSEKEEPING_SECONDS = 1.0
+LOOP_PROBE_TICK = 0.1               # how often the switches are asked for their loop probes
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """How many connections valed serves, and for how long it waits on one. Root (and
+    valed's own uid) may use every place; other users share all but `kept_for_root`, at
+    most `per_user` each, so no user can lock root's valectl out."""
+    total: int = MAX_CLIENTS
+    kept_for_root: int = KEPT_FOR_ROOT
+    per_user: int = MAX_CLIENTS_PER_USER
+    idle_timeout: float = IDLE_TIMEOUT      # waiting for a request or for a reply to go; 0: none
+
+
+def peer_credentials(writer: asyncio.StreamWriter) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process that connected, as the kernel saw it at connect."""
+    sock = writer.get_extra_info("socket")
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", creds)
+    return pid, uid, gid
+
+
+class Idle(Exception):
+    """A client kept valed waiting longer than the idle timeout."""
 
 
 class Daemon:
     def __init__(self, socket_path: str, state_dir: str, group: str | None = None,
-                 metrics: str | None = DEFAULT_ADDRESS) -> None:
+                 metrics: str | None = DEFAULT_ADDRESS, grants: authz.Grants | None = None,
+                 limits: ClientLimits | None = None, open_socket: bool = False) -> None:
         self.socket_path = socket_path
         self.group = group
+        self.open_socket = open_socket      # 0666: the roles alone decide who does what
         self.metrics = metrics
+        self.limits = limits or ClientLimits()
         self.api = Api(StateFile(state_dir), on_switch_added=self._watch,
-                       on_switch_removed=self._unwatch)
+                       on_switch_removed=self._unwatch, grants=grants)
+        self.per_uid: Counter[int] = Counter()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: asyncio.AbstractServer | None = None
         self.stopping = asyncio.Event()
@@ -66,7 +103,11 @@ class Daemon:
         sw.clear_notify()
         for port in sw.ports():
             summary = self.api.port_summary(sw.name, port)
-            if summary["state"] != "up":
+            if summary["state"] == "blocked":
+                log.warning("%s:%s closes a loop (a loop probe of %s came back through it): "
+                            "blocked for %gs", sw.name, port, sw.name,
+                            sw.port_info(port)["blocked"])
+            elif summary["state"] != "up":
                 log.warning("%s:%s is %s: the switch goes on forwarding for the other ports",
                             sw.name, port, summary["state"])
 
@@ -77,6 +118,17 @@ class Daemon:
                 self.api.housekeeping()
             except Exception:
                 log.exception("housekeeping failed")
+
+    async def _loop_probes(self) -> None:
+        """The loop guard's probes, each switch at its own loop_probe interval."""
+        while True:
+            await asyncio.sleep(LOOP_PROBE_TICK)
+            now = time.monotonic()
+            for sw in list(self.api.switches.values()):
+                try:
+                    sw.send_loop_probes(now)
+                except (KeyError, ValueError, OSError):     # a port going away meanwhile
+                    log.debug("loop probes of %s", sw.name, exc_info=True)
 
     async def _watchdog(self, interval: float) -> None:
         """WATCHDOG=1 only while every forwarding thread makes progress: each loops at
@@ -96,14 +148,20 @@ class Daemon:
 
     # -- clients --------------------------------------------------------------------------
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      caller: authz.Caller) -> None:
         try:
             while True:
                 try:
-                    line = await reader.readline()
+                    line = await self._wait(reader.readline())
                 except (ValueError, asyncio.LimitOverrunError):
                     await self._send(writer, reply_error(
                         "too_large", f"a request may be at most {MAX_REQUEST} bytes"))
+                    return
+                except Idle:
+                    writer.write(_line(reply_error(
+                        "idle", f"no request for {self.limits.idle_timeout:g} s: "
+                        "valed closes the connection")))
                     return
                 if not line:
                     return
@@ -113,31 +171,46 @@ class Daemon:
                     reply = reply_error("bad_request", "a request is one line of JSON")
                 else:
                     if isinstance(request, dict) and request.get("op") == "capture":
-                        await self._capture(request, reader, writer)
+                        await self._capture(request, reader, writer, caller)
                         return
                     try:
-                        reply = self.api.handle(request)
+                        reply = self.api.handle(request, caller)
                     except Exception as exc:      # a bug: say so, keep serving
                         log.exception("request %r failed", request)
                         reply = reply_error("internal", f"internal error: {exc}")
                 await self._send(writer, reply)
-        except (ConnectionError, asyncio.CancelledError):
+        except (ConnectionError, Idle, asyncio.CancelledError):
             pass
         finally:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
+    async def _wait(self, step: Any) -> Any:
+        """Await a step that waits on the client, within the idle timeout."""
+        if not self.limits.idle_timeout:
+            return await step
+        try:
+            return await asyncio.wait_for(step, self.limits.idle_timeout)
+        except TimeoutError:
+            raise Idle from None
+
     async def _capture(self, request: dict[str, Any], reader: asyncio.StreamReader,
-                       writer: asyncio.StreamWriter) -> None:
+                       writer: asyncio.StreamWriter, caller: authz.Caller) -> None:
         """Stream a port's frames to this client, one JSON line each, until it sends a
         line (or goes); then one last line with the counts."""
+        args: dict[str, Any] = {}
+        rule = None
         try:
             args = request_args(request)
+            rule = self.api.authorize(caller, "capture", args)
             sw, port, rx, tx = self.api.capture_target(args)
         except (ApiError, ValueError) as exc:
-            await self._send(writer, error_reply(exc) or reply_error("internal", str(exc)))
+            reply = error_reply(exc) or reply_error("internal", str(exc))
+            audit(caller, "capture", args, rule, reply)
+            await self._send(writer, reply)
             return
+        audit(caller, "capture", args, rule, {"ok": True})
         hub = self.hubs.get(sw.name)
         if hub is None or hub.sw is not sw:     # first capture, or the switch was made anew
             hub = self.hubs[sw.name] = CaptureHub(sw)
@@ -157,28 +230,55 @@ class Daemon:
                     writer.write(json.dumps(frame_message(*sub.frames.popleft())).encode()
                                  + b"\n")
                     sent += 1
-                await writer.drain()
+                await self._wait(writer.drain())
         finally:
             ring_lost = hub.remove(sub)
             stop.cancel()
         await self._send(writer, {"done": True, "frames": sent, "lost": sub.lost + ring_lost})
 
-    @staticmethod
-    async def _send(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
+    async def _send(self, writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
         writer.write(_line(reply))
-        await writer.drain()
+        await self._wait(writer.drain())
 
     def _track(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self.clients) >= MAX_CLIENTS:
-            # Descriptors are the daemon's: ports and TAPs need them more than idle clients.
-            with contextlib.suppress(Exception):
-                writer.write(_line(reply_error(
-                    "busy", f"valed is serving {MAX_CLIENTS} clients; try again")))
+        try:
+            pid, uid, gid = peer_credentials(writer)
+        except OSError:
             writer.close()
             return
-        task = asyncio.get_running_loop().create_task(self._client(reader, writer))
+        busy = self._busy(uid)
+        if busy is not None:
+            # Descriptors are the daemon's: ports and TAPs need them more than idle clients.
+            with contextlib.suppress(Exception):
+                writer.write(_line(reply_error("busy", busy)))
+            writer.close()
+            return
+        caller = self.api.grants.caller(uid, gid, pid)      # the groups, as of now
+        task = asyncio.get_running_loop().create_task(self._client(reader, writer, caller))
         self.clients.add(task)
-        task.add_done_callback(self.clients.discard)
+        self.per_uid[uid] += 1
+        task.add_done_callback(functools.partial(self._gone, uid))
+
+    def _gone(self, uid: int, task: asyncio.Task[Any]) -> None:
+        self.clients.discard(task)
+        self.per_uid[uid] -= 1
+        if not self.per_uid[uid]:
+            del self.per_uid[uid]
+
+    def _busy(self, uid: int) -> str | None:
+        """Why a new connection from `uid` is not served, or None."""
+        limits = self.limits
+        if uid in self.api.grants.root_uids:
+            if len(self.clients) >= limits.total:
+                return f"valed is serving {limits.total} clients; try again"
+            return None
+        if len(self.clients) >= limits.total - limits.kept_for_root:
+            return (f"valed is serving {len(self.clients)} clients, all it serves besides "
+                    "root's; try again")
+        if self.per_uid[uid] >= limits.per_user:
+            return (f"uid {uid} holds {limits.per_user} connections to valed, the most one "
+                    "user may (valed --max-clients-per-user); close one")
+        return None
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -196,8 +296,8 @@ class Daemon:
             path.unlink()
         assert self.api.state is not None
         self.api.restore(self.api.state.load())
-        # Created 0660 from the start, not chmod-ed after anyone could connect.
-        old_umask = os.umask(0o117)
+        # Created 0660 (or 0666) from the start, not chmod-ed after anyone could connect.
+        old_umask = os.umask(0o111 if self.open_socket else 0o117)
         try:
             self.server = await asyncio.start_unix_server(self._track, path, limit=MAX_REQUEST,
                                                           backlog=LISTEN_BACKLOG)
@@ -213,7 +313,8 @@ class Daemon:
             except OSError as exc:          # metrics are worth a log line, not the switch
                 log.error("cannot serve metrics on %s: %s; going on without them",
                           self.metrics, exc.strerror or exc)
-        tasks = [self.loop.create_task(self._housekeeping())]
+        tasks = [self.loop.create_task(self._housekeeping()),
+                 self.loop.create_task(self._loop_probes())]
         interval = sdnotify.watchdog_interval()
         if interval:
             tasks.append(self.loop.create_task(self._watchdog(interval)))
@@ -297,7 +398,35 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"where the configuration is kept (default {DEFAULT_STATE_DIR}, "
                         "or systemd's $STATE_DIRECTORY)")
     parser.add_argument("--group", default=None,
-                        help="group that may use the control socket (it is 0660)")
+                        help="the control socket's group (it is 0660); without the role "
+                        "groups below, its members are operators")
+    roles = parser.add_argument_group(
+        "roles on the control socket (docs/security.md); root and valed's own user may do "
+        "anything. With any of these groups and no --group, the socket is 0666: the roles "
+        "decide")
+    roles.add_argument("--reader-group", metavar="GROUP",
+                       help="members may read: list, info, stats, fdb show, mirror show")
+    roles.add_argument("--operator-group", metavar="GROUP",
+                       help="members may also configure the switches, within the grants "
+                       "below")
+    roles.add_argument("--capture-group", metavar="GROUP",
+                       help="members may also read frames: capture (and, if operators, "
+                       "add mirrors)")
+    roles.add_argument("--operator-netns", metavar="NS", action="append", default=[],
+                       help="a namespace (ip netns) operators may create interfaces in "
+                       "(repeat for more; default none)")
+    roles.add_argument("--operator-interfaces", metavar="GLOB", action="append", default=[],
+                       help="interfaces operators may attach and detach, like 'vnet*' "
+                       "(repeat for more; default none)")
+    limits = parser.add_argument_group("clients")
+    limits.add_argument("--max-clients-per-user", type=int, default=MAX_CLIENTS_PER_USER,
+                        metavar="N", help="connections one user other than root may hold "
+                        f"(default {MAX_CLIENTS_PER_USER}; of {MAX_CLIENTS} in all, "
+                        f"{KEPT_FOR_ROOT} kept for root)")
+    limits.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT, metavar="S",
+                        help="close a client that keeps valed waiting this many seconds "
+                        f"for a request or for reading a reply (default {IDLE_TIMEOUT:g}; "
+                        "0: never)")
     parser.add_argument("--metrics", default=DEFAULT_ADDRESS, metavar="HOST:PORT",
                         help=f"serve Prometheus metrics at http://HOST:PORT/metrics (default "
                         f"{DEFAULT_ADDRESS})")
@@ -330,14 +459,47 @@ def main(argv: list[str] | None = None) -> int:
             grp.getgrnam(args.group)
         except KeyError:
             parser.error(f"no group {args.group!r}")
+    if args.max_clients_per_user < 1:
+        parser.error("--max-clients-per-user takes 1 or more")
+    if not 0 <= args.idle_timeout <= 86400:
+        parser.error("--idle-timeout takes 0 to 86400 seconds")
+    try:
+        grants, open_socket = make_grants(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     if not args.no_metrics:
         try:
             parse_address(args.metrics)
         except ValueError as exc:
             parser.error(str(exc))
     _run(Daemon(args.socket, args.state_dir, args.group,
-                None if args.no_metrics else args.metrics).run())
+                None if args.no_metrics else args.metrics, grants,
+                ClientLimits(per_user=args.max_clients_per_user,
+                             idle_timeout=args.idle_timeout), open_socket).run())
     return 0
+
+
+def make_grants(args: argparse.Namespace) -> tuple[authz.Grants, bool]:
+    """The roles' settings, and whether the socket is open to all (0666). Without a role
+    group, --group's members are operators (what --group meant before roles); with one,
+    --group only narrows who may open the socket."""
+    def gids(name: str | None) -> frozenset[int]:
+        if name is None:
+            return frozenset()
+        try:
+            return frozenset({grp.getgrnam(name).gr_gid})
+        except KeyError:
+            raise ValueError(f"no group {name!r}") from None
+
+    role_groups = (args.reader_group, args.operator_group, args.capture_group)
+    legacy = all(group is None for group in role_groups)
+    grants = authz.Grants(
+        reader_gids=gids(args.reader_group),
+        operator_gids=gids(args.group if legacy else args.operator_group),
+        capture_gids=gids(args.capture_group),
+        netns=frozenset(args.operator_netns),
+        interfaces=tuple(args.operator_interfaces))
+    return grants, not legacy and args.group is None
 
 
 def stderr_is_journal() -> bool:

@@ -285,6 +285,8 @@ cdef int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key) noexcept n
     cdef vale_fdb *t = &sw.fdb
     cdef uint32_t idx, ci
     cdef vale_entry *e
+    if vale_unlikely((key & MAC_MASK) == loop_src_key(sw)):
+        return -1                           # a loop probe of this switch: never learned
     ci = fdb_find_cell(t, key)
     if ci != VALE_NIL:
         idx = t.cells[ci].entry
@@ -407,7 +409,10 @@ cdef inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n,
                     give_verdict(sw, src, i, VALE_DROP + reason)
                     continue
         if mac_is_group(dkey):
-            give_verdict(sw, src, i, VALE_FLOOD)
+            if vale_unlikely((dkey & MAC_MASK) == LOOP_PROBE_KEY) and loop_probe_back(sw, src, i):
+                give_verdict(sw, src, i, VALE_DROP + DROP_LOOP)     # loopguard.pxi
+            else:
+                give_verdict(sw, src, i, VALE_FLOOD)
             continue
         port = fdb_lookup_port(t, dkey, sw.dhomes[i])
         if vale_unlikely(port == VALE_NO_PORT):

@@ -293,6 +293,12 @@ SETTINGS: tuple[Setting, ...] = (
             "how frames find their ports: learning (learn sources, forward known unicast, "
             "flood the rest) or hub (learn nothing, flood every frame within its VLAN); a "
             "change forgets what was learned", "lookup"),
+    Setting("loop_probe", "switch", Seconds(MAX_SECONDS), 0.5,
+            "seconds between the loop guard's probes out of every port; a port a probe "
+            "comes back through closes a loop and is blocked (0: no probes)", None),
+    Setting("loop_hold", "switch", Seconds(MAX_SECONDS), 30.0,
+            "how long the loop guard blocks a port that closed a loop; then it is let "
+            "through again, and blocked again if the loop is still there", "loop_hold"),
     Setting("learning", "port", Flag(), True,
             "learn the source MACs of the frames the port sends in", "learning"),
     Setting("flood", "port", Flag(), True, "send the port unknown unicast", "flood"),

@@ -46,8 +46,8 @@ def fdb_key(mac: str, vlan: int = 0) -> int:
 class Switch:
     """One switch (vale0, vale1, ...) and its ports, by name."""
 
-    __slots__ = ("_auto_cpu", "_core", "_cpus", "_ifindex", "_index", "_names", "_thread",
-                 "_vlan", "name")
+    __slots__ = ("_auto_cpu", "_core", "_cpus", "_ifindex", "_index", "_loop_probe",
+                 "_names", "_next_probe", "_thread", "_vlan", "name")
 
     def __init__(self, name: str = "vale0", *, manual_clock: bool = False,
                  core_class: type = SwitchCore, **settings: Any) -> None:
@@ -64,6 +64,8 @@ class Switch:
         self._thread: threading.Thread | None = None
         self._cpus: list[int] | str = AUTO_CPU      # or the CPUs; [] is every CPU
         self._auto_cpu: int | None = None           # the CPU AUTO_CPU chose, while running
+        self._loop_probe: float = BY_NAME["loop_probe"].default
+        self._next_probe = 0.0                      # time.monotonic() of the next probes
         if settings:
             self.configure(**settings)
 
@@ -260,6 +262,8 @@ class Switch:
         # All or nothing: what can be refused is checked before anything changes (resizing
         # evicts entries; the core's configure checks all its values first).
         cpus = self._check_cpus(settings["cpus"]) if "cpus" in settings else False
+        if "loop_probe" in settings:
+            self._loop_probe = BY_NAME["loop_probe"].parse(settings["loop_probe"])
         capacity = args.pop(BY_NAME["fdb_capacity"].core, None)
         if capacity is not None:
             self._core.check_capacity(capacity)
@@ -269,6 +273,14 @@ class Switch:
             self._core.set_capacity(capacity)
         if cpus is not False:
             self._pin(cpus)
+
+    def send_loop_probes(self, now: float) -> int:
+        """When loop_probe seconds have passed since the last ones (now: time.monotonic()),
+        the loop guard's probe out of every port that is up and not blocked; how many."""
+        if not self._loop_probe or now < self._next_probe:
+            return 0
+        self._next_probe = now + self._loop_probe
+        return sum(self._core.send_loop_probe(index) for index in list(self._names))
 
     def set_time(self, seconds: float) -> None:
         self._core.set_time(seconds)
@@ -381,6 +393,7 @@ class Switch:
     def stats(self) -> dict[str, Any]:
         """Every counter, ports by name."""
         snap = self._core.snapshot()
+        snap["settings"]["loop_probe"] = self._loop_probe
         snap["ports"] = {self._names[i]: counters for i, counters in snap["ports"].items()}
         snap["switch"] = self.name
         return snap

@@ -6,10 +6,12 @@ before it is answered."""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from vale import authz
 from vale.api.fdb import FdbOps
 from vale.api.interfaces import InterfaceOps
 from vale.api.mirrors import MirrorOps
@@ -27,8 +29,10 @@ class Api:
 
     def __init__(self, state: StateFile | None = None,
                  on_switch_added: Callable[[Switch], None] | None = None,
-                 on_switch_removed: Callable[[Switch], None] | None = None) -> None:
+                 on_switch_removed: Callable[[Switch], None] | None = None,
+                 grants: authz.Grants | None = None) -> None:
         self.state = state
+        self.grants = grants or authz.Grants()
         self.topo = Topology(on_switch_added, on_switch_removed)
         self.ports = PortOps(self.topo)
         self.interfaces = InterfaceOps(self.topo)
@@ -53,26 +57,41 @@ class Api:
 
     # -- dispatch -------------------------------------------------------------------------
 
-    def handle(self, request: Any) -> dict[str, Any]:
+    def handle(self, request: Any, caller: authz.Caller | None = None) -> dict[str, Any]:
+        """Answer a request from `caller` (None: valed itself, or a test in-process)."""
+        caller = caller or authz.internal_caller()
         before = copy.deepcopy(self.topo.desired)
+        op: str | None = None
+        args: dict[str, Any] = {}
+        rule: authz.Rule | None = None
         try:
             op, args = parse_request(request, self._ops)
+            rule = self.authorize(caller, op, args)
             result = self._ops[op](args)
         except Exception as exc:
             reply = error_reply(exc)
+            if op is not None:
+                audit(caller, op, args, rule, reply or reply_error("internal", str(exc)))
             if reply is None:
                 raise
         else:
             if self.topo.desired != before and not self._try_save():
-                return reply_error(
+                reply = reply_error(
                     "not_saved", "done, but the configuration could not be saved "
                     f"({self._unsaved}); valed keeps trying, and the change is lost if "
                     "it stops first")
-            return {"ok": True, "result": result}
+            else:
+                reply = {"ok": True, "result": result}
+            audit(caller, op, args, rule, reply)
+            return reply
         if self.topo.desired != before:     # a failed request changes nothing
             log.error("a failed request had changed the configuration; restoring it")
             self.topo.desired = before
         return reply
+
+    def authorize(self, caller: authz.Caller, op: str, args: dict[str, Any]) -> authz.Rule:
+        """The op's rule if `caller` may make this request, else ApiError("forbidden")."""
+        return authz.authorize(caller, op, args, self.grants, self.topo.desired)
 
     def op_version(self, args: dict[str, Any]) -> dict[str, Any]:
         from vale import __version__
@@ -129,4 +148,14 @@ class Api:
         self.topo.shutdown()
 
 
-
+def audit(caller: authz.Caller, op: str, args: dict[str, Any], rule: authz.Rule | None,
+          reply: dict[str, Any]) -> None:
+    """Log a change, or a try at one, or a refusal, with who asked (reads go unlogged)."""
+    refused = not reply.get("ok") and reply["error"]["code"] == "forbidden"
+    if not refused and (rule is None or not (rule.changes or rule.capture)):
+        return
+    outcome = "done" if reply.get("ok") else f"failed: {reply['error']['code']}"
+    shown = json.dumps(args, sort_keys=True, default=str)
+    if len(shown) > 400:
+        shown = shown[:400] + "..."
+    (log.warning if refused else log.info)("%s: %s %s: %s", caller, op, shown, outcome)

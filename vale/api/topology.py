@@ -173,7 +173,9 @@ class Topology:
             info = sw.port_info(port)
             ifindex = sw.ifindex(port)
             state = "up" if info["up"] else "down"
-            if info["up"] and info.get("rx_stuck"):     # its receive ring is gone for now
+            if info["up"] and info["blocked"]:
+                state = "blocked"           # by the loop guard, for info["blocked"] seconds
+            elif info["up"] and info.get("rx_stuck"):  # its receive ring is gone for now
                 state = "rx_stuck"
             if ifindex is not None and interface_state(port, ifindex) == "missing":
                 state = "missing"

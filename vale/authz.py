@@ -1,0 +1,234 @@
+"""Who may do what on the control socket. A caller's role comes from its credentials
+(SO_PEERCRED: uid, gid, pid) and the groups of its uid, read when it connects; RULES says,
+for every operation, the least role it needs and which of its arguments need root. The
+API's dispatcher and the daemon's capture path both ask `authorize()`. The reasons are in
+docs/security.md ("Roles on the control socket"), whose table is `table()`.
+
+The line drawn: an operator configures the switches, and nothing beyond them. No request
+from a non-root client may change this host's own networking (an address or route in
+valed's namespace, an interface it was not granted, the uplink), reach a namespace it was
+not granted, read traffic without the capture grant, or hand anyone a raw frame device."""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import os
+import pwd
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vale.api.protocol import ApiError
+from vale.state import Interface, State
+
+
+class Role(enum.IntEnum):
+    NONE = 0            # connected, but in no role's group: `version` only
+    READER = 1          # reads the configuration and the counters
+    OPERATOR = 2        # configures the switches (RULES: not beyond them)
+    ROOT = 3            # uid 0, or valed's own uid: anything
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: from SO_PEERCRED when the connection was made."""
+    uid: int
+    pid: int
+    role: Role
+    capture: bool = False       # may read frames: capture, mirror_add
+
+    def __str__(self) -> str:
+        grant = ", capture" if self.capture and self.role is not Role.ROOT else ""
+        return f"uid {self.uid} pid {self.pid} ({self.role}{grant})"
+
+
+def internal_caller() -> Caller:
+    """valed itself, or a test driving the Api in its own process."""
+    return Caller(os.geteuid(), os.getpid(), Role.ROOT, True)
+
+
+def groups_of(uid: int, gid: int) -> set[int]:
+    """The gid the peer connected with, and every group its user is a member of (as the
+    group database says now: a process that dropped supplementary groups keeps the role
+    they give, one added to a group since gets it at its next connection)."""
+    groups = {gid}
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:                # a uid without a name (a container's): its gid only
+        return groups
+    try:
+        groups.update(os.getgrouplist(name, gid))
+    except OSError:                 # the group database failed us: the gid alone
+        pass
+    return groups
+
+
+@dataclass(frozen=True)
+class Grants:
+    """The daemon's settings on who gets what (valed --reader-group, --operator-group,
+    --capture-group, --operator-netns, --operator-interfaces)."""
+    reader_gids: frozenset[int] = frozenset()
+    operator_gids: frozenset[int] = frozenset()
+    capture_gids: frozenset[int] = frozenset()
+    netns: frozenset[str] = frozenset()         # namespaces operators may put interfaces in
+    interfaces: tuple[str, ...] = ()            # fnmatch patterns: what operators may attach
+    root_uids: frozenset[int] = field(default_factory=lambda: frozenset({0, os.geteuid()}))
+
+    def caller(self, uid: int, gid: int, pid: int) -> Caller:
+        if uid in self.root_uids:
+            return Caller(uid, pid, Role.ROOT, True)
+        groups = groups_of(uid, gid)
+        capture = bool(groups & self.capture_gids)
+        if groups & self.operator_gids:
+            role = Role.OPERATOR
+        elif capture or groups & self.reader_gids:
+            role = Role.READER
+        else:
+            role = Role.NONE
+        return Caller(uid, pid, role, capture)
+
+    def may_attach(self, ifname: str) -> bool:
+        return any(fnmatch.fnmatchcase(ifname, pattern) for pattern in self.interfaces)
+
+
+# -- argument rules: each returns what in the request needs root and why, or None ---------
+
+Check = Callable[[Mapping[str, Any], Grants, State], "tuple[str, str] | None"]
+
+
+def _force(args: Mapping[str, Any], grants: Grants, state: State) -> tuple[str, str] | None:
+    if args.get("force") not in (None, False):
+        return "--force", "it attaches the interface of this host's default route"
+    return None
+
+
+def _interface_granted(args: Mapping[str, Any], grants: Grants,
+                       state: State) -> tuple[str, str] | None:
+    """An interface valed did not make is the host's until the admin grants its name."""
+    ref = args.get("port")
+    ifname = ref.partition(":")[2] if isinstance(ref, str) else ""
+    if ifname in state.interfaces or grants.may_attach(ifname):
+        return None             # valed's own: the operation's own checks answer
+    return (f"of interface {ifname or ref!r}",
+            "an interface of the host's that is not granted to operators: valed "
+            "--operator-interfaces")
+
+
+def _beyond_the_switch(kind: Any, netns: Any, address: Any, owner: Any, group: Any,
+                       grants: Grants) -> tuple[str, str] | None:
+    """What in an interface valed makes (or made) reaches beyond the switches."""
+    if kind == "persistent_tap":        # for a VM; the operation refuses netns, address
+        if owner is not None or group is not None:
+            return ("--persistent with --owner or --group",
+                    "it hands a user a raw frame device")
+        return None
+    if netns is None:
+        if address is not None:
+            return ("--address without --netns",
+                    "an address and a route in valed's own namespace, this host's")
+        return ("without --netns",
+                "a TAP or veth peer in valed's own namespace is a port for this host's "
+                "own network stack")
+    if not isinstance(netns, str) or netns not in grants.netns:
+        return (f"--netns {netns!r}",
+                "a namespace not granted to operators: valed --operator-netns")
+    return None
+
+
+def _create(args: Mapping[str, Any], grants: Grants, state: State) -> tuple[str, str] | None:
+    return _beyond_the_switch(args.get("kind"), args.get("netns"), args.get("address"),
+                              args.get("owner"), args.get("group"), grants)
+
+
+def _remove(args: Mapping[str, Any], grants: Grants, state: State) -> tuple[str, str] | None:
+    """An operator undoes only what an operator may do: removing a veth with an address
+    in valed's namespace would take a route of the host's away."""
+    name = args.get("name")
+    record: Interface | None = state.interfaces.get(name) if isinstance(name, str) else None
+    if record is None:
+        return None             # not valed's: the operation refuses it
+    beyond = _beyond_the_switch(record.kind, record.netns, record.address, record.owner,
+                                record.group, grants)
+    if beyond is None:
+        return None
+    what = beyond[0] if beyond[0].startswith("without") else f"with {beyond[0]}"
+    return f"of {name} (made {what})", beyond[1]
+
+
+@dataclass(frozen=True)
+class Rule:
+    role: Role                          # the least role
+    capture: bool = False               # and the capture grant
+    root_when: tuple[Check, ...] = ()   # arguments that need root
+    note: str = ""                      # those, in words (docs/security.md's table)
+
+    @property
+    def changes(self) -> bool:
+        """Whether it may change something (and is logged)."""
+        return self.role >= Role.OPERATOR
+
+
+# Every operation valed serves, once. A new operation without a line here is refused to
+# everyone but root (and tests/test_authz.py fails).
+RULES: dict[str, Rule] = {
+    "version": Rule(Role.NONE),
+    "list": Rule(Role.READER),
+    "info": Rule(Role.READER),
+    "stats": Rule(Role.READER),
+    "fdb_show": Rule(Role.READER),
+    "mirror_show": Rule(Role.READER),
+    "capture": Rule(Role.READER, capture=True),
+    "set": Rule(Role.OPERATOR),
+    "reload": Rule(Role.OPERATOR),
+    "fdb_add": Rule(Role.OPERATOR),
+    "fdb_del": Rule(Role.OPERATOR),
+    "fdb_flush": Rule(Role.OPERATOR),
+    "mirror_add": Rule(Role.OPERATOR, capture=True),
+    "mirror_del": Rule(Role.OPERATOR),
+    "attach": Rule(Role.OPERATOR, root_when=(_force, _interface_granted),
+                   note="--force; an interface not granted (--operator-interfaces)"),
+    "detach": Rule(Role.OPERATOR, root_when=(_interface_granted,),
+                   note="an interface not granted (--operator-interfaces)"),
+    "create": Rule(Role.OPERATOR, root_when=(_create,),
+                   note="no --netns, or one not granted (--operator-netns); --persistent "
+                        "with --owner or --group"),
+    "remove": Rule(Role.OPERATOR, root_when=(_remove,),
+                   note="an interface whose create needed root"),
+}
+
+
+def forbidden(caller: Caller, what: str, needs: str) -> ApiError:
+    grant = " and the capture grant" if caller.capture else ""
+    return ApiError("forbidden", f"{what} needs {needs}; uid {caller.uid} has the "
+                    f"{caller.role} role{grant}")
+
+
+def authorize(caller: Caller, op: str, args: Mapping[str, Any], grants: Grants,
+              state: State) -> Rule:
+    """The op's rule, or ApiError("forbidden") naming the role it needs."""
+    rule = RULES.get(op)
+    if caller.role is Role.ROOT:
+        return rule or Rule(Role.ROOT)
+    if rule is None:
+        raise forbidden(caller, op, "root (it has no rule for other roles)")
+    if caller.role < rule.role:
+        raise forbidden(caller, op, f"the {rule.role} role")
+    if rule.capture and not caller.capture:
+        raise forbidden(caller, op, "the capture grant (valed --capture-group): it reads "
+                        "other ports' frames")
+    for check in rule.root_when:
+        found = check(args, grants, state)
+        if found is not None:
+            what, why = found
+            raise forbidden(caller, f"{op} {what}", f"root ({why})")
+    return rule
+
+
+def table() -> list[tuple[str, str, str]]:
+    """(operation, who may, what in it needs root): docs/security.md's table."""
+    return [(op, f"{rule.role}{' + capture' if rule.capture else ''}", rule.note or "-")
+            for op, rule in RULES.items()]
