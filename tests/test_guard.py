@@ -181,3 +181,17 @@ def test_bpdu_guard_blocks_the_port_until_set_again(make_switch):
     sw.set_port("a", bpdu="guard")                   # re-armed
     send(sw, "a", frame(BROADCAST, mac(1)))
     assert len(drained(sw)["b"]) == 1 and not sw.port_info("a")["bpdu_blocked"]
+
+
+def test_the_settings_as_valectl_and_the_state_file_give_them(make_switch):
+    sw = make_switch("p", "q")
+    sw.set_port("p", **parse("port", {"allowed_macs": f"{mac(2)},{mac(1)}", "sticky": "3",
+                                      "bpdu": "drop"}))
+    info = sw.port_info("p")
+    assert (info["allowed_macs"], info["sticky"], info["bpdu"]) == ([mac(1), mac(2)], 3, "drop")
+    saved = parse("attach", {key: info[key] for key in ("allowed_macs", "sticky", "bpdu")})
+    again = make_switch()
+    again.add_port("p", **saved)
+    assert again.port_info("p")["allowed_macs"] == [mac(1), mac(2)]
+    send(again, "p", frame(BROADCAST, mac(5)), frame(BROADCAST, mac(6)))
+    assert drops(again, "p", "spoofed") == 1                 # 2 listed + 1 sticky
