@@ -77,9 +77,12 @@
 enum {
     DROP_RING_FULL, DROP_RUNT, DROP_OWN_PORT, DROP_TOO_BIG, DROP_LEARN_LIMIT,
     DROP_LEARN_BANNED, DROP_BAD_OFFLOAD, DROP_TX_ERROR, DROP_VLAN, DROP_STORM, DROP_LOOP,
-    N_DROP_REASONS
+    DROP_SPOOFED, DROP_HOST, DROP_BPDU, DROP_RX_STUCK, N_DROP_REASONS
 };
-enum { FRAME_UNKNOWN_UNICAST = 1, FRAME_VNET = 2, FRAME_VLAN = 4, FRAME_BAD = 8 };
+enum { FRAME_UNKNOWN_UNICAST = 1, FRAME_VNET = 2, FRAME_VLAN = 4, FRAME_BAD = 8, FRAME_HOST = 16 };
+enum { GUARD_SOURCE = 1, GUARD_BPDU = 2, GUARD_BLOCKED = 4 };
+enum { BPDU_FORWARD = 0, BPDU_DROP = 1, BPDU_GUARD = 2 };
+#define BPDU_MAC 0xC28001ULL            /* 01:80:C2:00:00:00 as load_mac reads it */
 enum { PORT_MEMORY = 0, PORT_PACKET = 1, PORT_TAP = 2, PORT_KINDS = 3 };
 enum { ENTRY_USED = 1, ENTRY_STATIC = 2 };
 enum { VLAN_NONE = 0, VLAN_ACCESS = 1, VLAN_TRUNK = 2 };
@@ -130,6 +133,7 @@ typedef struct {
     uint32_t prev, next, cell;
     uint16_t port;
     uint8_t flags, moves;
+    uint16_t settled;                   /* the port a ban puts it back on */
 } vale_entry;
 
 typedef struct {
@@ -177,6 +181,12 @@ typedef struct {
     int storm;                          /* 0 in the benchmark */
     uint64_t blocked_until;             /* the loop guard's block; 0 in the benchmark */
     uint64_t loops_found;
+    uint8_t guards;                     /* GUARD_*; 0 in the benchmark */
+    int bpdu;
+    uint64_t *allowed;
+    uint32_t nallowed, sticky, allowed_room;
+    int rx_stuck;
+    uint64_t rx_resets, rx_checked;
 } vale_port;
 
 typedef struct {
@@ -495,6 +505,7 @@ static OUT_OF_LINE uint32_t fdb_insert(vale_switch *sw, uint64_t key, uint16_t p
     t->cells[i].port = port;
     e->key = key;
     e->port = port;
+    e->settled = port;
     e->cell = i;
     e->last_seen = sw->now_ms;
     e->window_start = sw->now_ms;
@@ -566,6 +577,16 @@ static inline int fdb_learn(vale_switch *sw, vale_port *src, uint64_t key)
     return fdb_learn_new(sw, src, key);
 }
 
+/* Put dynamic entry idx on another port, as the newest of its entries there. */
+static void fdb_move(vale_switch *sw, vale_entry *e, uint32_t idx, uint16_t port)
+{
+    lru_unlink(sw, e);
+    e->port = port;
+    sw->fdb.cells[e->cell].port = port;
+    e->last_seen = sw->now_ms;
+    lru_append(sw, e, idx);
+}
+
 /* fdb_learn for a source other than the port's last one. */
 static int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key)
 {
@@ -590,20 +611,22 @@ static int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key)
             if (sw->now_ms - e->window_start >= t->move_window_ms) {
                 e->window_start = sw->now_ms;
                 e->moves = 0;
+                e->settled = e->port;
             }
             if (t->move_limit != 0 && e->moves >= t->move_limit) {
+                /* banned where it was before the moves began */
                 e->ban_until = sw->now_ms + t->ban_ms;
                 e->moves = 0;
                 e->window_start = sw->now_ms;
-                return DROP_LEARN_BANNED;
+                if (e->port != e->settled)
+                    fdb_move(sw, e, idx, e->settled);
+                if (e->port != src->index)
+                    return DROP_LEARN_BANNED;
+            } else {
+                e->moves += 1;
+                fdb_move(sw, e, idx, src->index);
+                t->moved += 1;
             }
-            e->moves += 1;
-            lru_unlink(sw, e);
-            e->port = src->index;
-            t->cells[e->cell].port = src->index;
-            e->last_seen = sw->now_ms;
-            lru_append(sw, e, idx);
-            t->moved += 1;
         }
     } else {
         if (src->learn_limit != 0 && src->dyn_count >= src->learn_limit)
@@ -1095,17 +1118,63 @@ static inline uint64_t frame_keys(vale_switch *sw, vale_port *src, uint32_t n)
 
 static void refuse(vale_switch *sw, vale_port *src, uint32_t i, uint32_t length);
 
+/* ---- port guards (guard.pxi) --------------------------------------------------- */
+
+/* Whether p may send from mac; a sticky port with room takes a new unicast source. */
+static int source_allowed(vale_port *p, uint64_t mac)
+{
+    uint32_t low = 0, high = p->nallowed;
+    while (low < high) {
+        uint32_t mid = (low + high) >> 1;
+        if (p->allowed[mid] < mac)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    if (low < p->nallowed && p->allowed[low] == mac)
+        return 1;
+    if (p->nallowed >= p->sticky || (mac & 1) || mac == 0)
+        return 0;
+    memmove(&p->allowed[low + 1], &p->allowed[low], (p->nallowed - low) * sizeof(uint64_t));
+    p->allowed[low] = mac;
+    p->nallowed += 1;
+    return 1;
+}
+
+/* The reason src's guards drop a frame for, or -1. */
+static OUT_OF_LINE int guard_refuses(vale_port *src, const vale_desc *d, uint64_t dkey)
+{
+    if (src->guards & GUARD_BLOCKED)
+        return DROP_BPDU;
+    if ((src->guards & GUARD_SOURCE) && !source_allowed(src, load_mac(d->data + 6)))
+        return DROP_SPOOFED;
+    if ((src->guards & GUARD_BPDU) && (dkey & MAC_MASK) == BPDU_MAC) {
+        if (src->bpdu == BPDU_GUARD)
+            src->guards |= GUARD_BLOCKED;
+        return DROP_BPDU;
+    }
+    return -1;
+}
+
 /* The bridge's own rules for frame i: 0 and dropped (its key VALE_DECIDED), or 1 with its
    VLAN set and sw->dkeys[i] its destination's key, sw->dhomes[i] that key's home. */
 static inline int admit(vale_switch *sw, vale_port *src, uint32_t i, int vlans)
 {
     vale_desc *d = &sw->descs[i];
     uint32_t length = d->len;           /* as received: vlan_ingress may take a tag out */
-    if (vale_likely(VALE_ETH_HLEN <= length && length <= src->rx_max && !(d->flags & FRAME_BAD)
+    if (vale_likely(VALE_ETH_HLEN <= length && length <= src->rx_max
+                    && !(d->flags & (FRAME_BAD | FRAME_HOST))
                     && vlan_ingress(src, d, vlans) == 0)) {
         if (vale_unlikely(vlans && d->flags & FRAME_VLAN))
             set_key(sw, i, vlan_key(load_mac(d->data), d->vlan));
-        return 1;
+        if (vale_likely(src->guards == 0))
+            return 1;
+        int reason = guard_refuses(src, d, sw->dkeys[i]);
+        if (reason < 0)
+            return 1;
+        sw->dkeys[i] = VALE_DECIDED;
+        give_verdict(sw, src, i, VALE_DROP + reason);
+        return 0;
     }
     refuse(sw, src, i, length);
     return 0;
@@ -1121,6 +1190,8 @@ static void refuse(vale_switch *sw, vale_port *src, uint32_t i, uint32_t length)
         give_verdict(sw, src, i, VALE_DROP + DROP_RUNT);
     else if (sw->descs[i].flags & FRAME_BAD)
         give_verdict(sw, src, i, VALE_DROP + DROP_BAD_OFFLOAD);
+    else if (sw->descs[i].flags & FRAME_HOST)
+        give_verdict(sw, src, i, VALE_DROP + DROP_HOST);
     else
         give_verdict(sw, src, i, VALE_DROP + DROP_VLAN);
 }

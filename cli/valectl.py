@@ -6,6 +6,7 @@
   valectl detach vale0:eth1
   valectl create tap0 --tap [--netns NS --address CIDR] [--switch vale0]
   valectl create tap0 --tap --persistent [--owner U] [--group G]    for a VM to open
+  valectl create tap0 --tap [--persistent] --mac M --lock-mac      only M may send
   valectl create v0 --veth [--peer P] [--netns NS] [--address CIDR]
   valectl remove tap0              delete what create made
   valectl reload                   bring back every port whose interface exists again
@@ -159,12 +160,15 @@ def port_settings(no_learning: bool, no_flood: bool, learn_limit: int | None,
 @click.option("--no-flood", is_flag=True)
 @click.option("--learn-limit", type=int)
 @click.option("--no-offloads", is_flag=True)
+@click.option("--mac", help="with --tap: the TAP's MAC (with --persistent: the VM's)")
+@click.option("--lock-mac", is_flag=True,
+              help="with --tap: the port takes frames from that MAC only (allowed_macs)")
 @json_option
 @click.pass_obj
 def create(obj: Context, name: str, kind: str | None, persistent: bool, switch: str,
            peer: str | None, netns: str | None, address: str | None, owner: str | None,
            group: str | None, no_learning: bool, no_flood: bool, learn_limit: int | None,
-           no_offloads: bool, as_json: bool) -> None:
+           no_offloads: bool, mac: str | None, lock_mac: bool, as_json: bool) -> None:
     """Create interface NAME, owned by valed, and attach it to a switch."""
     if kind is None:
         click.echo("valectl: say --tap or --veth", err=True)
@@ -175,7 +179,7 @@ def create(obj: Context, name: str, kind: str | None, persistent: bool, switch: 
             sys.exit(2)
         kind = "persistent_tap"
     result = obj.call("create", name=name, kind=kind, switch=switch, peer=peer, netns=netns,
-                      address=address, owner=owner, group=group,
+                      address=address, owner=owner, group=group, mac=mac, lock_mac=lock_mac,
                       settings=port_settings(no_learning, no_flood, learn_limit, no_offloads,
                                              None))
     if as_json:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from vale._fastpath import DEFAULT_SPIN_US, DROP_REASONS
+from vale._fastpath import BPDU_MODES, DEFAULT_SPIN_US, DROP_REASONS, MAX_ALLOWED_MACS
 
 MAX_PORTS = 256
 MAX_BATCH = 1024
@@ -18,6 +18,7 @@ HIST_BUCKETS = 11
 ETH_HLEN = 14
 TAG_TYPES = (b"\x81\x00", b"\x88\xa8")
 ALL_VLANS = frozenset(range(4095))      # what a port without a VLAN mode carries
+BPDU_DST = bytes.fromhex("0180c2000000")    # spanning tree's destination
 
 
 def _ms(seconds: float) -> int:
@@ -37,6 +38,11 @@ class _Entry:
     window_start: int
     ban_until: int = 0
     moves: int = 0
+    settled: int = -1           # the port it was on when the move window began
+
+    def __post_init__(self):
+        if self.settled < 0:
+            self.settled = self.port
 
 
 @dataclass
@@ -51,6 +57,11 @@ class _Port:
     vlan_mode: str = "none"
     native: int = 0
     vlans: frozenset = ALL_VLANS
+    listed: list = field(default_factory=list)      # allowed_macs as set
+    allowed: set = field(default_factory=set)       # listed and sticky
+    sticky: int = 0
+    bpdu: str = "forward"
+    blocked: bool = False
     rx: list = field(default_factory=list)
     tx: list = field(default_factory=list)
     lru: OrderedDict = field(default_factory=OrderedDict)   # dynamic MACs, oldest first
@@ -98,6 +109,7 @@ class ModelCore:
 
     def remove_port(self, index):
         self._port(index)
+        self._unsettle(index)
         for key in [k for k, e in self.fdb.items() if e.port == index]:
             self._remove(key)
         before = self._filtering()
@@ -105,18 +117,45 @@ class ModelCore:
         if before and not self._filtering():
             self._forget_learned()
 
+    def _unsettle(self, index):
+        """Entries a ban would put back on port index stay where they are instead."""
+        for e in self.fdb.values():
+            if e.settled == index:
+                e.settled = e.port
+
     def _forget_learned(self):
         for key in [k for k, e in self.fdb.items() if not e.static]:
             self._remove(key)
 
     def set_port(self, index, *, learning=None, flood=None, learn_limit=None, vlan=None,
-                 native=None):
+                 native=None, allowed_macs=None, sticky=None, bpdu=None):
         if vlan is not None:
             mode, native, vlans = self._vlan_setting(vlan, native)
+        if allowed_macs is not None:
+            allowed_macs = sorted(set(allowed_macs))
+            if len(allowed_macs) > MAX_ALLOWED_MACS:
+                raise ValueError("too many allowed MACs")
+            for mac in allowed_macs:
+                _check_int("an allowed MAC", mac, 1, (1 << 48) - 1)
+                if mac & 1:
+                    raise ValueError("an allowed MAC must be unicast")
+        if sticky is not None:
+            _check_int("sticky", sticky, 0, MAX_ALLOWED_MACS)
+        if bpdu is not None and bpdu not in BPDU_MODES:
+            raise ValueError(f"bpdu must be one of {BPDU_MODES}")
         p = self._port(index)
+        if allowed_macs is not None or sticky is not None:
+            if allowed_macs is not None:
+                p.listed = allowed_macs
+            if sticky is not None:
+                p.sticky = sticky
+            p.allowed = set(p.listed)
+        if bpdu is not None:
+            p.bpdu, p.blocked = bpdu, False
         if vlan is not None:
             before = self._filtering()
             p.vlan_mode, p.native, p.vlans = mode, native, vlans
+            self._unsettle(index)
             for key in list(p.lru):
                 self._remove(key)
             if before != self._filtering():     # VLANs on or off: the keys change
@@ -133,7 +172,10 @@ class ModelCore:
         return {"index": index, "kind": "memory", "learning": p.learning, "flood": p.flood,
                 "learn_limit": p.learn_limit, "vlan": p.vlan_mode, "native": p.native,
                 "vlans": sorted(p.vlans) if p.vlan_mode != "none" else [],
-                "storm": (0, 0, 0)}
+                "storm": (0, 0, 0), "allowed_macs": list(p.listed),
+                "sticky_macs": sorted(p.allowed - set(p.listed)), "sticky": p.sticky,
+                "bpdu": p.bpdu, "bpdu_blocked": p.blocked, "rx_stuck": False,
+                "rx_resets": 0}
 
     @staticmethod
     def _vlan_setting(vlan, native):
@@ -238,6 +280,10 @@ class ModelCore:
         frame, tag, vlan = got
         dst_key = int.from_bytes(frame[0:6], "little") | vlan << 48
         src_mac = int.from_bytes(frame[6:12], "little")
+        reason = self._guard(src, src_mac, frame[0:6])
+        if reason:
+            c["drops"][reason] += 1
+            return
         if src.learning and not src_mac & 1 and src_mac != 0:
             reason = self._learn(src, src_mac | vlan << 48)
             if reason:
@@ -285,6 +331,22 @@ class ModelCore:
             dst.counters["tx_packets"] += 1
             dst.counters["tx_bytes"] += len(frame)
 
+    @staticmethod
+    def _guard(src: _Port, src_mac: int, dst: bytes) -> str | None:
+        """The port's guards: blocked by BPDU guard, a source it may not send from
+        (sticky: the first sources join the allowed ones), a BPDU it does not take."""
+        if src.blocked:
+            return "bpdu"
+        if src.listed or src.sticky:
+            if src_mac not in src.allowed:
+                if len(src.allowed) >= src.sticky or src_mac & 1 or src_mac == 0:
+                    return "spoofed"
+                src.allowed.add(src_mac)
+        if src.bpdu != "forward" and dst == BPDU_DST:
+            src.blocked = src.bpdu == "guard"
+            return "bpdu"
+        return None
+
     # -- learning -------------------------------------------------------------------------
 
     def _learn(self, src: _Port, key: int) -> str | None:
@@ -312,16 +374,22 @@ class ModelCore:
         if at_limit:
             return "learn_limit"
         if now - e.window_start >= self.move_window:
-            e.window_start, e.moves = now, 0
+            e.window_start, e.moves, e.settled = now, 0, e.port
         if self.move_limit and e.moves >= self.move_limit:
+            # Banned on the port it was on before the moves began.
             e.ban_until, e.moves, e.window_start = now + self.ban, 0, now
-            return "learn_banned"
+            if e.port != e.settled:
+                self._move(key, e, e.settled)
+            return None if e.port == src.index else "learn_banned"
         e.moves += 1
-        del self.ports[e.port].lru[key]
-        e.port, e.last_seen = src.index, now
-        src.lru[key] = None
+        self._move(key, e, src.index)
         self.totals["moved"] += 1
         return None
+
+    def _move(self, key: int, e: _Entry, port: int) -> None:
+        del self.ports[e.port].lru[key]
+        e.port, e.last_seen = port, self.now_ms
+        self.ports[port].lru[key] = None
 
     def _remove(self, key: int) -> None:
         e = self.fdb.pop(key)
@@ -385,6 +453,8 @@ class ModelCore:
         if port is not None:
             self._port(port)
         self._expire()
+        if port is not None:
+            self._unsettle(port)
         doomed = [k for k, e in self.fdb.items()
                   if (port is None or e.port == port) and (statics or not e.static)]
         for key in doomed:

@@ -12,7 +12,7 @@ from vale._fastpath import SwitchCore
 
 # A small pool, so MACs repeat, move and collide with ports' limits.
 MACS = [mac(i) for i in range(1, 11)] + ["ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:fb",
-                                        "00:00:00:00:00:00"]
+                                        "00:00:00:00:00:00", "01:80:c2:00:00:00"]
 SLOT_SIZES = [64, 128, 2048]
 MAX_LEN = 2048 + 64
 
@@ -51,7 +51,11 @@ ops = st.one_of(
     st.tuples(st.just("vlan"), port_slot, st.sampled_from(VLAN_SETTINGS)),
     st.tuples(st.just("configure"), st.sampled_from([0, 5, 60, 300]),
               st.sampled_from([1, 2, 7, 256]), st.sampled_from([0, 1, 2, 4])),
+    st.tuples(st.just("guard"), port_slot, st.one_of(st.none(), st.sets(st.integers(0, 9))),
+              st.one_of(st.none(), st.integers(0, 3)),
+              st.sampled_from([None, "forward", "drop", "guard"])),
 )
+GUARD_INFO = ("allowed_macs", "sticky_macs", "sticky", "bpdu", "bpdu_blocked")
 
 
 def key(m: str) -> int:
@@ -90,6 +94,9 @@ def apply(core, op, ports: list[int], tag: int):
             return core.set_port(pick(op[1]), learning=op[2], flood=op[3], learn_limit=op[4])
         if kind == "vlan" and ports:
             return core.set_port(pick(op[1]), vlan=op[2][0], native=op[2][1])
+        if kind == "guard" and ports:
+            return core.set_port(pick(op[1]), allowed_macs=None if op[2] is None else
+                                 [key(MACS[i]) for i in op[2]], sticky=op[3], bpdu=op[4])
         if kind == "capacity":
             return core.set_capacity(op[1])
         if kind == "configure":
@@ -124,5 +131,48 @@ def test_cython_core_matches_the_model(sequence, batch, capacity):
     fast.forward_all()
     model.forward_all()
     for p in port_list(model):
+        assert fast.drain(p) == model.drain(p)
+        got, want = fast.port_info(p), model.port_info(p)
+        assert {k: got[k] for k in GUARD_INFO} == {k: want[k] for k in GUARD_INFO}
+    assert fast.snapshot() == model.snapshot()
+
+
+# Moves, damping and bans, which random traffic above rarely reaches: few MACs, every
+# frame well-formed, many ports sending them, the clock stepping inside and across windows.
+move_op = st.one_of(
+    st.tuples(st.just("send"), st.integers(0, 3), st.integers(0, 2), st.integers(0, 3)),
+    st.tuples(st.just("time"), st.sampled_from([0.001, 0.5, 3, 10, 31])),
+    st.tuples(st.just("guard"), st.integers(0, 3), st.sets(st.integers(0, 2)), st.integers(0, 2)),
+    st.tuples(st.just("remove_add"), st.integers(0, 3)),
+)
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(move_op, min_size=5, max_size=60), st.integers(1, 3))
+def test_moves_and_bans_match_the_model(sequence, move_limit):
+    cores = [core(manual_clock=True, move_limit=move_limit, move_window=10, ban=30)
+             for core in (SwitchCore, ModelCore)]
+    for core in cores:
+        for _ in range(4):
+            core.add_port(rx_slots=64, tx_slots=64)
+    for step, op in enumerate(sequence):
+        for core in cores:
+            ports = sorted(core.snapshot()["ports"])
+            if op[0] == "send":
+                src = ports[op[1] % len(ports)]
+                core.inject(src, [frame(MACS[op[3] % 3] if op[3] < 3 else "ff:ff:ff:ff:ff:ff",
+                                        MACS[op[2]], 60, step)])
+                core.forward_all()
+            elif op[0] == "time":
+                core.set_time(core.now + op[1])
+            elif op[0] == "guard":
+                core.set_port(ports[op[1] % len(ports)],
+                              allowed_macs=[key(MACS[i]) for i in op[2]], sticky=op[3])
+            else:
+                core.remove_port(ports[op[1] % len(ports)])
+                core.add_port(rx_slots=64, tx_slots=64)
+        fast, model = cores
+        assert sorted(fast.fdb_entries()) == sorted(model.fdb_entries()), f"step {step}: {op}"
+    for p in sorted(model.snapshot()["ports"]):
         assert fast.drain(p) == model.drain(p)
     assert fast.snapshot() == model.snapshot()

@@ -188,3 +188,15 @@ def test_counters_add_up(make_switch):
     assert ports["a"]["rx_packets"] == 8 and ports["a"]["rx_bytes"] == 5 * 100 + 3 * 70
     assert ports["b"]["tx_packets"] == 8 and ports["b"]["tx_bytes"] == 710
     assert ports["a"]["flood_packets"] == 8
+
+
+def test_a_source_a_port_may_not_send_from_is_dropped_before_learning(make_switch):
+    """Rule 3b: after the VLAN check, a port's allowed MACs (its guards); a spoofed frame
+    is neither learned nor forwarded, and a runt is a runt first."""
+    sw = make_switch("a", "b")
+    sw.set_port("a", allowed_macs=[mac(1)])
+    sw.inject("a", [frame(BROADCAST, mac(2)), b"\x01" * 13, frame(mac(3), mac(1))])
+    sw.forward_all()
+    assert len(sw.drain("b")) == 1
+    assert drops(sw, "a")["spoofed"] == 1 and drops(sw, "a")["runt"] == 1
+    assert [e.mac for e in sw.fdb_show()] == [mac(1)]

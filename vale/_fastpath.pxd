@@ -40,7 +40,12 @@ cdef enum:
     DROP_VLAN = 8               # of a VLAN the port does not carry, or a tag vale refuses
     DROP_STORM = 9              # a flood over the port's storm-control rate
     DROP_LOOP = 10              # from or to a port blocked by the loop guard
-    N_DROP_REASONS = 11
+    DROP_SPOOFED = 11           # a source MAC the port's allowed MACs do not hold
+    DROP_HOST = 12              # for the attached interface's own host stack (PACKET_HOST)
+    DROP_BPDU = 13              # a spanning-tree BPDU (bpdu=drop|guard), or any frame of a
+                                # port BPDU guard blocked
+    DROP_RX_STUCK = 14          # frames lost while the kernel held a slot of its receive ring
+    N_DROP_REASONS = 15
 
 # A frame's verdict from the lookup stage: a port index, VALE_FLOOD, or VALE_DROP + reason.
 cdef enum:
@@ -84,6 +89,23 @@ cdef enum:
     FRAME_VNET = 2              # desc.vnet asks for an offload (partial checksum, GSO)
     FRAME_VLAN = 4              # the frame's (outer) tag is off its data: desc.vlan_* hold it
     FRAME_BAD = 8               # malformed (a lying virtio-net header): drop at once
+    FRAME_HOST = 16             # addressed to the attached interface itself (PACKET_HOST)
+
+# Port guards (vale_port.guards): checks admit() makes only on ports that have one set,
+# out of line, so a switch without them pays one test per frame.
+cdef enum:
+    GUARD_SOURCE = 1            # allowed MACs (or sticky): other sources are spoofed
+    GUARD_BPDU = 2              # spanning-tree BPDUs dropped (bpdu=drop or guard)
+    GUARD_BLOCKED = 4           # BPDU guard tripped: every frame from the port dropped
+
+# What a port does with spanning-tree BPDUs.
+cdef enum BpduMode:
+    BPDU_FORWARD = 0            # switched like any multicast frame
+    BPDU_DROP = 1               # dropped and counted
+    BPDU_GUARD = 2              # dropped, and the port blocked until bpdu is set again
+
+cdef enum:
+    VALE_MAX_ALLOWED = 1024     # allowed MACs a port may have (listed and sticky)
 
 cdef enum PortKind:
     PORT_MEMORY = 0             # in-memory RX and TX rings (tests, benchmarks)
@@ -181,6 +203,7 @@ ctypedef struct vale_entry:
     uint16_t port
     uint8_t flags
     uint8_t moves               # moves within the current window
+    uint16_t settled            # the port it was on when the window began: a ban puts it back
 
 ctypedef struct vale_fdb:
     vale_cell *cells
@@ -250,6 +273,15 @@ ctypedef struct vale_port:
     bint storm                  # any storm_rate set
     uint64_t blocked_until      # the loop guard blocks it until then (switch clock, ms); 0: not
     uint64_t loops_found        # times the loop guard blocked it
+    uint8_t guards              # GUARD_*: admit() looks further only when one is set
+    BpduMode bpdu
+    uint64_t *allowed           # the source MACs it may send from, sorted (NULL: any)
+    uint32_t nallowed
+    uint32_t sticky             # learn sources into allowed until it holds this many
+    uint32_t allowed_room       # allowed's size: max(listed, sticky)
+    bint rx_stuck               # its receive ring got stuck and could not be made again
+    uint64_t rx_resets          # times its receive ring was made again after a stuck slot
+    uint64_t rx_checked         # rx_packets when the kernel's drops were last read
 
 ctypedef struct vale_switch:
     vale_fdb fdb
@@ -337,6 +369,7 @@ cdef class SwitchCore:
     cdef vale_switch *sw
     cdef pthread_mutex_t lock
     cdef bint lock_ready
+    cdef dict listed_macs       # port index -> the allowed MACs set_port gave it, sorted
 
     cdef inline void acquire(self) noexcept
     cdef inline void release(self) noexcept

@@ -22,6 +22,8 @@ MAX_MTU: int
 MAX_VLAN: int
 KEY_MAC_MASK: int
 MAX_STORM_RATE: int
+BPDU_MODES: tuple[str, ...]
+MAX_ALLOWED_MACS: int
 
 def check_vlan(vlan: str | tuple[str, Any], native: int | None = None) -> None: ...
 MIN_RX_FRAMES: int
@@ -48,7 +50,9 @@ class SwitchCore:
     def set_port(self, index: int, *, learning: bool | None = None, flood: bool | None = None,
                  learn_limit: int | None = None, vnet: bool | None = None,
                  mtu: int | None = None, up: bool | None = None, vlan: Any = None,
-                 native: int | None = None, storm: Any = None) -> None: ...
+                 native: int | None = None, storm: Any = None,
+                 allowed_macs: Iterable[int] | None = None, sticky: int | None = None,
+                 bpdu: str | None = None) -> None: ...
     def port_info(self, index: int) -> dict[str, Any]: ...
     def set_mirror(self, index: int, *, rx_to: int | None = None,
                    tx_to: int | None = None) -> None: ...

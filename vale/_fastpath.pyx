@@ -30,6 +30,7 @@ include "offload.pxi"
 include "vlan.pxi"
 include "fdb.pxi"
 include "storm.pxi"
+include "guard.pxi"
 include "bridge.pxi"
 include "loopguard.pxi"
 include "memory.pxi"
@@ -64,7 +65,8 @@ register()
 # The drop reasons' names, in the order of the DROP_* enum (_fastpath.pxd): the one list
 # the API, the metrics, the model and the benchmarks read.
 DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
-                "bad_offload", "tx_error", "vlan", "storm", "loop")
+                "bad_offload", "tx_error", "vlan", "storm", "loop", "spoofed", "host", "bpdu",
+                "rx_stuck")
 if len(DROP_REASONS) != N_DROP_REASONS:
     raise ImportError("DROP_REASONS and the DROP_* enum of _fastpath.pxd differ")
 MAX_PORTS = VALE_MAX_PORTS
@@ -85,6 +87,8 @@ MAX_VLAN = VALE_VLAN_MAX
 KEY_MAC_MASK = MAC_MASK         # a MAC table key: the MAC in these bits, its VLAN above
 LOOKUP_NAMES = ("learning", "hub")            # in the order of the LookupKind enum
 MAX_STORM_RATE = 10_000_000
+BPDU_MODES = ("forward", "drop", "guard")     # in the order of the BpduMode enum
+MAX_ALLOWED_MACS = VALE_MAX_ALLOWED
 MIN_RX_FRAMES = 16
 MAX_MOVE_LIMIT = 255
 MAX_SECONDS = 1e7               # ageing, move window, ban
@@ -164,6 +168,7 @@ cdef class SwitchCore:
                   loop_hold=30.0):
         self.sw = NULL
         self.lock_ready = False
+        self.listed_macs = {}
         cdef epoll_event ev
         check_range("fdb capacity", capacity, 1, MAX_FDB_CAPACITY)
         check_range("batch", batch, 1, VALE_MAX_BATCH)
@@ -424,16 +429,21 @@ cdef class SwitchCore:
             if p.up and p.fd >= 0:
                 epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_DEL, p.fd, NULL)
             port_free(p)
+            self.listed_macs.pop(index, None)
         finally:
             self.release()
 
     def set_port(self, index, *, learning=None, flood=None, learn_limit=None, vnet=None,
-                 mtu=None, up=None, vlan=None, native=None, storm=None):
+                 mtu=None, up=None, vlan=None, native=None, storm=None, allowed_macs=None,
+                 sticky=None, bpdu=None):
         """Change a port's settings; up=True brings a port whose device had failed back
         into forwarding. vlan: "none", ("access", vid) or ("trunk", iterable of vids);
         native: a trunk's untagged VLAN (0: none). storm: (broadcast, multicast, unknown
         unicast) floods a second it may send in, 0 for no limit. Changing a port's VLANs
-        forgets what it learned."""
+        forgets what it learned. allowed_macs: the source MACs (48-bit keys) it may send
+        from, others dropped as spoofed (empty: any); sticky: the first sources it sends
+        from join those until it has this many (0: off); either forgets the sticky ones.
+        bpdu: one of BPDU_MODES; setting it unblocks a port BPDU guard blocked."""
         cdef vale_port *p
         cdef epoll_event ev
         cdef uint64_t words[VALE_VLAN_WORDS]
@@ -452,6 +462,18 @@ cdef class SwitchCore:
             mode, native_vid = parse_vlan(vlan, native, words)
         elif native is not None:
             raise ValueError("native goes with vlan")
+        if allowed_macs is not None:
+            allowed_macs = sorted(set(allowed_macs))
+            if len(allowed_macs) > VALE_MAX_ALLOWED:
+                raise ValueError(f"a port may have at most {VALE_MAX_ALLOWED} allowed MACs")
+            for mac in allowed_macs:
+                check_range("an allowed MAC", mac, 1, MAC_MASK)
+                if mac & 1:
+                    raise ValueError("an allowed MAC must be unicast")
+        if sticky is not None:
+            check_range("sticky", sticky, 0, VALE_MAX_ALLOWED)
+        if bpdu is not None and bpdu not in BPDU_MODES:
+            raise ValueError(f"bpdu must be one of {', '.join(BPDU_MODES)}, not {bpdu!r}")
         self.acquire()
         try:
             p = self.port_at(index)
@@ -474,6 +496,15 @@ cdef class SwitchCore:
             if storm is not None:
                 self.refresh_clock()
                 port_set_storm(self.sw, p, storm[0], storm[1], storm[2])
+            if allowed_macs is not None or sticky is not None:
+                if allowed_macs is None:
+                    allowed_macs = self.listed_macs.get(p.index, [])
+                set_allowed(p, allowed_macs, sticky if sticky is not None else p.sticky)
+                self.listed_macs[p.index] = allowed_macs
+            if bpdu is not None:
+                p.bpdu = <BpduMode><int>BPDU_MODES.index(bpdu)
+                p.guards &= ~GUARD_BLOCKED
+            port_update_guards(p)
             if up is not None and bool(up) != bool(p.up):
                 if up:
                     ev.events = EPOLLIN
@@ -507,6 +538,12 @@ cdef class SwitchCore:
                           if p.vlan_mode != VLAN_NONE else []),
                 "storm": (p.storm_rate[STORM_BROADCAST], p.storm_rate[STORM_MULTICAST],
                           p.storm_rate[STORM_UNKNOWN]),
+                "allowed_macs": list(self.listed_macs.get(p.index, [])),
+                "sticky_macs": sorted(set(p.allowed[v] for v in range(p.nallowed))
+                                      - set(self.listed_macs.get(p.index, []))),
+                "sticky": p.sticky, "bpdu": BPDU_MODES[<int>p.bpdu],
+                "bpdu_blocked": bool(p.guards & GUARD_BLOCKED),
+                "rx_stuck": bool(p.rx_stuck), "rx_resets": p.rx_resets,
             }
             info.update(ops_of(p).info(p))
             return info
@@ -827,6 +864,7 @@ cdef class SwitchCore:
                 t.entries[idx].window_start = e.window_start
                 t.entries[idx].ban_until = e.ban_until
                 t.entries[idx].moves = e.moves
+                t.entries[idx].settled = e.settled
                 i = e.next
         for i in range(old.capacity):
             e = &old.entries[i]
@@ -1047,9 +1085,12 @@ cdef class SwitchCore:
 
     def poll_kernel_drops(self):
         """Add the frames each port's kernel side had no room for since the last call to
-        its ring_full drops; returns {port index: frames dropped}."""
+        its ring_full drops; returns {port index: frames dropped}. A port whose ring was
+        found stuck (and made again, or not: rx_stuck) is in it too, with its count -1:
+        those losses are its rx_stuck drops."""
         cdef uint32_t k
-        cdef uint64_t dropped
+        cdef uint64_t dropped, resets
+        cdef bint stuck
         cdef vale_port *p
         out = {}
         self.acquire()
@@ -1058,9 +1099,12 @@ cdef class SwitchCore:
                 p = self.sw.ports[self.sw.active[k]]
                 if ops_of(p).kernel_drops == NULL:
                     continue
+                resets, stuck = p.rx_resets, p.rx_stuck
                 dropped = ops_of(p).kernel_drops(p)
                 p.c.drops[DROP_RING_FULL] += dropped
-                if dropped:
+                if p.rx_resets != resets or (p.rx_stuck and not stuck):
+                    out[p.index] = -1
+                elif dropped:
                     out[p.index] = dropped
             return out
         finally:

@@ -34,6 +34,9 @@ cdef extern from *:
 # Where a frame goes in a TX ring slot (TPACKET_V2, no PACKET_TX_HAS_OFF), and the longest
 # that fits after its virtio-net header.
 cdef uint32_t TX_DATA = VALE_TPACKET2_HDRLEN - sizeof(sockaddr_ll)
+# Where a received frame's sockaddr_ll lies in its RX ring slot: after the header, aligned
+# (TPACKET_ALIGN(sizeof(tpacket2_hdr)), the same offset).
+cdef uint32_t RX_SLL = VALE_TPACKET2_HDRLEN - sizeof(sockaddr_ll)
 cdef uint32_t TX_MAX_WIRE = TX_FRAME_SIZE - TX_DATA - VNET_HDR_LEN
 
 
@@ -101,8 +104,17 @@ cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames) noexcept nog
         close(fd)
         return e
     p.fd = fd
+    # Until bind the socket took frames of every interface, and dropped some: not this
+    # port's losses (and not a stuck ring's), so the count starts again here.
+    packet_kernel_drops_reset(p)
     packet_tx_open(p, ifindex)
     return 0
+
+
+cdef void packet_kernel_drops_reset(vale_port *p) noexcept nogil:
+    cdef tpacket_stats st
+    cdef socklen_t length = sizeof(st)
+    getsockopt(p.fd, SOL_PACKET, PACKET_STATISTICS, &st, &length)
 
 
 cdef void packet_tx_open(vale_port *p, int ifindex) noexcept nogil:
@@ -272,6 +284,8 @@ cdef uint32_t packet_take(vale_switch *sw, vale_port *src) noexcept nogil:
     cdef uint32_t n = 0, status
     cdef vale_desc *d
     cdef char *data
+    if vale_unlikely(r.map == NULL):            # a stuck ring that could not be made again
+        return 0
     while n < sw.batch and n < r.frame_nr:     # a batch over the ring would meet itself
         h = packet_frame(r, r.head + n)
         status = vale_load_acquire(&h.tp_status)
@@ -287,6 +301,10 @@ cdef uint32_t packet_take(vale_switch *sw, vale_port *src) noexcept nogil:
         memcpy(&d.vnet, data - VNET_HDR_LEN, VNET_HDR_LEN)
         if d.vnet.gso_type != VNET_GSO_NONE or (d.vnet.flags & VNET_NEEDS_CSUM):
             d.flags = settle_vnet(d) if d.len != TRUNCATED else FRAME_VNET
+        # For the host's own stack (to the interface's MAC): the kernel gives it to the
+        # host; forwarded too, it would flood out of every port.
+        if (<sockaddr_ll *>(<char *>h + RX_SLL)).sll_pkttype == PACKET_HOST:
+            d.flags |= FRAME_HOST
         if status & TP_STATUS_VLAN_VALID:
             d.flags |= FRAME_VLAN
             d.vlan_tci = h.tp_vlan_tci
@@ -375,12 +393,56 @@ cdef void packet_flush(vale_switch *sw, vale_port *dst, uint32_t n) noexcept nog
 
 cdef uint64_t packet_kernel_drops(vale_port *p) noexcept nogil:
     """Frames the receive ring had no room for since the last call (PACKET_STATISTICS
-    reads and resets the kernel's count)."""
+    reads and resets the kernel's count); a stuck ring is reset (packet_unstick) and its
+    losses counted rx_stuck instead. Called about once a second."""
     cdef tpacket_stats st
     cdef socklen_t length = sizeof(st)
+    cdef uint64_t taken = p.c.rx_packets - p.rx_checked
+    p.rx_checked = p.c.rx_packets
     if getsockopt(p.fd, SOL_PACKET, PACKET_STATISTICS, &st, &length) != 0:
+        st.tp_drops = 0
+    if p.prx.map == NULL or (st.tp_drops and taken == 0 and p.up and not (
+            vale_load_acquire(&packet_frame(&p.prx, p.prx.head).tp_status) & TP_STATUS_USER)):
+        packet_unstick(p)
+        p.c.drops[DROP_RX_STUCK] += st.tp_drops
         return 0
     return st.tp_drops
+
+
+cdef void packet_unstick(vale_port *p) noexcept nogil:
+    """Give p's receive ring back to the kernel anew. A TPACKET_V2 ring can get stuck
+    for good: when the kernel cannot write a frame's virtio-net header (a UDP-fragmentation
+    offload frame, GSO type 3, which a TAP takes from its VM), tpacket_rcv leaves the slot
+    claimed (its rx_owner_map bit set, its status TP_STATUS_KERNEL) without moving its
+    head on; every later frame meets that claimed slot and is dropped, counted in
+    tp_drops only. No status tells user space, and no release frees the slot: only a new
+    ring does (set to none, set again, mapped again), on the same socket, so the binding,
+    the promiscuous membership and the epoll registration stay. Found by the drops: some
+    over a second in which nothing arrived in a ring whose next slot is the kernel's (a
+    full ring's drops leave its next slot the user's, and frames to take). A ring that
+    cannot be made again leaves the port unable to receive (rx_stuck), tried again at
+    the next call."""
+    cdef tpacket_req req
+    cdef void *m
+    if p.prx.map != NULL:
+        munmap(p.prx.map, p.prx.map_len)
+        p.prx.map = NULL
+    memset(&req, 0, sizeof(req))
+    setsockopt(p.fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req))
+    req.tp_frame_size = p.prx.frame_size
+    req.tp_block_size = p.prx.block_size
+    req.tp_block_nr = <unsigned int>(p.prx.map_len // p.prx.block_size)
+    req.tp_frame_nr = p.prx.frame_nr
+    p.rx_stuck = True
+    if setsockopt(p.fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) != 0:
+        return
+    m = mmap(NULL, p.prx.map_len, PROT_READ | PROT_WRITE, MAP_SHARED, p.fd, 0)
+    if m == MAP_FAILED:
+        return
+    p.prx.map = <char *>m
+    p.prx.head = 0
+    p.rx_stuck = False
+    p.rx_resets += 1
 
 
 cdef dict packet_info(vale_port *p):

@@ -263,17 +263,28 @@ cdef inline uint64_t frame_keys(vale_switch *sw, vale_port *src, uint32_t n) noe
 cdef inline bint admit(vale_switch *sw, vale_port *src, uint32_t i,
                        bint vlans) noexcept nogil:
     """The bridge's own rules for frame i, which a lookup stage asks first: a length the
-    source cannot hold (a lie), a runt, a lying offload header, and, with VLANs on (a
-    port of the switch has a VLAN mode), a VLAN the port does not take (vlan_ingress).
+    source cannot hold (a lie), a runt, a lying offload header, a frame for the attached
+    interface's own host, and, with VLANs on (a port of the switch has a VLAN mode), a
+    VLAN the port does not take (vlan_ingress); then the port's guards (guard.pxi), when
+    it has any.
     False: the frame is dropped (its key VALE_DECIDED); True: its VLAN is set and
     sw.dkeys[i] is its destination's key (VLAN, MAC), sw.dhomes[i] that key's home."""
     cdef vale_desc *d = &sw.descs[i]
     cdef uint32_t length = d.len            # as received: vlan_ingress may take a tag out
-    if vale_likely(VALE_ETH_HLEN <= length <= src.rx_max and not (d.flags & FRAME_BAD)
+    cdef int reason
+    if vale_likely(VALE_ETH_HLEN <= length <= src.rx_max
+                   and not (d.flags & (FRAME_BAD | FRAME_HOST))
                    and vlan_ingress(src, d, vlans) == 0):
         if vale_unlikely(vlans and d.flags & FRAME_VLAN):
             set_key(sw, i, vlan_key(load_mac(d.data), d.vlan))
-        return True
+        if vale_likely(src.guards == 0):
+            return True
+        reason = guard_refuses(src, d, sw.dkeys[i])
+        if reason < 0:
+            return True
+        sw.dkeys[i] = VALE_DECIDED
+        give_verdict(sw, src, i, VALE_DROP + reason)
+        return False
     refuse(sw, src, i, length)
     return False
 
@@ -287,6 +298,8 @@ cdef void refuse(vale_switch *sw, vale_port *src, uint32_t i, uint32_t length) n
         give_verdict(sw, src, i, VALE_DROP + DROP_RUNT)
     elif sw.descs[i].flags & FRAME_BAD:
         give_verdict(sw, src, i, VALE_DROP + DROP_BAD_OFFLOAD)
+    elif sw.descs[i].flags & FRAME_HOST:
+        give_verdict(sw, src, i, VALE_DROP + DROP_HOST)
     else:
         give_verdict(sw, src, i, VALE_DROP + DROP_VLAN)
 
@@ -389,6 +402,7 @@ cdef void port_free(vale_port *p) noexcept nogil:
     """The one way a port goes: its kind lets go of what the kernel gave it, then its
     rings and itself (the caller took it out of the switch and of epoll)."""
     ops_of(p).close(p)
+    free(p.allowed)
     ring_free(&p.rx)
     ring_free(&p.tx)
     free(p)

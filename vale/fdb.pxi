@@ -200,6 +200,7 @@ cdef uint32_t fdb_insert(vale_switch *sw, uint64_t key, uint16_t port, bint stat
     t.cells[i].port = port
     e.key = key
     e.port = port
+    e.settled = port
     e.cell = i
     e.last_seen = sw.now_ms
     e.window_start = sw.now_ms
@@ -271,6 +272,15 @@ cdef inline int fdb_learn(vale_switch *sw, vale_port *src, uint64_t key) noexcep
     return fdb_learn_new(sw, src, key)
 
 
+cdef void fdb_move(vale_switch *sw, vale_entry *e, uint32_t idx, uint16_t port) noexcept nogil:
+    """Put dynamic entry idx on another port, as the newest of its entries there."""
+    lru_unlink(sw, e)
+    e.port = port
+    sw.fdb.cells[e.cell].port = port
+    e.last_seen = sw.now_ms
+    lru_append(sw, e, idx)
+
+
 cdef int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key) noexcept nogil:
     """fdb_learn for a source other than the port's last one."""
     cdef vale_fdb *t = &sw.fdb
@@ -295,18 +305,21 @@ cdef int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key) noexcept n
             if sw.now_ms - e.window_start >= t.move_window_ms:
                 e.window_start = sw.now_ms
                 e.moves = 0
+                e.settled = e.port
             if t.move_limit != 0 and e.moves >= t.move_limit:
+                # Banned where it was before the moves began, not where the last mover
+                # put it: a port taking a MAC over in turns with another never keeps it.
                 e.ban_until = sw.now_ms + t.ban_ms
                 e.moves = 0
                 e.window_start = sw.now_ms
-                return DROP_LEARN_BANNED
-            e.moves += 1
-            lru_unlink(sw, e)
-            e.port = src.index
-            t.cells[e.cell].port = src.index
-            e.last_seen = sw.now_ms
-            lru_append(sw, e, idx)
-            t.moved += 1
+                if e.port != e.settled:
+                    fdb_move(sw, e, idx, e.settled)
+                if e.port != src.index:
+                    return DROP_LEARN_BANNED
+            else:
+                e.moves += 1
+                fdb_move(sw, e, idx, src.index)
+                t.moved += 1
     else:
         if src.learn_limit != 0 and src.dyn_count >= src.learn_limit:
             return DROP_LEARN_LIMIT
@@ -321,12 +334,15 @@ cdef int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key) noexcept n
 
 cdef uint32_t fdb_remove_port(vale_switch *sw, uint32_t port, bint statics) noexcept nogil:
     """Remove the entries of one port (VALE_NO_PORT: of every port), statics only when
-    asked; returns how many went."""
+    asked; returns how many went. Entries elsewhere that a ban would put back on that
+    port stay where they are instead."""
     cdef vale_fdb *t = &sw.fdb
     cdef uint32_t i, removed = 0
     for i in range(t.capacity):
         if not (t.entries[i].flags & ENTRY_USED):
             continue
+        if t.entries[i].settled == port:       # a ban would put it back on no port
+            t.entries[i].settled = t.entries[i].port
         if port != VALE_NO_PORT and t.entries[i].port != port:
             continue
         if (t.entries[i].flags & ENTRY_STATIC) and not statics:

@@ -76,8 +76,9 @@ class SwitchCollector:
                     for name, (text, _) in PORT_COUNTERS.items()}
         drops = CounterMetricFamily("vale_port_drops", "Frames dropped, by reason",
                                     labels=["switch", "port", "reason"])
-        up = GaugeMetricFamily("vale_port_up", "1 when the port forwards, 0 when it is down "
-                               "or its interface is missing", labels=port_labels)
+        up = GaugeMetricFamily("vale_port_up", "1 when the port forwards, 0 when it is down, "
+                               "its interface is missing or it cannot receive (rx_stuck)",
+                               labels=port_labels)
         info = GaugeMetricFamily("vale_port_info", "The port's kind, interface and VLANs "
                                  "(none, access:N or trunk:N,M,...)",
                                  labels=["switch", "port", "kind", "ifname", "vlan"])

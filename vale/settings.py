@@ -15,10 +15,12 @@ from typing import Any, Literal, Protocol
 
 from vale import limits
 from vale._fastpath import (
+    BPDU_MODES,
     DEFAULT_BATCH,
     DEFAULT_RX_FRAMES,
     DEFAULT_SPIN_US,
     LOOKUP_NAMES,
+    MAX_ALLOWED_MACS,
     MAX_BATCH,
     MAX_BUSY_POLL_US,
     MAX_FDB_CAPACITY,
@@ -30,6 +32,7 @@ from vale._fastpath import (
     MIN_RX_FRAMES,
     check_vlan,
 )
+from vale.names import key_to_mac, mac_to_key
 
 MAX_CPUS = 8192                             # Linux's own limit (CONFIG_NR_CPUS at most)
 AUTO_CPU = "auto"                           # cpus: one CPU chosen by valed (the default)
@@ -208,6 +211,35 @@ def merge_vlan(now: tuple[str, int], changes: Mapping[str, Any]) -> tuple[str, i
     return vlan, native
 
 
+class MacList:
+    """Unicast MAC addresses: 'M,M,...' or a JSON list of them; '' or 'any': none (a
+    port with none takes any source). Canonical form back: lower case, sorted, no
+    repeats."""
+
+    def parse(self, name: str, value: Any) -> list[str]:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            value = [] if text in ("", "any") else [m.strip() for m in text.split(",")]
+        if not isinstance(value, list):
+            raise SettingError(f"{name} takes MAC addresses like 02:00:00:00:00:01,"
+                               f"02:00:00:00:00:02 or any, not {value!r}")
+        try:
+            keys = {mac_to_key(mac) for mac in value}
+        except ValueError as exc:
+            raise SettingError(f"{name}: {exc}") from None
+        if any(key & 1 for key in keys):
+            raise SettingError(f"{name} takes unicast MACs only (a source is never a group)")
+        if len(keys) > MAX_ALLOWED_MACS:
+            raise SettingError(f"{name} takes at most {MAX_ALLOWED_MACS} MACs")
+        return sorted(key_to_mac(key) for key in keys)
+
+    def describe(self) -> str:
+        return "MACs like 02:00:00:00:00:01,02:00:00:00:00:02, or any"
+
+    def show(self, value: Any) -> str:
+        return ",".join(value) or "any"
+
+
 @dataclass(frozen=True)
 class Choice:
     values: tuple[str, ...]
@@ -292,6 +324,16 @@ SETTINGS: tuple[Setting, ...] = (
             "multicast frames a second the port may send in (0: no limit)", None),
     Setting("storm_unknown", "port", Integer(0, MAX_STORM_RATE), 0,
             "unknown-unicast frames a second the port may send in (0: no limit)", None),
+    Setting("allowed_macs", "port", MacList(), [],
+            "the source MACs the port may send from; frames from others are dropped "
+            "(spoofed) before they are learned (any: no check)", None),
+    Setting("sticky", "port", Integer(0, MAX_ALLOWED_MACS), 0,
+            "the port may send from at most this many sources: its allowed_macs, then the "
+            "first others it sends from, kept while the port lives (0: off)", None),
+    Setting("bpdu", "port", Choice(BPDU_MODES), BPDU_MODES[0],
+            "spanning-tree BPDUs (to 01:80:c2:00:00:00) the port sends in: forward, drop "
+            "(counted bpdu), or guard (dropped, and the port blocked: every frame from it "
+            "dropped until bpdu is set again)", None),
     Setting("rx_frames", "attach", Integer(MIN_RX_FRAMES, MAX_RX_FRAMES), DEFAULT_RX_FRAMES,
             "frames in an interface port's receive ring, rounded up to whole blocks of 15; "
             "given at attach; at most valed's --max-rx-frames "

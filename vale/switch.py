@@ -25,6 +25,7 @@ __all__ = ["AUTO_CPU", "DROP_REASONS", "FdbEntry", "Switch"]
 
 _MEMORY_RINGS = frozenset({"rx_slots", "tx_slots", "slot_size"})   # add_port's own
 _STORM = ("storm_broadcast", "storm_multicast", "storm_unknown")    # the core takes one tuple
+_GUARDS = ("sticky", "bpdu")                # set_port's alone: the constructors lack them
 NO_VLAN = ("none", 0)                       # a port's (vlan, native) until set
 _auto_placed: Counter[int] = Counter()  # CPU -> forwarding threads placed there by AUTO_CPU
 
@@ -93,13 +94,16 @@ class Switch:
         return index
 
     def _apply(self, index: int, settings: dict[str, Any], **core: Any) -> None:
-        """One set_port: `core` (the core's own keywords) and the VLAN and storm settings
-        given, each pair merged with what the port has (vale.settings.merge_vlan; storm
-        rates not given stay as they are)."""
+        """One set_port: `core` (the core's own keywords) and the VLAN, storm and guard
+        settings given, each pair merged with what the port has (vale.settings.merge_vlan;
+        storm rates not given stay as they are)."""
         vlan = None
         if "vlan" in settings or "native" in settings:
             vlan = merge_vlan(self._vlan.get(index, NO_VLAN), settings)
             core.update(vlan=vlan_for_core(vlan[0]), native=vlan[1])
+        if "allowed_macs" in settings:
+            core["allowed_macs"] = [mac_to_key(mac) for mac in settings["allowed_macs"]]
+        core.update({key: settings[key] for key in _GUARDS if key in settings})
         if any(key in settings for key in _STORM):
             now = self._core.port_info(index)["storm"]
             core["storm"] = tuple(settings.get(key, rate)
@@ -171,6 +175,8 @@ class Switch:
         info["name"] = name
         info["vlan"], info["native"] = self._vlan.get(info["index"], NO_VLAN)
         info.update(zip(_STORM, info.pop("storm"), strict=True))
+        info["allowed_macs"] = [key_to_mac(key) for key in info["allowed_macs"]]
+        info["sticky_macs"] = [key_to_mac(key) for key in info["sticky_macs"]]
         del info["vlans"]
         return info
 
@@ -371,9 +377,11 @@ class Switch:
         """Forwarding-loop rounds so far: a watchdog sees progress here."""
         return self._core.loops
 
-    def poll_kernel_drops(self) -> None:
-        """Count the frames the kernel rings of interface ports had no room for."""
-        self._core.poll_kernel_drops()
+    def poll_kernel_drops(self) -> list[str]:
+        """Count the frames the kernel rings of interface ports had no room for; returns
+        the ports whose receive ring was found stuck (made again, or rx_stuck)."""
+        return [self._names[index] for index, dropped in self._core.poll_kernel_drops().items()
+                if dropped < 0 and index in self._names]
 
     @property
     def thread_cpus(self) -> list[int] | None:

@@ -13,6 +13,11 @@
                                                       traffic cannot crowd it out; print "N"
   flood IFACE SRC SECONDS                             broadcast 60-byte test frames as fast
                                                       as it can: print "SENT ELAPSED"
+  tap IFACE                                           make TAP IFACE (virtio-net headers on),
+                                                      up; print "ready", then write what
+                                                      stdin asks, as a VM would: "plain DST
+                                                      SRC N" (test frames), "ufo DST SRC" (one
+                                                      UDP datagram, GSO type 3); "ok" each
 """
 
 from __future__ import annotations
@@ -153,6 +158,34 @@ def flood(iface: str, src: str, seconds: float) -> None:
     print(sent, time.monotonic() - start, flush=True)
 
 
+def udp_ipv4(payload: bytes) -> bytes:
+    udp = struct.pack("!HHHH", 1000, 2000, 8 + len(payload), 0) + payload
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                       bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])) + udp
+
+
+def tap(iface: str) -> None:
+    import fcntl
+    import os
+    import subprocess
+    tunsetiff, iff_tap, iff_no_pi, iff_vnet_hdr = 0x400454CA, 0x2, 0x1000, 0x4000
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    fcntl.ioctl(fd, tunsetiff, struct.pack("16sH", iface.encode(),
+                                           iff_tap | iff_no_pi | iff_vnet_hdr))
+    subprocess.run(["ip", "link", "set", iface, "up"], check=True)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        cmd, dst, src, *n = line.split()
+        if cmd == "plain":
+            for _ in range(int(n[0])):
+                os.write(fd, bytes(10) + frame(dst, src, 100))
+                time.sleep(0.0005)
+        elif cmd == "ufo":      # needs a checksum, GSO UDP, headers 42 bytes, 1400 a piece
+            vnet = struct.pack("<BBHHHH", 1, 3, 42, 1400, 34, 6)
+            os.write(fd, vnet + frame(dst, src, 14, 0x0800) + udp_ipv4(bytes(3000)))
+        print("ok", flush=True)
+
+
 if __name__ == "__main__":
     cmd, *rest = sys.argv[1:]
     if cmd == "send":
@@ -168,5 +201,7 @@ if __name__ == "__main__":
         tally(rest[0], int(rest[1], 0), float(rest[2]))
     elif cmd == "flood":
         flood(rest[0], rest[1], float(rest[2]))
+    elif cmd == "tap":
+        tap(rest[0])
     else:
         sys.exit(__doc__)

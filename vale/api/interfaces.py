@@ -54,6 +54,7 @@ class InterfaceOps:
         port_settings = settings.parse("attach", arg(args, "settings", dict, {}))
         netns = arg(args, "netns", str, None)
         address = arg(args, "address", str, None)
+        mac = _tap_mac(kind, arg(args, "mac", str, None), arg(args, "lock_mac", bool, False))
         if kind not in KIND_FIELDS:
             raise ApiError("invalid", f"cannot create a {kind!r}: tap, persistent_tap or veth")
         if name in self.topo.desired.interfaces or self.topo.owner_of(name):
@@ -88,7 +89,11 @@ class InterfaceOps:
             record.group = arg(args, "group", str, None)
             tap.make_persistent_tap(name, _uid(record.owner), _gid(record.group))
         else:
-            record.netns, record.address, record.mac = netns, address, random_mac()
+            record.netns, record.address, record.mac = netns, address, mac or random_mac()
+        if arg(args, "lock_mac", bool, False):
+            # The port takes frames from that MAC only (its allowed_macs): a VM or a
+            # namespace behind the TAP cannot send as anyone else.
+            port_settings["allowed_macs"] = [record.mac or mac]
         self.topo.desired.interfaces[name] = record
         try:
             self.topo.add_port(switch, name, port_settings)
@@ -149,6 +154,24 @@ class InterfaceOps:
                           mac, record.mac)
             changed = True
         return changed
+
+
+def _tap_mac(kind: str, mac: str | None, lock: bool) -> str | None:
+    """create's MAC, canonical: a TAP valed holds is made with it; a persistent TAP's
+    is the VM's, which lock_mac needs."""
+    if (mac is not None or lock) and kind not in ("tap", "persistent_tap"):
+        raise ApiError("invalid", "mac and lock_mac go with a TAP")
+    if mac is not None:
+        try:
+            key = mac_to_key(mac)
+        except ValueError as exc:
+            raise ApiError("invalid", str(exc)) from None
+        if key == 0 or key & 1:
+            raise ApiError("invalid", f"{mac} is not a unicast MAC")
+        mac = key_to_mac(key)
+    if lock and kind == "persistent_tap" and mac is None:
+        raise ApiError("invalid", "lock_mac on a persistent TAP needs the VM's mac")
+    return mac
 
 
 def destroy(name: str, record: Interface) -> None:

@@ -226,6 +226,8 @@ class Topology:
             state = "up" if info["up"] else "down"
             if info["up"] and info["blocked"]:
                 state = "blocked"           # by the loop guard, for info["blocked"] seconds
+            elif info["up"] and info.get("rx_stuck"):  # its receive ring is gone for now
+                state = "rx_stuck"
             if ifindex is not None and interface_state(port, ifindex) == "missing":
                 state = "missing"
             summary.update(index=info["index"], ifindex=ifindex, state=state)
@@ -309,7 +311,9 @@ class Topology:
         """Kernel ring drops into the counters; ports whose link came back up; anything
         the netlink watch missed."""
         for switch, sw in list(self.switches.items()):
-            sw.poll_kernel_drops()
+            for port in sw.poll_kernel_drops():
+                log.warning("%s:%s: its receive ring was stuck (a frame the kernel could "
+                            "not hand over, counted rx_stuck); made again", switch, port)
             for port in sw.ports():
                 ifindex = sw.ifindex(port)
                 if ifindex is not None and not sw.port_info(port)["up"] \
