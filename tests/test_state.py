@@ -139,7 +139,7 @@ BAD = {
     "a key that is a control character": (shape("switches/vale0/ports/eth9/\n", 1),
                                           "'\\n': unknown setting"),
     "deep nesting in a setting": (shape("switches/vale0/settings/cpus", [[[[0]]]]),
-                                  "switches.vale0.settings.cpus[0]: nested deeper"),
+                                  "switches.vale0.settings.cpus[0][0]: nested deeper"),
 }
 
 

@@ -41,6 +41,10 @@ def setting_value(setting: vs.Setting) -> st.SearchStrategy[Any]:
             lambda vs_: "trunk:" + ",".join(map(str, sorted(vs_))))
     if isinstance(kind, vs.Choice):
         return st.sampled_from(kind.values)
+    if isinstance(kind, vs.MacList):
+        unicast = st.binary(min_size=6, max_size=6).filter(lambda b: not b[0] & 1)
+        return st.lists(unicast, max_size=3, unique=True).map(
+            lambda macs: sorted(":".join(f"{x:02x}" for x in m) for m in macs))
     raise AssertionError(f"no strategy for {setting.name}")
 
 

@@ -108,7 +108,7 @@ class State:
 # well formed (a CPU it lacks, a namespace gone after a reboot, a user deleted) is left to
 # the restore, which logs it and starts the rest.
 
-MAX_DEPTH = 5               # containers: state.switches.S.settings.cpus is the deepest
+MAX_DEPTH = 6               # containers: state.switches.S.ports.P.allowed_macs is the deepest
 MAX_MESSAGE = 400           # a log line's reason, not a copy of a huge value
 
 
