@@ -1,6 +1,7 @@
-"""Port guards and the move ban (docs/security-dataplane.md): a ban leaves a MAC on the
-port that held it before the moves began, never on the one that took it over; allowed
-source MACs (spoofed), sticky learning, BPDU handling. On the Cython core and the model."""
+"""Port guards and the move ban (docs/security.md, *The forwarding path*): a ban leaves a
+MAC on the port that held it before the moves began, never on the one that took it over;
+allowed source MACs (spoofed), sticky learning, BPDU handling. On the Cython core and the
+model."""
 
 from __future__ import annotations
 

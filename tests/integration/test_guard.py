@@ -1,6 +1,7 @@
-"""The data plane's guards against real interfaces (docs/security-dataplane.md): frames
-for an attached interface's own host are not forwarded; a TAP valed made with a locked
-MAC takes frames from that MAC only. Root and namespaces; skipped otherwise."""
+"""The data plane's guards against real interfaces (docs/security.md, *The forwarding
+path*): frames for an attached interface's own host are not forwarded; a TAP valed made
+with a locked MAC takes frames from that MAC only. Root and namespaces; skipped
+otherwise."""
 
 from __future__ import annotations
 
