@@ -58,12 +58,13 @@ class Valed:
 
 
 def start_valed(sock: str, log: Path, state_dir: Path | None = None,
-                extra: tuple[str, ...] = ()) -> Valed:
+                extra: tuple[str, ...] = (), wrap: tuple[str, ...] = ()) -> Valed:
     """valed in the foreground on socket `sock`, logging to `log` (appending), keeping its
-    state in `state_dir` (default: beside the log), ready to answer."""
+    state in `state_dir` (default: beside the log), ready to answer; wrap: a command it
+    runs under (say `ip netns exec NS`)."""
     with log.open("a") as out:
         metrics = () if "--metrics" in extra else ("--no-metrics",)
-        proc = subprocess.Popen([sys.executable, "-m", "vale.daemon", "--foreground",
+        proc = subprocess.Popen([*wrap, sys.executable, "-m", "vale.daemon", "--foreground",
                                  "--socket", sock, "--state-dir", str(state_dir or log.parent),
                                  *metrics, *extra], stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, cwd=ROOT)
@@ -76,6 +77,7 @@ def start_valed(sock: str, log: Path, state_dir: Path | None = None,
         except ClientError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
+                proc.wait()
                 raise AssertionError(f"valed did not start: {log.read_text()}") from None
             time.sleep(0.05)
 

@@ -135,21 +135,31 @@ def test_a_frame_to_the_probe_address_that_is_no_probe_is_flooded():
     assert not core.port_info(b)["blocked"]
 
 
-def test_a_probe_leaves_untagged_and_counted_as_sent():
-    core, (a, _b) = core_with(2)
-    core.set_port(a, vlan=("trunk", [10, 20]))
+def test_a_probe_leaves_in_the_ports_own_vlan_and_counted_as_sent():
+    core, (a, b) = core_with(2)
     probe = probe_of(core, a)
-    assert len(probe) == 60 and probe[12:14] == b"\x88\xb6"
+    assert len(probe) == 60 and probe[12:14] == b"\x88\xb6"     # untagged, no mode
     assert core.snapshot()["ports"][a]["tx_packets"] == 1
+    core.set_port(a, vlan=("trunk", [20, 10]), native=20)
+    assert probe_of(core, a)[12:14] == b"\x88\xb6"              # untagged: native
+    core.set_port(a, vlan=("trunk", [20, 10]))
+    tagged = probe_of(core, a)                                  # no native: lowest VLAN
+    assert tagged[12:16] == b"\x81\x00\x00\x0a" and tagged[16:18] == b"\x88\xb6"
+    core.set_port(b, vlan=("trunk", [10]))
+    core.inject(b, [tagged])                # back in on a trunk carrying 10: a loop
+    core.forward_all()
+    assert core.port_info(b)["blocked"]
 
 
 def test_a_switch_sends_probes_every_loop_probe_seconds_and_none_at_zero():
     sw = Switch("vale0", manual_clock=True, loop_probe=0.5)
     for name in ("p1", "p2"):
         sw.add_port(name)
-    assert sw.send_loop_probes(100.0) == 2
+    assert sw.send_loop_probes(100.0) == 0         # the first ones one interval on
     assert sw.send_loop_probes(100.4) == 0
     assert sw.send_loop_probes(100.5) == 2
+    assert sw.send_loop_probes(100.9) == 0
+    assert sw.send_loop_probes(101.0) == 2
     sw.configure(loop_probe=0)
     assert sw.send_loop_probes(200.0) == 0
     assert sw.stats()["settings"]["loop_probe"] == 0

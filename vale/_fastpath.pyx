@@ -568,7 +568,7 @@ cdef class SwitchCore:
             d.data = self.sw.soft_buf
             d.len = loop_probe_frame(self.sw, p.index, self.sw.soft_buf)
             d.flags = 0
-            d.vlan = p.native
+            d.vlan = probe_vlan(p)
             self.sw.next_frame[0] = NO_FRAME
             with nogil:
                 deliver(self.sw, p, 0, NO_FRAME, True, p)     # soft_buf has the room

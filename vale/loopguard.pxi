@@ -93,6 +93,18 @@ cdef uint32_t loop_drop_batch(vale_switch *sw, vale_port *p, uint32_t n) noexcep
     return n
 
 
+cdef uint16_t probe_vlan(const vale_port *p) noexcept nogil:
+    """The VLAN a probe leaves p in: untagged (its native VLAN, or VLAN 0 without a mode),
+    or on a trunk without a native VLAN, tagged with the lowest VLAN it carries."""
+    cdef uint32_t v
+    if p.vlan_mode == VLAN_NONE or p.native:
+        return p.native
+    for v in range(1, VLAN_RESERVED):
+        if carries(p, v):
+            return <uint16_t>v
+    return p.native
+
+
 cdef uint32_t loop_probe_frame(const vale_switch *sw, uint16_t port, char *out) noexcept nogil:
     """Write the probe that leaves by `port` into out (LOOP_FRAME_LEN bytes); its length."""
     cdef uint64_t dst = LOOP_PROBE_KEY, src = loop_src_key(sw)

@@ -279,7 +279,10 @@ class Switch:
         the loop guard's probe out of every port that is up and not blocked; how many."""
         if not self._loop_probe or now < self._next_probe:
             return 0
-        self._next_probe = now + self._loop_probe
+        first = not self._next_probe            # a new switch: its first probes one
+        self._next_probe = now + self._loop_probe   # interval from now
+        if first:
+            return 0
         return sum(self._core.send_loop_probe(index) for index in list(self._names))
 
     def set_time(self, seconds: float) -> None:

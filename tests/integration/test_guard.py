@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import ROOT, Valed, stop_valed
+from tests.conftest import ROOT, Valed, start_valed, stop_valed
 from tests.integration.conftest import PREFIX, Host, sh
 from tests.integration.test_switching import count_frames, counted
 from vale.client import ClientError
@@ -18,24 +18,8 @@ from vale.client import ClientError
 def valed_in(ns: str, tmp_path) -> Valed:
     """valed inside namespace ns (its interfaces, addresses and routes are that
     namespace's, never the test machine's), answering on a socket in tmp_path."""
-    sock, log = str(tmp_path / "valed.sock"), tmp_path / "valed.log"
-    with log.open("a") as out:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "vale.daemon",
-                                 "--foreground", "--socket", sock, "--state-dir",
-                                 str(tmp_path), "--no-metrics"], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    daemon = Valed(sock, proc, log)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            daemon("version")
-            return daemon
-        except ClientError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                proc.wait()
-                raise AssertionError(f"valed did not start: {log.read_text()}") from None
-            time.sleep(0.05)
+    return start_valed(str(tmp_path / "valed.sock"), tmp_path / "valed.log", tmp_path,
+                       wrap=("ip", "netns", "exec", ns))
 
 
 def valectl(daemon: Valed, *argv: str, check: bool = True) -> subprocess.CompletedProcess:

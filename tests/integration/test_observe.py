@@ -29,7 +29,7 @@ def capture(valed, port: str, *argv: str) -> subprocess.Popen:
 def test_a_capture_file_holds_exactly_the_frames_sent(valed, make_host, tmp_path):
     a, b = make_host(1, ipv6=False), make_host(2, ipv6=False)
     valed.attach(a, b)
-    valed.ctl("set", "vale0", "loop_probe=0")           # only the test's frames on the wire
+    valed("set", target="vale0", settings={"loop_probe": 0})   # the test's frames only
     b.raw("send", "eth0", "ff:ff:ff:ff:ff:ff", b.mac, "1", "60")       # learn b
     pcap = tmp_path / "b.pcap"
     cap = capture(valed, f"vale0:{b.port}", "-w", str(pcap), "-c", "25", "--direction", "tx")
@@ -136,7 +136,7 @@ def test_captures_work_again_after_the_switch_is_made_anew(valed, make_host, tmp
     a, b = make_host(1, ipv6=False), make_host(2, ipv6=False)
     for turn in range(2):
         valed.attach(a, b)
-        valed.ctl("set", "vale0", "loop_probe=0")       # only the test's frames on the wire
+        valed("set", target="vale0", settings={"loop_probe": 0})   # the test's frames only
         b.raw("send", "eth0", "ff:ff:ff:ff:ff:ff", b.mac, "1", "60")       # learn b
         cap = capture(valed, f"vale0:{b.port}", "-w", str(tmp_path / f"{turn}.pcap"),
                       "-c", "5", "--direction", "tx")

@@ -147,6 +147,8 @@ def trunked(valed, make_host, trunk_ends) -> Trunked:
     valed.attach(b10, b20, switch="vale1")
     valed("attach", port=f"vale0:{t0}")
     valed("attach", port=f"vale1:{t1}")
+    for switch in ("vale0", "vale1"):      # captures see the test's frames only
+        valed("set", target=switch, settings={"loop_probe": 0})
     for switch, host, vlan in (("vale0", a10, 10), ("vale0", a20, 20), ("vale1", b10, 10),
                                ("vale1", b20, 20)):
         set_vlan(valed, switch, host.port, f"vlan=access:{vlan}")
