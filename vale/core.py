@@ -1,7 +1,8 @@
 """What Switch may ask of its core: the methods both the Cython SwitchCore
 (vale/_fastpath.pyx) and the tests' pure-Python reference model (tests/model.py) offer,
 with the keyword arguments both take. Interface ports, captures, mirrors and the
-forwarding thread are the Cython core's alone (see vale/_fastpath.pyi)."""
+forwarding thread and the loop guard's probes are the Cython core's alone (see
+vale/_fastpath.pyi)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, Protocol
 class CoreProtocol(Protocol):
     def __init__(self, *, capacity: int = ..., ageing: float = ..., batch: int = ...,
                  manual_clock: bool = ..., move_limit: int = ..., move_window: float = ...,
-                 ban: float = ...) -> None: ...
+                 ban: float = ..., loop_hold: float = ...) -> None: ...
 
     # ports with in-memory rings
     def add_port(self, *, rx_slots: int = ..., tx_slots: int = ..., slot_size: int = ...,
@@ -53,7 +54,7 @@ class CoreProtocol(Protocol):
     # settings, clock, counters
     def configure(self, *, ageing: float | None = ..., batch: int | None = ...,
                   move_limit: int | None = ..., move_window: float | None = ...,
-                  ban: float | None = ...) -> None: ...
+                  ban: float | None = ..., loop_hold: float | None = ...) -> None: ...
 
     @property
     def now(self) -> float: ...
