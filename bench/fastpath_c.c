@@ -561,7 +561,7 @@ static OUT_OF_LINE void fdb_expire(vale_switch *sw)
     }
 }
 
-static int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key);
+static OUT_OF_LINE int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key);
 
 /* -1 to forward the frame, or the drop reason. */
 static inline int fdb_learn(vale_switch *sw, vale_port *src, uint64_t key)
@@ -588,7 +588,7 @@ static void fdb_move(vale_switch *sw, vale_entry *e, uint32_t idx, uint16_t port
 }
 
 /* fdb_learn for a source other than the port's last one. */
-static int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key)
+static OUT_OF_LINE int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key)
 {
     vale_fdb *t = &sw->fdb;
     uint32_t idx, ci;
