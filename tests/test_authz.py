@@ -18,7 +18,7 @@ from tests.conftest import start_valed, stop_valed
 from vale import authz
 from vale.api import Api
 from vale.authz import Caller, Grants, Role
-from vale.daemon import ClientLimits, Daemon, make_grants
+from vale.daemon import ClientLimits, Daemon
 from vale.state import Interface, State
 
 # What each role may do, written out here rather than read from authz.RULES: a change to
@@ -295,17 +295,17 @@ def test_group_alone_makes_its_members_operators_on_a_0660_socket():
     name = grp.getgrgid(gid).gr_name
     args = argparse.Namespace(group=name, reader_group=None, operator_group=None,
                               capture_group=None, operator_netns=[], operator_interfaces=[])
-    grants, open_socket = make_grants(args)
+    grants, open_socket = authz.from_options(args)
     assert grants.operator_gids == {gid} and not grants.reader_gids and not open_socket
     args.reader_group = name
-    grants, open_socket = make_grants(args)
+    grants, open_socket = authz.from_options(args)
     assert grants.reader_gids == {gid} and not grants.operator_gids and not open_socket
     args.group = None
-    grants, open_socket = make_grants(args)
+    grants, open_socket = authz.from_options(args)
     assert open_socket
     args.operator_group = "no-such-group-here"
     with pytest.raises(ValueError, match="no group 'no-such-group-here'"):
-        make_grants(args)
+        authz.from_options(args)
 
 
 # -- connection places ------------------------------------------------------------------

@@ -11,8 +11,10 @@ not granted, read traffic without the capture grant, or hand anyone a raw frame 
 
 from __future__ import annotations
 
+import argparse
 import enum
 import fnmatch
+import grp
 import os
 import pwd
 from collections.abc import Callable, Mapping
@@ -232,3 +234,51 @@ def table() -> list[tuple[str, str, str]]:
     """(operation, who may, what in it needs root): docs/security.md's table."""
     return [(op, f"{rule.role}{' + capture' if rule.capture else ''}", rule.note or "-")
             for op, rule in RULES.items()]
+
+
+# -- valed's options for the roles ------------------------------------------------------
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The roles' groups and grants as valed options."""
+    roles = parser.add_argument_group(
+        "roles on the control socket (docs/security.md); root and valed's own user may do "
+        "anything. With any of these groups and no --group, the socket is 0666: the roles "
+        "decide")
+    roles.add_argument("--reader-group", metavar="GROUP",
+                       help="members may read: list, info, stats, fdb show, mirror show")
+    roles.add_argument("--operator-group", metavar="GROUP",
+                       help="members may also configure the switches, within the grants "
+                       "below")
+    roles.add_argument("--capture-group", metavar="GROUP",
+                       help="members may also read frames: capture (and, if operators, "
+                       "add mirrors)")
+    roles.add_argument("--operator-netns", metavar="NS", action="append", default=[],
+                       help="a namespace (ip netns) operators may create interfaces in "
+                       "(repeat for more; default none)")
+    roles.add_argument("--operator-interfaces", metavar="GLOB", action="append", default=[],
+                       help="interfaces operators may attach and detach, like 'vnet*' "
+                       "(repeat for more; default none)")
+
+
+def from_options(args: argparse.Namespace) -> tuple[Grants, bool]:
+    """Grants from valed's options (with its --group), and whether the socket is open
+    to all (0666); ValueError names a group that does not exist. Without a role
+    group, --group's members are operators (what --group meant before roles); with one,
+    --group only narrows who may open the socket."""
+    def gids(name: str | None) -> frozenset[int]:
+        if name is None:
+            return frozenset()
+        try:
+            return frozenset({grp.getgrnam(name).gr_gid})
+        except KeyError:
+            raise ValueError(f"no group {name!r}") from None
+
+    role_groups = (args.reader_group, args.operator_group, args.capture_group)
+    legacy = all(group is None for group in role_groups)
+    grants = Grants(
+        reader_gids=gids(args.reader_group),
+        operator_gids=gids(args.group if legacy else args.operator_group),
+        capture_gids=gids(args.capture_group),
+        netns=frozenset(args.operator_netns),
+        interfaces=tuple(args.operator_interfaces))
+    return grants, not legacy and args.group is None

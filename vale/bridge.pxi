@@ -229,7 +229,6 @@ cdef inline void give_verdict(vale_switch *sw, vale_port *src, uint32_t i,
         chain(sw, &sw.list_head[v], &sw.list_tail[v], <uint16_t>i)
     elif v == VALE_FLOOD:
         if vale_unlikely(src.storm) and not storm_allows(src, &sw.descs[i]):
-            v = VALE_DROP + DROP_STORM
             src.c.drops[DROP_STORM] += 1
         else:
             src.c.flood_packets += 1
@@ -313,11 +312,9 @@ cdef void hub_lookup(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil
         if admit(sw, src, i, vlans):
             if not (sw.descs[i].data[0] & 1):
                 sw.descs[i].flags |= FRAME_UNKNOWN_UNICAST
-            elif vale_unlikely((sw.dkeys[i] & MAC_MASK) == LOOP_PROBE_KEY) and loop_probe_back(
-                    sw, src, i):
-                give_verdict(sw, src, i, VALE_DROP + DROP_LOOP)
-                continue
-            give_verdict(sw, src, i, VALE_FLOOD)
+                give_verdict(sw, src, i, VALE_FLOOD)
+            else:
+                give_verdict(sw, src, i, group_verdict(sw, src, i))
 
 
 cdef uint32_t forward_batch(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil:

@@ -412,24 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", default=None,
                         help="the control socket's group (it is 0660); without the role "
                         "groups below, its members are operators")
-    roles = parser.add_argument_group(
-        "roles on the control socket (docs/security.md); root and valed's own user may do "
-        "anything. With any of these groups and no --group, the socket is 0666: the roles "
-        "decide")
-    roles.add_argument("--reader-group", metavar="GROUP",
-                       help="members may read: list, info, stats, fdb show, mirror show")
-    roles.add_argument("--operator-group", metavar="GROUP",
-                       help="members may also configure the switches, within the grants "
-                       "below")
-    roles.add_argument("--capture-group", metavar="GROUP",
-                       help="members may also read frames: capture (and, if operators, "
-                       "add mirrors)")
-    roles.add_argument("--operator-netns", metavar="NS", action="append", default=[],
-                       help="a namespace (ip netns) operators may create interfaces in "
-                       "(repeat for more; default none)")
-    roles.add_argument("--operator-interfaces", metavar="GLOB", action="append", default=[],
-                       help="interfaces operators may attach and detach, like 'vnet*' "
-                       "(repeat for more; default none)")
+    authz.add_options(parser)
     limits = parser.add_argument_group("clients")
     limits.add_argument("--max-clients-per-user", type=int, default=MAX_CLIENTS_PER_USER,
                         metavar="N", help="connections one user other than root may hold "
@@ -481,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.idle_timeout <= 86400:
         parser.error("--idle-timeout takes 0 to 86400 seconds")
     try:
-        grants, open_socket = make_grants(args)
+        grants, open_socket = authz.from_options(args)
     except ValueError as exc:
         parser.error(str(exc))
     if not args.no_metrics:
@@ -494,29 +477,6 @@ def main(argv: list[str] | None = None) -> int:
                 ClientLimits(per_user=args.max_clients_per_user,
                              idle_timeout=args.idle_timeout), open_socket, resources).run())
     return 0
-
-
-def make_grants(args: argparse.Namespace) -> tuple[authz.Grants, bool]:
-    """The roles' settings, and whether the socket is open to all (0666). Without a role
-    group, --group's members are operators (what --group meant before roles); with one,
-    --group only narrows who may open the socket."""
-    def gids(name: str | None) -> frozenset[int]:
-        if name is None:
-            return frozenset()
-        try:
-            return frozenset({grp.getgrnam(name).gr_gid})
-        except KeyError:
-            raise ValueError(f"no group {name!r}") from None
-
-    role_groups = (args.reader_group, args.operator_group, args.capture_group)
-    legacy = all(group is None for group in role_groups)
-    grants = authz.Grants(
-        reader_gids=gids(args.reader_group),
-        operator_gids=gids(args.group if legacy else args.operator_group),
-        capture_gids=gids(args.capture_group),
-        netns=frozenset(args.operator_netns),
-        interfaces=tuple(args.operator_interfaces))
-    return grants, not legacy and args.group is None
 
 
 def stderr_is_journal() -> bool:

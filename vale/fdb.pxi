@@ -379,9 +379,10 @@ ctypedef fused VlanState:
 cdef inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n,
                                  VlanState vlans) noexcept nogil:
     """VALE's lookup stage, the default one: in batch order, for each frame the bridge
-    admits, learn its source (VLAN, MAC) on src, then give it its verdict: the port its destination was
-    learned on, a flood (group or unknown destination), or a drop (learn limit, banned
-    mover, the destination on src itself, or on a port not carrying the VLAN). vlans:
+    admits, learn its source (VLAN, MAC) on src, then give it its verdict: the port its
+    destination was learned on, a flood (group or unknown destination), or a drop (learn
+    limit, banned mover, the destination on src itself, or on a port not carrying the
+    VLAN, or a loop probe of this switch come back: loopguard.pxi). vlans:
     whether a port of the switch has a VLAN mode (admit's flag).
     The cell of the frame PREFETCH_AHEAD places on is prefetched before each lookup, so
     lookups find cells in cache even in a table far larger than the caches, without more
@@ -410,10 +411,7 @@ cdef inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n,
                     give_verdict(sw, src, i, VALE_DROP + reason)
                     continue
         if mac_is_group(dkey):
-            if vale_unlikely((dkey & MAC_MASK) == LOOP_PROBE_KEY) and loop_probe_back(sw, src, i):
-                give_verdict(sw, src, i, VALE_DROP + DROP_LOOP)     # loopguard.pxi
-            else:
-                give_verdict(sw, src, i, VALE_FLOOD)
+            give_verdict(sw, src, i, group_verdict(sw, src, i))
             continue
         port = fdb_lookup_port(t, dkey, sw.dhomes[i])
         if vale_unlikely(port == VALE_NO_PORT):
