@@ -271,3 +271,97 @@ def test_a_million_entries():
     core.forward_all()
     assert len(core.drain(b)) == 1
     assert core.snapshot()["fdb"]["entries"] == 1_000_000
+
+
+# -- resizing while the table changes ---------------------------------------------------
+
+def core_table(core):
+    return {key: port for key, port, _static, _age in core.fdb_entries()}
+
+
+def test_a_resize_in_chunks_keeps_every_change_made_between_them():
+    """Learning, moves, removals and statics between the chunks of a resize (one entry a
+    chunk here), to entries whose cells were copied already and to ones not yet: each
+    lands in the table that takes over, as it would without a resize."""
+    core = SwitchCore(capacity=64, manual_clock=True, move_limit=0)
+    a, b, c = core.add_port(), core.add_port(), core.add_port()
+    keys = [int.from_bytes(bytes.fromhex(mac(i).replace(":", "")), "little") for i in range(400)]
+
+    def learn_on(port, *which):
+        core.inject(port, [frame(BROADCAST, mac(i)) for i in which])
+        core.forward_all()
+        for p in (a, b, c):
+            core.drain(p)
+
+    learn_on(a, *range(40))                     # entries 0..39, copied in that order
+    want = {keys[i]: a for i in range(40)}
+    calls = []
+
+    def between():
+        n = len(calls)                          # about n entries are copied by now
+        calls.append(n)
+        if n == 10:
+            for i in (2, 35):                   # moves: one copied, one not yet
+                learn_on(b, i)
+                want[keys[i]] = b
+        elif n == 12:
+            for i in (3, 36):                   # removals
+                core.fdb_del(keys[i])
+                del want[keys[i]]
+        elif n == 14:
+            learn_on(c, 100, 101)               # new entries: in the holes 3 and 36 left
+            learn_on(c, 102)                    # and above the last entry
+            want.update({keys[100]: c, keys[101]: c, keys[102]: c})
+        elif n == 16:
+            core.fdb_add(keys[5], c)            # a static replacing a learned entry
+            want[keys[5]] = c
+
+    core.set_capacity(1000, chunk=1, between=between)
+    assert len(calls) > 40                      # the resize ran in many holds of the lock
+    assert core_table(core) == want
+    for key, port in want.items():
+        assert core.fdb_lookup(key) == port
+    snap = core.snapshot()["fdb"]
+    assert snap["entries"] == len(want) and snap["capacity"] == 1000
+    learn_on(a, *range(200, 300))               # the new cells take the room they were made for
+    assert len(core_table(core)) == len(want) + 100
+
+
+def test_a_shrink_in_chunks_evicts_down_to_the_limit_while_learning_goes_on():
+    core = SwitchCore(capacity=4096, manual_clock=True)
+    a, b = core.add_port(), core.add_port()
+    core.inject(a, [frame(BROADCAST, mac(i)) for i in range(1000)])
+    core.forward_all()
+    learned_during = []
+
+    def between():
+        i = 5000 + len(learned_during)
+        core.inject(b, [frame(BROADCAST, mac(i))])
+        core.forward_all()
+        learned_during.append(i)
+
+    core.set_capacity(100, chunk=50, between=between)
+    entries = core_table(core)
+    assert len(entries) == 100 and core.snapshot()["fdb"]["capacity"] == 100
+    assert len(learned_during) > 20
+    for key, port in entries.items():
+        assert core.fdb_lookup(key) == port
+    # fair eviction: the port learning meanwhile keeps its share, not the whole table
+    assert sum(p == b for p in entries.values()) == min(len(learned_during), 50)
+
+
+def test_a_second_resize_while_one_is_under_way_is_refused():
+    core = SwitchCore(capacity=64, manual_clock=True)
+    core.add_port()
+    refused = []
+
+    def between():
+        if not refused:
+            with pytest.raises(ValueError, match="being resized"):
+                core.set_capacity(128)
+            refused.append(True)
+
+    core.set_capacity(4096, chunk=1, between=between)
+    assert refused and core.snapshot()["fdb"]["capacity"] == 4096
+    core.set_capacity(64)                        # and once it is over, another may run
+    assert core.snapshot()["fdb"]["capacity"] == 64

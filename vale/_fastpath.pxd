@@ -26,6 +26,7 @@ cdef enum:
 
 cdef enum:
     VALE_NIL = 0xFFFFFFFF       # "no entry" in the FDB's u32 links
+    VALE_MAX_FDB_CAPACITY = 1 << 24     # entries a switch's MAC table can be set to hold
 
 # Drop reasons: indexes into vale_port_counters.drops.
 cdef enum:
@@ -199,7 +200,6 @@ ctypedef struct vale_entry:
     uint64_t ban_until          # ms; no re-learning on another port before this
     uint32_t prev               # per-port LRU list (dynamic entries only)
     uint32_t next               # also the free-list link of unused entries
-    uint32_t cell               # where the entry's cell is
     uint16_t port
     uint8_t flags
     uint8_t moves               # moves within the current window
@@ -209,9 +209,14 @@ ctypedef struct vale_fdb:
     vale_cell *cells
     uint32_t cell_mask
     uint32_t cell_shift         # 64 - log2(number of cells)
-    vale_entry *entries
+    vale_entry *entries         # reserved for VALE_MAX_FDB_CAPACITY, so entries never move
     uint32_t capacity
     uint32_t free_head
+    uint32_t used_top           # entries from here up have never been used
+    vale_cell *next_cells       # while the cells are resized: the new ones, else NULL
+    uint32_t next_mask
+    uint32_t next_shift
+    uint32_t moved_upto         # while resizing: the entries below it are in next_cells
     uint32_t count              # entries in use, static ones included
     uint32_t static_count
     uint64_t ageing_ms          # 0 = never
@@ -369,6 +374,7 @@ cdef class SwitchCore:
     cdef vale_switch *sw
     cdef pthread_mutex_t lock
     cdef bint lock_ready
+    cdef bint resizing          # a set_capacity is under way
     cdef dict listed_macs       # port index -> the allowed MACs set_port gave it, sorted
 
     cdef inline void acquire(self) noexcept
@@ -378,5 +384,4 @@ cdef class SwitchCore:
     cdef uint32_t remove_entries(self, uint32_t port, bint statics) noexcept
     cdef vale_port *new_port(self, learning, flood, learn_limit) except NULL
     cdef uint32_t activate(self, vale_port *p) noexcept
-    cdef resize(self, vale_fdb *fresh)
     cdef capacity_fits(self, uint32_t capacity)

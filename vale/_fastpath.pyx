@@ -77,7 +77,7 @@ SLOT_ALIGN = VALE_SLOT_ALIGN
 MAX_SLOT_SIZE = 65536 + 1024        # a 64 KiB GSO frame with its headers
 MAX_RING_SLOTS = 1 << 20
 MAX_RING_BYTES = 1 << 30
-MAX_FDB_CAPACITY = 1 << 24
+MAX_FDB_CAPACITY = VALE_MAX_FDB_CAPACITY
 HIST_BOUNDS = tuple(1 << i for i in range(VALE_HIST_BUCKETS))
 DEFAULT_RX_FRAMES = 256
 MAX_RX_FRAMES = 4096
@@ -711,22 +711,25 @@ cdef class SwitchCore:
         """fdb_remove_port; the caller holds the lock."""
         return fdb_remove_port(self.sw, port, statics)
 
-    def fdb_entries(self):
+    def fdb_entries(self, *, between=None):
         """Every entry as (key, port index, static, seconds since last seen), after
-        removing the aged ones. Read FDB_READ_CHUNK entries at a time, letting go of the
+        removing the aged ones. Read FDB_CHUNK entries at a time, letting go of the
         forwarding lock between chunks, so a large table never stalls forwarding: not a
-        picture of one instant (an entry that moves meanwhile may be seen twice or not)."""
+        picture of one instant (an entry that moves meanwhile may be seen twice or not).
+        between: as set_capacity's."""
         cdef vale_fdb *t = &self.sw.fdb
         cdef vale_entry *e
         cdef uint32_t i, start = 0, end
         out = []
         while True:
+            if between is not None:
+                between()
             self.acquire()
             try:
-                if start >= t.capacity:
-                    return out
+                if start >= t.used_top:
+                    break
                 self.refresh_clock()
-                end = min(start + FDB_READ_CHUNK, t.capacity)
+                end = min(start + FDB_CHUNK, t.used_top)
                 for i in range(start, end):
                     e = &t.entries[i]
                     if e.flags & ENTRY_USED:
@@ -735,6 +738,9 @@ cdef class SwitchCore:
             finally:
                 self.release()
             start = end
+        if between is not None:
+            between()
+        return out
 
     def fdb_lookup(self, uint64_t key):
         """The port index a MAC key would be forwarded to, or None."""
@@ -807,71 +813,69 @@ cdef class SwitchCore:
             raise ValueError(f"the FDB holds {self.sw.fdb.static_count} static entries, "
                              f"more than {capacity}")
 
-    def set_capacity(self, capacity):
-        """Resize the table. Shrinking below the entries in use evicts fairly, as
-        learning into a full table does; statics are never evicted. The new table is
-        allocated and cleared before the forwarding lock is taken: the lock is held for
-        moving the entries in use, not for the size of the table."""
+    def set_capacity(self, capacity, *, chunk=FDB_CHUNK, between=None):
+        """Resize the table, never holding the forwarding lock for more than `chunk`
+        entries' work at a time (well under a millisecond), so forwarding and learning go
+        on throughout. Entries never move (their array is reserved for the largest
+        table); a shrink first lowers the limit, so learning evicts instead of adding,
+        then evicts fairly down to it, as learning into a full table does (statics never).
+        When the number of cells changes, the new cells are filled a chunk of entries at
+        a time while the old ones serve lookups, every change to an entry already copied
+        made in both (fdb_mirrored), and they take over in one step at the end.
+        between: for tests and bench/fdb_hold.py, called before each hold of the lock and
+        after the last, with no lock held."""
         check_range("fdb capacity", capacity, 1, MAX_FDB_CAPACITY)
-        cdef vale_fdb fresh
-        cdef int failed
-        cdef uint32_t wanted = capacity
-        with nogil:
-            failed = fdb_alloc(&fresh, wanted)
-        if failed:
-            raise MemoryError(f"cannot allocate an FDB of {capacity} entries")
+        check_range("chunk", chunk, 1, FDB_CHUNK)
+        cdef vale_fdb *t = &self.sw.fdb
+        cdef uint32_t wanted = capacity, most = chunk
+        cdef uint32_t ncells = cells_for(wanted)
+        cdef vale_cell *fresh = NULL
+        cdef vale_cell *old = NULL
+        cdef bint done = False
         self.acquire()
         try:
-            self.refresh_clock()
-            self.capacity_fits(capacity)
-            self.resize(&fresh)
-        except BaseException:
-            fdb_release(&fresh)
-            raise
+            self.capacity_fits(wanted)
+            if self.resizing:
+                raise ValueError("the FDB is being resized already")
+            self.resizing = True
         finally:
             self.release()
-
-    cdef resize(self, vale_fdb *fresh):
-        """Move the entries into fresh, an empty table, which becomes the switch's."""
-        cdef vale_fdb old
-        cdef vale_fdb *t = &self.sw.fdb
-        cdef vale_port *p
-        cdef vale_entry *e
-        cdef uint32_t k, i, idx
-        while t.count > fresh.capacity:
-            fdb_evict_one(self.sw, VALE_NO_PORT)
-        old = self.sw.fdb
-        self.sw.fdb.cells = fresh.cells
-        self.sw.fdb.cell_mask = fresh.cell_mask
-        self.sw.fdb.cell_shift = fresh.cell_shift
-        self.sw.fdb.entries = fresh.entries
-        self.sw.fdb.capacity = fresh.capacity
-        self.sw.fdb.free_head = fresh.free_head
-        self.sw.fdb.count = 0
-        self.sw.fdb.static_count = 0
-        # Re-insert port by port, oldest first, so each port keeps its ageing order.
-        for k in range(self.sw.nactive):
-            p = self.sw.ports[self.sw.active[k]]
-            i = p.lru_head
-            p.lru_head = VALE_NIL
-            p.lru_tail = VALE_NIL
-            p.dyn_count = 0
-            p.last_src = 0
-            while i != VALE_NIL:
-                e = &old.entries[i]
-                idx = fdb_insert(self.sw, e.key, e.port, False)
-                t.entries[idx].last_seen = e.last_seen
-                t.entries[idx].window_start = e.window_start
-                t.entries[idx].ban_until = e.ban_until
-                t.entries[idx].moves = e.moves
-                t.entries[idx].settled = e.settled
-                i = e.next
-        for i in range(old.capacity):
-            e = &old.entries[i]
-            if (e.flags & ENTRY_USED) and (e.flags & ENTRY_STATIC):
-                idx = fdb_insert(self.sw, e.key, e.port, True)
-                t.entries[idx].last_seen = e.last_seen
-        fdb_release(&old)
+        try:
+            if ncells != t.cell_mask + 1:       # read unlocked: only a resize changes it
+                with nogil:
+                    fresh = cells_alloc(ncells)
+                if fresh == NULL:
+                    raise MemoryError(f"cannot allocate an FDB of {capacity} entries")
+            while not done:                     # a shrink: evict down to the new limit
+                if between is not None:
+                    between()
+                self.acquire()
+                self.refresh_clock()
+                t.capacity = min(t.capacity, wanted)
+                with nogil:
+                    done = fdb_evict_some(self.sw, wanted, most)
+                if done and fresh == NULL:
+                    t.capacity = wanted
+                elif done:
+                    t.next_cells, fresh = fresh, NULL   # the table owns them now
+                    t.next_mask = ncells - 1
+                    t.next_shift = cells_shift(ncells)
+                    t.moved_upto = 0
+                self.release()
+            while t.next_cells != NULL:         # read unlocked: only a resize sets it
+                if between is not None:
+                    between()
+                self.acquire()
+                with nogil:
+                    old = fdb_copy_cells(t, wanted, most)
+                self.release()
+            if between is not None:
+                between()
+            with nogil:
+                free(old)
+        finally:
+            free(fresh)
+            self.resizing = False
 
     def configure(self, *, ageing=None, batch=None, move_limit=None, move_window=None,
                   ban=None, busy_poll_us=None, lookup=None, loop_hold=None):

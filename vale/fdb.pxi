@@ -11,7 +11,7 @@
 
 cdef enum:
     PREFETCH_AHEAD = 16         # frames between a cell's prefetch and its lookup
-    FDB_READ_CHUNK = 2048       # entries listed per hold of the forwarding lock (< 1 ms)
+    FDB_CHUNK = 2048            # entries listed or moved per hold of the forwarding lock (< 1 ms)
 
 cdef extern from *:
     """
@@ -34,21 +34,30 @@ cdef inline bint mac_is_group(uint64_t key) noexcept nogil:
     return key & 1
 
 
+cdef inline uint32_t cells_home(uint32_t shift, uint64_t key) noexcept nogil:
+    return <uint32_t>((key * VALE_HASH_MULTIPLIER) >> shift)
+
+
 cdef inline uint32_t fdb_home(const vale_fdb *t, uint64_t key) noexcept nogil:
-    return <uint32_t>((key * VALE_HASH_MULTIPLIER) >> t.cell_shift)
+    return cells_home(t.cell_shift, key)
 
 
-cdef inline uint32_t fdb_find_cell(const vale_fdb *t, uint64_t key) noexcept nogil:
+cdef inline uint32_t cells_find(const vale_cell *cells, uint32_t mask, uint32_t shift,
+                                uint64_t key) noexcept nogil:
     """The cell holding key, or VALE_NIL."""
-    cdef uint32_t i = fdb_home(t, key)
+    cdef uint32_t i = cells_home(shift, key)
     cdef uint64_t k
     while True:
-        k = t.cells[i].key
+        k = cells[i].key
         if k == 0:                      # first, so the zero MAC never matches an empty cell
             return VALE_NIL
         if k == key:
             return i
-        i = (i + 1) & t.cell_mask
+        i = (i + 1) & mask
+
+
+cdef inline uint32_t fdb_find_cell(const vale_fdb *t, uint64_t key) noexcept nogil:
+    return cells_find(t.cells, t.cell_mask, t.cell_shift, key)
 
 
 cdef inline uint16_t fdb_lookup_port(const vale_fdb *t, uint64_t key,
@@ -68,6 +77,38 @@ cdef inline void fdb_prefetch(const vale_fdb *t, uint32_t home) noexcept nogil:
     vale_prefetch(&t.cells[home])
 
 
+cdef inline void cells_put(vale_cell *cells, uint32_t mask, uint32_t shift, uint64_t key,
+                    uint32_t entry, uint16_t port) noexcept nogil:
+    """Add a key known to be absent, with room known to exist."""
+    cdef uint32_t i = cells_home(shift, key)
+    while cells[i].key != 0:
+        i = (i + 1) & mask
+    cells[i].key = key
+    cells[i].entry = entry
+    cells[i].port = port
+
+
+cdef void cells_delete(vale_cell *cells, uint32_t mask, uint32_t shift,
+                       uint32_t i) noexcept nogil:
+    """Empty cell i, shifting back the cells of its probe run that may move."""
+    cdef uint32_t j = i
+    cdef uint32_t home
+    while True:
+        j = (j + 1) & mask
+        if cells[j].key == 0:
+            break
+        home = cells_home(shift, cells[j].key)
+        # The cell at j may fill the hole at i unless its home lies cyclically in (i, j].
+        if i <= j:
+            if i < home <= j:
+                continue
+        elif i < home or home <= j:
+            continue
+        cells[i] = cells[j]
+        i = j
+    cells[i].key = 0
+
+
 cdef uint32_t cells_for(uint32_t capacity) noexcept nogil:
     """Cells for a capacity: a power of two, at least twice the capacity."""
     cdef uint32_t n = 16
@@ -76,31 +117,47 @@ cdef uint32_t cells_for(uint32_t capacity) noexcept nogil:
     return n
 
 
-cdef int fdb_alloc(vale_fdb *t, uint32_t capacity) noexcept nogil:
-    """Allocate empty cells and entries for capacity MACs; 0, or -1 when out of memory."""
-    cdef uint32_t ncells = cells_for(capacity)
-    cdef uint32_t bits = 0
-    cdef uint32_t i
+cdef vale_cell *cells_alloc(uint32_t ncells) noexcept nogil:
+    """ncells empty cells (a power of two), or NULL when out of memory."""
     cdef void *mem = NULL
     cdef size_t size = <size_t>ncells * sizeof(vale_cell)
     if posix_memalign(&mem, HUGE_ALIGN if size >= HUGE_ALIGN else 4096, size) != 0:
-        return -1
+        return NULL
     if size >= HUGE_ALIGN:
         madvise(mem, size, MADV_HUGEPAGE)   # fewer TLB misses in big rings and tables
     memset(mem, 0, size)
-    t.entries = <vale_entry *>calloc(capacity, sizeof(vale_entry))
-    if t.entries == NULL:
-        free(mem)
-        return -1
-    t.cells = <vale_cell *>mem
+    return <vale_cell *>mem
+
+
+cdef uint32_t cells_shift(uint32_t ncells) noexcept nogil:
+    """64 - log2(ncells): the shift that makes a hash a cell index."""
+    cdef uint32_t bits = 0
     while (<uint32_t>1 << bits) < ncells:
         bits += 1
+    return 64 - bits
+
+
+cdef int fdb_alloc(vale_fdb *t, uint32_t capacity) noexcept nogil:
+    """Allocate empty cells for capacity MACs and room for the most entries a table may
+    ever hold (address space only: pages are taken as entries are first used, so a resize
+    never moves an entry); 0, or -1 when out of memory."""
+    cdef uint32_t ncells = cells_for(capacity)
+    cdef void *mem = mmap(NULL, <size_t>VALE_MAX_FDB_CAPACITY * sizeof(vale_entry),
+                          PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                          -1, 0)
+    if mem == MAP_FAILED:
+        return -1
+    t.cells = cells_alloc(ncells)
+    if t.cells == NULL:
+        munmap(mem, <size_t>VALE_MAX_FDB_CAPACITY * sizeof(vale_entry))
+        return -1
+    t.entries = <vale_entry *>mem
     t.cell_mask = ncells - 1
-    t.cell_shift = 64 - bits
+    t.cell_shift = cells_shift(ncells)
     t.capacity = capacity
-    for i in range(capacity):
-        t.entries[i].next = i + 1 if i + 1 < capacity else VALE_NIL
-    t.free_head = 0
+    t.free_head = VALE_NIL
+    t.used_top = 0
+    t.next_cells = NULL
     t.count = 0
     t.static_count = 0
     return 0
@@ -108,30 +165,18 @@ cdef int fdb_alloc(vale_fdb *t, uint32_t capacity) noexcept nogil:
 
 cdef void fdb_release(vale_fdb *t) noexcept nogil:
     free(t.cells)
-    free(t.entries)
+    free(t.next_cells)
+    if t.entries != NULL:
+        munmap(t.entries, <size_t>VALE_MAX_FDB_CAPACITY * sizeof(vale_entry))
     t.cells = NULL
+    t.next_cells = NULL
     t.entries = NULL
 
 
-cdef void fdb_cell_delete(vale_fdb *t, uint32_t i) noexcept nogil:
-    """Empty cell i, shifting back the cells of its probe run that may move."""
-    cdef uint32_t j = i
-    cdef uint32_t home
-    while True:
-        j = (j + 1) & t.cell_mask
-        if t.cells[j].key == 0:
-            break
-        home = fdb_home(t, t.cells[j].key)
-        # The cell at j may fill the hole at i unless its home lies cyclically in (i, j].
-        if i <= j:
-            if i < home <= j:
-                continue
-        elif i < home or home <= j:
-            continue
-        t.cells[i] = t.cells[j]
-        t.entries[t.cells[i].entry].cell = i
-        i = j
-    t.cells[i].key = 0
+cdef inline bint fdb_mirrored(const vale_fdb *t, uint32_t idx) noexcept nogil:
+    """While the cells are resized: whether entry idx has its cell in the new ones too,
+    so that a change to it must be made in both."""
+    return t.next_cells != NULL and idx < t.moved_upto
 
 
 cdef inline void lru_unlink(vale_switch *sw, vale_entry *e) noexcept nogil:
@@ -178,7 +223,10 @@ cdef void fdb_remove(vale_switch *sw, uint32_t idx) noexcept nogil:
         t.static_count -= 1
     else:
         lru_unlink(sw, e)
-    fdb_cell_delete(t, e.cell)
+    cells_delete(t.cells, t.cell_mask, t.cell_shift, fdb_find_cell(t, e.key))
+    if fdb_mirrored(t, idx):
+        cells_delete(t.next_cells, t.next_mask, t.next_shift,
+                     cells_find(t.next_cells, t.next_mask, t.next_shift, e.key))
     e.flags = 0
     e.key = 0
     e.next = t.free_head
@@ -190,18 +238,19 @@ cdef uint32_t fdb_insert(vale_switch *sw, uint64_t key, uint16_t port, bint stat
     """Add a MAC known to be absent, with room known to exist; returns its entry index."""
     cdef vale_fdb *t = &sw.fdb
     cdef uint32_t idx = t.free_head
-    cdef vale_entry *e = &t.entries[idx]
-    cdef uint32_t i = fdb_home(t, key)
-    t.free_head = e.next
-    while t.cells[i].key != 0:
-        i = (i + 1) & t.cell_mask
-    t.cells[i].key = key
-    t.cells[i].entry = idx
-    t.cells[i].port = port
+    cdef vale_entry *e
+    if idx != VALE_NIL:
+        t.free_head = t.entries[idx].next
+    else:
+        idx = t.used_top
+        t.used_top += 1
+    e = &t.entries[idx]
+    cells_put(t.cells, t.cell_mask, t.cell_shift, key, idx, port)
+    if fdb_mirrored(t, idx):
+        cells_put(t.next_cells, t.next_mask, t.next_shift, key, idx, port)
     e.key = key
     e.port = port
     e.settled = port
-    e.cell = i
     e.last_seen = sw.now_ms
     e.window_start = sw.now_ms
     e.ban_until = 0
@@ -272,11 +321,16 @@ cdef inline int fdb_learn(vale_switch *sw, vale_port *src, uint64_t key) noexcep
     return fdb_learn_new(sw, src, key)
 
 
-cdef void fdb_move(vale_switch *sw, vale_entry *e, uint32_t idx, uint16_t port) noexcept nogil:
-    """Put dynamic entry idx on another port, as the newest of its entries there."""
+cdef void fdb_move(vale_switch *sw, vale_entry *e, uint32_t idx, uint32_t ci,
+                   uint16_t port) noexcept nogil:
+    """Put dynamic entry idx (in cell ci) on another port, as the newest of its entries
+    there."""
+    cdef vale_fdb *t = &sw.fdb
     lru_unlink(sw, e)
     e.port = port
-    sw.fdb.cells[e.cell].port = port
+    t.cells[ci].port = port
+    if fdb_mirrored(t, idx):
+        t.next_cells[cells_find(t.next_cells, t.next_mask, t.next_shift, e.key)].port = port
     e.last_seen = sw.now_ms
     lru_append(sw, e, idx)
 
@@ -313,12 +367,12 @@ cdef int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key) noexcept n
                 e.moves = 0
                 e.window_start = sw.now_ms
                 if e.port != e.settled:
-                    fdb_move(sw, e, idx, e.settled)
+                    fdb_move(sw, e, idx, ci, e.settled)
                 if e.port != src.index:
                     return DROP_LEARN_BANNED
             else:
                 e.moves += 1
-                fdb_move(sw, e, idx, src.index)
+                fdb_move(sw, e, idx, ci, src.index)
                 t.moved += 1
     else:
         if src.learn_limit != 0 and src.dyn_count >= src.learn_limit:
@@ -338,7 +392,7 @@ cdef uint32_t fdb_remove_port(vale_switch *sw, uint32_t port, bint statics) noex
     port stay where they are instead."""
     cdef vale_fdb *t = &sw.fdb
     cdef uint32_t i, removed = 0
-    for i in range(t.capacity):
+    for i in range(t.used_top):
         if not (t.entries[i].flags & ENTRY_USED):
             continue
         if t.entries[i].settled == port:       # a ban would put it back on no port
@@ -350,6 +404,38 @@ cdef uint32_t fdb_remove_port(vale_switch *sw, uint32_t port, bint statics) noex
         fdb_remove(sw, i)
         removed += 1
     return removed
+
+
+cdef bint fdb_evict_some(vale_switch *sw, uint32_t limit, uint32_t most) noexcept nogil:
+    """Evict up to `most` entries towards at most `limit`; True when there (or when only
+    statics are left)."""
+    cdef uint32_t k
+    for k in range(most):
+        if sw.fdb.count <= limit or not fdb_evict_one(sw, VALE_NO_PORT):
+            return True
+    return sw.fdb.count <= limit
+
+
+cdef vale_cell *fdb_copy_cells(vale_fdb *t, uint32_t capacity, uint32_t most) noexcept nogil:
+    """Put the cells of the next `most` entries into next_cells. When every entry has its
+    cell there, the new cells take over (with capacity) and the old ones are returned, for
+    the caller to free; NULL until then."""
+    cdef uint32_t k, end = min(t.moved_upto + most, t.used_top)
+    cdef vale_cell *old
+    for k in range(t.moved_upto, end):
+        if t.entries[k].flags & ENTRY_USED:
+            cells_put(t.next_cells, t.next_mask, t.next_shift, t.entries[k].key, k,
+                      t.entries[k].port)
+    t.moved_upto = end
+    if end < t.used_top:
+        return NULL
+    old = t.cells
+    t.cells = t.next_cells
+    t.cell_mask = t.next_mask
+    t.cell_shift = t.next_shift
+    t.capacity = capacity
+    t.next_cells = NULL
+    return old
 
 
 # ---- the learning lookup -------------------------------------------------------------

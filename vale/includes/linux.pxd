@@ -50,7 +50,8 @@ cdef extern from "<arpa/inet.h>" nogil:
     uint16_t htons(uint16_t x)
 
 cdef extern from "<sys/mman.h>" nogil:
-    int PROT_READ, PROT_WRITE, MAP_SHARED, MAP_LOCKED, MAP_POPULATE
+    int PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, MAP_NORESERVE
+    int MAP_LOCKED, MAP_POPULATE
     void *MAP_FAILED
     void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)
     int munmap(void *addr, size_t length)
