@@ -365,3 +365,59 @@ def test_a_second_resize_while_one_is_under_way_is_refused():
     assert refused and core.snapshot()["fdb"]["capacity"] == 4096
     core.set_capacity(64)                        # and once it is over, another may run
     assert core.snapshot()["fdb"]["capacity"] == 64
+
+
+# -- the journal the kernel fast path mirrors the table from ---------------------------
+
+def key_of(n):
+    return int.from_bytes(bytes.fromhex(mac(n).replace(":", "")), "little")
+
+
+def test_the_journal_lists_learning_moves_ageing_and_removals_in_order():
+    core = SwitchCore(capacity=64, manual_clock=True, ageing=10, move_limit=0)
+    a, b = core.add_port(), core.add_port()
+    assert core.fdb_changes() == (False, [])            # no journal kept: nothing
+    core.keep_journal(True)
+    assert core.fdb_changes() == (True, [])             # begun: read the table whole once
+    core.inject(a, [frame(BROADCAST, mac(1)), frame(BROADCAST, mac(2))])
+    core.forward_all()
+    core.inject(b, [frame(BROADCAST, mac(1))])           # a move
+    core.forward_all()
+    core.fdb_del(key_of(2))
+    core.fdb_add(key_of(3), b)
+    core.set_time(20)                                   # mac(1) ages
+    core.fdb_entries()
+    assert core.fdb_changes() == (False, [(key_of(1), a), (key_of(2), a), (key_of(1), b),
+                                          (key_of(2), None), (key_of(3), b),
+                                          (key_of(1), None)])
+    assert core.fdb_changes() == (False, [])
+    core.keep_journal(False)
+    core.fdb_del(key_of(3))
+    assert core.fdb_changes() == (False, [])
+
+
+def test_a_journal_that_overflows_says_so_and_keeps_nothing_more():
+    core = SwitchCore(capacity=20000, manual_clock=True)
+    a = core.add_port(rx_slots=16384)
+    core.add_port()
+    core.keep_journal(True)
+    core.fdb_changes()
+    core.inject(a, [frame(BROADCAST, mac(i)) for i in range(10000)])
+    core.forward_all()
+    lost, changes = core.fdb_changes()
+    assert lost and len(changes) == 8192
+    assert core.fdb_changes() == (False, [])
+
+
+def test_frames_seen_elsewhere_keep_an_entry_from_ageing():
+    core = SwitchCore(capacity=64, manual_clock=True, ageing=10)
+    a, b = core.add_port(), core.add_port()
+    core.inject(a, [frame(BROADCAST, mac(1)), frame(BROADCAST, mac(2))])
+    core.forward_all()
+    core.fdb_add(key_of(3), a)
+    core.set_time(8)
+    # mac(1) seen on a; mac(2) claimed on the wrong port; statics and strangers ignored
+    assert core.fdb_seen(a, [key_of(1), key_of(3), key_of(9)]) == 1
+    assert core.fdb_seen(b, [key_of(2)]) == 0
+    core.set_time(12)
+    assert sorted(k for k, *_ in core.fdb_entries()) == [key_of(1), key_of(3)]

@@ -27,6 +27,7 @@ cdef enum:
 cdef enum:
     VALE_NIL = 0xFFFFFFFF       # "no entry" in the FDB's u32 links
     VALE_MAX_FDB_CAPACITY = 1 << 24     # entries a switch's MAC table can be set to hold
+    FDB_JOURNAL_SIZE = 8192     # changes kept between two reads of the journal
 
 # Drop reasons: indexes into vale_port_counters.drops.
 cdef enum:
@@ -205,6 +206,10 @@ ctypedef struct vale_entry:
     uint8_t moves               # moves within the current window
     uint16_t settled            # the port it was on when the window began: a ban puts it back
 
+ctypedef struct vale_fdb_change:
+    uint64_t key
+    uint16_t port               # where the key now is; VALE_NO_PORT: removed
+
 ctypedef struct vale_fdb:
     vale_cell *cells
     uint32_t cell_mask
@@ -217,6 +222,9 @@ ctypedef struct vale_fdb:
     uint32_t next_mask
     uint32_t next_shift
     uint32_t moved_upto         # while resizing: the entries below it are in next_cells
+    vale_fdb_change *journal    # changes not yet read (for the kernel fast path), or NULL
+    uint32_t journal_len
+    bint journal_lost           # more changes than the journal holds came since the last read
     uint32_t count              # entries in use, static ones included
     uint32_t static_count
     uint64_t ageing_ms          # 0 = never

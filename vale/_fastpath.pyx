@@ -799,6 +799,70 @@ cdef class SwitchCore:
         finally:
             self.release()
 
+    def keep_journal(self, bint on):
+        """Keep a journal of the table's changes, for fdb_changes() to read (the kernel
+        fast path mirrors the table from it), or stop keeping one."""
+        cdef vale_fdb_change *journal = NULL
+        if on:
+            journal = <vale_fdb_change *>calloc(FDB_JOURNAL_SIZE, sizeof(vale_fdb_change))
+            if journal == NULL:
+                raise MemoryError("cannot allocate the MAC table's journal")
+        self.acquire()
+        if on and self.sw.fdb.journal == NULL:
+            self.sw.fdb.journal, journal = journal, NULL
+            self.sw.fdb.journal_len = 0
+            self.sw.fdb.journal_lost = True     # what the table holds already: read it all
+        elif not on:
+            self.sw.fdb.journal, journal = NULL, self.sw.fdb.journal
+        self.release()
+        free(journal)
+
+    def fdb_changes(self):
+        """(lost, changes): the table's changes since the last call, in order, each as
+        (key, port index, or None when the key went). lost: more came than the journal
+        holds (or it has just begun), so the whole table must be read instead."""
+        cdef vale_fdb *t = &self.sw.fdb
+        cdef uint32_t i
+        self.acquire()
+        try:
+            changes = [(t.journal[i].key,
+                        None if t.journal[i].port == VALE_NO_PORT else t.journal[i].port)
+                       for i in range(t.journal_len if t.journal != NULL else 0)]
+            lost = bool(t.journal_lost)
+            t.journal_len = 0
+            t.journal_lost = False
+        finally:
+            self.release()
+        return lost, changes
+
+    def fdb_seen(self, index, keys):
+        """Frames came from these MAC keys on port index that the core did not forward
+        (the kernel fast path did): refresh their entries as such frames would have.
+        Entries now elsewhere, statics and unknown keys are left as they are. Returns how
+        many were refreshed."""
+        cdef vale_fdb *t = &self.sw.fdb
+        cdef uint32_t ci, idx, refreshed = 0
+        cdef uint16_t port
+        cdef vale_entry *e
+        keys = list(keys)
+        for start in range(0, len(keys), FDB_CHUNK):
+            self.acquire()
+            try:
+                port = self.port_at(index).index
+                self.refresh_clock()
+                for key in keys[start:start + FDB_CHUNK]:
+                    ci = fdb_find_cell(t, key)
+                    if ci == VALE_NIL:
+                        continue
+                    idx = t.cells[ci].entry
+                    e = &t.entries[idx]
+                    if e.port == port and not (e.flags & ENTRY_STATIC):
+                        fdb_touch(self.sw, e, idx)
+                        refreshed += 1
+            finally:
+                self.release()
+        return refreshed
+
     def check_capacity(self, capacity):
         """ValueError when set_capacity(capacity) would be refused; changes nothing."""
         check_range("fdb capacity", capacity, 1, MAX_FDB_CAPACITY)

@@ -158,6 +158,7 @@ cdef int fdb_alloc(vale_fdb *t, uint32_t capacity) noexcept nogil:
     t.free_head = VALE_NIL
     t.used_top = 0
     t.next_cells = NULL
+    t.journal = NULL
     t.count = 0
     t.static_count = 0
     return 0
@@ -166,11 +167,25 @@ cdef int fdb_alloc(vale_fdb *t, uint32_t capacity) noexcept nogil:
 cdef void fdb_release(vale_fdb *t) noexcept nogil:
     free(t.cells)
     free(t.next_cells)
+    free(t.journal)
+    t.journal = NULL
     if t.entries != NULL:
         munmap(t.entries, <size_t>VALE_MAX_FDB_CAPACITY * sizeof(vale_entry))
     t.cells = NULL
     t.next_cells = NULL
     t.entries = NULL
+
+
+cdef inline void fdb_journal(vale_fdb *t, uint64_t key, uint16_t port) noexcept nogil:
+    """Note that key is now on port (VALE_NO_PORT: gone), when a journal is kept."""
+    if t.journal == NULL:
+        return
+    if t.journal_len == FDB_JOURNAL_SIZE:
+        t.journal_lost = True
+        return
+    t.journal[t.journal_len].key = key
+    t.journal[t.journal_len].port = port
+    t.journal_len += 1
 
 
 cdef inline bint fdb_mirrored(const vale_fdb *t, uint32_t idx) noexcept nogil:
@@ -227,6 +242,7 @@ cdef void fdb_remove(vale_switch *sw, uint32_t idx) noexcept nogil:
     if fdb_mirrored(t, idx):
         cells_delete(t.next_cells, t.next_mask, t.next_shift,
                      cells_find(t.next_cells, t.next_mask, t.next_shift, e.key))
+    fdb_journal(t, e.key, VALE_NO_PORT)
     e.flags = 0
     e.key = 0
     e.next = t.free_head
@@ -248,6 +264,7 @@ cdef uint32_t fdb_insert(vale_switch *sw, uint64_t key, uint16_t port, bint stat
     cells_put(t.cells, t.cell_mask, t.cell_shift, key, idx, port)
     if fdb_mirrored(t, idx):
         cells_put(t.next_cells, t.next_mask, t.next_shift, key, idx, port)
+    fdb_journal(t, key, port)
     e.key = key
     e.port = port
     e.settled = port
@@ -331,6 +348,7 @@ cdef void fdb_move(vale_switch *sw, vale_entry *e, uint32_t idx, uint32_t ci,
     t.cells[ci].port = port
     if fdb_mirrored(t, idx):
         t.next_cells[cells_find(t.next_cells, t.next_mask, t.next_shift, e.key)].port = port
+    fdb_journal(t, e.key, port)
     e.last_seen = sw.now_ms
     lru_append(sw, e, idx)
 
