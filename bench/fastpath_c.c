@@ -130,7 +130,7 @@ typedef struct {                        /* 16 bytes, four to a cache line */
 
 typedef struct {
     uint64_t key, last_seen, window_start, ban_until;
-    uint32_t prev, next;
+    uint32_t prev, next, cell;
     uint16_t port;
     uint8_t flags, moves;
     uint16_t settled;                   /* the port a ban puts it back on */
@@ -430,6 +430,7 @@ static void fdb_cell_delete(vale_fdb *t, uint32_t i)
             continue;
         }
         t->cells[i] = t->cells[j];
+        t->entries[t->cells[i].entry].cell = i;
         i = j;
     }
     t->cells[i].key = 0;
@@ -482,7 +483,7 @@ static void fdb_remove(vale_switch *sw, uint32_t idx)
         t->static_count -= 1;
     else
         lru_unlink(sw, e);
-    fdb_cell_delete(t, fdb_find_cell(t, e->key));
+    fdb_cell_delete(t, e->cell);
     e->flags = 0;
     e->key = 0;
     e->next = t->free_head;
@@ -505,6 +506,7 @@ static OUT_OF_LINE uint32_t fdb_insert(vale_switch *sw, uint64_t key, uint16_t p
     e->key = key;
     e->port = port;
     e->settled = port;
+    e->cell = i;
     e->last_seen = sw->now_ms;
     e->window_start = sw->now_ms;
     e->ban_until = 0;
@@ -575,12 +577,12 @@ static inline int fdb_learn(vale_switch *sw, vale_port *src, uint64_t key)
     return fdb_learn_new(sw, src, key);
 }
 
-/* Put dynamic entry idx (in cell ci) on another port, as the newest of its entries there. */
-static void fdb_move(vale_switch *sw, vale_entry *e, uint32_t idx, uint32_t ci, uint16_t port)
+/* Put dynamic entry idx on another port, as the newest of its entries there. */
+static void fdb_move(vale_switch *sw, vale_entry *e, uint32_t idx, uint16_t port)
 {
     lru_unlink(sw, e);
     e->port = port;
-    sw->fdb.cells[ci].port = port;
+    sw->fdb.cells[e->cell].port = port;
     e->last_seen = sw->now_ms;
     lru_append(sw, e, idx);
 }
@@ -617,12 +619,12 @@ static OUT_OF_LINE int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t k
                 e->moves = 0;
                 e->window_start = sw->now_ms;
                 if (e->port != e->settled)
-                    fdb_move(sw, e, idx, ci, e->settled);
+                    fdb_move(sw, e, idx, e->settled);
                 if (e->port != src->index)
                     return DROP_LEARN_BANNED;
             } else {
                 e->moves += 1;
-                fdb_move(sw, e, idx, ci, src->index);
+                fdb_move(sw, e, idx, src->index);
                 t->moved += 1;
             }
         }

@@ -201,6 +201,7 @@ ctypedef struct vale_entry:
     uint64_t ban_until          # ms; no re-learning on another port before this
     uint32_t prev               # per-port LRU list (dynamic entries only)
     uint32_t next               # also the free-list link of unused entries
+    uint32_t cell               # where its cell was last put: checked before it is used
     uint16_t port
     uint8_t flags
     uint8_t moves               # moves within the current window
@@ -225,6 +226,7 @@ ctypedef struct vale_fdb:
     vale_fdb_change *journal    # changes not yet read (for the kernel fast path), or NULL
     uint32_t journal_len
     bint journal_lost           # more changes than the journal holds came since the last read
+    bint watched                # a journal is kept or the cells are resized: fdb_changed
     uint32_t count              # entries in use, static ones included
     uint32_t static_count
     uint64_t ageing_ms          # 0 = never

@@ -814,6 +814,7 @@ cdef class SwitchCore:
             self.sw.fdb.journal_lost = True     # what the table holds already: read it all
         elif not on:
             self.sw.fdb.journal, journal = NULL, self.sw.fdb.journal
+        fdb_rewatch(&self.sw.fdb)
         self.release()
         free(journal)
 
@@ -885,7 +886,7 @@ cdef class SwitchCore:
         then evicts fairly down to it, as learning into a full table does (statics never).
         When the number of cells changes, the new cells are filled a chunk of entries at
         a time while the old ones serve lookups, every change to an entry already copied
-        made in both (fdb_mirrored), and they take over in one step at the end.
+        made in both (fdb_changed), and they take over in one step at the end.
         between: for tests and bench/fdb_hold.py, called before each hold of the lock and
         after the last, with no lock held."""
         check_range("fdb capacity", capacity, 1, MAX_FDB_CAPACITY)
@@ -925,6 +926,7 @@ cdef class SwitchCore:
                     t.next_mask = ncells - 1
                     t.next_shift = cells_shift(ncells)
                     t.moved_upto = 0
+                    fdb_rewatch(t)
                 self.release()
             while t.next_cells != NULL:         # read unlocked: only a resize sets it
                 if between is not None:

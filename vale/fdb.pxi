@@ -77,20 +77,22 @@ cdef inline void fdb_prefetch(const vale_fdb *t, uint32_t home) noexcept nogil:
     vale_prefetch(&t.cells[home])
 
 
-cdef inline void cells_put(vale_cell *cells, uint32_t mask, uint32_t shift, uint64_t key,
-                    uint32_t entry, uint16_t port) noexcept nogil:
-    """Add a key known to be absent, with room known to exist."""
+cdef inline uint32_t cells_put(vale_cell *cells, uint32_t mask, uint32_t shift, uint64_t key,
+                               uint32_t entry, uint16_t port) noexcept nogil:
+    """Add a key known to be absent, with room known to exist; returns its cell."""
     cdef uint32_t i = cells_home(shift, key)
     while cells[i].key != 0:
         i = (i + 1) & mask
     cells[i].key = key
     cells[i].entry = entry
     cells[i].port = port
+    return i
 
 
-cdef void cells_delete(vale_cell *cells, uint32_t mask, uint32_t shift,
-                       uint32_t i) noexcept nogil:
-    """Empty cell i, shifting back the cells of its probe run that may move."""
+cdef inline void cells_delete(vale_cell *cells, uint32_t mask, uint32_t shift, uint32_t i,
+                              vale_entry *entries) noexcept nogil:
+    """Empty cell i, shifting back the cells of its probe run that may move (and telling
+    their entries where they went, unless entries is NULL)."""
     cdef uint32_t j = i
     cdef uint32_t home
     while True:
@@ -105,6 +107,8 @@ cdef void cells_delete(vale_cell *cells, uint32_t mask, uint32_t shift,
         elif i < home or home <= j:
             continue
         cells[i] = cells[j]
+        if entries != NULL:
+            entries[cells[i].entry].cell = i
         i = j
     cells[i].key = 0
 
@@ -159,6 +163,7 @@ cdef int fdb_alloc(vale_fdb *t, uint32_t capacity) noexcept nogil:
     t.used_top = 0
     t.next_cells = NULL
     t.journal = NULL
+    t.watched = False
     t.count = 0
     t.static_count = 0
     return 0
@@ -176,7 +181,7 @@ cdef void fdb_release(vale_fdb *t) noexcept nogil:
     t.entries = NULL
 
 
-cdef inline void fdb_journal(vale_fdb *t, uint64_t key, uint16_t port) noexcept nogil:
+cdef void fdb_journal(vale_fdb *t, uint64_t key, uint16_t port) noexcept nogil:
     """Note that key is now on port (VALE_NO_PORT: gone), when a journal is kept."""
     if t.journal == NULL:
         return
@@ -188,10 +193,28 @@ cdef inline void fdb_journal(vale_fdb *t, uint64_t key, uint16_t port) noexcept 
     t.journal_len += 1
 
 
-cdef inline bint fdb_mirrored(const vale_fdb *t, uint32_t idx) noexcept nogil:
-    """While the cells are resized: whether entry idx has its cell in the new ones too,
-    so that a change to it must be made in both."""
-    return t.next_cells != NULL and idx < t.moved_upto
+cdef void fdb_rewatch(vale_fdb *t) noexcept nogil:
+    """Whether a change to an entry has more to update than the cells (fdb_changed)."""
+    t.watched = t.journal != NULL or t.next_cells != NULL
+
+
+cdef void fdb_changed(vale_fdb *t, uint32_t idx, uint64_t key, uint16_t port,
+                      bint added) noexcept nogil:
+    """Entry idx (its key) was added, moved or removed (port VALE_NO_PORT): note it in the
+    journal, and while the cells are resized, make the change in the new cells too when
+    the entry's cell is there already. Called only while t.watched, so a table with
+    neither costs one test per change."""
+    cdef uint32_t ci
+    if t.next_cells != NULL and idx < t.moved_upto:
+        if added:
+            cells_put(t.next_cells, t.next_mask, t.next_shift, key, idx, port)
+        else:
+            ci = cells_find(t.next_cells, t.next_mask, t.next_shift, key)
+            if port == VALE_NO_PORT:
+                cells_delete(t.next_cells, t.next_mask, t.next_shift, ci, NULL)
+            else:
+                t.next_cells[ci].port = port
+    fdb_journal(t, key, port)
 
 
 cdef inline void lru_unlink(vale_switch *sw, vale_entry *e) noexcept nogil:
@@ -234,15 +257,17 @@ cdef void fdb_remove(vale_switch *sw, uint32_t idx) noexcept nogil:
     """Remove entry idx from the table, its cell and its port's list."""
     cdef vale_fdb *t = &sw.fdb
     cdef vale_entry *e = &t.entries[idx]
+    cdef uint32_t ci
     if e.flags & ENTRY_STATIC:
         t.static_count -= 1
     else:
         lru_unlink(sw, e)
-    cells_delete(t.cells, t.cell_mask, t.cell_shift, fdb_find_cell(t, e.key))
-    if fdb_mirrored(t, idx):
-        cells_delete(t.next_cells, t.next_mask, t.next_shift,
-                     cells_find(t.next_cells, t.next_mask, t.next_shift, e.key))
-    fdb_journal(t, e.key, VALE_NO_PORT)
+    ci = e.cell & t.cell_mask
+    if t.cells[ci].key != e.key:            # a resize has moved it since
+        ci = fdb_find_cell(t, e.key)
+    cells_delete(t.cells, t.cell_mask, t.cell_shift, ci, t.entries)
+    if vale_unlikely(t.watched):
+        fdb_changed(t, idx, e.key, VALE_NO_PORT, False)
     e.flags = 0
     e.key = 0
     e.next = t.free_head
@@ -250,7 +275,7 @@ cdef void fdb_remove(vale_switch *sw, uint32_t idx) noexcept nogil:
     t.count -= 1
 
 
-cdef uint32_t fdb_insert(vale_switch *sw, uint64_t key, uint16_t port, bint static) noexcept nogil:
+cdef inline uint32_t fdb_insert(vale_switch *sw, uint64_t key, uint16_t port, bint static) noexcept nogil:
     """Add a MAC known to be absent, with room known to exist; returns its entry index."""
     cdef vale_fdb *t = &sw.fdb
     cdef uint32_t idx = t.free_head
@@ -261,10 +286,9 @@ cdef uint32_t fdb_insert(vale_switch *sw, uint64_t key, uint16_t port, bint stat
         idx = t.used_top
         t.used_top += 1
     e = &t.entries[idx]
-    cells_put(t.cells, t.cell_mask, t.cell_shift, key, idx, port)
-    if fdb_mirrored(t, idx):
-        cells_put(t.next_cells, t.next_mask, t.next_shift, key, idx, port)
-    fdb_journal(t, key, port)
+    e.cell = cells_put(t.cells, t.cell_mask, t.cell_shift, key, idx, port)
+    if vale_unlikely(t.watched):
+        fdb_changed(t, idx, key, port, True)
     e.key = key
     e.port = port
     e.settled = port
@@ -346,9 +370,8 @@ cdef void fdb_move(vale_switch *sw, vale_entry *e, uint32_t idx, uint32_t ci,
     lru_unlink(sw, e)
     e.port = port
     t.cells[ci].port = port
-    if fdb_mirrored(t, idx):
-        t.next_cells[cells_find(t.next_cells, t.next_mask, t.next_shift, e.key)].port = port
-    fdb_journal(t, e.key, port)
+    if vale_unlikely(t.watched):
+        fdb_changed(t, idx, e.key, port, False)
     e.last_seen = sw.now_ms
     lru_append(sw, e, idx)
 
@@ -453,6 +476,7 @@ cdef vale_cell *fdb_copy_cells(vale_fdb *t, uint32_t capacity, uint32_t most) no
     t.cell_shift = t.next_shift
     t.capacity = capacity
     t.next_cells = NULL
+    fdb_rewatch(t)
     return old
 
 
