@@ -18,7 +18,7 @@ through its packet sockets.
 import os
 import time
 
-from libc.errno cimport EEXIST, EINVAL, ENODEV, ENOENT, errno
+from libc.errno cimport EEXIST, EINVAL, ENODEV, ENOENT, EOPNOTSUPP, errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
@@ -36,33 +36,47 @@ cdef extern from *:
     """
     #include <stdarg.h>
     #include <stdio.h>
+    #include <stdlib.h>
     #include <string.h>
     #define VALE_BPF_LOG_SIZE 4096
     static char vale_bpf_log_buf[VALE_BPF_LOG_SIZE];
     static size_t vale_bpf_log_len;
 
-    static int vale_bpf_log_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+    static void vale_bpf_log_append(const char *s, size_t n)
     {
-        char line[1024];
-        int n;
-
-        if (level == LIBBPF_DEBUG)
-            return 0;
-        n = vsnprintf(line, sizeof(line), fmt, ap);
-        if (n <= 0)
-            return 0;
-        if ((size_t)n >= sizeof(line))
-            n = sizeof(line) - 1;
+        /* Keep the newest bytes: a verifier's reason comes last. */
+        if (n > VALE_BPF_LOG_SIZE) {
+            s += n - VALE_BPF_LOG_SIZE;
+            n = VALE_BPF_LOG_SIZE;
+        }
         if (vale_bpf_log_len + n > VALE_BPF_LOG_SIZE) {
-            /* Keep the newest: the reason comes last. */
-            size_t keep = VALE_BPF_LOG_SIZE / 2 > (size_t)n ? VALE_BPF_LOG_SIZE / 2 : 0;
+            size_t keep = VALE_BPF_LOG_SIZE - n;
             if (keep > vale_bpf_log_len)
                 keep = vale_bpf_log_len;
             memmove(vale_bpf_log_buf, vale_bpf_log_buf + vale_bpf_log_len - keep, keep);
             vale_bpf_log_len = keep;
         }
-        memcpy(vale_bpf_log_buf + vale_bpf_log_len, line, n);
+        memcpy(vale_bpf_log_buf + vale_bpf_log_len, s, n);
         vale_bpf_log_len += n;
+    }
+
+    static int vale_bpf_log_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+    {
+        va_list again;
+        char *s;
+        int n;
+
+        if (level == LIBBPF_DEBUG)
+            return 0;
+        /* A whole message, however long (a verifier log comes as one). */
+        va_copy(again, ap);
+        n = vsnprintf(NULL, 0, fmt, again);
+        va_end(again);
+        if (n <= 0 || !(s = malloc(n + 1)))
+            return 0;
+        vsnprintf(s, n + 1, fmt, ap);
+        vale_bpf_log_append(s, n);
+        free(s);
         return 0;
     }
 
@@ -117,9 +131,12 @@ def pin_dir(str switch):
 
 
 cdef str libbpf_said():
-    """The last lines libbpf logged since the current step began, or ''."""
+    """The last lines libbpf logged since the current step began, or ''. A refused
+    program's end with the verifier's reason, then its count of instructions and libbpf's
+    own lines."""
     cdef bytes raw = vale_bpf_log_buf[:vale_bpf_log_len]
-    lines = [line for line in raw.decode("utf-8", "replace").splitlines() if line.strip()]
+    lines = [line.strip() for line in raw.decode("utf-8", "replace").splitlines()
+             if line.strip() and not line.startswith("-- END")]
     return " / ".join(lines[max(0, len(lines) - 6):])
 
 
@@ -277,25 +294,32 @@ cdef class Datapath:
 
     # ---- attaching to interfaces ------------------------------------------------------
 
-    def attach(self, int ifindex, str mode="tcx"):
+    def attach(self, int ifindex, str mode="auto"):
         """Attach the tc program to interface ifindex's ingress (in the calling thread's
         namespace): "tcx" (Linux 6.6+), a link pinned so it outlives the process, or
-        "clsact", a direct-action filter in a clsact qdisc (made if missing). An
-        attachment there already, this loader's or an earlier one's, is moved onto this
-        loader's program; one the other way is removed after the new one is in place, so
-        no frame meets neither. Frames take the fast path only once the port has its
-        vale_ports entry (set_port). Returns the mode."""
+        "clsact", a direct-action filter in a clsact qdisc (made if missing); "auto",
+        tcx where the kernel has it, else clsact. An attachment there already, this
+        loader's or an earlier one's, is moved onto this loader's program; one the other
+        way is removed after the new one is in place, so no frame meets neither. Frames
+        take the fast path only once the port has its vale_ports entry (set_port).
+        Returns the mode used."""
         self._check_open()
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if mode not in MODES and mode != "auto":
+            raise ValueError(f"mode must be auto, {' or '.join(MODES)}, not {mode!r}")
         vale_bpf_log_start()
-        if mode == "tcx":
-            self._attach_tcx(ifindex)
-            self._detach_clsact(ifindex, False)
-        else:
-            self._attach_clsact(ifindex)
-            self._detach_tcx(ifindex)
-        return mode
+        if mode != "clsact":
+            try:
+                self._attach_tcx(ifindex)
+            except OSError as exc:
+                # What a kernel without tcx answers to its attach type.
+                if mode == "tcx" or exc.errno not in (EINVAL, EOPNOTSUPP, ENOTSUPP):
+                    raise
+            else:
+                self._detach_clsact(ifindex, False)
+                return "tcx"
+        self._attach_clsact(ifindex)
+        self._detach_tcx(ifindex)
+        return "clsact"
 
     cdef str _pin(self, str kind, int ifindex):
         return f"{self.pin_dir}/{kind}_{ifindex}"
@@ -397,12 +421,14 @@ cdef class Datapath:
         cdef bpf_tc_hook hook
         cdef bpf_tc_opts opts
         cdef int rc
+        cdef bint removed
         self._tc_hook(&hook, ifindex)
         self._tc_opts(&opts)
         rc = bpf_tc_detach(&hook, &opts)
         # No filter, no qdisc, no interface: nothing to remove.
         if rc != 0 and rc not in (-ENOENT, -EINVAL, -ENODEV):
             fail(-rc, f"removing the clsact filter of interface {ifindex}")
+        removed = rc == 0
         path = self._pin("clsact", ifindex)
         if os.path.exists(path):
             os.unlink(path)
@@ -411,7 +437,7 @@ cdef class Datapath:
             rc = bpf_tc_hook_destroy(&hook)
             if rc != 0 and rc not in (-ENOENT, -EINVAL, -ENODEV):
                 fail(-rc, f"removing the clsact qdisc of interface {ifindex}")
-        return rc == 0
+        return removed
 
     def detach(self, int ifindex, *, bint remove_qdisc=False):
         """Take interface ifindex off the fast path: its vale_ports entry first (both
@@ -719,7 +745,7 @@ cdef class Datapath:
                         break
                     token_in = token_out
                     first = False
-                elif first and rc in (-EINVAL, -ENOTSUPP, -95):
+                elif first and rc in (-EINVAL, -ENOTSUPP, -EOPNOTSUPP):
                     n = self._dump_slowly(fd, name, value_size, &keys, &values, room)
                     break
                 else:
