@@ -7,8 +7,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the tests, the demo and the benchmarks use (present already: nothing is
 # installed). Without root they are not installed, and the tests that need them skip.
+# clang, llvm and libbpf-dev (with libelf-dev and zlib1g-dev) build the kernel fast path
+# (vale/bpf/, vale/_bpf.pyx); bpftool is for looking at it.
 DEBS := gcc make iproute2 iputils-ping iperf3 ethtool netsniff-ng openvswitch-switch prometheus \
-	tcpdump tshark systemd-container python3-venv python3-dev liburing-dev
+	tcpdump tshark systemd-container python3-venv python3-dev liburing-dev \
+	clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool
 
 .PHONY: setup build test test-debug bench bench-e2e check-systemd run clean
 
@@ -62,4 +65,4 @@ run: build
 	$(PY) -m vale.demo
 
 clean:
-	rm -rf build vale/*.c vale/*.so vale/*.html bench/fastpath_c
+	rm -rf build vale/*.c vale/*.so vale/*.html vale/bpf/*.o bench/fastpath_c
