@@ -17,11 +17,12 @@ import argparse
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vale._fastpath import SwitchCore  # noqa: E402
+from vale._fastpath import SwitchCore
 
 PORTS = 8
 
@@ -43,10 +44,11 @@ def filled(entries: int) -> SwitchCore:
 
 
 def holds(run) -> tuple[list[float], float]:
-    """The holds of the lock by run(between), and how long run took, in ms."""
+    """The holds of the lock by run(between=...), and how long run took, in ms."""
     stamps: list[float] = []
-    run(lambda: stamps.append(time.perf_counter()))
-    return [(b - a) * 1000 for a, b in zip(stamps, stamps[1:])], (stamps[-1] - stamps[0]) * 1000
+    run(between=lambda: stamps.append(time.perf_counter()))
+    each = [(b - a) * 1000 for a, b in zip(stamps, stamps[1:], strict=False)]
+    return each, (stamps[-1] - stamps[0]) * 1000
 
 
 def main() -> None:
@@ -54,20 +56,19 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=262144)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    core = filled(args.entries)
     rows: dict[str, list[tuple[float, float, float]]] = {"grow": [], "shrink": [], "read": []}
     for _ in range(args.runs):
-        for name, run in (
-                ("grow", lambda hook: core.set_capacity(2 * args.entries, between=hook)),
-                ("shrink", lambda hook: core.set_capacity(args.entries * 3 // 4, between=hook)),
-                ("read", lambda hook: core.fdb_entries(between=hook))):
+        core = filled(args.entries)
+        steps = {"grow": partial(core.set_capacity, 2 * args.entries),
+                 "shrink": partial(core.set_capacity, args.entries * 3 // 4),
+                 "read": core.fdb_entries}
+        for name, run in steps.items():
             each, whole = holds(run)
             rows[name].append((statistics.median(each), max(each), whole))
-        core = filled(args.entries)
     print(f"{args.entries} entries, {args.runs} runs (medians of the runs), ms")
     print(f"{'':8} {'median hold':>12} {'longest hold':>13} {'whole':>9}")
     for name, runs in rows.items():
-        med, longest, whole = (statistics.median(col) for col in zip(*runs))
+        med, longest, whole = (statistics.median(col) for col in zip(*runs, strict=True))
         print(f"{name:8} {med:12.3f} {longest:13.3f} {whole:9.1f}")
 
 

@@ -375,23 +375,31 @@ def key_of(n):
 
 def test_the_journal_lists_learning_moves_ageing_and_removals_in_order():
     core = SwitchCore(capacity=64, manual_clock=True, ageing=10, move_limit=0)
-    a, b = core.add_port(), core.add_port()
+    a, b, c = core.add_port(), core.add_port(), core.add_port()
     assert core.fdb_changes() == (False, [])            # no journal kept: nothing
-    core.keep_journal(True)
+    core.journal_ports({a, b})
     assert core.fdb_changes() == (True, [])             # begun: read the table whole once
     core.inject(a, [frame(BROADCAST, mac(1)), frame(BROADCAST, mac(2))])
     core.forward_all()
-    core.inject(b, [frame(BROADCAST, mac(1))])           # a move
+    core.inject(c, [frame(BROADCAST, mac(4)), frame(BROADCAST, mac(1))])    # a move to c
+    core.forward_all()
+    core.set_time(5)
+    core.inject(b, [frame(BROADCAST, mac(5))])
     core.forward_all()
     core.fdb_del(key_of(2))
     core.fdb_add(key_of(3), b)
-    core.set_time(20)                                   # mac(1) ages
+    core.fdb_del(key_of(4))                             # on c, whose changes are not kept
+    core.set_time(12)                                   # mac(1) ages on c, unseen
     core.fdb_entries()
-    assert core.fdb_changes() == (False, [(key_of(1), a), (key_of(2), a), (key_of(1), b),
-                                          (key_of(2), None), (key_of(3), b),
-                                          (key_of(1), None)])
+    core.set_time(16)                                   # mac(5) ages on b
+    core.fdb_entries()
+    assert core.fdb_changes() == (False, [(key_of(1), a), (key_of(2), a), (key_of(1), c),
+                                          (key_of(5), b), (key_of(2), None), (key_of(3), b),
+                                          (key_of(5), None)])
     assert core.fdb_changes() == (False, [])
-    core.keep_journal(False)
+    core.journal_ports({a, b, c})
+    assert core.fdb_changes() == (True, [])             # c is new: read it all
+    core.journal_ports(())
     core.fdb_del(key_of(3))
     assert core.fdb_changes() == (False, [])
 
@@ -400,7 +408,7 @@ def test_a_journal_that_overflows_says_so_and_keeps_nothing_more():
     core = SwitchCore(capacity=20000, manual_clock=True)
     a = core.add_port(rx_slots=16384)
     core.add_port()
-    core.keep_journal(True)
+    core.journal_ports({a})
     core.fdb_changes()
     core.inject(a, [frame(BROADCAST, mac(i)) for i in range(10000)])
     core.forward_all()

@@ -25,7 +25,7 @@ def test_docs_operations_shows_the_table_as_rendered():
 def test_each_setting_once_with_its_help_and_a_default_it_takes():
     assert len(BY_NAME) == len(SETTINGS)
     for s in SETTINGS:
-        assert s.help and s.scope in ("switch", "port", "attach")
+        assert s.help and s.scope in ("switch", "port", "attach", "both")
         assert s.parse(s.default) == s.default, s.name
 
 

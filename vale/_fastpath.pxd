@@ -275,6 +275,7 @@ ctypedef struct vale_port:
     uint8_t capture             # CAPTURE_RX | CAPTURE_TX: copies go to the capture ring
     uint16_t mirror_rx          # a port that gets a copy of every frame received here
     uint16_t mirror_tx          # a port that gets a copy of every frame sent here
+    bint journaled              # the table's journal keeps changes to its entries
     uint64_t capture_lost[2]    # rx, tx copies the capture ring had no room for
     uint32_t rx_max             # the longest frame its receive side can hold: longer is a lie
     bint tx_use_ring            # packet ports: this batch may go through the TX ring

@@ -381,6 +381,7 @@ cdef class SwitchCore:
         p.tx_fd = -1
         p.mirror_rx = VALE_NO_PORT
         p.mirror_tx = VALE_NO_PORT
+        p.journaled = False
         memset(p.vlans, 0xFF, sizeof(p.vlans))     # VLAN_NONE: carries them all
         p.vlans[VALE_VLAN_WORDS - 1] &= ~(<uint64_t>1 << 63)
         return p
@@ -547,6 +548,56 @@ cdef class SwitchCore:
             }
             info.update(ops_of(p).info(p))
             return info
+        finally:
+            self.release()
+
+    def kernel_path_blockers(self):
+        """For each interface port (packet socket), what keeps known unicast it sends or
+        is sent from the kernel fast path: the rules of vale's that the BPF program does
+        not apply, by name ([]: none). {port index: [reasons]}."""
+        cdef vale_port *p
+        cdef uint32_t k
+        self.acquire()
+        try:
+            self.refresh_clock()
+            targets = set()
+            for k in range(self.sw.nactive):
+                p = self.sw.ports[self.sw.active[k]]
+                targets.update(i for i in (p.mirror_rx, p.mirror_tx) if i != VALE_NO_PORT)
+            out = {}
+            for k in range(self.sw.nactive):
+                p = self.sw.ports[self.sw.active[k]]
+                if p.kind != PORT_PACKET:
+                    continue
+                reasons = [name for name, present in (
+                    ("lookup " + LOOKUP_NAMES[<int>self.sw.lookup],
+                     self.sw.lookup != LOOKUP_LEARNING),
+                    ("down", not p.up),
+                    ("loop blocked", p.blocked_until > self.sw.now_ms),
+                    ("bpdu blocked", p.guards & GUARD_BLOCKED),
+                    ("vlan", p.vlan_mode != VLAN_NONE),
+                    ("offloads off", not p.vnet),
+                    ("mirror", p.mirror_rx != VALE_NO_PORT or p.mirror_tx != VALE_NO_PORT),
+                    ("mirror target", p.index in targets),
+                    ("capture", p.capture),
+                    ("allowed_macs", self.listed_macs.get(p.index)),
+                    ("sticky", p.sticky),
+                    ("rx_stuck", p.rx_stuck)) if present]
+                out[p.index] = reasons
+            return out
+        finally:
+            self.release()
+
+    def port_fd(self, index):
+        """The packet socket of an interface port (for the fast path's socket filter);
+        ValueError for ports of other kinds."""
+        cdef vale_port *p
+        self.acquire()
+        try:
+            p = self.port_at(index)
+            if p.kind != PORT_PACKET:
+                raise ValueError(f"port {index} has no packet socket")
+            return p.fd
         finally:
             self.release()
 
@@ -799,24 +850,38 @@ cdef class SwitchCore:
         finally:
             self.release()
 
-    def keep_journal(self, bint on):
-        """Keep a journal of the table's changes, for fdb_changes() to read (the kernel
-        fast path mirrors the table from it), or stop keeping one."""
+    def journal_ports(self, indexes):
+        """Keep a journal of the changes to the entries of these ports (moves to and from
+        them included), for fdb_changes() to read: the kernel fast path mirrors their
+        part of the table from it. An empty set: no journal. A port newly in the set
+        makes the next read say `lost`, for what the port holds already."""
         cdef vale_fdb_change *journal = NULL
-        if on:
+        cdef vale_port *p
+        cdef uint32_t k
+        wanted = set(indexes)
+        if wanted:
             journal = <vale_fdb_change *>calloc(FDB_JOURNAL_SIZE, sizeof(vale_fdb_change))
             if journal == NULL:
                 raise MemoryError("cannot allocate the MAC table's journal")
         self.acquire()
-        if on and self.sw.fdb.journal == NULL:
-            self.sw.fdb.journal, journal = journal, NULL
-            self.sw.fdb.journal_len = 0
-            self.sw.fdb.journal_lost = True     # what the table holds already: read it all
-        elif not on:
-            self.sw.fdb.journal, journal = NULL, self.sw.fdb.journal
-        fdb_rewatch(&self.sw.fdb)
-        self.release()
-        free(journal)
+        try:
+            for index in wanted:
+                self.port_at(index)
+            for k in range(self.sw.nactive):
+                p = self.sw.ports[self.sw.active[k]]
+                if p.index in wanted and not p.journaled:
+                    self.sw.fdb.journal_lost = True
+                p.journaled = p.index in wanted
+            if wanted and self.sw.fdb.journal == NULL:
+                self.sw.fdb.journal, journal = journal, NULL
+                self.sw.fdb.journal_len = 0
+            elif not wanted:
+                self.sw.fdb.journal, journal = NULL, self.sw.fdb.journal
+                self.sw.fdb.journal_lost = False
+            fdb_rewatch(&self.sw.fdb)
+        finally:
+            self.release()
+            free(journal)
 
     def fdb_changes(self):
         """(lost, changes): the table's changes since the last call, in order, each as

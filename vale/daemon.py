@@ -47,6 +47,7 @@ MAX_CLIENTS_PER_USER = 32         # connections one other uid may hold at once
 IDLE_TIMEOUT = 30.0               # seconds a client may keep valed waiting
 HOUSEKEEPING_SECONDS = 1.0
 LOOP_PROBE_TICK = 0.1               # how often the switches are asked for their loop probes
+KERNEL_SYNC_TICK = 0.05             # how often the kernel fast paths follow their MAC tables
 CAPTURE_WRITE_BUFFER = 256 * 1024   # a capture's socket buffer in valed, before it waits
 
 
@@ -136,6 +137,17 @@ class Daemon:
                     sw.send_loop_probes(now)
                 except (KeyError, ValueError, OSError):     # a port going away meanwhile
                     log.debug("loop probes of %s", sw.name, exc_info=True)
+
+    async def _kernel_sync(self) -> None:
+        """The kernel fast paths kept in step with their switches (Switch.kernel_sync)."""
+        while True:
+            await asyncio.sleep(KERNEL_SYNC_TICK)
+            now = time.monotonic()
+            for sw in list(self.api.switches.values()):
+                try:
+                    sw.kernel_sync(now)
+                except (KeyError, ValueError, OSError):     # a port going away meanwhile
+                    log.warning("kernel fast path of %s", sw.name, exc_info=True)
 
     async def _watchdog(self, interval: float) -> None:
         """WATCHDOG=1 only while every forwarding thread makes progress: each loops at
@@ -326,7 +338,8 @@ class Daemon:
                 log.error("cannot serve metrics on %s: %s; going on without them",
                           self.metrics, exc.strerror or exc)
         tasks = [self.loop.create_task(self._housekeeping()),
-                 self.loop.create_task(self._loop_probes())]
+                 self.loop.create_task(self._loop_probes()),
+                 self.loop.create_task(self._kernel_sync())]
         interval = sdnotify.watchdog_interval()
         if interval:
             tasks.append(self.loop.create_task(self._watchdog(interval)))

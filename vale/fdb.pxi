@@ -181,9 +181,15 @@ cdef void fdb_release(vale_fdb *t) noexcept nogil:
     t.entries = NULL
 
 
-cdef void fdb_journal(vale_fdb *t, uint64_t key, uint16_t port) noexcept nogil:
-    """Note that key is now on port (VALE_NO_PORT: gone), when a journal is kept."""
-    if t.journal == NULL:
+cdef inline bint journaled(vale_switch *sw, uint16_t port) noexcept nogil:
+    return port != VALE_NO_PORT and sw.ports[port] != NULL and sw.ports[port].journaled
+
+
+cdef void fdb_journal(vale_switch *sw, uint64_t key, uint16_t port, uint16_t was) noexcept nogil:
+    """Note that key is now on port (VALE_NO_PORT: gone) when a journal is kept and either
+    port (or was, where it was before) is one whose changes it keeps."""
+    cdef vale_fdb *t = &sw.fdb
+    if t.journal == NULL or not (journaled(sw, port) or journaled(sw, was)):
         return
     if t.journal_len == FDB_JOURNAL_SIZE:
         t.journal_lost = True
@@ -198,15 +204,16 @@ cdef void fdb_rewatch(vale_fdb *t) noexcept nogil:
     t.watched = t.journal != NULL or t.next_cells != NULL
 
 
-cdef void fdb_changed(vale_fdb *t, uint32_t idx, uint64_t key, uint16_t port,
-                      bint added) noexcept nogil:
-    """Entry idx (its key) was added, moved or removed (port VALE_NO_PORT): note it in the
-    journal, and while the cells are resized, make the change in the new cells too when
-    the entry's cell is there already. Called only while t.watched, so a table with
-    neither costs one test per change."""
+cdef void fdb_changed(vale_switch *sw, uint32_t idx, uint64_t key, uint16_t port,
+                      uint16_t was) noexcept nogil:
+    """Entry idx (its key) was added (was VALE_NO_PORT), moved from port `was` or removed
+    (port VALE_NO_PORT): note it in the journal, and while the cells are resized, make the
+    change in the new cells too when the entry's cell is there already. Called only while
+    t.watched, so a table with neither costs one test per change."""
+    cdef vale_fdb *t = &sw.fdb
     cdef uint32_t ci
     if t.next_cells != NULL and idx < t.moved_upto:
-        if added:
+        if was == VALE_NO_PORT:
             cells_put(t.next_cells, t.next_mask, t.next_shift, key, idx, port)
         else:
             ci = cells_find(t.next_cells, t.next_mask, t.next_shift, key)
@@ -214,7 +221,7 @@ cdef void fdb_changed(vale_fdb *t, uint32_t idx, uint64_t key, uint16_t port,
                 cells_delete(t.next_cells, t.next_mask, t.next_shift, ci, NULL)
             else:
                 t.next_cells[ci].port = port
-    fdb_journal(t, key, port)
+    fdb_journal(sw, key, port, was)
 
 
 cdef inline void lru_unlink(vale_switch *sw, vale_entry *e) noexcept nogil:
@@ -267,7 +274,7 @@ cdef void fdb_remove(vale_switch *sw, uint32_t idx) noexcept nogil:
         ci = fdb_find_cell(t, e.key)
     cells_delete(t.cells, t.cell_mask, t.cell_shift, ci, t.entries)
     if vale_unlikely(t.watched):
-        fdb_changed(t, idx, e.key, VALE_NO_PORT, False)
+        fdb_changed(sw, idx, e.key, VALE_NO_PORT, e.port)
     e.flags = 0
     e.key = 0
     e.next = t.free_head
@@ -288,7 +295,7 @@ cdef inline uint32_t fdb_insert(vale_switch *sw, uint64_t key, uint16_t port, bi
     e = &t.entries[idx]
     e.cell = cells_put(t.cells, t.cell_mask, t.cell_shift, key, idx, port)
     if vale_unlikely(t.watched):
-        fdb_changed(t, idx, key, port, True)
+        fdb_changed(sw, idx, key, port, VALE_NO_PORT)
     e.key = key
     e.port = port
     e.settled = port
@@ -367,11 +374,12 @@ cdef void fdb_move(vale_switch *sw, vale_entry *e, uint32_t idx, uint32_t ci,
     """Put dynamic entry idx (in cell ci) on another port, as the newest of its entries
     there."""
     cdef vale_fdb *t = &sw.fdb
+    cdef uint16_t was = e.port
     lru_unlink(sw, e)
     e.port = port
     t.cells[ci].port = port
     if vale_unlikely(t.watched):
-        fdb_changed(t, idx, e.key, port, False)
+        fdb_changed(sw, idx, e.key, port, was)
     e.last_seen = sw.now_ms
     lru_append(sw, e, idx)
 

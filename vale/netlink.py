@@ -155,19 +155,25 @@ def veth_peer(name: str) -> int | None:
     namespace; None for an interface that is no veth, or whose peer is in another
     namespace (IFLA_LINK_NETNSID: its index there means nothing here). OSError when
     `name` is gone."""
-    return _in_worker(_veth_peer, name)
+    veth, elsewhere, peer = _in_worker(_veth, name)
+    return peer if veth and not elsewhere and peer else None
 
 
-def _veth_peer(name: str) -> int | None:
+def veth_peer_elsewhere(name: str) -> bool:
+    """Whether `name` is a veth whose far end is in another namespace (where a BPF
+    program may send frames straight in: bpf_redirect_peer). OSError when it is gone."""
+    veth, elsewhere, _ = _in_worker(_veth, name)
+    return veth and elsewhere
+
+
+def _veth(name: str) -> tuple[bool, bool, int]:
+    """(a veth?, its peer in another namespace?, the peer's index as the kernel gives it)."""
     with IPRoute() as ipr:
         link = ipr.link("get", index=_index(ipr, name))[0]
     info = link.get_attr("IFLA_LINKINFO")
-    if info is None or info.get_attr("IFLA_INFO_KIND") != "veth":
-        return None
-    if link.get_attr("IFLA_LINK_NETNSID") is not None:
-        return None
-    peer = link.get_attr("IFLA_LINK")
-    return int(peer) if peer else None
+    veth = info is not None and info.get_attr("IFLA_INFO_KIND") == "veth"
+    elsewhere = link.get_attr("IFLA_LINK_NETNSID") is not None
+    return veth, elsewhere, int(link.get_attr("IFLA_LINK") or 0)
 
 
 def delete_link(name: str) -> None:

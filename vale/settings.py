@@ -36,8 +36,9 @@ from vale.names import key_to_mac, mac_to_key
 
 MAX_CPUS = 8192                             # Linux's own limit (CONFIG_NR_CPUS at most)
 AUTO_CPU = "auto"                           # cpus: one CPU chosen by valed (the default)
+FASTPATH_MODES = ("on", "off", "tcx", "clsact")
 
-Scope = Literal["switch", "port", "attach"]
+Scope = Literal["switch", "port", "attach", "both"]
 
 
 class SettingError(ValueError):
@@ -259,7 +260,8 @@ class Choice:
 @dataclass(frozen=True)
 class Setting:
     name: str
-    scope: Scope        # switch-wide; per port (set at attach or later); at attach only
+    scope: Scope        # switch-wide; per port (set at attach or later); at attach only;
+                        # both switch-wide and per port (a port's own applies within it)
     kind: Kind
     default: Any
     help: str
@@ -302,6 +304,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("loop_hold", "switch", Seconds(MAX_SECONDS), 30.0,
             "how long the loop guard blocks a port that closed a loop; then it is let "
             "through again, and blocked again if the loop is still there", "loop_hold"),
+    Setting("fastpath", "both", Choice(FASTPATH_MODES), FASTPATH_MODES[0],
+            "the kernel fast path: known unicast between interface ports forwarded by a BPF "
+            "program at tc ingress (on: tcx where the kernel has it, else clsact; tcx or "
+            "clsact: only that way; off: every frame through vale); on a switch for all its "
+            "ports, on a port for that one", None),
     Setting("learning", "port", Flag(), True,
             "learn the source MACs of the frames the port sends in", "learning"),
     Setting("flood", "port", Flag(), True, "send the port unknown unicast", "flood"),
@@ -343,7 +350,8 @@ BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
 
 # What each scope takes: a port is given attach-only settings when it is attached.
 SCOPES: Mapping[str, tuple[Scope, ...]] = {
-    "switch": ("switch",), "port": ("port",), "attach": ("port", "attach")}
+    "switch": ("switch", "both"), "port": ("port", "both"),
+    "attach": ("port", "attach", "both")}
 
 
 def of_scope(scope: str) -> dict[str, Setting]:
@@ -389,7 +397,7 @@ def describe(setting: Setting) -> str:
 
 
 SCOPE_TITLES = {"switch": "switch (vale0)", "port": "port (vale0:PORT)",
-                "attach": "port, at attach only"}
+                "attach": "port, at attach only", "both": "switch or port"}
 
 
 def markdown_table() -> str:

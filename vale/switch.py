@@ -9,15 +9,19 @@ calls the core.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from vale._fastpath import DROP_REASONS, KEY_MAC_MASK, SwitchCore
+from vale.kernel import REFRESH_S, KernelPath
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key
+from vale.netlink import veth_peer_elsewhere
 from vale.ports import interface_index, interface_mtu
 from vale.settings import AUTO_CPU, BY_NAME, core_args, merge_vlan, names_from_core, vlan_for_core
 
@@ -26,6 +30,9 @@ __all__ = ["AUTO_CPU", "DROP_REASONS", "FdbEntry", "Switch"]
 _MEMORY_RINGS = frozenset({"rx_slots", "tx_slots", "slot_size"})   # add_port's own
 _STORM = ("storm_broadcast", "storm_multicast", "storm_unknown")    # the core takes one tuple
 _GUARDS = ("sticky", "bpdu")                # set_port's alone: the constructors lack them
+_KERNEL_DROPS = {"own_port": "own_port", "mtu": "too_big"}     # the program's: vale's names
+FLAGS_S = 0.25                              # ports' fast-path flags follow vale's rules this often
+log = logging.getLogger("vale.switch")
 NO_VLAN = ("none", 0)                       # a port's (vlan, native) until set
 _auto_placed: Counter[int] = Counter()  # CPU -> forwarding threads placed there by AUTO_CPU
 
@@ -46,8 +53,9 @@ def fdb_key(mac: str, vlan: int = 0) -> int:
 class Switch:
     """One switch (vale0, vale1, ...) and its ports, by name."""
 
-    __slots__ = ("_auto_cpu", "_core", "_cpus", "_ifindex", "_index", "_loop_probe",
-                 "_names", "_next_probe", "_thread", "_vlan", "name")
+    __slots__ = ("_auto_cpu", "_core", "_cpus", "_fastpath", "_ifindex", "_index", "_kernel",
+                 "_kernel_dirty", "_kernel_why", "_loop_probe", "_names", "_next_flags",
+                 "_next_probe", "_next_refresh", "_thread", "_vlan", "name")
 
     def __init__(self, name: str = "vale0", *, manual_clock: bool = False,
                  core_class: type = SwitchCore, **settings: Any) -> None:
@@ -66,6 +74,11 @@ class Switch:
         self._auto_cpu: int | None = None           # the CPU AUTO_CPU chose, while running
         self._loop_probe: float = BY_NAME["loop_probe"].default
         self._next_probe = 0.0                      # time.monotonic() of the next probes
+        self._fastpath: dict[int | None, str] = {None: BY_NAME["fastpath"].default}  # None:
+        self._kernel: KernelPath | None = None      # the switch's; port index: the port's
+        self._kernel_why: dict[int | None, str] = {}    # why not, for the switch or a port
+        self._kernel_dirty = False                  # flags to follow vale's rules at once
+        self._next_flags = self._next_refresh = 0.0
         if settings:
             self.configure(**settings)
 
@@ -112,6 +125,9 @@ class Switch:
             self._core.set_port(index, **core)
         if vlan is not None:
             self._vlan[index] = vlan
+        if "fastpath" in settings:
+            self._fastpath[index] = settings["fastpath"]
+        self._kernel_dirty = True
 
     def attach(self, ifname: str, **settings: Any) -> int:
         """Attach a Linux interface as port `ifname`; settings: the port settings and
@@ -124,6 +140,7 @@ class Switch:
         index = self._core.add_packet_port(ifindex, mtu=interface_mtu(ifname), **args)
         self._added(ifname, index, settings)
         self._ifindex[ifname] = ifindex
+        self._kernel_follow()
         return index
 
     def attach_tap(self, name: str, fd: int, **settings: Any) -> int:
@@ -150,7 +167,13 @@ class Switch:
 
     def remove_port(self, name: str) -> None:
         index = self.port_index(name)
+        if self._kernel is not None:
+            self._kernel.remove_port(index)     # first: its socket filter goes with the port
+        self._fastpath.pop(index, None)
+        self._kernel_why.pop(index, None)
         self._core.remove_port(index)
+        if self._kernel is not None and not self._kernel.ports():
+            self.close_kernel()
         self._vlan.pop(index, None)
         del self._index[name]
         del self._names[index]
@@ -168,6 +191,8 @@ class Switch:
     def set_port(self, name: str, **settings: Any) -> None:
         """Change port settings (vale.settings, scope port)."""
         self._apply(self.port_index(name), settings, **core_args("port", settings))
+        if "fastpath" in settings:
+            self._kernel_follow()
 
     def port_info(self, name: str) -> dict[str, Any]:
         """Geometry, state and settings (by the settings' names) of a port."""
@@ -178,12 +203,17 @@ class Switch:
         info["allowed_macs"] = [key_to_mac(key) for key in info["allowed_macs"]]
         info["sticky_macs"] = [key_to_mac(key) for key in info["sticky_macs"]]
         del info["vlans"]
+        info["fastpath"] = self._fastpath.get(info["index"], BY_NAME["fastpath"].default)
+        info["fastpath_state"] = self._kernel_state(info["index"], name)
         return info
 
     def port_link(self, name: str, *, mtu: int | None = None, up: bool | None = None) -> None:
         """Follow an interface port's link: its new MTU; up=True puts a port the thread
         had put down back into forwarding."""
         self._core.set_port(self.port_index(name), mtu=mtu, up=up)
+        if mtu is not None and self._kernel is not None:
+            self._kernel.set_mtu(self.port_index(name), mtu)
+        self._kernel_dirty = True
 
     def set_mirror(self, source: str, *, rx_to: str | None = None,
                    tx_to: str | None = None) -> None:
@@ -192,12 +222,14 @@ class Switch:
         self._core.set_mirror(self.port_index(source),
                               rx_to=None if rx_to is None else self.port_index(rx_to),
                               tx_to=None if tx_to is None else self.port_index(tx_to))
+        self._kernel_dirty = True
 
     # -- captures ------------------------------------------------------------------------
 
     def set_capture(self, port: str, *, rx: bool, tx: bool) -> None:
         """Copy the port's received (rx) and sent (tx) frames to the capture ring."""
         self._core.set_capture(self.port_index(port), rx=rx, tx=tx)
+        self._kernel_dirty = True
 
     def capture_lost(self, port: str) -> tuple[int, int]:
         """Copies the capture ring had no room for, (received, sent), since the port came."""
@@ -264,6 +296,7 @@ class Switch:
         cpus = self._check_cpus(settings["cpus"]) if "cpus" in settings else False
         if "loop_probe" in settings:
             self._loop_probe = BY_NAME["loop_probe"].parse(settings["loop_probe"])
+        fastpath = BY_NAME["fastpath"].parse(settings.get("fastpath", self._fastpath[None]))
         capacity = args.pop(BY_NAME["fdb_capacity"].core, None)
         if capacity is not None:
             self._core.check_capacity(capacity)
@@ -273,6 +306,10 @@ class Switch:
             self._core.set_capacity(capacity)
         if cpus is not False:
             self._pin(cpus)
+        if fastpath != self._fastpath[None]:
+            self._fastpath[None] = fastpath
+            self._kernel_follow()
+        self._kernel_dirty = True
 
     def send_loop_probes(self, now: float) -> int:
         """When loop_probe seconds have passed since the last ones (now: time.monotonic()),
@@ -394,9 +431,106 @@ class Switch:
         return sorted(os.sched_getaffinity(self._thread.native_id))
 
     def stats(self) -> dict[str, Any]:
-        """Every counter, ports by name."""
+        """Every counter, ports by name; what the kernel fast path forwarded is in them
+        too, and on its own as fastpath_rx_packets and fastpath_tx_packets."""
         snap = self._core.snapshot()
         snap["settings"]["loop_probe"] = self._loop_probe
+        snap["settings"]["fastpath"] = self._fastpath[None]
+        kernel = self._kernel.counters() if self._kernel is not None else {}
+        for index, counters in snap["ports"].items():
+            fast = kernel.get(index)
+            counters["fastpath_rx_packets"] = fast["rx_packets"] if fast else 0
+            counters["fastpath_tx_packets"] = fast["tx_packets"] if fast else 0
+            if fast:
+                for key in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes"):
+                    counters[key] += fast[key]
+                for reason, count in fast["drops"].items():
+                    counters["drops"][_KERNEL_DROPS[reason]] += count
         snap["ports"] = {self._names[i]: counters for i, counters in snap["ports"].items()}
         snap["switch"] = self.name
         return snap
+
+    # -- the kernel fast path (vale.kernel) ----------------------------------------------
+
+    def _kernel_mode(self, index: int) -> str | None:
+        """How the port's fast path should be attached (auto, tcx, clsact), or None."""
+        switch, port = self._fastpath[None], self._fastpath.get(index, "on")
+        if switch == "off" or port == "off" or self._names[index] not in self._ifindex:
+            return None
+        mode = port if port != "on" else switch
+        return "auto" if mode == "on" else mode
+
+    def _kernel_follow(self) -> None:
+        """Attach or take away each interface port's fast path as the settings want; a
+        fast path that cannot be had is logged, and info says why (the port goes on
+        through its packet socket)."""
+        for index, name in list(self._names.items()):
+            want = self._kernel_mode(index)
+            have = self._kernel.mode(index) if self._kernel is not None else None
+            if have is not None and (want is None or want not in ("auto", have)):
+                self._kernel.remove_port(index)         # type: ignore[union-attr]
+                have = None
+            if want is not None and have is None:
+                self._kernel_attach(index, name, want)
+        if self._kernel is not None and not self._kernel.ports():
+            self._kernel.close(remove=True)
+            self._kernel = None
+        self._core.journal_ports(self._kernel.ports() if self._kernel is not None else ())
+        self._kernel_dirty = True
+
+    def _kernel_attach(self, index: int, name: str, mode: str) -> None:
+        self._kernel_why.pop(index, None)
+        try:
+            if self._kernel is None:
+                self._kernel = KernelPath(self.name, macs=self._core.snapshot()["fdb"]["capacity"])
+                self._kernel_why.pop(None, None)
+            mtu = self._core.port_info(index)["max_frame"] - 18
+            self._kernel.add_port(index, self._ifindex[name], mtu=mtu,
+                                  sock=self._core.port_fd(index),
+                                  peer=veth_peer_elsewhere(name), mode=mode)
+        except OSError as exc:
+            where = None if self._kernel is None else index
+            self._kernel_why[where] = str(exc)
+            log.warning("%s:%s: no kernel fast path, every frame goes through vale: %s",
+                        self.name, name, exc)
+
+    def _kernel_state(self, index: int, name: str) -> str:
+        """What info shows: the attach mode while the fast path is active, else why not."""
+        if name not in self._ifindex:
+            return "not an interface port"
+        if self._kernel_mode(index) is None:
+            return "off"
+        why = self._kernel_why.get(index) or self._kernel_why.get(None)
+        if why:
+            return f"unavailable: {why}"
+        mode = self._kernel.mode(index) if self._kernel is not None else None
+        blockers = self._core.kernel_path_blockers().get(index, [])
+        if mode is None:
+            return "unavailable"
+        return f"{mode}, held back: {', '.join(blockers)}" if blockers else mode
+
+    def kernel_sync(self, now: float | None = None) -> None:
+        """Keep the fast path's maps a copy of vale's table and its ports' flags in step
+        with vale's rules, and give the ageing what the kernel forwarded: the daemon calls
+        this often (every 50 ms); now: time.monotonic()."""
+        if self._kernel is None:
+            return
+        now = time.monotonic() if now is None else now
+        if self._kernel_dirty or now >= self._next_flags:
+            self._kernel_dirty = False
+            self._next_flags = now + FLAGS_S
+            blockers = self._core.kernel_path_blockers()
+            for index in self._kernel.ports():
+                self._kernel.flags(index, not blockers.get(index, ["gone"]))
+        self._kernel.apply(self._core)
+        if now >= self._next_refresh:
+            self._next_refresh = now + REFRESH_S
+            self._kernel.refresh(self._core)
+
+    def close_kernel(self, *, remove: bool = True) -> None:
+        """Take the fast path away (remove), or leave it in the kernel, pinned, for the
+        next valed (known unicast flows meanwhile)."""
+        if self._kernel is not None:
+            self._kernel.close(remove=remove)
+            self._kernel = None
+        self._core.journal_ports(())

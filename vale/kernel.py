@@ -1,0 +1,189 @@
+"""The kernel fast path of one switch: known unicast between its interface ports forwarded
+by a BPF program at tc ingress (vale/bpf/fastpath.bpf.c, loaded by vale._bpf), the rest
+going up to vale's packet sockets as before.
+
+vale stays the switch: this module keeps the program's maps a copy of the part of vale's
+MAC table that sits on fast-path ports (from the core's journal of changes), tells the
+program which ports may take it (none of vale's rules that the program does not apply
+is in force on them: Switch asks the core, kernel_path_blockers), hands the last-seen
+times the program records back to the core's ageing, and adds the program's counters to
+vale's. A frame the program is not sure of goes up, so vale decides it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+try:
+    from vale import _bpf
+    UNAVAILABLE = ""
+except ImportError as exc:                   # built with VALE_BPF=0, or no libbpf here
+    _bpf = None                              # type: ignore[assignment]
+    UNAVAILABLE = f"vale was built without it ({exc})"
+
+log = logging.getLogger("vale.kernel")
+
+MODES = ("auto", "tcx", "clsact")           # how the program is attached at tc ingress
+REFRESH_S = 1.0                             # last-seen times go to the ageing this often
+RESYNC_S = 1.0                              # a lost journal is made good at most this often
+VLAN_SHIFT = 48                             # table keys above it are tagged: slow path
+
+
+@dataclass
+class _Port:
+    ifindex: int
+    mtu: int
+    peer: bool                              # a veth whose peer is in another namespace
+    mode: str                               # tcx or clsact, as attached
+    flags: int = 0                          # _bpf.PORT_RX | PORT_TX while nothing blocks it
+
+
+class KernelPath:
+    """The fast path of the switch `switch`. OSError when it cannot be loaded (no BPF
+    permission, an old kernel, a verifier refusal): the switch then goes without."""
+
+    def __init__(self, switch: str, *, macs: int) -> None:
+        if _bpf is None:
+            raise OSError(UNAVAILABLE)
+        self._dp = _bpf.Datapath(_bpf.pin_dir(switch), macs=min(macs, _bpf.MAX_MACS))
+        self._ports: dict[int, _Port] = {}
+        self._refreshed = time.monotonic_ns()
+        self._next_resync = 0.0
+        self._full = 0                      # entries the maps had no room for
+        self.resync_pending = True
+
+    # -- ports --------------------------------------------------------------------------
+
+    def add_port(self, index: int, ifindex: int, *, mtu: int, sock: int, peer: bool,
+                 mode: str = "auto") -> str:
+        """Attach the program to the interface and the socket filter to vale's packet
+        socket of it (sock); the port takes the fast path once flags() allows it. peer:
+        a veth whose far end is in another namespace (frames go straight in there).
+        Returns how the program is attached (tcx or clsact)."""
+        if mode not in MODES:
+            raise ValueError(f"fastpath mode takes {', '.join(MODES)}, not {mode!r}")
+        attached = self._dp.attach(ifindex, mode)
+        try:
+            self._dp.clear_stats(index)
+            self._dp.set_port(ifindex, index, 0)
+            self._dp.attach_socket_filter(sock)
+        except BaseException:
+            self._dp.detach(ifindex)
+            raise
+        self._ports[index] = _Port(ifindex, mtu, peer, attached)
+        self.resync_pending = True
+        return attached
+
+    def remove_port(self, index: int) -> None:
+        """Take the port off the fast path: its entries first, so no frame is redirected
+        to it or taken from it meanwhile; then the program."""
+        port = self._ports.pop(index, None)
+        if port is None:
+            return
+        self._dp.delete_port(port.ifindex)
+        self._dp.forget_port(index)
+        self._dp.detach(port.ifindex)
+
+    def set_mtu(self, index: int, mtu: int) -> None:
+        if index in self._ports and self._ports[index].mtu != mtu:
+            self._ports[index].mtu = mtu
+            self.resync_pending = True       # every destination entry of it carries it
+
+    def ports(self) -> list[int]:
+        return list(self._ports)
+
+    def mode(self, index: int) -> str | None:
+        port = self._ports.get(index)
+        return port.mode if port else None
+
+    def flags(self, index: int, open_: bool) -> None:
+        """Let the port's frames take the fast path (and frames be redirected to it), or
+        not: open_ False while one of vale's rules that the program does not apply is in
+        force on it."""
+        port = self._ports.get(index)
+        flags = (_bpf.PORT_RX | _bpf.PORT_TX) if open_ else 0
+        if port is not None and port.flags != flags:
+            self._dp.set_port(port.ifindex, index, flags)
+            port.flags = flags
+
+    # -- the MAC table's copy ----------------------------------------------------------
+
+    def apply(self, core: Any) -> int:
+        """Bring the maps up to date with the core's journal; when it lost changes (or a
+        port has just come), read the whole table anew too, at most every RESYNC_S.
+        Returns how many entries were written."""
+        lost, changes = core.fdb_changes()
+        for key, index in changes:
+            self._put(key, index)
+        self.resync_pending |= lost
+        if self.resync_pending and time.monotonic() >= self._next_resync:
+            return len(changes) + self._resync(core)
+        return len(changes)
+
+    def _put(self, key: int, index: int | None) -> None:
+        port = self._ports.get(index) if index is not None else None
+        if port is None or key >> VLAN_SHIFT:
+            self._dp.delete_src(key)
+            self._dp.delete_dst(key)
+            return
+        try:
+            self._dp.set_src(key, index)
+            self._dp.set_dst(key, index, port.ifindex, port.mtu,
+                             _bpf.DST_PEER if port.peer else 0)
+        except OSError:                     # a full map: this MAC keeps the slow path
+            self._full += 1
+            self._dp.delete_src(key)
+            self._dp.delete_dst(key)
+
+    def _resync(self, core: Any) -> int:
+        self.resync_pending = False
+        self._next_resync = time.monotonic() + RESYNC_S
+        wanted = {key: index for key, index, _static, _age in core.fdb_entries()
+                  if index in self._ports and not key >> VLAN_SHIFT}
+        sources = self._dp.sources()
+        for key in set(sources) | set(self._dp.destinations()):
+            if key not in wanted:
+                self._dp.delete_src(key)
+                self._dp.delete_dst(key)
+        self._full = 0
+        for key, index in wanted.items():
+            self._put(key, index)
+        return len(wanted)
+
+    def refresh(self, core: Any) -> int:
+        """Hand the core's ageing the sources the program has seen since the last call,
+        so MACs whose frames never reach vale are not forgotten; how many."""
+        since, self._refreshed = self._refreshed, time.monotonic_ns()
+        seen: dict[int, list[int]] = {}
+        for key, (index, last_seen) in self._dp.sources().items():
+            if last_seen >= since:
+                seen.setdefault(index, []).append(key)
+        return sum(core.fdb_seen(index, keys) for index, keys in seen.items()
+                   if index in self._ports)
+
+    # -- counters ----------------------------------------------------------------------
+
+    def counters(self) -> dict[int, dict[str, Any]]:
+        """{port index: rx/tx packets and bytes, drops by reason} the program counted."""
+        return {index: self._dp.port_stats(index) for index in self._ports}
+
+    @property
+    def full(self) -> int:
+        """Table entries the maps had no room for (they take the slow path)."""
+        return self._full
+
+    def passed(self) -> dict[str, int]:
+        return self._dp.passed()
+
+    def close(self, *, remove: bool) -> None:
+        """remove: take every attachment and pinned map away (a clean stop); else leave
+        them, so known unicast keeps flowing until valed is back."""
+        for index in list(self._ports) if remove else []:
+            self.remove_port(index)
+        if remove:
+            self._dp.remove()
+        else:
+            self._dp.close()
