@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -47,7 +48,7 @@ def holds(run) -> tuple[list[float], float]:
     """The holds of the lock by run(between=...), and how long run took, in ms."""
     stamps: list[float] = []
     run(between=lambda: stamps.append(time.perf_counter()))
-    each = [(b - a) * 1000 for a, b in zip(stamps, stamps[1:], strict=False)]
+    each = [(b - a) * 1000 for a, b in pairwise(stamps)]
     return each, (stamps[-1] - stamps[0]) * 1000
 
 
