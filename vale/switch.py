@@ -54,8 +54,8 @@ class Switch:
     """One switch (vale0, vale1, ...) and its ports, by name."""
 
     __slots__ = ("_auto_cpu", "_core", "_cpus", "_fastpath", "_ifindex", "_index", "_kernel",
-                 "_kernel_dirty", "_kernel_why", "_loop_probe", "_names", "_next_flags",
-                 "_next_probe", "_next_refresh", "_thread", "_vlan", "name")
+                 "_kernel_dirty", "_kernel_kept", "_kernel_why", "_loop_probe", "_names",
+                 "_next_flags", "_next_probe", "_next_refresh", "_thread", "_vlan", "name")
 
     def __init__(self, name: str = "vale0", *, manual_clock: bool = False,
                  core_class: type = SwitchCore, **settings: Any) -> None:
@@ -78,6 +78,7 @@ class Switch:
         self._kernel: KernelPath | None = None      # the switch's; port index: the port's
         self._kernel_why: dict[int | None, str] = {}    # why not, for the switch or a port
         self._kernel_dirty = False                  # flags to follow vale's rules at once
+        self._kernel_kept: dict[int, dict[str, Any]] = {}   # counts of fast paths gone
         self._next_flags = self._next_refresh = 0.0
         if settings:
             self.configure(**settings)
@@ -171,6 +172,7 @@ class Switch:
             self._kernel.remove_port(index)     # first: its socket filter goes with the port
         self._fastpath.pop(index, None)
         self._kernel_why.pop(index, None)
+        self._kernel_kept.pop(index, None)
         self._core.remove_port(index)
         if self._kernel is not None and not self._kernel.ports():
             self.close_kernel()
@@ -436,16 +438,15 @@ class Switch:
         snap = self._core.snapshot()
         snap["settings"]["loop_probe"] = self._loop_probe
         snap["settings"]["fastpath"] = self._fastpath[None]
-        kernel = self._kernel.counters() if self._kernel is not None else {}
+        live = self._kernel.counters() if self._kernel is not None else {}
         for index, counters in snap["ports"].items():
-            fast = kernel.get(index)
-            counters["fastpath_rx_packets"] = fast["rx_packets"] if fast else 0
-            counters["fastpath_tx_packets"] = fast["tx_packets"] if fast else 0
-            if fast:
-                for key in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes"):
-                    counters[key] += fast[key]
-                for reason, count in fast["drops"].items():
-                    counters["drops"][_KERNEL_DROPS[reason]] += count
+            fast = _kernel_sum(live.get(index), self._kernel_kept.get(index))
+            counters["fastpath_rx_packets"] = fast["rx_packets"]
+            counters["fastpath_tx_packets"] = fast["tx_packets"]
+            for key in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes"):
+                counters[key] += fast[key]
+            for reason, count in fast["drops"].items():
+                counters["drops"][_KERNEL_DROPS[reason]] += count
         snap["ports"] = {self._names[i]: counters for i, counters in snap["ports"].items()}
         snap["switch"] = self.name
         return snap
@@ -460,6 +461,13 @@ class Switch:
         mode = port if port != "on" else switch
         return "auto" if mode == "on" else mode
 
+    def _kernel_leave(self, index: int) -> None:
+        """Take the port off the fast path, keeping what the kernel counted for it."""
+        assert self._kernel is not None
+        self._kernel_kept[index] = _kernel_sum(self._kernel_kept.get(index),
+                                               self._kernel.counters().get(index))
+        self._kernel.remove_port(index)
+
     def _kernel_follow(self) -> None:
         """Attach or take away each interface port's fast path as the settings want; a
         fast path that cannot be had is logged, and info says why (the port goes on
@@ -468,7 +476,7 @@ class Switch:
             want = self._kernel_mode(index)
             have = self._kernel.mode(index) if self._kernel is not None else None
             if have is not None and (want is None or want not in ("auto", have)):
-                self._kernel.remove_port(index)         # type: ignore[union-attr]
+                self._kernel_leave(index)
                 have = None
             if want is not None and have is None:
                 self._kernel_attach(index, name, want)
@@ -531,6 +539,21 @@ class Switch:
         """Take the fast path away (remove), or leave it in the kernel, pinned, for the
         next valed (known unicast flows meanwhile)."""
         if self._kernel is not None:
+            for index in self._kernel.ports() if remove else ():
+                self._kernel_leave(index)
             self._kernel.close(remove=remove)
             self._kernel = None
         self._core.journal_ports(())
+
+
+
+def _kernel_sum(*counts: dict[str, Any] | None) -> dict[str, Any]:
+    """The fast path's counters of a port (as vale._bpf gives them) added up."""
+    total: dict[str, Any] = {"rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0,
+                             "drops": dict.fromkeys(_KERNEL_DROPS, 0)}
+    for count in filter(None, counts):
+        for key in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes"):
+            total[key] += count[key]
+        for reason, n in count["drops"].items():
+            total["drops"][reason] += n
+    return total

@@ -1,0 +1,148 @@
+"""The kernel fast path through valed: known unicast between interface ports forwarded in
+the kernel, counted once, and everything vale decides (learning, moves, ageing, mirrors,
+MTU drops) still decided as without it. Hosts without IPv6, loop probes off: the frames
+counted are the test's own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Host, sh
+
+SENT = 400
+SYNC_S = 1.5        # a table change reaches the kernel's maps within a second (RESYNC_S)
+PINS = Path("/sys/fs/bpf/vale/vale0")
+
+pytestmark = pytest.mark.skipif(not Path("/sys/fs/bpf").exists(), reason="no bpffs here")
+
+
+def state(valed, host: Host) -> str:
+    return valed("info", port=f"vale0:{host.port}")["settings"]["fastpath_state"]
+
+
+def tally(host: Host, seconds: float) -> subprocess.Popen:
+    """Count the test frames arriving at host; .communicate() gives 'N'."""
+    proc = host.popen(sys.executable, "-m", "tests.integration.rawnet", "tally", "eth0",
+                      "0x88b5", str(seconds), stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def received(proc: subprocess.Popen) -> int:
+    return int(proc.communicate(timeout=60)[0].strip())
+
+
+def learned(valed, *hosts: Host) -> None:
+    """Each host sends one broadcast (so vale learns it); then the maps catch up."""
+    for host in hosts:
+        host.raw("send", "eth0", "ff:ff:ff:ff:ff:ff", host.mac, "1", "60")
+    time.sleep(SYNC_S)
+
+
+def stats(valed, host: Host) -> dict:
+    return valed.port_stats(host)
+
+
+def switch_pair(valed, make_host, mode: str = "on", third: bool = False) -> list[Host]:
+    hosts = [make_host(i, ipv6=False) for i in range(1, 4 if third else 3)]
+    valed.attach(*hosts)
+    valed("set", target="vale0", settings={"loop_probe": 0, "fastpath": mode})
+    return hosts
+
+
+@pytest.mark.parametrize("mode", ["tcx", "clsact"])
+def test_known_unicast_goes_through_the_kernel_once_and_is_counted(valed, make_host, mode):
+    a, b = switch_pair(valed, make_host, mode)
+    assert state(valed, a) == state(valed, b) == mode
+    learned(valed, a, b)
+    counting = tally(b, 3)
+    a.raw("send", "eth0", b.mac, a.mac, str(SENT), "100")
+    assert received(counting) == SENT                   # not twice: vale's socket skipped them
+    sa, sb = stats(valed, a), stats(valed, b)
+    assert sa["fastpath_rx_packets"] == SENT and sb["fastpath_tx_packets"] == SENT
+    assert sa["rx_packets"] == SENT + 1 and sb["tx_packets"] == SENT + 1    # + a's broadcast
+    assert sa["rx_bytes"] == SENT * 100 + 60
+    # Off: the same frames through vale, once, and the kernel's counts stay where they were.
+    valed("set", target="vale0", settings={"fastpath": "off"})
+    assert state(valed, a) == "off"
+    counting = tally(b, 3)
+    a.raw("send", "eth0", b.mac, a.mac, str(SENT), "100")
+    assert received(counting) == SENT
+    sa, sb = stats(valed, a), stats(valed, b)
+    assert sa["fastpath_rx_packets"] == SENT and sa["rx_packets"] == 2 * SENT + 1
+    assert sb["tx_packets"] == 2 * SENT + 1
+    assert not PINS.exists()                            # off took everything away
+
+
+def test_a_move_is_learned_by_vale_and_followed_by_the_kernel(valed, make_host):
+    a, b, c = switch_pair(valed, make_host, third=True)
+    learned(valed, a, b, c)
+    c.raw("send", "eth0", "ff:ff:ff:ff:ff:ff", a.mac, "1", "60")     # a's MAC now behind c
+    time.sleep(SYNC_S)
+    assert {e["mac"]: e["port"] for e in valed("fdb_show", switch="vale0")}[a.mac] == c.port
+    at_a, at_c = tally(a, 3), tally(c, 3)
+    b.raw("send", "eth0", a.mac, b.mac, str(SENT), "100")
+    assert (received(at_a), received(at_c)) == (0, SENT)
+    assert stats(valed, c)["fastpath_tx_packets"] == SENT
+
+
+def test_mac_addresses_the_kernel_forwards_for_do_not_age(valed, make_host):
+    a, b = switch_pair(valed, make_host)
+    valed("set", target="vale0", settings={"ageing": 2})
+    assert a.ping(b, count=1)
+    time.sleep(SYNC_S)
+    pinging = a.popen("ping", "-q", "-i", "0.2", "-w", "5", b.ip, stdout=subprocess.DEVNULL)
+    pinging.wait(timeout=30)
+    macs = {e["mac"] for e in valed("fdb_show", switch="vale0")}
+    assert macs == {a.mac, b.mac}                       # 5 s of traffic with ageing 2 s
+    assert stats(valed, a)["fastpath_rx_packets"] >= 20
+    time.sleep(3.5)                                     # quiet: they age, in vale and kernel
+    assert valed("fdb_show", switch="vale0") == []
+    counting = tally(b, 3)
+    a.raw("send", "eth0", b.mac, a.mac, "10", "100")    # unknown again: flooded by vale
+    assert received(counting) == 10
+    assert stats(valed, a)["flood_packets"] >= 10
+
+
+def test_a_mirrored_port_goes_through_vale_so_the_mirror_sees_every_frame(valed, make_host):
+    a, b, m = switch_pair(valed, make_host, third=True)
+    learned(valed, a, b)
+    valed.ctl("mirror", "add", "vale0", "--from", a.port, "--to", m.port, "--direction", "rx")
+    time.sleep(SYNC_S)
+    assert state(valed, a) == "tcx, held back: mirror"
+    assert state(valed, m) == "tcx, held back: mirror target"
+    at_b, at_m = tally(b, 3), tally(m, 3)
+    a.raw("send", "eth0", b.mac, a.mac, str(SENT), "100")
+    assert (received(at_b), received(at_m)) == (SENT, SENT)
+    assert stats(valed, a)["fastpath_rx_packets"] == 0
+    valed.ctl("mirror", "del", "vale0")
+    time.sleep(SYNC_S)
+    assert state(valed, a) == "tcx"
+
+
+def test_frames_beyond_the_destination_mtu_are_dropped_and_counted(valed, make_host):
+    a, b = switch_pair(valed, make_host)
+    sh("ip", "link", "set", b.port, "mtu", "1000")      # the port follows its interface
+    learned(valed, a, b)
+    counting = tally(b, 3)
+    a.raw("send", "eth0", b.mac, a.mac, "50", "1018")   # MTU + 18: fits
+    a.raw("send", "eth0", b.mac, a.mac, "30", "1019")   # one byte more: dropped
+    assert received(counting) == 50
+    sb = stats(valed, b)
+    assert sb["drops"]["too_big"] == 30 and sb["fastpath_tx_packets"] == 50
+
+
+def test_detaching_takes_the_program_and_its_maps_away(valed, make_host):
+    a, b = switch_pair(valed, make_host, "clsact")
+    assert PINS.is_dir()
+    assert "vale" in sh("tc", "filter", "show", "dev", a.port, "ingress").stdout
+    valed("detach", port=f"vale0:{a.port}")
+    assert "vale" not in sh("tc", "filter", "show", "dev", a.port, "ingress").stdout
+    assert PINS.is_dir()                                # b still has it
+    valed("detach", port=f"vale0:{b.port}")
+    assert not PINS.exists()
