@@ -3,6 +3,7 @@ switches, between real hosts.
 
     .venv/bin/python bench/e2e.py [--json] [--runs 5] [--quick] [--plot FILE.svg|.png]
                                   [--no-ovs] [--no-core] [--no-tap] [--no-bare] [--bare-v3]
+                                  [--no-slow]
                                   [--pps-frames udp,raw] [--vale-set KEY=VALUE ...]
 
 Two hosts, each a network namespace with a veth pair whose other end sits in a switch
@@ -12,12 +13,15 @@ whatever a switch makes there (Open vSwitch's netdev datapath creates `ovs-netde
 per bridge) lives and dies with it, so the root namespace is never touched. The switches:
 
   vale         valed (its own socket and state in a temporary directory), both ends
-               attached, default settings. Its forwarding thread's CPU (`thread_cpu` in
-               valed's `info` of vale0, read after wiring; the last CPU when valed names
-               none, as for an unpinned thread) is where the pinned bare switches run
+               attached, default settings (the kernel fast path on). Its forwarding
+               thread's CPU (`thread_cpu` in valed's `info` of vale0, read after wiring;
+               the last CPU when valed names none, as for an unpinned thread) is where the
+               pinned bare switches run
   vale-core    the same valed with vale0 given a core of its own: the thread pinned to the
                last CPU and busy-polling (cpus=N-1, busy_poll_us=1000000), so no frame waits
                for it to be woken; leave it out with --no-core
+  vale-slow    the same valed with the kernel fast path off (fastpath=off): every frame
+               through vale's packet sockets; leave it out with --no-slow
   vale-tap     vale, but each host's interface is a TAP that valed makes and holds
                (`valectl create vb<pid>tNN --tap --netns ... --address ...`), in a pair of
                host namespaces of its own with the same addresses; removed after the turn,
@@ -33,7 +37,10 @@ per bridge) lives and dies with it, so the root namespace is never touched. The 
   bare-mmsg    no receive ring: recvmmsg/sendmmsg on plain packet sockets (-m), pinned so too
   bare-v3      with --bare-v3: `bare` with TPACKET_V3 rings (1 ms block timeout), which wake
                the reader per block, not per frame. --no-bare leaves out every bare switch
-  bridge       a Linux bridge, STP off
+  bridge       a Linux bridge, STP off, as a namespace has it: bridge-nf-call-iptables on
+               (br_netfilter's hooks, as in the root namespace here)
+  bridge-nonf  the same with bridge-nf-call-iptables and -ip6tables off in the switch
+               namespace for its turn: the bridge at its fastest
   ovs          Open vSwitch's userspace datapath (datapath_type=netdev) with
                other_config:userspace-tso-enable=true; its own ovsdb-server and
                ovs-vswitchd, private run/db/log directories; --no-ovs leaves it out
@@ -78,6 +85,9 @@ dropped silently. A peer or tool that is not there (ovs-vswitchd, iperf3, trafge
 out that switch or measure, saying so; the rest runs.
 
 The targets in the closing summary, judged on paired ratios (for vale and vale-core):
+  fp_tcp       (vale only: the kernel fast path) tcp_gbps >= 1.0 x the bridge
+  fp_pps_*     frames delivered >= 1.15 x bridge-nonf
+  fp_rtt       rtt_ms <= 1.2 x the bridge
   tcp          tcp_gbps >= 0.95 x limit (the ratio to the bridge beside it)
   rtt          rtt_ms <= 1.5 x bare-pinned
   pps_udp/raw  frames delivered >= 1.3 x the bridge
@@ -168,9 +178,9 @@ STEPS = {                           # a turn's measures, in order: the metrics e
 }
 RATIOS = [m for m, (_, better) in METRICS.items()     # compared between switches (what a
           if better and not m.endswith("_sent")]      # port accepted is not: it follows)
-VALES = ("vale", "vale-core", "vale-tap")       # the vale configurations a run compares
+VALES = ("vale", "vale-core", "vale-slow", "vale-tap")  # the vale configurations compared
 BARES = ("bare", "bare-pinned", "bare-mmsg", "bare-v3")
-PEERS = ("bridge", "ovs", "ovs-notso", "limit", "bare-pinned")     # ratios are given to
+PEERS = ("bridge", "bridge-nonf", "ovs", "ovs-notso", "limit", "bare-pinned")  # ratios to
 LIMIT = "limit"                     # per run and measure, the best bare switch
 BARE_SOURCE = BENCH / "afpacket_bare.c"
 
@@ -204,6 +214,10 @@ def targets() -> list[Target]:
             found += [Target(f"pps_{kind}", mine, f"pps_{kind}_delivered", "bridge", 1.3),
                       Target(f"pps_{kind}_cpu", mine, f"pps_{kind}_per_cpu", "bare-pinned",
                              1.0)]
+    found += [Target("fp_tcp", "vale", "tcp_gbps", "bridge", 1.0, beside=("bridge-nonf",)),
+              Target("fp_rtt", "vale", "rtt_ms", "bridge", 1.2)]
+    found += [Target(f"fp_pps_{kind}", "vale", f"pps_{kind}_delivered", "bridge-nonf", 1.15,
+                     beside=("bridge",)) for kind in FRAMES]
     found += [Target("tap_tcp", "vale-tap", "tcp_gbps", "vale", 0.95)]
     found += [Target(f"tap_pps_{kind}", "vale-tap", f"pps_{kind}_delivered", "vale", 0.95)
               for kind in FRAMES]
@@ -605,12 +619,21 @@ class ValeTap(Vale):
 
 
 class Bridge(Switch):
-    name = "bridge"
+    """The Linux bridge; netfilter: br_netfilter's hooks on (bridge-nf-call-iptables and
+    -ip6tables, a namespace's default) or off for the turn."""
 
-    def __init__(self) -> None:
+    def __init__(self, netfilter: bool = True) -> None:
         self.bridge = f"{PREFIX}br"
+        self.name = "bridge" if netfilter else "bridge-nonf"
+        self.netfilter = netfilter
+
+    def _netfilter(self, on: bool) -> None:
+        for table in ("iptables", "ip6tables"):
+            sh("ip", "netns", "exec", SWITCH_NS, "sysctl", "-qw",
+               f"net.bridge.bridge-nf-call-{table}={int(on)}", check=False)
 
     def wire(self, hosts: list[Host]) -> list[Host]:
+        self._netfilter(self.netfilter)
         sh("ip", "-n", SWITCH_NS, "link", "add", self.bridge, "type", "bridge", "stp_state", "0")
         for host in hosts:
             sh("ip", "-n", SWITCH_NS, "link", "set", host.port, "master", self.bridge)
@@ -619,6 +642,7 @@ class Bridge(Switch):
 
     def unwire(self) -> None:
         sh("ip", "-n", SWITCH_NS, "link", "del", self.bridge, check=False)
+        self._netfilter(True)
 
 
 class Bare(Switch):
@@ -1313,10 +1337,12 @@ def import_pyplot() -> Any:
 
 def colour(switch: str) -> str:
     if switch.startswith("vale"):
-        return {"vale": "#1f77b4", "vale-core": "#4a9bd6", "vale-tap": "#8cc4ec"}[switch]
+        return {"vale": "#1f77b4", "vale-core": "#4a9bd6", "vale-slow": "#17becf",
+                "vale-tap": "#8cc4ec"}[switch]
     if switch.startswith("bare"):
         return "#7f7f7f"
-    return {"bridge": "#2ca02c", "ovs": "#ff7f0e", "ovs-notso": "#ffb574"}.get(switch, "#999999")
+    return {"bridge": "#2ca02c", "bridge-nonf": "#98df8a", "ovs": "#ff7f0e",
+            "ovs-notso": "#ffb574"}.get(switch, "#999999")
 
 
 def plot(lines: list[dict[str, Any]], path: Path, command: str) -> None:
@@ -1402,6 +1428,8 @@ def run(args: argparse.Namespace, lab: Lab, res: Results) -> None:
     switches: list[Switch] = [vale]
     if not args.no_core:
         switches.append(Vale(daemon, "vale-core", {**core_settings(), **extra}))
+    if not args.no_slow:
+        switches.append(Vale(daemon, "vale-slow", {**extra, "fastpath": "off"}))
     if not args.no_tap:
         try:
             tap_hosts = [make_tap_host(lab, 1), make_tap_host(lab, 2)]
@@ -1414,7 +1442,7 @@ def run(args: argparse.Namespace, lab: Lab, res: Results) -> None:
                          else ([], "--no-bare"))
     if not bare:
         res.left_out["bare"] = bare_status
-    switches += [*bare, Bridge()]
+    switches += [*bare, Bridge(), Bridge(netfilter=False)]
     ovs, ovs_status = start_ovs(lab) if not args.no_ovs else ([], "--no-ovs")
     if not ovs:
         res.left_out["ovs"] = ovs_status
@@ -1471,6 +1499,8 @@ def main() -> int:
     parser.add_argument("--pps-frames", type=frame_kinds, default=FRAMES, metavar="KINDS",
                         help="the 60-byte frames of the frame test (default udp,raw)")
     parser.add_argument("--no-ovs", action="store_true", help="leave Open vSwitch out")
+    parser.add_argument("--no-slow", action="store_true",
+                        help="leave out vale-slow (vale with the kernel fast path off)")
     parser.add_argument("--no-core", action="store_true",
                         help="leave out vale-core (vale with a CPU of its own, busy-polling)")
     parser.add_argument("--no-tap", action="store_true",
