@@ -901,6 +901,25 @@ cdef class SwitchCore:
             self.release()
         return lost, changes
 
+    def fdb_learn(self, index, keys not None):
+        """Learn these MAC keys on port index as frames from them would (learn limits,
+        bans and the port's learning setting apply): what a fast path left in the kernel
+        by an earlier valed knew. Returns how many are on the port now."""
+        cdef vale_port *p
+        cdef uint32_t on_port = 0
+        self.acquire()
+        try:
+            p = self.port_at(index)
+            self.refresh_clock()
+            for key in keys:
+                if (p.learning and key & MAC_MASK and not mac_is_group(key)
+                        and key >> 48 <= VALE_VLAN_MAX and fdb_learn(self.sw, p, key) < 0):
+                    on_port += fdb_lookup_port(&self.sw.fdb, key,
+                                               fdb_home(&self.sw.fdb, key)) == p.index
+        finally:
+            self.release()
+        return on_port
+
     def fdb_seen(self, index, keys):
         """Frames came from these MAC keys on port index that the core did not forward
         (the kernel fast path did): refresh their entries as such frames would have.

@@ -30,6 +30,7 @@ from vale.api import Api, ApiError, error_reply, reply_error
 from vale.api.protocol import request_args
 from vale.api.service import audit
 from vale.capture import CaptureBudget, CaptureHub, Subscriber, frame_message
+from vale.kernel import remove_left_behind
 from vale.limits import Limits, add_options, from_options
 from vale.metrics import DEFAULT_ADDRESS, parse_address, serve_metrics
 from vale.netlink import LinkWatcher
@@ -320,6 +321,13 @@ class Daemon:
             path.unlink()
         assert self.api.state is not None
         self.api.restore(self.api.state.load())
+        try:
+            for switch in remove_left_behind({name for name, sw in self.api.switches.items()
+                                              if sw.kernel_active}):
+                log.warning("%s: the kernel fast path an earlier valed left is removed: the "
+                            "switch is not configured, or has it off", switch)
+        except OSError as exc:
+            log.error("cannot remove the kernel fast paths an earlier valed left: %s", exc)
         # Created 0660 (or 0666) from the start, not chmod-ed after anyone could connect.
         old_umask = os.umask(0o111 if self.open_socket else 0o117)
         try:

@@ -13,6 +13,7 @@ vale's. A frame the program is not sure of goes up, so vale decides it.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,11 @@ class KernelPath:
             raise OSError(UNAVAILABLE)
         self._dp = _bpf.Datapath(_bpf.pin_dir(switch), macs=min(macs, _bpf.MAX_MACS))
         self._ports: dict[int, _Port] = {}
+        # What an earlier valed left pinned (killed, or crashed): its ports by ifindex and
+        # their MACs, adopted by the ports attached again, removed for the rest.
+        self._inherited = self._dp.ports()
+        self._inherited_macs = self._dp.sources() if self._inherited else {}
+        self._adopted: dict[int, list[int]] = {}
         self._refreshed = time.monotonic_ns()
         self._next_resync = 0.0
         self._full = 0                      # entries the maps had no room for
@@ -75,7 +81,30 @@ class KernelPath:
             raise
         self._ports[index] = _Port(ifindex, mtu, peer, attached)
         self.resync_pending = True
+        earlier = self._inherited.pop(ifindex, None)
+        if earlier is not None:
+            self._adopted[index] = [key for key, (port, _) in self._inherited_macs.items()
+                                    if port == earlier[0]]
         return attached
+
+    def adopted(self, index: int) -> list[int]:
+        """The MACs an earlier valed's fast path knew on this port's interface (once): for
+        the core to learn, so known unicast goes on flowing across a restart."""
+        return self._adopted.pop(index, [])
+
+    def drop_inherited(self) -> int:
+        """Take away what an earlier valed attached to interfaces no port has taken again
+        (their entries go with the next full read of the table); how many."""
+        if not self._inherited and not self._inherited_macs:
+            return 0
+        gone = list(self._inherited)
+        for ifindex in gone:
+            self._dp.delete_port(ifindex)
+            self._dp.detach(ifindex)
+        self._inherited.clear()
+        self._inherited_macs.clear()
+        self.resync_pending = True
+        return len(gone)
 
     def remove_port(self, index: int) -> None:
         """Take the port off the fast path: its entries first, so no frame is redirected
@@ -187,3 +216,17 @@ class KernelPath:
             self._dp.remove()
         else:
             self._dp.close()
+
+
+def remove_left_behind(keep: set[str]) -> list[str]:
+    """Remove the fast paths an earlier valed left pinned for switches not in `keep`
+    (killed before it could take them away): their programs stop forwarding. Returns the
+    switches whose fast path went."""
+    if _bpf is None or not os.path.isdir(_bpf.PIN_ROOT):
+        return []
+    gone = []
+    for switch in sorted(os.listdir(_bpf.PIN_ROOT)):
+        if switch not in keep:
+            _bpf.Datapath(_bpf.pin_dir(switch)).remove()
+            gone.append(switch)
+    return gone

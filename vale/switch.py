@@ -341,10 +341,12 @@ class Switch:
                                         name=f"vale-{self.name}", daemon=True)
         self._thread.start()
         self._apply_cpus(self._cpus)
+        self._kernel_follow()
 
     def stop(self) -> None:
         if self._thread is None:
             return
+        self.close_kernel()             # the kernel forwards only while the switch does
         self._core.stop()
         self._thread.join()
         self._thread = None
@@ -469,9 +471,11 @@ class Switch:
         self._kernel.remove_port(index)
 
     def _kernel_follow(self) -> None:
-        """Attach or take away each interface port's fast path as the settings want; a
-        fast path that cannot be had is logged, and info says why (the port goes on
-        through its packet socket)."""
+        """Attach or take away each interface port's fast path as the settings want
+        (none while the forwarding thread is stopped); a fast path that cannot be had is
+        logged, and info says why (the port goes on through its packet socket)."""
+        if self._thread is None:
+            return
         for index, name in list(self._names.items()):
             want = self._kernel_mode(index)
             have = self._kernel.mode(index) if self._kernel is not None else None
@@ -480,6 +484,8 @@ class Switch:
                 have = None
             if want is not None and have is None:
                 self._kernel_attach(index, name, want)
+                if self._kernel is not None:
+                    self._core.fdb_learn(index, self._kernel.adopted(index))
         if self._kernel is not None and not self._kernel.ports():
             self._kernel.close(remove=True)
             self._kernel = None
@@ -508,6 +514,8 @@ class Switch:
             return "not an interface port"
         if self._kernel_mode(index) is None:
             return "off"
+        if self._thread is None:
+            return "stopped"
         why = self._kernel_why.get(index) or self._kernel_why.get(None)
         if why:
             return f"unavailable: {why}"
@@ -523,6 +531,7 @@ class Switch:
         this often (every 50 ms); now: time.monotonic()."""
         if self._kernel is None:
             return
+        self._kernel.drop_inherited()           # valed has restored what it had: the rest goes
         now = time.monotonic() if now is None else now
         if self._kernel_dirty or now >= self._next_flags:
             self._kernel_dirty = False
@@ -534,6 +543,11 @@ class Switch:
         if now >= self._next_refresh:
             self._next_refresh = now + REFRESH_S
             self._kernel.refresh(self._core)
+
+    @property
+    def kernel_active(self) -> bool:
+        """Whether the switch has a kernel fast path (on some port) now."""
+        return self._kernel is not None
 
     def close_kernel(self, *, remove: bool = True) -> None:
         """Take the fast path away (remove), or leave it in the kernel, pinned, for the

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import start_valed, stop_valed
 from tests.integration.conftest import Host, sh
 
 SENT = 400
@@ -145,4 +146,30 @@ def test_detaching_takes_the_program_and_its_maps_away(valed, make_host):
     assert "vale" not in sh("tc", "filter", "show", "dev", a.port, "ingress").stdout
     assert PINS.is_dir()                                # b still has it
     valed("detach", port=f"vale0:{b.port}")
+    assert not PINS.exists()
+
+
+def test_known_unicast_flows_while_valed_is_killed_and_restarted(tmp_path, make_host):
+    """kill -9 leaves the fast path pinned: known unicast goes on in the kernel; the valed
+    that comes back takes the ports and their MACs again, and a clean stop then removes it
+    all."""
+    daemon = start_valed(str(tmp_path / "valed.sock"), tmp_path / "valed.log")
+    try:
+        a, b = switch_pair(daemon, make_host)
+        learned(daemon, a, b)
+        daemon.proc.kill()
+        daemon.proc.wait()
+        counting = tally(b, 3)
+        a.raw("send", "eth0", b.mac, a.mac, str(SENT), "100")
+        assert received(counting) == SENT               # no valed: the kernel forwards them
+        daemon = start_valed(daemon.socket, tmp_path / "valed.log")
+        macs = {e["mac"]: e["port"] for e in daemon("fdb_show", switch="vale0")}
+        assert macs == {a.mac: a.port, b.mac: b.port}   # learned back from the kernel's maps
+        time.sleep(SYNC_S)
+        counting = tally(b, 3)
+        a.raw("send", "eth0", b.mac, a.mac, str(SENT), "100")
+        assert received(counting) == SENT               # once: the new socket has its filter
+        assert stats(daemon, a)["fastpath_rx_packets"] == SENT
+    finally:
+        stop_valed(daemon)
     assert not PINS.exists()
