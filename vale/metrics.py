@@ -45,6 +45,12 @@ PORT_COUNTERS = {
     "vale_port_transmit_ring_packets": ("Frames handed to an interface port through its TX "
                                         "ring (short ones; the rest go by sendmmsg)",
                                         "tx_ring_packets"),
+    "vale_port_fastpath_receive_packets": ("Of the frames taken from the port, those the "
+                                           "kernel fast path forwarded (wire frames)",
+                                           "fastpath_rx_packets"),
+    "vale_port_fastpath_transmit_packets": ("Of the frames handed to the port, those the "
+                                            "kernel fast path forwarded (wire frames)",
+                                            "fastpath_tx_packets"),
 }
 FDB_COUNTERS = {
     "vale_fdb_learned": ("MAC addresses learned", "learned"),
