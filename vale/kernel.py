@@ -201,7 +201,8 @@ class KernelPath:
 
     @property
     def full(self) -> int:
-        """Table entries the maps had no room for (they take the slow path)."""
+        """Table entries the maps had no room for when last written (they take the slow
+        path)."""
         return self._full
 
     def passed(self) -> dict[str, int]:

@@ -451,6 +451,8 @@ class Switch:
                 counters["drops"][_KERNEL_DROPS[reason]] += count
         snap["ports"] = {self._names[i]: counters for i, counters in snap["ports"].items()}
         snap["switch"] = self.name
+        if self._kernel is not None:
+            snap["fastpath"] = {"passed": self._kernel.passed(), "map_full": self._kernel.full}
         return snap
 
     # -- the kernel fast path (vale.kernel) ----------------------------------------------

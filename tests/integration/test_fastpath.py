@@ -173,3 +173,44 @@ def test_known_unicast_flows_while_valed_is_killed_and_restarted(tmp_path, make_
     finally:
         stop_valed(daemon)
     assert not PINS.exists()
+
+
+def test_a_fast_path_that_cannot_be_loaded_is_reported_and_the_port_works(make_host,
+                                                                          monkeypatch):
+    from vale import _bpf
+    from vale.switch import Switch
+    monkeypatch.setattr(_bpf, "OBJECT", "/nonexistent/fastpath.bpf.o")
+    a, b = make_host(1, ipv6=False), make_host(2, ipv6=False)
+    sw = Switch("vale9")
+    try:
+        sw.attach(a.port)
+        sw.attach(b.port)
+        sw.start()
+        assert sw.port_info(a.port)["fastpath_state"].startswith(
+            "unavailable: [Errno 2] no BPF object /nonexistent/fastpath.bpf.o")
+        assert a.ping(b)                                # through vale's packet sockets
+        assert sw.stats()["ports"][a.port]["fastpath_rx_packets"] == 0
+    finally:
+        sw.stop()
+    assert not Path("/sys/fs/bpf/vale/vale9").exists()
+
+
+def test_macs_beyond_a_full_map_take_the_slow_path_and_are_counted(make_host):
+    """The maps are sized by the table when the fast path starts; a table grown later can
+    hold more than they do: the rest goes through vale."""
+    from vale.switch import Switch
+    hosts = [make_host(i, ipv6=False) for i in (1, 2, 3)]
+    sw = Switch("vale8", fdb_capacity=2, loop_probe=0)
+    try:
+        for host in hosts:
+            sw.attach(host.port)
+        sw.start()
+        sw.configure(fdb_capacity=100)
+        for host in hosts:
+            host.raw("send", "eth0", "ff:ff:ff:ff:ff:ff", host.mac, "1", "60")
+        time.sleep(0.3)
+        sw.kernel_sync()
+        assert sw.stats()["fastpath"]["map_full"] == 1
+        assert hosts[0].ping(hosts[1]) and hosts[0].ping(hosts[2]) and hosts[1].ping(hosts[2])
+    finally:
+        sw.stop()
