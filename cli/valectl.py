@@ -289,7 +289,8 @@ def fdb(obj: Context, switch: str, action: str, params: tuple[str, ...], port: s
 @json_option
 @click.pass_obj
 def stats(obj: Context, target: str | None, as_json: bool) -> None:
-    """Per-port packets, bytes, floods and drops by reason."""
+    """Per-port packets, bytes, floods and drops by reason; IN_KERNEL: of the packets
+    received/sent, those the kernel fast path forwarded."""
     switches = obj.call("stats", target=target)
     if as_json:
         emit_json(switches)
@@ -299,11 +300,12 @@ def stats(obj: Context, target: str | None, as_json: bool) -> None:
         for name, c in sw["ports"].items():
             drops = c["drops"]
             rows.append([f"{sw['switch']}:{name}", c["rx_packets"], c["rx_bytes"],
-                         c["tx_packets"], c["tx_bytes"], c["flood_packets"],
-                         sum(drops.values()),
+                         c["tx_packets"], c["tx_bytes"],
+                         f"{c['fastpath_rx_packets']}/{c['fastpath_tx_packets']}",
+                         c["flood_packets"], sum(drops.values()),
                          ",".join(f"{r}={n}" for r, n in drops.items() if n) or "-"])
-    table(rows, ["PORT", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "FLOODED", "DROPS",
-                 "BY_REASON"])
+    table(rows, ["PORT", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "IN_KERNEL", "FLOODED",
+                 "DROPS", "BY_REASON"])
     for sw in switches:
         f = sw["fdb"]
         click.echo(f"{sw['switch']}: fdb {f['entries']}/{f['capacity']} entries, "

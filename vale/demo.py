@@ -96,7 +96,8 @@ def show_traffic(sock: str) -> None:
             if server.poll() is None:
                 server.kill()
             server.wait()
-    say("counters (host 3 saw only the floods: known unicast went to host 2 alone)")
+    say("counters (host 3 saw only the floods: known unicast went to host 2 alone, in the "
+        "kernel: IN_KERNEL)")
     valectl(sock, "stats", "vale0")
 
 
