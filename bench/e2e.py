@@ -3,7 +3,7 @@ switches, between real hosts.
 
     .venv/bin/python bench/e2e.py [--json] [--runs 5] [--quick] [--plot FILE.svg|.png]
                                   [--no-ovs] [--no-core] [--no-tap] [--no-bare] [--bare-v3]
-                                  [--no-slow]
+                                  [--no-slow] [--kernel-bare]
                                   [--pps-frames udp,raw] [--vale-set KEY=VALUE ...]
 
 Two hosts, each a network namespace with a veth pair whose other end sits in a switch
@@ -41,6 +41,9 @@ per bridge) lives and dies with it, so the root namespace is never touched. The 
                (br_netfilter's hooks, as in the root namespace here)
   bridge-nonf  the same with bridge-nf-call-iptables and -ip6tables off in the switch
                namespace for its turn: the bridge at its fastest
+  kbare        with --kernel-bare: the fast path's tc program alone between the two ports
+               (bench/kernel_bare.py: maps filled by hand, no vale); kbare-tap the same
+               with a packet socket and its socket filter on each port, as vale has
   ovs          Open vSwitch's userspace datapath (datapath_type=netdev) with
                other_config:userspace-tso-enable=true; its own ovsdb-server and
                ovs-vswitchd, private run/db/log directories; --no-ovs leaves it out
@@ -669,6 +672,36 @@ class Bare(Switch):
             if proc.poll() is not None or time.monotonic() > deadline:
                 self.unwire()
                 raise RuntimeError("afpacket_bare did not start: "
+                                   + log_file.read_bytes()[seen:].decode(errors="replace")[-400:])
+            time.sleep(0.02)
+        return hosts
+
+    def unwire(self) -> None:
+        self.lab.stop(self.name)
+
+
+class KernelBare(Switch):
+    """bench/kernel_bare.py: the fast path's tc program alone between the two ports, its
+    maps filled by hand; tap: with a packet socket and the socket filter on each port, as
+    vale's."""
+
+    def __init__(self, lab: Lab, tap: bool) -> None:
+        self.lab = lab
+        self.tap = tap
+        self.name = "kbare-tap" if tap else "kbare"
+
+    def wire(self, hosts: list[Host]) -> list[Host]:
+        a, b = hosts
+        log_file = self.lab.tmp / f"{self.name}.log"
+        seen = log_file.stat().st_size if log_file.exists() else 0
+        proc = self.lab.start(self.name, in_ns(
+            SWITCH_NS, sys.executable, str(BENCH / "kernel_bare.py"),
+            *(["--tap"] if self.tap else []), a.port, a.mac, b.port, b.mac))
+        deadline = time.monotonic() + 10
+        while b"kernel_bare: ready" not in log_file.read_bytes()[seen:]:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                self.unwire()
+                raise RuntimeError("kernel_bare did not start: "
                                    + log_file.read_bytes()[seen:].decode(errors="replace")[-400:])
             time.sleep(0.02)
         return hosts
@@ -1443,6 +1476,8 @@ def run(args: argparse.Namespace, lab: Lab, res: Results) -> None:
     if not bare:
         res.left_out["bare"] = bare_status
     switches += [*bare, Bridge(), Bridge(netfilter=False)]
+    if args.kernel_bare:
+        switches += [KernelBare(lab, tap=False), KernelBare(lab, tap=True)]
     ovs, ovs_status = start_ovs(lab) if not args.no_ovs else ([], "--no-ovs")
     if not ovs:
         res.left_out["ovs"] = ovs_status
@@ -1499,6 +1534,9 @@ def main() -> int:
     parser.add_argument("--pps-frames", type=frame_kinds, default=FRAMES, metavar="KINDS",
                         help="the 60-byte frames of the frame test (default udp,raw)")
     parser.add_argument("--no-ovs", action="store_true", help="leave Open vSwitch out")
+    parser.add_argument("--kernel-bare", action="store_true",
+                        help="add kbare and kbare-tap: the fast path's program alone, without "
+                             "and with a packet socket on each port")
     parser.add_argument("--no-slow", action="store_true",
                         help="leave out vale-slow (vale with the kernel fast path off)")
     parser.add_argument("--no-core", action="store_true",
