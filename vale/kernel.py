@@ -112,9 +112,12 @@ class KernelPath:
         port = self._ports.pop(index, None)
         if port is None:
             return
-        self._dp.delete_port(port.ifindex)
-        self._dp.forget_port(index)
-        self._dp.detach(port.ifindex)
+        try:
+            self._dp.delete_port(port.ifindex)
+            self._dp.forget_port(index)
+            self._dp.detach(port.ifindex)
+        except OSError as exc:              # the interface went, and its program with it
+            log.warning("port %d: the fast path went with its interface: %s", index, exc)
 
     def set_mtu(self, index: int, mtu: int) -> None:
         if index in self._ports and self._ports[index].mtu != mtu:
