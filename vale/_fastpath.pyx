@@ -81,7 +81,8 @@ MAX_FDB_CAPACITY = VALE_MAX_FDB_CAPACITY
 HIST_BOUNDS = tuple(1 << i for i in range(VALE_HIST_BUCKETS))
 DEFAULT_RX_FRAMES = 256
 MAX_RX_FRAMES = 4096
-MAX_MTU = 65535 - 18
+FRAME_SLACK = 18                    # a frame may be its MTU plus an Ethernet header and a tag
+MAX_MTU = 65535 - FRAME_SLACK
 VLAN_MODES = ("none", "access", "trunk")      # in the order of the VlanMode enum
 MAX_VLAN = VALE_VLAN_MAX
 KEY_MAC_MASK = MAC_MASK         # a MAC table key: the MAC in these bits, its VLAN above
@@ -304,7 +305,7 @@ cdef class SwitchCore:
             p = self.new_port(learning, flood, learn_limit)
             p.kind = PORT_PACKET
             p.vnet = vnet
-            p.max_frame = mtu + 18          # MTU plus Ethernet header and one VLAN tag
+            p.max_frame = mtu + FRAME_SLACK
             p.rx_max = TRUNCATED - 1
             with nogil:
                 err = packet_open(p, ifindex, frames)
@@ -343,7 +344,7 @@ cdef class SwitchCore:
                 raise MemoryError("cannot allocate the TAP's receive ring")
             p.kind = PORT_TAP
             p.vnet = vnet
-            p.max_frame = mtu + 18
+            p.max_frame = mtu + FRAME_SLACK
             p.rx_max = TAP_SLOT_SIZE - VALE_SLOT_ALIGN - VNET_HDR_LEN
             ev.events = EPOLLIN
             ev.data.u32 = p.index
@@ -489,7 +490,7 @@ cdef class SwitchCore:
             if vnet is not None:
                 p.vnet = bool(vnet)
             if mtu is not None:
-                p.max_frame = mtu + 18
+                p.max_frame = mtu + FRAME_SLACK
             if vlan is not None:
                 port_set_vlans(self.sw, p, mode, native_vid, words)
                 self.refresh_clock()

@@ -18,14 +18,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vale._fastpath import DROP_REASONS, KEY_MAC_MASK, SwitchCore
+from vale._fastpath import DROP_REASONS, FRAME_SLACK, KEY_MAC_MASK, SwitchCore
 from vale.kernel import REFRESH_S, KernelPath
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key
 from vale.netlink import veth_peer_elsewhere
 from vale.ports import interface_index, interface_mtu
 from vale.settings import AUTO_CPU, BY_NAME, core_args, merge_vlan, names_from_core, vlan_for_core
 
-__all__ = ["AUTO_CPU", "DROP_REASONS", "FdbEntry", "Switch"]
+__all__ = ["AUTO_CPU", "DROP_REASONS", "FRAME_SLACK", "FdbEntry", "Switch"]
 
 _MEMORY_RINGS = frozenset({"rx_slots", "tx_slots", "slot_size"})   # add_port's own
 _STORM = ("storm_broadcast", "storm_multicast", "storm_unknown")    # the core takes one tuple
@@ -500,7 +500,7 @@ class Switch:
             if self._kernel is None:
                 self._kernel = KernelPath(self.name, macs=self._core.snapshot()["fdb"]["capacity"])
                 self._kernel_why.pop(None, None)
-            mtu = self._core.port_info(index)["max_frame"] - 18
+            mtu = self._core.port_info(index)["max_frame"] - FRAME_SLACK
             self._kernel.add_port(index, self._ifindex[name], mtu=mtu,
                                   sock=self._core.port_fd(index),
                                   peer=veth_peer_elsewhere(name), mode=mode)

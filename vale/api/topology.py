@@ -21,7 +21,7 @@ from vale.names import check_switch_name, parse_port_ref
 from vale.ports import interface_state
 from vale.settings import of_scope
 from vale.state import Port, State, SwitchConfig, parse_static
-from vale.switch import Switch
+from vale.switch import FRAME_SLACK, Switch
 
 log = logging.getLogger("vale.api")
 
@@ -301,7 +301,7 @@ class Topology:
         if sw.ifindex(event.ifname) not in (None, event.index):
             return                          # an older incarnation; its DELLINK decides
         info = sw.port_info(event.ifname)
-        if event.mtu and info.get("max_frame") != event.mtu + 18 and info["device"]:
+        if event.mtu and info.get("max_frame") != event.mtu + FRAME_SLACK and info["device"]:
             sw.port_link(event.ifname, mtu=event.mtu)
         if event.up and not info["up"]:
             sw.port_link(event.ifname, up=True)
