@@ -26,7 +26,7 @@
 # Needs root, systemd-nspawn (Debian: systemd-container), the system's python3 with venv,
 # and PyPI for the venv; without the first three it exits 77 (skipped). The fast path's
 # checks also need bpftool, bpffs and a vale built with its BPF object, else they are
-# skipped (SKIP). The container gets CAP_BPF, CAP_PERFMON and bpf(2), which nspawn keeps
+# skipped (SKIP). The container gets CAP_BPF and bpf(2), which nspawn keeps
 # from it by default, and a bpffs of its own (not the host's: no pins in common with a
 # valed there), mounted under the work directory and bound to its /sys/fs/bpf. Everything
 # made is named vx<pid>... and removed at the end; only the container's own PIDs are
@@ -86,7 +86,7 @@ elif ! command -v bpftool >/dev/null; then
 elif ! { mkdir "$work/bpffs" && mount -t bpf -o mode=0700 bpf "$work/bpffs"; }; then
     fastpath="no bpffs here"
 else
-    nspawn_bpf=(--capability=CAP_BPF,CAP_PERFMON --system-call-filter=bpf
+    nspawn_bpf=(--capability=CAP_BPF --system-call-filter=bpf
                 --bind="$work/bpffs:/sys/fs/bpf")
 fi
 

@@ -155,6 +155,9 @@ static __always_inline enum action decide(struct __sk_buff *skb, struct decision
 	__u32 ifindex = skb->ifindex, len = skb->len, gso_size, headers, max;
 
 	d->segs = 1;
+	/* Set on every path, redirects too: left undefined, clang may fill it with part of a
+	 * pointer, which the verifier refuses without CAP_PERFMON. */
+	d->reason = 0;
 	d->in = bpf_map_lookup_elem(&vale_ports, &ifindex);
 	if (!d->in || !(d->in->flags & VALE_BPF_PORT_RX)) {
 		d->reason = VALE_BPF_PASS_PORT;
