@@ -119,6 +119,19 @@ class KernelPath:
         except OSError as exc:              # the interface went, and its program with it
             log.warning("port %d: the fast path went with its interface: %s", index, exc)
 
+    def reattach(self) -> list[int]:
+        """Attach the program again where it went while the port kept its entry (a tc
+        filter or qdisc removed by hand): until then the socket filter keeps from vale the
+        frames nothing redirects. Returns the ports it was missing from."""
+        missing = [index for index, port in self._ports.items()
+                   if self._dp.attached(port.ifindex) is None]
+        for index in missing:
+            port = self._ports[index]
+            log.warning("port %d: its fast path program was taken away (by hand?): attached "
+                        "again", index)
+            port.mode = self._dp.attach(port.ifindex, port.mode)
+        return missing
+
     def set_mtu(self, index: int, mtu: int) -> None:
         if index in self._ports and self._ports[index].mtu != mtu:
             self._ports[index].mtu = mtu

@@ -545,6 +545,7 @@ class Switch:
         if now >= self._next_refresh:
             self._next_refresh = now + REFRESH_S
             self._kernel.refresh(self._core)
+            self._kernel.reattach()
 
     @property
     def kernel_active(self) -> bool:

@@ -214,3 +214,15 @@ def test_macs_beyond_a_full_map_take_the_slow_path_and_are_counted(make_host):
         assert hosts[0].ping(hosts[1]) and hosts[0].ping(hosts[2]) and hosts[1].ping(hosts[2])
     finally:
         sw.stop()
+
+
+def test_a_program_taken_away_by_hand_is_attached_again(valed, make_host):
+    a, b = switch_pair(valed, make_host, "clsact")
+    learned(valed, a, b)
+    sh("tc", "qdisc", "del", "dev", a.port, "clsact")      # someone tidies up
+    time.sleep(SYNC_S)                                      # valed notices within a second
+    assert "vale" in sh("tc", "filter", "show", "dev", a.port, "ingress").stdout
+    counting = tally(b, 3)
+    a.raw("send", "eth0", b.mac, a.mac, str(SENT), "100")
+    assert received(counting) == SENT
+    assert stats(valed, a)["fastpath_rx_packets"] == SENT
