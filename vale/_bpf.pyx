@@ -502,6 +502,12 @@ cdef class Datapath:
     # ---- the socket filter --------------------------------------------------------------
 
     @property
+    def sources_fd(self):
+        """vale_src's fd: the switch's core removes a moved MAC's entry there at once."""
+        self._check_open()
+        return self.src_fd
+
+    @property
     def socket_filter_fd(self):
         """The socket filter's program fd, for SO_ATTACH_BPF on a port's packet socket."""
         self._check_open()

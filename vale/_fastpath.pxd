@@ -227,6 +227,7 @@ ctypedef struct vale_fdb:
     uint32_t journal_len
     bint journal_lost           # more changes than the journal holds came since the last read
     bint watched                # a journal is kept or the cells are resized: fdb_changed
+    int kernel_src_fd           # the kernel fast path's map of known sources, or -1
     uint32_t count              # entries in use, static ones included
     uint32_t static_count
     uint64_t ageing_ms          # 0 = never

@@ -884,6 +884,14 @@ cdef class SwitchCore:
             self.release()
             free(journal)
 
+    def set_kernel_sources(self, int fd):
+        """The kernel fast path's map of known sources (vale_src), from which a MAC that
+        moves between journaled ports is removed at once; -1: none (before the map is
+        closed)."""
+        self.acquire()
+        self.sw.fdb.kernel_src_fd = fd
+        self.release()
+
     def fdb_changes(self):
         """(lost, changes): the table's changes since the last call, in order, each as
         (key, port index, or None when the key went). lost: more came than the journal

@@ -164,6 +164,7 @@ cdef int fdb_alloc(vale_fdb *t, uint32_t capacity) noexcept nogil:
     t.next_cells = NULL
     t.journal = NULL
     t.watched = False
+    t.kernel_src_fd = -1
     t.count = 0
     t.static_count = 0
     return 0
@@ -179,6 +180,25 @@ cdef void fdb_release(vale_fdb *t) noexcept nogil:
     t.cells = NULL
     t.next_cells = NULL
     t.entries = NULL
+
+
+cdef extern from *:
+    """
+    #include <string.h>
+    #include <unistd.h>
+    #include <sys/syscall.h>
+    #include <linux/bpf.h>
+    /* Remove key from a BPF hash map; 0, or -1 with errno. */
+    static int vale_bpf_map_delete(int fd, const void *key)
+    {
+        union bpf_attr attr;
+        memset(&attr, 0, sizeof(attr));
+        attr.map_fd = (unsigned int)fd;
+        attr.key = (unsigned long long)(unsigned long)key;
+        return (int)syscall(__NR_bpf, BPF_MAP_DELETE_ELEM, &attr, sizeof(attr));
+    }
+    """
+    int vale_bpf_map_delete(int fd, const void *key) nogil
 
 
 cdef inline bint journaled(vale_switch *sw, uint16_t port) noexcept nogil:
@@ -222,6 +242,13 @@ cdef void fdb_changed(vale_switch *sw, uint32_t idx, uint64_t key, uint16_t port
             else:
                 t.next_cells[ci].port = port
     fdb_journal(sw, key, port, was)
+    if (t.kernel_src_fd >= 0 and was != VALE_NO_PORT and port != VALE_NO_PORT
+            and journaled(sw, was)):
+        # A move: the kernel must not take the MAC's frames on the port it left a moment
+        # longer (the journal is read every 50 ms), or they would pass the move damping
+        # by. Its next frames go to vale, whichever port they come from, until the journal
+        # puts the entry back where it now is. Moves are damped, so these are few.
+        vale_bpf_map_delete(t.kernel_src_fd, &key)
 
 
 cdef inline void lru_unlink(vale_switch *sw, vale_entry *e) noexcept nogil:

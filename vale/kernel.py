@@ -87,6 +87,11 @@ class KernelPath:
                                     if port == earlier[0]]
         return attached
 
+    @property
+    def sources_fd(self) -> int:
+        """The map of known sources, for the core to remove a moved MAC from at once."""
+        return self._dp.sources_fd
+
     def adopted(self, index: int) -> list[int]:
         """The MACs an earlier valed's fast path knew on this port's interface (once): for
         the core to learn, so known unicast goes on flowing across a restart."""

@@ -489,8 +489,7 @@ class Switch:
                 if self._kernel is not None:
                     self._core.fdb_learn(index, self._kernel.adopted(index))
         if self._kernel is not None and not self._kernel.ports():
-            self._kernel.close(remove=True)
-            self._kernel = None
+            self.close_kernel()
         self._core.journal_ports(self._kernel.ports() if self._kernel is not None else ())
         self._kernel_dirty = True
 
@@ -500,6 +499,7 @@ class Switch:
             if self._kernel is None:
                 self._kernel = KernelPath(self.name, macs=self._core.snapshot()["fdb"]["capacity"])
                 self._kernel_why.pop(None, None)
+                self._core.set_kernel_sources(self._kernel.sources_fd)
             mtu = self._core.port_info(index)["max_frame"] - FRAME_SLACK
             self._kernel.add_port(index, self._ifindex[name], mtu=mtu,
                                   sock=self._core.port_fd(index),
@@ -556,6 +556,7 @@ class Switch:
         """Take the fast path away (remove), or leave it in the kernel, pinned, for the
         next valed (known unicast flows meanwhile)."""
         if self._kernel is not None:
+            self._core.set_kernel_sources(-1)       # first: its fd closes with it
             for index in self._kernel.ports() if remove else ():
                 self._kernel_leave(index)
             self._kernel.close(remove=remove)
