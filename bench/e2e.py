@@ -662,22 +662,28 @@ class Bare(Switch):
 
     def wire(self, hosts: list[Host]) -> list[Host]:
         a, b = hosts
-        log_file = self.lab.tmp / f"{self.name}.log"
-        seen = log_file.stat().st_size if log_file.exists() else 0     # earlier runs'
         pinned = ["-c", str(self.pin.get())] if self.pin is not None else []
-        proc = self.lab.start(self.name, in_ns(SWITCH_NS, str(self.program), *self.options,
-                                               *pinned, a.port, b.port))
-        deadline = time.monotonic() + 10
-        while b"afpacket_bare: ready" not in log_file.read_bytes()[seen:]:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                self.unwire()
-                raise RuntimeError("afpacket_bare did not start: "
-                                   + log_file.read_bytes()[seen:].decode(errors="replace")[-400:])
-            time.sleep(0.02)
+        start_switch(self.lab, self.name, in_ns(SWITCH_NS, str(self.program), *self.options,
+                                                *pinned, a.port, b.port), "afpacket_bare")
         return hosts
 
     def unwire(self) -> None:
         self.lab.stop(self.name)
+
+
+def start_switch(lab: Lab, name: str, cmd: list[str], program: str) -> None:
+    """Start a switch process of the run, and wait for it to print "PROGRAM: ready" (its
+    log holds earlier runs' lines too); RuntimeError with its last words if it does not."""
+    log_file = lab.tmp / f"{name}.log"
+    seen = log_file.stat().st_size if log_file.exists() else 0
+    proc = lab.start(name, cmd)
+    deadline = time.monotonic() + 10
+    while f"{program}: ready".encode() not in log_file.read_bytes()[seen:]:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            lab.stop(name)
+            raise RuntimeError(f"{program} did not start: "
+                               + log_file.read_bytes()[seen:].decode(errors="replace")[-400:])
+        time.sleep(0.02)
 
 
 class KernelBare(Switch):
@@ -692,18 +698,9 @@ class KernelBare(Switch):
 
     def wire(self, hosts: list[Host]) -> list[Host]:
         a, b = hosts
-        log_file = self.lab.tmp / f"{self.name}.log"
-        seen = log_file.stat().st_size if log_file.exists() else 0
-        proc = self.lab.start(self.name, in_ns(
+        start_switch(self.lab, self.name, in_ns(
             SWITCH_NS, sys.executable, str(BENCH / "kernel_bare.py"),
-            *(["--tap"] if self.tap else []), a.port, a.mac, b.port, b.mac))
-        deadline = time.monotonic() + 10
-        while b"kernel_bare: ready" not in log_file.read_bytes()[seen:]:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                self.unwire()
-                raise RuntimeError("kernel_bare did not start: "
-                                   + log_file.read_bytes()[seen:].decode(errors="replace")[-400:])
-            time.sleep(0.02)
+            *(["--tap"] if self.tap else []), a.port, a.mac, b.port, b.mac), "kernel_bare")
         return hosts
 
     def unwire(self) -> None:

@@ -21,6 +21,7 @@ import struct
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,27 +129,20 @@ class Daemon:
             except Exception:
                 log.exception("housekeeping failed")
 
-    async def _loop_probes(self) -> None:
-        """The loop guard's probes, each switch at its own loop_probe interval."""
+    async def _every_switch(self, tick: float, call: Callable[[Switch, float], Any],
+                            what: str, level: int) -> None:
+        """call(switch, time.monotonic()) for every switch every `tick` seconds: the loop
+        guard's probes (each switch at its own loop_probe interval), the kernel fast
+        paths kept in step with their switches. A failure is logged at `level` and the
+        others go on (a port going away meanwhile)."""
         while True:
-            await asyncio.sleep(LOOP_PROBE_TICK)
+            await asyncio.sleep(tick)
             now = time.monotonic()
             for sw in list(self.api.switches.values()):
                 try:
-                    sw.send_loop_probes(now)
-                except (KeyError, ValueError, OSError):     # a port going away meanwhile
-                    log.debug("loop probes of %s", sw.name, exc_info=True)
-
-    async def _kernel_sync(self) -> None:
-        """The kernel fast paths kept in step with their switches (Switch.kernel_sync)."""
-        while True:
-            await asyncio.sleep(KERNEL_SYNC_TICK)
-            now = time.monotonic()
-            for sw in list(self.api.switches.values()):
-                try:
-                    sw.kernel_sync(now)
-                except (KeyError, ValueError, OSError):     # a port going away meanwhile
-                    log.warning("kernel fast path of %s", sw.name, exc_info=True)
+                    call(sw, now)
+                except (KeyError, ValueError, OSError):
+                    log.log(level, "%s of %s", what, sw.name, exc_info=True)
 
     async def _watchdog(self, interval: float) -> None:
         """WATCHDOG=1 only while every forwarding thread makes progress: each loops at
@@ -346,8 +340,10 @@ class Daemon:
                 log.error("cannot serve metrics on %s: %s; going on without them",
                           self.metrics, exc.strerror or exc)
         tasks = [self.loop.create_task(self._housekeeping()),
-                 self.loop.create_task(self._loop_probes()),
-                 self.loop.create_task(self._kernel_sync())]
+                 self.loop.create_task(self._every_switch(
+                     LOOP_PROBE_TICK, Switch.send_loop_probes, "loop probes", logging.DEBUG)),
+                 self.loop.create_task(self._every_switch(
+                     KERNEL_SYNC_TICK, Switch.kernel_sync, "kernel fast path", logging.WARNING))]
         interval = sdnotify.watchdog_interval()
         if interval:
             tasks.append(self.loop.create_task(self._watchdog(interval)))

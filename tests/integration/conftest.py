@@ -64,7 +64,7 @@ def finish(proc: subprocess.Popen, timeout: float) -> tuple:
         raise
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -81,7 +81,7 @@ def remove_leftovers(only_this_run: bool) -> None:
         if m is None:
             return False
         run = int(m.group(1))
-        return run == os.getpid() or (not only_this_run and not _alive(run))
+        return run == os.getpid() or (not only_this_run and not process_alive(run))
     for line in sh("ip", "netns", "list", check=False).stdout.splitlines():
         if line.split() and ours(line.split()[0]):
             sh("ip", "netns", "del", line.split()[0], check=False)

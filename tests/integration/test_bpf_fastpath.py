@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import finish, sh
+from tests.integration.conftest import finish, process_alive, sh
 from vale.names import mac_to_key
 from vale.netlink import _entered
 
@@ -50,27 +50,17 @@ PACKET_IGNORE_OUTGOING = 23
 SO_RCVBUFFORCE = 33
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_leftovers() -> None:
     """Namespaces and pins of earlier runs whose process is gone."""
     for line in sh("ip", "netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         m = _OURS.match(name)
-        if m and not _alive(int(m.group(1))):
+        if m and not process_alive(int(m.group(1))):
             sh("ip", "netns", "del", name, check=False)
     if os.path.isdir(_bpf.PIN_ROOT):
         for name in os.listdir(_bpf.PIN_ROOT):
             m = re.match(r"^vbpf(\d+)", name)
-            if m and not _alive(int(m.group(1))):
+            if m and not process_alive(int(m.group(1))):
                 shutil.rmtree(os.path.join(_bpf.PIN_ROOT, name), ignore_errors=True)
 
 
