@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, start_valed, stop_valed
-from tests.integration.conftest import PREFIX, _alive, sh
+from tests.integration.conftest import PREFIX, process_alive, sh
 
 NOBODY = ["setpriv", "--reuid=nobody", "--clear-groups"]
 _OUR_GROUP = re.compile(r"^vt(\d+)[rocx]$")
@@ -78,7 +78,7 @@ def remove_our_groups(only_this_run: bool) -> None:
     for group in grp.getgrall():
         m = _OUR_GROUP.match(group.gr_name)
         if m and (int(m.group(1)) == os.getpid() or
-                  (not only_this_run and not _alive(int(m.group(1))))):
+                  (not only_this_run and not process_alive(int(m.group(1))))):
             sh("groupdel", group.gr_name, check=False)
 
 
