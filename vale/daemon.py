@@ -316,12 +316,14 @@ class Daemon:
         assert self.api.state is not None
         self.api.restore(self.api.state.load())
         try:
+            for sw in self.api.switches.values():
+                sw.kernel_restored()
             for switch in remove_left_behind({name for name, sw in self.api.switches.items()
                                               if sw.kernel_active}):
                 log.warning("%s: the kernel fast path an earlier valed left is removed: the "
                             "switch is not configured, or has it off", switch)
         except OSError as exc:
-            log.error("cannot remove the kernel fast paths an earlier valed left: %s", exc)
+            log.error("cannot remove what an earlier valed's kernel fast path left: %s", exc)
         # Created 0660 (or 0666) from the start, not chmod-ed after anyone could connect.
         old_umask = os.umask(0o111 if self.open_socket else 0o117)
         try:

@@ -100,8 +100,6 @@ class KernelPath:
     def drop_inherited(self) -> int:
         """Take away what an earlier valed attached to interfaces no port has taken again
         (their entries go with the next full read of the table); how many."""
-        if not self._inherited and not self._inherited_macs:
-            return 0
         gone = list(self._inherited)
         for ifindex in gone:
             self._dp.delete_port(ifindex)

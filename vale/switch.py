@@ -54,8 +54,9 @@ class Switch:
     """One switch (vale0, vale1, ...) and its ports, by name."""
 
     __slots__ = ("_auto_cpu", "_core", "_cpus", "_fastpath", "_ifindex", "_index", "_kernel",
-                 "_kernel_dirty", "_kernel_kept", "_kernel_why", "_loop_probe", "_names",
-                 "_next_flags", "_next_probe", "_next_refresh", "_thread", "_vlan", "name")
+                 "_kernel_blockers", "_kernel_dirty", "_kernel_kept", "_kernel_why",
+                 "_loop_probe", "_names", "_next_flags", "_next_probe", "_next_refresh",
+                 "_thread", "_vlan", "name")
 
     def __init__(self, name: str = "vale0", *, manual_clock: bool = False,
                  core_class: type = SwitchCore, **settings: Any) -> None:
@@ -78,6 +79,7 @@ class Switch:
         self._kernel: KernelPath | None = None      # the switch's; port index: the port's
         self._kernel_why: dict[int | None, str] = {}    # why not, for the switch or a port
         self._kernel_dirty = False                  # flags to follow vale's rules at once
+        self._kernel_blockers: dict[int, list[str]] = {}    # as the flags last followed
         self._kernel_kept: dict[int, dict[str, Any]] = {}   # counts of fast paths gone
         self._next_flags = self._next_refresh = 0.0
         if settings:
@@ -522,7 +524,7 @@ class Switch:
         if why:
             return f"unavailable: {why}"
         mode = self._kernel.mode(index) if self._kernel is not None else None
-        blockers = self._core.kernel_path_blockers().get(index, [])
+        blockers = self._kernel_blockers.get(index, [])
         if mode is None:
             return "unavailable"
         return f"{mode}, held back: {', '.join(blockers)}" if blockers else mode
@@ -533,19 +535,24 @@ class Switch:
         this often (every 50 ms); now: time.monotonic()."""
         if self._kernel is None:
             return
-        self._kernel.drop_inherited()           # valed has restored what it had: the rest goes
         now = time.monotonic() if now is None else now
         if self._kernel_dirty or now >= self._next_flags:
             self._kernel_dirty = False
             self._next_flags = now + FLAGS_S
-            blockers = self._core.kernel_path_blockers()
+            self._kernel_blockers = self._core.kernel_path_blockers()
             for index in self._kernel.ports():
-                self._kernel.flags(index, not blockers.get(index, ["gone"]))
+                self._kernel.flags(index, not self._kernel_blockers.get(index, ["gone"]))
         self._kernel.apply(self._core)
         if now >= self._next_refresh:
             self._next_refresh = now + REFRESH_S
             self._kernel.refresh(self._core)
             self._kernel.reattach()
+
+    def kernel_restored(self) -> None:
+        """valed has restored what it had: take away what an earlier valed's fast path
+        left that no port of this switch took back."""
+        if self._kernel is not None:
+            self._kernel.drop_inherited()
 
     @property
     def kernel_active(self) -> bool:
