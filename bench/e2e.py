@@ -43,7 +43,8 @@ per bridge) lives and dies with it, so the root namespace is never touched. The 
                namespace for its turn: the bridge at its fastest
   kbare        with --kernel-bare: the fast path's tc program alone between the two ports
                (bench/kernel_bare.py: maps filled by hand, no vale); kbare-tap the same
-               with a packet socket and its socket filter on each port, as vale has
+               with a packet socket on each port that keeps nothing (classic BPF): what
+               a socket on the port costs, which vale's upcall devices save
   ovs          Open vSwitch's userspace datapath (datapath_type=netdev) with
                other_config:userspace-tso-enable=true; its own ovsdb-server and
                ovs-vswitchd, private run/db/log directories; --no-ovs leaves it out

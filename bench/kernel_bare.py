@@ -6,14 +6,16 @@ redirect costs without vale, with and without a packet socket on each port.
 Run inside the switch's namespace (bench/e2e.py does, with `ip netns exec`): loads
 vale/bpf/fastpath.bpf.o with its maps pinned in a directory of its own, attaches the tc
 program to both ports (tcx), fills the maps by hand (A's MAC on A, B's on B: known unicast
-both ways), and with --tap opens a packet socket on each port with the fast path's socket
-filter, as vale's are (it reads nothing: the filter drops every redirected frame). Prints
-"kernel_bare: ready", then waits for SIGTERM or SIGINT, and takes it all away.
+both ways), and with --tap opens a packet socket on each port, as vale's were before they
+moved to upcall devices, with the cheapest filter there is (classic BPF, "drop"): what a
+socket on a fast-path port costs at the least. Prints "kernel_bare: ready", then waits
+for SIGTERM or SIGINT, and takes it all away.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import signal
 import socket
 import sys
@@ -26,6 +28,20 @@ from vale import _bpf
 from vale.names import mac_to_key
 
 ETH_P_ALL = 0x0003
+SO_ATTACH_FILTER = 26
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+DROP_ALL = (ctypes.c_uint64 * 1)(0x06)      # one sock_filter: BPF_RET | BPF_K, k = 0
+
+
+def drop_everything(sock: socket.socket) -> None:
+    """A classic BPF filter that keeps no frame."""
+    prog = _SockFprog(1, ctypes.addressof(DROP_ALL))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(prog))
 
 
 def main() -> None:
@@ -51,7 +67,7 @@ def main() -> None:
             if args.tap:
                 sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
                 sock.bind((socket.if_indextoname(ifindex), 0))
-                dp.attach_socket_filter(sock)
+                drop_everything(sock)
                 sockets.append(sock)
         print("kernel_bare: ready", flush=True)
         signal.sigwait({signal.SIGTERM, signal.SIGINT})

@@ -54,10 +54,10 @@ def test_object_has_the_programs_and_maps():
     assert OBJECT.exists(), f"{OBJECT} not built (setup.py build_ext)"
     assert Path(_bpf.OBJECT) == OBJECT
     sections, symbols = elf_sections_and_symbols(OBJECT)
-    for section in ("tc", "socket", ".maps", "license", ".BTF"):
+    for section in ("tc", ".maps", "license", ".BTF"):
         assert section in sections
     assert symbols["vale_tc"] == "tc"
-    assert symbols["vale_socket"] == "socket"
+    assert symbols["vale_upcall"] == "tc"
     for name in _bpf.MAPS:
         assert symbols[name] == ".maps"
 
@@ -173,6 +173,21 @@ def test_what_goes_up(datapath, case, reason):
     assert datapath.run_tc(f) == "pass"
     assert datapath.passed()[reason] == 1
     assert sum(datapath.passed().values()) == 1
+
+
+@pytest.mark.parametrize("dst, verdict", [
+    (C, "redirect"),                    # unknown unicast: moved into the upcall device
+    ("ff:ff:ff:ff:ff:ff", "pass"),      # broadcast: a copy goes up, the frame on
+    ("00:00:00:00:00:00", "pass"),      # to the interface's own MAC (lo's): the same
+])
+def test_what_goes_up_goes_to_the_upcall_device(datapath, dst, verdict):
+    """With an upcall device, a frame for vale is redirected into it, unless the
+    interface's own stack may want it too (then a copy goes there, which a test run
+    cannot show: its device does not exist)."""
+    datapath.set_port(LO, 3, upcall=OTHER + 1)
+    assert datapath.port(LO) == (3, _bpf.PORT_RX | _bpf.PORT_TX, OTHER + 1)
+    assert datapath.run_tc(frame(dst, A)) == verdict
+    assert sum(datapath.passed().values()) == 1
     assert datapath.stats() == {}
 
 
@@ -232,7 +247,7 @@ def test_map_entries_and_keys(datapath):
     assert datapath.destinations()[key] == (9, 42, 9000, _bpf.DST_PEER)
     assert datapath.dst(mac_to_key(C)) is None
     assert set(datapath.sources()) == {mac_to_key(A), mac_to_key(B)}
-    assert datapath.ports() == {LO: (3, 3), OTHER: (4, 3)}
+    assert datapath.ports() == {LO: (3, 3, 0), OTHER: (4, 3, 0)}
     assert datapath.forget_port(4) == 2          # B as source and as destination
     assert datapath.delete_dst(key) and not datapath.delete_dst(key)
     assert datapath.clear_macs() == 2            # A's two entries

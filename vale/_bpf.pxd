@@ -7,7 +7,7 @@ from vale.includes.libbpf cimport bpf_object, bpf_tc_hook, bpf_tc_opts
 cdef class Datapath:
     cdef bpf_object *obj
     cdef int tc_fd                  # the tc program (vale_tc)
-    cdef int socket_fd              # the socket filter (vale_socket)
+    cdef int upcall_fd              # the upcall device's program (vale_upcall)
     cdef int ports_fd, src_fd, dst_fd, stats_fd, passed_fd
     cdef int ncpus                  # possible CPUs: per-CPU values come in this many
     cdef readonly unsigned int macs # entries vale_src and vale_dst hold at most
@@ -19,11 +19,11 @@ cdef class Datapath:
     cdef int _check_open(self) except -1
     cdef str _pin(self, str kind, int ifindex)
     cdef int _tcx_live(self, int fd, int ifindex) except -1
-    cdef int _attach_tcx(self, int ifindex) except -1
+    cdef int _attach_tcx(self, int ifindex, int prog_fd) except -1
     cdef int _detach_tcx(self, int ifindex) except -1
     cdef void _tc_hook(self, bpf_tc_hook *hook, int ifindex) noexcept
     cdef void _tc_opts(self, bpf_tc_opts *opts) noexcept
-    cdef int _attach_clsact(self, int ifindex) except -1
+    cdef int _attach_clsact(self, int ifindex, int prog_fd) except -1
     cdef int _detach_clsact(self, int ifindex, bint remove_qdisc) except -1
     cdef int _update(self, int fd, str name, const void *key, const void *value,
                      object mac) except -1

@@ -3,9 +3,9 @@
 
 A Datapath is one switch's fast path: the two programs loaded once, the five maps pinned
 under a directory of its own in bpffs (/sys/fs/bpf/vale/<switch>/ by default) and reused
-from there by the next loader, and the attachments to the switch's interfaces: a tcx
-link, pinned beside the maps (tcx_<ifindex>), or a clsact filter, marked by a pin of its
-program (clsact_<ifindex>). Both outlive the loader and the process, so known unicast
+from there by the next loader, and the attachments to the switch's interfaces and their
+upcall devices: a tcx link, pinned beside the maps (tcx_<ifindex>), or a clsact filter,
+marked by a pin of its program (clsact_<ifindex>). Both outlive the loader and the process, so known unicast
 keeps flowing while valed restarts; detach() and remove() take them away.
 
 This is a module of its own, not part of vale._fastpath: it is the only one linked with
@@ -24,10 +24,7 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from vale.includes.libbpf cimport *
-from vale.includes.linux cimport SOL_SOCKET, close, setsockopt
-
-cdef extern from "<sys/socket.h>" nogil:
-    int SO_ATTACH_BPF
+from vale.includes.linux cimport close
 
 # libbpf reports through a print callback; keep the tail of what it said at WARN and
 # INFO (a refused program's verifier log among it) for the next error message, instead
@@ -206,7 +203,7 @@ cdef class Datapath:
 
     def __cinit__(self):
         self.obj = NULL
-        self.tc_fd = self.socket_fd = -1
+        self.tc_fd = self.upcall_fd = -1
         self.ports_fd = self.src_fd = self.dst_fd = self.stats_fd = self.passed_fd = -1
 
     def __init__(self, str pin_dir, *, macs=VALE_BPF_MACS, str object_path=None):
@@ -246,7 +243,7 @@ cdef class Datapath:
         if rc != 0:
             fail(-rc, f"loading {self.object_path} (maps pinned in {self.pin_dir})")
         self.tc_fd = self._program_fd(b"vale_tc")
-        self.socket_fd = self._program_fd(b"vale_socket")
+        self.upcall_fd = self._program_fd(b"vale_upcall")
         self.ports_fd = self._map_fd(b"vale_ports")
         self.src_fd = self._map_fd(b"vale_src")
         self.dst_fd = self._map_fd(b"vale_dst")
@@ -279,7 +276,7 @@ cdef class Datapath:
         if self.obj != NULL:
             bpf_object__close(self.obj)
             self.obj = NULL
-        self.tc_fd = self.socket_fd = -1
+        self.tc_fd = self.upcall_fd = -1
         self.ports_fd = self.src_fd = self.dst_fd = self.stats_fd = self.passed_fd = -1
 
     def __dealloc__(self):
@@ -294,8 +291,9 @@ cdef class Datapath:
 
     # ---- attaching to interfaces ------------------------------------------------------
 
-    def attach(self, int ifindex, str mode="auto"):
-        """Attach the tc program to interface ifindex's ingress (in the calling thread's
+    def attach(self, int ifindex, str mode="auto", *, bint upcall=False):
+        """Attach the tc program (upcall: the upcall devices' program, which drops what
+        vale's socket has seen) to interface ifindex's ingress (in the calling thread's
         namespace): "tcx" (Linux 6.6+), a link pinned so it outlives the process, or
         "clsact", a direct-action filter in a clsact qdisc (made if missing); "auto",
         tcx where the kernel has it, else clsact. An attachment there already, this
@@ -303,13 +301,14 @@ cdef class Datapath:
         way is removed after the new one is in place, so no frame meets neither. Frames
         take the fast path only once the port has its vale_ports entry (set_port).
         Returns the mode used."""
+        cdef int prog_fd = self.upcall_fd if upcall else self.tc_fd
         self._check_open()
         if mode not in MODES and mode != "auto":
             raise ValueError(f"mode must be auto, {' or '.join(MODES)}, not {mode!r}")
         vale_bpf_log_start()
         if mode != "clsact":
             try:
-                self._attach_tcx(ifindex)
+                self._attach_tcx(ifindex, prog_fd)
             except OSError as exc:
                 # What a kernel without tcx answers to its attach type.
                 if mode == "tcx" or exc.errno not in (EINVAL, EOPNOTSUPP, ENOTSUPP):
@@ -317,7 +316,7 @@ cdef class Datapath:
             else:
                 self._detach_clsact(ifindex, False)
                 return "tcx"
-        self._attach_clsact(ifindex)
+        self._attach_clsact(ifindex, prog_fd)
         self._detach_tcx(ifindex)
         return "clsact"
 
@@ -335,14 +334,14 @@ cdef class Datapath:
         return (info.type == VALE_BPF_LINK_TYPE_TCX and info.ifindex == <uint32_t>ifindex
                 and info.attach_type == <uint32_t>VALE_BPF_TCX_INGRESS)
 
-    cdef int _attach_tcx(self, int ifindex) except -1:
+    cdef int _attach_tcx(self, int ifindex, int prog_fd) except -1:
         cdef int fd, rc
         path = self._pin("tcx", ifindex)
         fd = bpf_obj_get(os.fsencode(path))
         if fd >= 0:
             try:
                 if self._tcx_live(fd, ifindex):
-                    rc = bpf_link_update(fd, self.tc_fd, NULL)
+                    rc = bpf_link_update(fd, prog_fd, NULL)
                     if rc != 0:
                         fail(-rc, f"moving the tcx link of interface {ifindex} to the "
                                   f"new program")
@@ -353,7 +352,7 @@ cdef class Datapath:
         # libbpf 1.1 knows no tcx; its plain bpf_link_create passes the attach type
         # through, and with no options the link goes last among the interface's tcx
         # programs (no relative program, any revision).
-        fd = bpf_link_create(self.tc_fd, ifindex, VALE_BPF_TCX_INGRESS, NULL)
+        fd = bpf_link_create(prog_fd, ifindex, VALE_BPF_TCX_INGRESS, NULL)
         if fd < 0:
             hint = " (Linux before 6.6 has no tcx: use clsact)" if fd == -EINVAL else ""
             fail(-fd, f"attaching to interface {ifindex} with tcx{hint}")
@@ -391,7 +390,7 @@ cdef class Datapath:
         opts.handle = TC_HANDLE
         opts.priority = TC_PRIORITY
 
-    cdef int _attach_clsact(self, int ifindex) except -1:
+    cdef int _attach_clsact(self, int ifindex, int prog_fd) except -1:
         cdef bpf_tc_hook hook
         cdef bpf_tc_opts opts
         cdef int rc
@@ -400,7 +399,7 @@ cdef class Datapath:
         if rc != 0 and rc != -EEXIST:
             fail(-rc, f"adding a clsact qdisc to interface {ifindex}")
         self._tc_opts(&opts)
-        opts.prog_fd = self.tc_fd
+        opts.prog_fd = prog_fd
         opts.flags = BPF_TC_F_REPLACE
         rc = bpf_tc_attach(&hook, &opts)
         if rc != 0:
@@ -410,7 +409,7 @@ cdef class Datapath:
         path = self._pin("clsact", ifindex)
         if os.path.exists(path):
             os.unlink(path)
-        rc = bpf_obj_pin(self.tc_fd, os.fsencode(path))
+        rc = bpf_obj_pin(prog_fd, os.fsencode(path))
         if rc != 0:
             fail(-rc, f"pinning the clsact mark of interface {ifindex} at {path}")
         return 0
@@ -499,7 +498,7 @@ cdef class Datapath:
                 os.unlink(path)
         os.rmdir(self.pin_dir)
 
-    # ---- the socket filter --------------------------------------------------------------
+    # ---- the maps -----------------------------------------------------------------------
 
     @property
     def sources_fd(self):
@@ -507,27 +506,11 @@ cdef class Datapath:
         self._check_open()
         return self.src_fd
 
-    @property
-    def socket_filter_fd(self):
-        """The socket filter's program fd, for SO_ATTACH_BPF on a port's packet socket."""
-        self._check_open()
-        return self.socket_fd
-
-    def attach_socket_filter(self, sock):
-        """Attach the socket filter to a packet socket (an fd or an object with fileno()):
-        it then receives no frame the tc program redirects or drops. The socket keeps
-        the program after the loader closes."""
-        cdef int fd = sock if isinstance(sock, int) else sock.fileno()
-        self._check_open()
-        if setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &self.socket_fd, sizeof(int)) != 0:
-            fail(errno, f"attaching the socket filter to fd {fd}")
-
-    # ---- the maps -----------------------------------------------------------------------
-
-    def set_port(self, ifindex, port, flags=VALE_BPF_PORT_RX | VALE_BPF_PORT_TX):
+    def set_port(self, ifindex, port, flags=VALE_BPF_PORT_RX | VALE_BPF_PORT_TX, upcall=0):
         """Interface ifindex is port index `port`; flags PORT_RX (its frames may take the
-        fast path), PORT_TX (frames may be redirected to it). A port index given anew
-        should have its counters cleared (clear_stats)."""
+        fast path), PORT_TX (frames may be redirected to it); upcall, the ifindex of the
+        device its other frames go up to (0: they go on as if there were no program). A
+        port index given anew should have its counters cleared (clear_stats)."""
         cdef uint32_t key
         cdef vale_bpf_port value
         cdef int rc
@@ -535,15 +518,17 @@ cdef class Datapath:
         check_u32("ifindex", ifindex)
         check_port(port)
         check_u32("flags", flags)
+        check_u32("upcall", upcall)
         key = ifindex
         value.port = port
         value.flags = flags
+        value.upcall = upcall
         rc = bpf_map_update_elem(self.ports_fd, &key, &value, BPF_ANY)
         if rc != 0:
             fail(-rc, f"setting vale_ports[{ifindex}]")
 
     def port(self, ifindex):
-        """(port, flags) of interface ifindex, or None."""
+        """(port, flags, upcall) of interface ifindex, or None."""
         cdef uint32_t key
         cdef vale_bpf_port value
         self._check_open()
@@ -551,7 +536,7 @@ cdef class Datapath:
         key = ifindex
         if bpf_map_lookup_elem(self.ports_fd, &key, &value) != 0:
             return None
-        return (value.port, value.flags)
+        return (value.port, value.flags, value.upcall)
 
     def delete_port(self, ifindex):
         """Forget interface ifindex's entry (its frames and frames to it go up); whether
@@ -563,7 +548,7 @@ cdef class Datapath:
         return bpf_map_delete_elem(self.ports_fd, &key) == 0
 
     def ports(self):
-        """{ifindex: (port, flags)} of every entry of vale_ports."""
+        """{ifindex: (port, flags, upcall)} of every entry of vale_ports."""
         cdef uint32_t key, next_key
         cdef vale_bpf_port value
         cdef int rc
@@ -573,7 +558,7 @@ cdef class Datapath:
         while rc == 0 and len(found) < VALE_BPF_PORTS:
             key = next_key
             if bpf_map_lookup_elem(self.ports_fd, &key, &value) == 0:
-                found[key] = (value.port, value.flags)
+                found[key] = (value.port, value.flags, value.upcall)
             rc = bpf_map_get_next_key(self.ports_fd, &key, &next_key)
         return found
 

@@ -3,7 +3,7 @@
 # _fastpath.pyx and the .pxi parts it includes.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from vale.includes.linux cimport iovec, mmsghdr
+from vale.includes.linux cimport iovec, mmsghdr, sockaddr_ll
 from vale.includes.system cimport pthread_mutex_t
 
 
@@ -298,6 +298,9 @@ ctypedef struct vale_port:
     uint32_t allowed_room       # allowed's size: max(listed, sticky)
     bint rx_stuck               # its receive ring got stuck and could not be made again
     uint64_t rx_resets          # times its receive ring was made again after a stuck slot
+    sockaddr_ll link            # packet ports: the interface, where messages are sent
+    int rx_ifindex              # packet ports: where its socket receives (the interface,
+                                # or the kernel fast path's upcall device)
     uint64_t rx_checked         # rx_packets when the kernel's drops were last read
 
 ctypedef struct vale_switch:

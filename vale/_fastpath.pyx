@@ -589,16 +589,19 @@ cdef class SwitchCore:
         finally:
             self.release()
 
-    def port_fd(self, index):
-        """The packet socket of an interface port (for the fast path's socket filter);
-        ValueError for ports of other kinds."""
+    def port_receive_from(self, index, int ifindex):
+        """Let packet port `index` receive on interface ifindex (the kernel fast path's
+        upcall device, or its own interface again); it goes on sending to its own.
+        ValueError for ports of other kinds, OSError when the kernel refuses."""
         cdef vale_port *p
+        cdef int err
         self.acquire()
         try:
-            p = self.port_at(index)
-            if p.kind != PORT_PACKET:
-                raise ValueError(f"port {index} has no packet socket")
-            return p.fd
+            p = packet_port(self.port_at(index), False)
+            err = packet_receive_from(p, ifindex)
+            if err != 0:
+                raise OSError(err, f"port {index}: receiving on interface {ifindex}: "
+                                   f"{os.strerror(err)}")
         finally:
             self.release()
 

@@ -49,7 +49,6 @@ cdef inline bint fits_tx_ring(const vale_vnet *vnet, uint32_t wire) noexcept nog
 cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames) noexcept nogil:
     """Open p's socket on ifindex and map its receive ring; 0, or an errno value."""
     cdef int fd, one = 1, version = TPACKET_V2, size = PACKET_SNDBUF, e
-    cdef sockaddr_ll sll
     cdef packet_mreq mreq
     cdef tpacket_req req
     cdef void *m
@@ -89,14 +88,14 @@ cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames) noexcept nog
     p.prx.frame_nr = req.tp_frame_nr
     p.prx.block_size = req.tp_block_size
     p.prx.head = 0
-    memset(&sll, 0, sizeof(sll))
-    sll.sll_family = AF_PACKET
-    sll.sll_protocol = htons(ETH_P_ALL)
-    sll.sll_ifindex = ifindex
+    memset(&p.link, 0, sizeof(p.link))
+    p.link.sll_family = AF_PACKET
+    p.link.sll_protocol = htons(ETH_P_ALL)
+    p.link.sll_ifindex = ifindex
     memset(&mreq, 0, sizeof(mreq))
     mreq.mr_ifindex = ifindex
     mreq.mr_type = PACKET_MR_PROMISC    # undone by the kernel when the socket closes
-    if (bind(fd, <sockaddr *>&sll, sizeof(sll)) != 0
+    if (bind(fd, <sockaddr *>&p.link, sizeof(p.link)) != 0
             or setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, sizeof(mreq)) != 0):
         e = errno
         munmap(p.prx.map, p.prx.map_len)
@@ -104,10 +103,23 @@ cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames) noexcept nog
         close(fd)
         return e
     p.fd = fd
+    p.rx_ifindex = ifindex
     # Until bind the socket took frames of every interface, and dropped some: not this
     # port's losses (and not a stuck ring's), so the count starts again here.
     packet_kernel_drops_reset(p)
     packet_tx_open(p, ifindex)
+    return 0
+
+
+cdef int packet_receive_from(vale_port *p, int ifindex) noexcept nogil:
+    """Move p's socket (its ring and all) to receive on another interface: the kernel
+    fast path's upcall device, or the port's own interface again. It still sends to the
+    port's interface (link, each message's address). 0, or an errno value."""
+    cdef sockaddr_ll sll = p.link
+    sll.sll_ifindex = ifindex
+    if bind(p.fd, <sockaddr *>&sll, sizeof(sll)) != 0:
+        return errno
+    p.rx_ifindex = ifindex
     return 0
 
 
@@ -365,6 +377,12 @@ cdef void packet_flush(vale_switch *sw, vale_port *dst, uint32_t n) noexcept nog
     the kernel what is marked in the TX ring."""
     cdef uint32_t sent = 0, j
     cdef int r, e
+    # Addressed to the interface only while the socket receives elsewhere: a bound
+    # socket's own device is found without a lookup per message.
+    cdef void *to = &dst.link if dst.rx_ifindex != dst.link.sll_ifindex else NULL
+    for j in range(n):
+        sw.tx_msgs[j].msg_hdr.msg_name = to
+        sw.tx_msgs[j].msg_hdr.msg_namelen = sizeof(sockaddr_ll) if to != NULL else 0
     while sent < n:
         r = sendmmsg(dst.fd, &sw.tx_msgs[sent], n - sent, MSG_DONTWAIT)
         if r > 0:
@@ -449,12 +467,15 @@ cdef dict packet_info(vale_port *p):
     return {"rx_frames": p.prx.frame_nr, "rx_frame_size": p.prx.frame_size,
             "rx_ring_bytes": p.prx.map_len,
             "tx_frames": p.ptx.frame_nr if p.ptx.map != NULL else 0,
-            "tx_ring_bytes": p.ptx.map_len if p.ptx.map != NULL else 0}
+            "tx_ring_bytes": p.ptx.map_len if p.ptx.map != NULL else 0,
+            "rx_ifindex": p.rx_ifindex}
 
 
-cdef vale_port *packet_port(vale_port *p) except NULL:
-    """p, when it is a packet port with a TX ring; ValueError otherwise."""
-    if p.kind != PORT_PACKET or p.ptx.map == NULL:
+cdef vale_port *packet_port(vale_port *p, bint tx_ring=True) except NULL:
+    """p, when it is a packet port (with a TX ring, when tx_ring); ValueError otherwise."""
+    if p.kind != PORT_PACKET:
+        raise ValueError(f"port {p.index} has no packet socket")
+    if tx_ring and p.ptx.map == NULL:
         raise ValueError(f"port {p.index} has no TX ring")
     return p
 

@@ -1,6 +1,7 @@
 """The kernel fast path of one switch: known unicast between its interface ports forwarded
 by a BPF program at tc ingress (vale/bpf/fastpath.bpf.c, loaded by vale._bpf), the rest
-going up to vale's packet sockets as before.
+going up to vale's packet sockets, which listen on each port's upcall device instead of
+the port's interface (a socket there would see every redirected frame too).
 
 vale stays the switch: this module keeps the program's maps a copy of the part of vale's
 MAC table that sits on fast-path ports (from the core's journal of changes), tells the
@@ -25,12 +26,20 @@ except ImportError as exc:                   # built with VALE_BPF=0, or no libb
     _bpf = None                              # type: ignore[assignment]
     UNAVAILABLE = f"vale was built without it ({exc})"
 
+from vale import netlink
+
 log = logging.getLogger("vale.kernel")
 
 MODES = ("auto", "tcx", "clsact")           # how the program is attached at tc ingress
 REFRESH_S = 1.0                             # last-seen times go to the ageing this often
 RESYNC_S = 1.0                              # a lost journal is made good at most this often
 VLAN_SHIFT = 48                             # table keys above it are tagged: slow path
+UPCALL_PREFIX = "vale-up"                   # + the port interface's index in hex
+
+
+def upcall_name(ifindex: int) -> str:
+    """The name of the upcall device of the interface with index ifindex."""
+    return f"{UPCALL_PREFIX}{ifindex:x}"
 
 
 @dataclass
@@ -39,6 +48,7 @@ class _Port:
     mtu: int
     peer: bool                              # a veth whose peer is in another namespace
     mode: str                               # tcx or clsact, as attached
+    upcall: int                             # the upcall device's index
     flags: int = 0                          # _bpf.PORT_RX | PORT_TX while nothing blocks it
 
 
@@ -63,29 +73,47 @@ class KernelPath:
 
     # -- ports --------------------------------------------------------------------------
 
-    def add_port(self, index: int, ifindex: int, *, mtu: int, sock: int, peer: bool,
-                 mode: str = "auto") -> str:
-        """Attach the program to the interface and the socket filter to vale's packet
-        socket of it (sock); the port takes the fast path once flags() allows it. peer:
-        a veth whose far end is in another namespace (frames go straight in there).
-        Returns how the program is attached (tcx or clsact)."""
+    def add_port(self, index: int, ifindex: int, *, mtu: int, peer: bool,
+                 mode: str = "auto") -> int:
+        """Attach the program to the interface, and make its upcall device: from then on
+        every frame the program does not forward goes up there. The caller moves vale's
+        packet socket of the port onto that device (the index returned), and the port
+        takes the fast path once flags() allows it. peer: a veth whose far end is in
+        another namespace (frames go straight in there)."""
         if mode not in MODES:
             raise ValueError(f"fastpath mode takes {', '.join(MODES)}, not {mode!r}")
         attached = self._dp.attach(ifindex, mode)
         try:
+            upcall = self._make_upcall(ifindex, attached)
             self._dp.clear_stats(index)
-            self._dp.set_port(ifindex, index, 0)
-            self._dp.attach_socket_filter(sock)
+            self._dp.set_port(ifindex, index, 0, upcall)
         except BaseException:
             self._dp.detach(ifindex)
             raise
-        self._ports[index] = _Port(ifindex, mtu, peer, attached)
+        self._ports[index] = _Port(ifindex, mtu, peer, attached, upcall)
         self.resync_pending = True
         earlier = self._inherited.pop(ifindex, None)
         if earlier is not None:
             self._adopted[index] = [key for key, (port, _) in self._inherited_macs.items()
                                     if port == earlier[0]]
-        return attached
+        return upcall
+
+    def _make_upcall(self, ifindex: int, mode: str) -> int:
+        """The interface's upcall device, made (or found) and with its program."""
+        name = upcall_name(ifindex)
+        upcall = netlink.make_upcall(name, ifindex)
+        try:
+            self._dp.attach(upcall, mode, upcall=True)
+        except BaseException:
+            netlink.delete_link(name)
+            raise
+        return upcall
+
+    def _remove_upcall(self, ifindex: int, upcall: int) -> None:
+        """Take the upcall device of interface ifindex away, if it is still there."""
+        self._dp.detach(upcall)
+        if netlink.link_name(upcall) == upcall_name(ifindex):
+            netlink.delete_link(upcall_name(ifindex))
 
     @property
     def sources_fd(self) -> int:
@@ -100,18 +128,33 @@ class KernelPath:
     def drop_inherited(self) -> int:
         """Take away what an earlier valed attached to interfaces no port has taken again
         (their entries go with the next full read of the table); how many."""
-        gone = list(self._inherited)
-        for ifindex in gone:
+        gone = list(self._inherited.items())
+        for ifindex, (_, _, upcall) in gone:
             self._dp.delete_port(ifindex)
             self._dp.detach(ifindex)
+            self._remove_upcall(ifindex, upcall)
         self._inherited.clear()
         self._inherited_macs.clear()
         self.resync_pending = True
         return len(gone)
 
+    def upcall(self, index: int) -> int | None:
+        """The index of the port's upcall device, where its packet socket belongs."""
+        port = self._ports.get(index)
+        return port.upcall if port else None
+
+    def hold(self, index: int) -> int | None:
+        """First step of taking the port off: no frame takes the fast path from or to
+        it (all go up). Returns its interface's index, for the caller to move the
+        packet socket back onto, before remove_port()."""
+        self.flags(index, False)
+        port = self._ports.get(index)
+        return port.ifindex if port else None
+
     def remove_port(self, index: int) -> None:
         """Take the port off the fast path: its entries first, so no frame is redirected
-        to it or taken from it meanwhile; then the program."""
+        to it or taken from it meanwhile; then the program and the upcall device. Its
+        socket should be back on its interface (hold())."""
         port = self._ports.pop(index, None)
         if port is None:
             return
@@ -121,19 +164,27 @@ class KernelPath:
             self._dp.detach(port.ifindex)
         except OSError as exc:              # the interface went, and its program with it
             log.warning("port %d: the fast path went with its interface: %s", index, exc)
+        self._remove_upcall(port.ifindex, port.upcall)
 
-    def reattach(self) -> list[int]:
+    def reattach(self) -> dict[int, int]:
         """Attach the program again where it went while the port kept its entry (a tc
-        filter or qdisc removed by hand): until then the socket filter keeps from vale the
-        frames nothing redirects. Returns the ports it was missing from."""
-        missing = [index for index, port in self._ports.items()
-                   if self._dp.attached(port.ifindex) is None]
-        for index in missing:
-            port = self._ports[index]
-            log.warning("port %d: its fast path program was taken away (by hand?): attached "
-                        "again", index)
-            port.mode = self._dp.attach(port.ifindex, port.mode)
-        return missing
+        filter or qdisc removed by hand), and make an upcall device that went again.
+        Returns {port: upcall device} of the ports whose upcall device is new: the
+        caller moves their sockets onto it."""
+        remade = {}
+        for index, port in self._ports.items():
+            if self._dp.attached(port.ifindex) is None:
+                log.warning("port %d: its fast path program was taken away (by hand?): "
+                            "attached again", index)
+                port.mode = self._dp.attach(port.ifindex, port.mode)
+            if netlink.link_name(port.upcall) != upcall_name(port.ifindex):
+                log.warning("port %d: its upcall device %s went (by hand?): made again",
+                            index, upcall_name(port.ifindex))
+                port.upcall = remade[index] = self._make_upcall(port.ifindex, port.mode)
+                self._dp.set_port(port.ifindex, index, port.flags, port.upcall)
+            elif self._dp.attached(port.upcall) is None:
+                self._dp.attach(port.upcall, port.mode, upcall=True)
+        return remade
 
     def set_mtu(self, index: int, mtu: int) -> None:
         if index in self._ports and self._ports[index].mtu != mtu:
@@ -154,7 +205,7 @@ class KernelPath:
         port = self._ports.get(index)
         flags = (_bpf.PORT_RX | _bpf.PORT_TX) if open_ else 0
         if port is not None and port.flags != flags:
-            self._dp.set_port(port.ifindex, index, flags)
+            self._dp.set_port(port.ifindex, index, flags, port.upcall)
             port.flags = flags
 
     # -- the MAC table's copy ----------------------------------------------------------
@@ -247,6 +298,11 @@ def remove_left_behind(keep: set[str]) -> list[str]:
     gone = []
     for switch in sorted(os.listdir(_bpf.PIN_ROOT)):
         if switch not in keep:
-            _bpf.Datapath(_bpf.pin_dir(switch)).remove()
+            dp = _bpf.Datapath(_bpf.pin_dir(switch))
+            upcalls = {ifindex: upcall for ifindex, (_, _, upcall) in dp.ports().items()}
+            dp.remove()
+            for ifindex, upcall in upcalls.items():
+                if netlink.link_name(upcall) == upcall_name(ifindex):
+                    netlink.delete_link(upcall_name(ifindex))
             gone.append(switch)
     return gone

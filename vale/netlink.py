@@ -29,6 +29,7 @@ from pyroute2 import IPRoute, NetlinkError
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from vale.names import check_address, check_netns_name, check_port_name
+from vale.tap import make_persistent_tap
 
 log = logging.getLogger("vale.netlink")
 
@@ -174,6 +175,54 @@ def _veth(name: str) -> tuple[bool, bool, int]:
     veth = info is not None and info.get_attr("IFLA_INFO_KIND") == "veth"
     elsewhere = link.get_attr("IFLA_LINK_NETNSID") is not None
     return veth, elsewhere, int(link.get_attr("IFLA_LINK") or 0)
+
+
+TAP_MAX_MTU = 65521            # the most a TAP takes
+ADDR_GEN_MODE_NONE = 1          # IN6_ADDR_GEN_MODE_NONE: no IPv6 link-local address
+
+
+def make_upcall(name: str, like: int) -> int:
+    """The kernel fast path's upcall device `name` for interface index `like`: a
+    persistent TAP that nothing opens (made, or found as an earlier valed left it), with
+    like's MAC (so the frames that are the host's there are the host's here too), no IPv6
+    address (it has nothing of its own to send), the largest MTU a TAP takes (a redirect
+    into it checks it), up. Returns its index; OSError(EEXIST) when an interface of that
+    name is something else."""
+    return int(_in_worker(_make_upcall, name, like))
+
+
+def _make_upcall(name: str, like: int) -> int:
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if found:
+            info = ipr.link("get", index=found[0])[0].get_attr("IFLA_LINKINFO")
+            if info is None or info.get_attr("IFLA_INFO_KIND") != "tun":
+                raise OSError(errno.EEXIST, f"interface {name} is in the way of the fast "
+                                            f"path's upcall device")
+            index = int(found[0])
+        else:
+            make_persistent_tap(name)
+            index = _index(ipr, name)
+            ipr.link("set", index=index, IFLA_AF_SPEC={"attrs": [
+                ["AF_INET6", {"attrs": [["IFLA_INET6_ADDR_GEN_MODE", ADDR_GEN_MODE_NONE]]}]]})
+        mac = ipr.link("get", index=like)[0].get_attr("IFLA_ADDRESS")
+        ipr.link("set", index=index, address=mac, mtu=TAP_MAX_MTU, state="up")
+        return index
+
+
+def link_name(index: int) -> str | None:
+    """The name of the interface with this index here, or None."""
+    return _in_worker(_link_name, index)
+
+
+def _link_name(index: int) -> str | None:
+    with IPRoute() as ipr:
+        try:
+            return str(ipr.link("get", index=index)[0].get_attr("IFLA_IFNAME"))
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                return None
+            raise
 
 
 def delete_link(name: str) -> None:

@@ -171,7 +171,7 @@ class Switch:
     def remove_port(self, name: str) -> None:
         index = self.port_index(name)
         if self._kernel is not None:
-            self._kernel.remove_port(index)     # first: its socket filter goes with the port
+            self._kernel.remove_port(index)     # first: its upcall device goes with it
         self._fastpath.pop(index, None)
         self._kernel_why.pop(index, None)
         self._kernel_kept.pop(index, None)
@@ -212,8 +212,8 @@ class Switch:
         return info
 
     def port_link(self, name: str, *, mtu: int | None = None, up: bool | None = None) -> None:
-        """Follow an interface port's link: its new MTU; up=True puts a port the thread
-        had put down back into forwarding."""
+        """Follow an interface port's link: its new MTU; up=True puts a port that was
+        put down back into forwarding, up=False takes it out (its link went down)."""
         self._core.set_port(self.port_index(name), mtu=mtu, up=up)
         if mtu is not None and self._kernel is not None:
             self._kernel.set_mtu(self.port_index(name), mtu)
@@ -472,6 +472,13 @@ class Switch:
         assert self._kernel is not None
         self._kernel_kept[index] = _kernel_sum(self._kernel_kept.get(index),
                                                self._kernel.counters().get(index))
+        ifindex = self._kernel.hold(index)
+        if ifindex is not None:
+            try:
+                self._core.port_receive_from(index, ifindex)
+            except OSError as exc:          # the interface went: the port goes with it
+                log.info("%s:%s: its socket stays where it was: %s", self.name,
+                         self._names[index], exc)
         self._kernel.remove_port(index)
 
     def _kernel_follow(self) -> None:
@@ -503,9 +510,13 @@ class Switch:
                 self._kernel_why.pop(None, None)
                 self._core.set_kernel_sources(self._kernel.sources_fd)
             mtu = self._core.port_info(index)["max_frame"] - FRAME_SLACK
-            self._kernel.add_port(index, self._ifindex[name], mtu=mtu,
-                                  sock=self._core.port_fd(index),
-                                  peer=veth_peer_elsewhere(name), mode=mode)
+            upcall = self._kernel.add_port(index, self._ifindex[name], mtu=mtu,
+                                           peer=veth_peer_elsewhere(name), mode=mode)
+            try:
+                self._core.port_receive_from(index, upcall)
+            except OSError:
+                self._kernel.remove_port(index)
+                raise
         except OSError as exc:
             where = None if self._kernel is None else index
             self._kernel_why[where] = str(exc)
@@ -546,7 +557,8 @@ class Switch:
         if now >= self._next_refresh:
             self._next_refresh = now + REFRESH_S
             self._kernel.refresh(self._core)
-            self._kernel.reattach()
+            for index, upcall in self._kernel.reattach().items():
+                self._core.port_receive_from(index, upcall)
 
     def kernel_restored(self) -> None:
         """valed has restored what it had: take away what an earlier valed's fast path

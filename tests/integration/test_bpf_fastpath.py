@@ -2,8 +2,8 @@
 own, their veth peers in a third, the switch's, where the programs are attached and the
 maps filled by hand, as the switch will. Known unicast must be redirected and counted
 frame for frame; what vale must see (unknown source or destination) must reach a packet
-socket on the port; the socket filter must drop exactly what the kernel forwarded or
-dropped; too-long frames are dropped and counted; GSO frames go whole when their
+socket on the port's upcall device, and nothing else must; the upcall device's own stack
+must see nothing; too-long frames are dropped and counted; GSO frames go whole when their
 segments fit; tcx and clsact both; pins outlive the process that made them; detach
 leaves nothing behind.
 
@@ -71,6 +71,7 @@ class Net:
     b: str                  # host B's, behind p2
     p1: int                 # the ports' ifindexes, in the switch's namespace
     p2: int
+    u1: int                 # p1's upcall device (a TAP), there too
     pins: str
 
     def ping(self, count: int = 10, size: int = 56, wait: float = 2) -> bool:
@@ -112,7 +113,10 @@ def net() -> Iterator[Net]:
             # No ARP: nothing here floods broadcasts; the fast path carries unicast only.
             sh("ip", "-n", ns, "neigh", "add", peer_ip, "lladdr", peer_mac, "dev", host,
                "nud", "permanent")
-        yield Net(s, a, b, _ifindex(s, "vbpfp1"), _ifindex(s, "vbpfp2"), pins)
+        sh("ip", "-n", s, "tuntap", "add", "dev", "vbpfu1", "mode", "tap")
+        sh("ip", "-n", s, "link", "set", "vbpfu1", "up")
+        yield Net(s, a, b, _ifindex(s, "vbpfp1"), _ifindex(s, "vbpfp2"),
+                  _ifindex(s, "vbpfu1"), pins)
     finally:
         for ns in (s, a, b):
             sh("ip", "netns", "del", ns, check=False)
@@ -123,13 +127,14 @@ SETUP = """
 import sys
 from vale import _bpf
 from vale.names import mac_to_key
-pins, mode, p1, p2, flags = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+pins, mode, p1, p2, u1, flags = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
 d = _bpf.Datapath(pins)
-for ifindex, port in ((p1, 1), (p2, 2)):
+d.attach(u1, mode, upcall=True)
+for ifindex, port, upcall in ((p1, 1, u1), (p2, 2, 0)):
     d.attach(ifindex, mode)
     d.clear_stats(port)
-    d.set_port(ifindex, port)
-for mac, port, ifindex in ((sys.argv[6], 1, p1), (sys.argv[7], 2, p2)):
+    d.set_port(ifindex, port, upcall=upcall)
+for mac, port, ifindex in ((sys.argv[7], 1, p1), (sys.argv[8], 2, p2)):
     d.set_src(mac_to_key(mac), port)
     d.set_dst(mac_to_key(mac), port, ifindex, 1500, flags)
 d.close()
@@ -141,25 +146,24 @@ def setup_in_another_process(net: Net, mode: str, flags: int) -> None:
     finds afterwards lives on in pins and the kernel only."""
     proc = subprocess.Popen(
         ["nsenter", f"--net=/run/netns/{net.switch}", sys.executable, "-c", SETUP, net.pins,
-         mode, str(net.p1), str(net.p2), str(flags), MAC_A, MAC_B],
+         mode, str(net.p1), str(net.p2), str(net.u1), str(flags), MAC_A, MAC_B],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, err = finish(proc, 60)
     assert proc.returncode == 0, err
 
 
 class Tap:
-    """A packet socket on a port in the switch's namespace, as vale opens one (outgoing
-    frames ignored), optionally with the fast path's socket filter; with virtio-net
-    headers, to see GSO frames' segment size."""
+    """A packet socket on an interface in the switch's namespace, as vale opens one
+    (outgoing frames ignored), with virtio-net headers, to see GSO frames' segment size.
+    For every protocol (a tap: it sees frames before tc ingress), or for IPv4 only (as
+    the interface's stack: after tc ingress)."""
 
-    def __init__(self, ifname: str, d: _bpf.Datapath | None = None) -> None:
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    def __init__(self, ifname: str, protocol: int = ETH_P_ALL) -> None:
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(protocol))
         self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         self.sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
-        if d is not None:
-            d.attach_socket_filter(self.sock)
-        self.sock.bind((ifname, ETH_P_ALL))
+        self.sock.bind((ifname, protocol))
         self.sock.setblocking(False)
         self.drain()
 
@@ -276,13 +280,15 @@ def test_fast_path(net, mode, peer):
         # A new loader finds the attachments and the maps the other process left.
         d = _bpf.Datapath(net.pins)
         assert d.attached(net.p1) == mode and d.attached(net.p2) == mode
-        assert d.attachments() == {net.p1: mode, net.p2: mode}
-        assert d.ports() == {net.p1: (PORT_A, 3), net.p2: (PORT_B, 3)}
+        assert d.attachments() == {net.p1: mode, net.p2: mode, net.u1: mode}
+        assert d.ports() == {net.p1: (PORT_A, 3, net.u1), net.p2: (PORT_B, 3, 0)}
         assert d.dst(b) == (PORT_B, net.p2, 1500, flags)
-        filtered, raw = Tap("vbpfp1", d), Tap("vbpfp1")
+        # vale's socket (on the upcall device), one on the port (which sees every frame
+        # before tc does), and the upcall device's stack.
+        filtered, raw, stack = Tap("vbpfu1"), Tap("vbpfp1"), Tap("vbpfu1", 0x0800)
     try:
         # Known unicast: every frame redirected, counted once each way, and none of them
-        # reaches vale's socket, though a socket without the filter sees them all.
+        # reaches vale's socket, though a socket on the port sees them all.
         d.set_src(a, PORT_A, last_seen_ns=0)
         before = counts(d)
         assert net.ping(10)
@@ -305,6 +311,7 @@ def test_fast_path(net, mode, peer):
             assert grew(before, counts(d)) == {f"passed.{reason}": 3}
             assert len(filtered.drain()) == 3
             assert len(raw.drain()) == 3
+            assert stack.drain() == []
             d.set_src(a, PORT_A)
             d.set_dst(b, PORT_B, net.p2, 1500, flags)
 
@@ -357,16 +364,26 @@ def test_fast_path(net, mode, peer):
         with _entered(net.switch):
             assert d.attach(net.p1, other) == other
             assert d.attached(net.p1) == other
-            assert d.attachments() == {net.p1: other, net.p2: mode}
+            assert d.attachments() == {net.p1: other, net.p2: mode, net.u1: mode}
             before = counts(d)
             assert net.ping(3)
             assert grew(before, counts(d))["a.rx_packets"] == 3
             assert filtered.drain() == [] and len(raw.drain()) == 3
             d.attach(net.p1, mode)
-            assert d.attachments() == {net.p1: mode, net.p2: mode}
+            assert d.attachments() == {net.p1: mode, net.p2: mode, net.u1: mode}
+
+        # Without its program the upcall device's stack would see what goes up: what
+        # the check above relies on.
+        d.delete_dst(b)
+        with _entered(net.switch):
+            assert d.detach(net.u1)
+        assert not net.ping(3, wait=0.3)
+        assert len(filtered.drain()) == 3 and len(stack.drain()) == 3
+        assert len(raw.drain()) == 3
+        d.set_dst(b, PORT_B, net.p2, 1500, flags)
 
         # Detach leaves nothing: no link, no filter, no qdisc, no pin, no port entry, so
-        # vale's socket has every frame again.
+        # frames stay on the port, where a socket on the port has them.
         with _entered(net.switch):
             for ifindex in (net.p1, net.p2):
                 assert d.detach(ifindex, remove_qdisc=True)
@@ -380,16 +397,6 @@ def test_fast_path(net, mode, peer):
         before = counts(d)
         assert not net.ping(3, wait=0.3)
         assert grew(before, counts(d)) == {}
-        assert len(filtered.drain()) == 3 and len(raw.drain()) == 3
-        # With the ports' entries back, no program counts or redirects anything: none is
-        # attached. The socket filter, which follows the maps alone, would drop the
-        # frames now: why a port's entry must come after its attach and go before its
-        # detach (detach() sees to the second).
-        d.set_port(net.p1, PORT_A)
-        d.set_port(net.p2, PORT_B)
-        before = counts(d)
-        assert not net.ping(3, wait=0.3)
-        assert grew(before, counts(d)) == {}
         assert filtered.drain() == [] and len(raw.drain()) == 3
 
         d.remove()
@@ -397,6 +404,7 @@ def test_fast_path(net, mode, peer):
     finally:
         filtered.close()
         raw.close()
+        stack.close()
         d.close()
 
 

@@ -5,6 +5,7 @@ counted are the test's own."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 
 from tests.conftest import start_valed, stop_valed
 from tests.integration.conftest import Host, sh
+from vale.kernel import upcall_name
 
 SENT = 400
 SYNC_S = 1.5        # a table change reaches the kernel's maps within a second (RESYNC_S)
@@ -138,15 +140,64 @@ def test_frames_beyond_the_destination_mtu_are_dropped_and_counted(valed, make_h
     assert sb["drops"]["too_big"] == 30 and sb["fastpath_tx_packets"] == 50
 
 
-def test_detaching_takes_the_program_and_its_maps_away(valed, make_host):
+def upcall_device(host: Host) -> str:
+    return upcall_name(socket.if_nametoindex(host.port))
+
+
+def receives_on(valed, host: Host) -> int:
+    return valed("info", port=f"vale0:{host.port}")["settings"]["rx_ifindex"]
+
+
+def test_detaching_takes_the_program_its_maps_and_upcall_device_away(valed, make_host):
     a, b = switch_pair(valed, make_host, "clsact")
     assert PINS.is_dir()
     assert "vale" in sh("tc", "filter", "show", "dev", a.port, "ingress").stdout
+    # vale's socket of the port listens on its upcall device, which drops what it got.
+    up = upcall_device(a)
+    assert receives_on(valed, a) == socket.if_nametoindex(up)
+    assert "vale" in sh("tc", "filter", "show", "dev", up, "ingress").stdout
+    valed("set", target=f"vale0:{a.port}", settings={"fastpath": "off"})
+    assert receives_on(valed, a) == socket.if_nametoindex(a.port)
+    assert not Path(f"/sys/class/net/{up}").exists()
+    assert a.ping(b)                                    # through vale's socket on a.port
+    valed("set", target=f"vale0:{a.port}", settings={"fastpath": "on"})
+    assert receives_on(valed, a) == socket.if_nametoindex(up)
     valed("detach", port=f"vale0:{a.port}")
     assert "vale" not in sh("tc", "filter", "show", "dev", a.port, "ingress").stdout
+    assert not Path(f"/sys/class/net/{up}").exists()
     assert PINS.is_dir()                                # b still has it
     valed("detach", port=f"vale0:{b.port}")
     assert not PINS.exists()
+    assert not Path(f"/sys/class/net/{upcall_device(b)}").exists()
+
+
+def test_an_upcall_device_deleted_by_hand_is_made_again(valed, make_host):
+    a, b = switch_pair(valed, make_host)
+    learned(valed, a, b)
+    sh("ip", "link", "del", upcall_device(a))
+    time.sleep(SYNC_S)                                  # valed notices within a second
+    assert receives_on(valed, a) == socket.if_nametoindex(upcall_device(a))
+    assert a.ping(b)            # ARP's broadcasts go up to vale through the new device
+    counting = tally(b, 3)
+    a.raw("send", "eth0", b.mac, a.mac, str(SENT), "100")
+    assert received(counting) == SENT
+
+
+def test_a_port_whose_link_goes_down_is_taken_out_and_back(valed, make_host):
+    """Its socket listens on the upcall device, which does not go down with the link:
+    valed follows the link from netlink."""
+    a, b = switch_pair(valed, make_host)
+    sh("ip", "link", "set", a.port, "down")
+    deadline = time.monotonic() + 5
+    while valed("info", port=f"vale0:{a.port}")["settings"]["up"]:
+        assert time.monotonic() < deadline, "valed did not see the link go down"
+        time.sleep(0.1)
+    sh("ip", "link", "set", a.port, "up")
+    deadline = time.monotonic() + 5
+    while not valed("info", port=f"vale0:{a.port}")["settings"]["up"]:
+        assert time.monotonic() < deadline, "valed did not see the link come back"
+        time.sleep(0.1)
+    assert a.ping(b)
 
 
 def test_known_unicast_flows_while_valed_is_killed_and_restarted(tmp_path, make_host):
@@ -168,11 +219,12 @@ def test_known_unicast_flows_while_valed_is_killed_and_restarted(tmp_path, make_
         time.sleep(SYNC_S)
         counting = tally(b, 3)
         a.raw("send", "eth0", b.mac, a.mac, str(SENT), "100")
-        assert received(counting) == SENT               # once: the new socket has its filter
+        assert received(counting) == SENT               # once: the new socket is upcall's
         assert stats(daemon, a)["fastpath_rx_packets"] == SENT
     finally:
         stop_valed(daemon)
     assert not PINS.exists()
+    assert not Path(f"/sys/class/net/{upcall_device(a)}").exists()
 
 
 def test_a_fast_path_that_cannot_be_loaded_is_reported_and_the_port_works(make_host,

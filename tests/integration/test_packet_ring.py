@@ -268,7 +268,7 @@ def test_a_busy_tx_ring_hands_the_rest_of_the_batch_to_sendmmsg(make_host):
     counters = core.snapshot()["ports"][port]
     assert counters["tx_packets"] == 60
     assert not any(counters["drops"].values())
-    with pytest.raises(ValueError, match="no TX ring"):
+    with pytest.raises(ValueError, match="no packet socket"):
         core._hold_tx_slot(src, 0, True)
 
 

@@ -306,6 +306,11 @@ class Topology:
         if event.up and not info["up"]:
             sw.port_link(event.ifname, up=True)
             log.info("%s:%s is up again", switch, event.ifname)
+        elif not event.up and info["up"] and sw.ifindex(event.ifname) == event.index:
+            # An interface port's link: a socket on the interface hears of it too, but
+            # one on the fast path's upcall device does not.
+            sw.port_link(event.ifname, up=False)
+            log.info("%s:%s is down", switch, event.ifname)
 
     def poll_links(self) -> None:
         """Kernel ring drops into the counters; ports whose link came back up; anything

@@ -1,15 +1,21 @@
 // SPDX-License-Identifier: (BSD-2-Clause OR GPL-2.0)
 /* vale's kernel fast path: known unicast between interface ports, redirected at tc ingress.
  *
- * Two programs make the same decision on every frame received on a port:
+ * - vale_tc, at a port's interface's tc ingress (tcx or clsact, direct action), redirects
+ *   the frames vale would forward to one known port, drops those vale would drop (own
+ *   port, too long for the destination), and counts both. Every other frame goes up to
+ *   vale: into the ingress of the port's upcall device, a dummy interface where vale's
+ *   packet socket of the port listens. Frames for the host (to the interface's own MAC,
+ *   broadcast, multicast) go up as a copy and on to the interface's own stack too, as
+ *   they did before there was a program.
+ * - vale_upcall, at the upcall device's tc ingress, drops everything: packet sockets see
+ *   a frame before tc ingress does, so vale has it by then, and the dummy's own stack
+ *   must not see frames a second time.
  *
- * - vale_tc, at the interface's tc ingress (tcx or clsact, direct action), redirects the
- *   frames vale would forward to one known port, drops those vale would drop (own port,
- *   too long for the destination), and counts both; every other frame goes on, to vale's
- *   packet socket and the stack, as if the program were not there.
- * - vale_socket, the socket filter of vale's packet socket on the port, keeps exactly the
- *   frames vale_tc lets go on. Packet sockets see a frame before tc ingress does, so
- *   without it vale would forward every redirected frame a second time.
+ * vale's socket is on the upcall device, not on the port's interface, because a packet
+ * socket on an interface sees every frame before tc ingress does: each redirected frame
+ * would cost a tap (and a filter to keep it out of vale's ring), about a sixth of the
+ * fast path's rate.
  *
  * A frame takes the fast path only when every rule vale applies would give the same
  * answer: the port has the fast path on, the frame is untagged unicast to another MAC than
@@ -18,7 +24,6 @@
  * redirects. Everything else is vale's to decide. Maps and their layouts: fastpath.h.
  */
 
-#include <stdbool.h>
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
@@ -90,19 +95,16 @@ struct decision {
 	struct vale_bpf_dst *dst;
 };
 
-/* The frame's Ethernet header. At tc it is in the linear part (direct reads, no helper
- * call); a socket filter may not read skb->data, and neither may fail where the other
- * succeeds, so a header that is not linear is copied the same way in both. */
-static __always_inline int load_eth(struct __sk_buff *skb, struct ethhdr *eth, const bool direct)
+/* The frame's Ethernet header: in the linear part (direct reads, no helper call), else
+ * copied. */
+static __always_inline int load_eth(struct __sk_buff *skb, struct ethhdr *eth)
 {
-	if (direct) {
-		void *data = (void *)(long)skb->data;
-		void *end = (void *)(long)skb->data_end;
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
 
-		if (data + sizeof(*eth) <= end) {
-			__builtin_memcpy(eth, data, sizeof(*eth));
-			return 0;
-		}
+	if (data + sizeof(*eth) <= end) {
+		__builtin_memcpy(eth, data, sizeof(*eth));
+		return 0;
 	}
 	return bpf_skb_load_bytes(skb, 0, eth, sizeof(*eth));
 }
@@ -144,10 +146,8 @@ static __always_inline __u32 gso_headers(struct __sk_buff *skb, __be16 proto)
 	return off + (byte >> 4) * 4;
 }
 
-/* What vale would do with this frame, decided from the maps alone. Shared by both
- * programs (direct: may the tc program read the frame in place), so they never differ. */
-static __always_inline enum action decide(struct __sk_buff *skb, struct decision *d,
-					  const bool direct)
+/* What vale would do with this frame, decided from the maps alone. */
+static __always_inline enum action decide(struct __sk_buff *skb, struct decision *d)
 {
 	struct vale_bpf_mac key = {};
 	struct vale_bpf_port *out;
@@ -163,7 +163,7 @@ static __always_inline enum action decide(struct __sk_buff *skb, struct decision
 		d->reason = VALE_BPF_PASS_PORT;
 		return ACT_PASS;
 	}
-	if (load_eth(skb, &eth, direct) < 0) {
+	if (load_eth(skb, &eth) < 0) {
 		d->reason = VALE_BPF_PASS_RUNT;
 		return ACT_PASS;
 	}
@@ -249,6 +249,24 @@ static __always_inline void count_passed(__u32 reason)
 		*n += 1;
 }
 
+/* A frame for vale: into the port's upcall device (its ingress, where vale's socket
+ * listens). Those the interface's own stack may want too (to its MAC, broadcast,
+ * multicast: the kernel set pkt_type by the interface's MAC) go up as a copy, and on.
+ * A port without an upcall device (in vale_ports while it is being set up or taken
+ * away) lets every frame go on, to vale's socket on the interface itself. Not TC_ACT_OK:
+ * TC_ACT_UNSPEC (tcx's TCX_NEXT) lets any program or filter after this one see the
+ * frame too, then it goes on as if none had. */
+static __always_inline int go_up(struct __sk_buff *skb, const struct vale_bpf_port *in)
+{
+	if (!in || !in->upcall)
+		return TC_ACT_UNSPEC;
+	if (skb->pkt_type != PACKET_OTHERHOST) {
+		bpf_clone_redirect(skb, in->upcall, BPF_F_INGRESS);
+		return TC_ACT_UNSPEC;
+	}
+	return bpf_redirect(in->upcall, BPF_F_INGRESS);
+}
+
 SEC("tc")
 int vale_tc(struct __sk_buff *skb)
 {
@@ -257,12 +275,10 @@ int vale_tc(struct __sk_buff *skb)
 	enum action act;
 	__u64 now;
 
-	act = decide(skb, &d, true);
+	act = decide(skb, &d);
 	if (act == ACT_PASS) {
 		count_passed(d.reason);
-		/* Not TC_ACT_OK: TC_ACT_UNSPEC (tcx's TCX_NEXT) lets any program or filter after
-		 * this one see the frame too, then it goes on as if none had. */
-		return TC_ACT_UNSPEC;
+		return go_up(skb, d.in);
 	}
 
 	/* The source was seen: once a second is enough for ageing, and spares the entry's
@@ -299,17 +315,11 @@ int vale_tc(struct __sk_buff *skb)
 	return bpf_redirect(d.dst->ifindex, 0);
 }
 
-/* Keeps (returns the whole length of) exactly the frames vale_tc lets go on; drops
- * (returns 0) those it redirects or drops. The port is skb->ifindex, which a socket filter
- * may read as the tc program does (it is the receiving device, the interface the socket is
- * bound to): one program serves every port's socket. It counts nothing: the tc program
- * counts each frame once. */
-SEC("socket")
-int vale_socket(struct __sk_buff *skb)
+/* The upcall device's ingress: vale's packet socket has had every frame by now. */
+SEC("tc")
+int vale_upcall(struct __sk_buff *skb)
 {
-	struct decision d;
-
-	return decide(skb, &d, false) == ACT_PASS ? skb->len : 0;
+	return TC_ACT_SHOT;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

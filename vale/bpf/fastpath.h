@@ -10,11 +10,12 @@
  *   vale_stats   per-CPU array, port index -> vale_bpf_stats   written by the tc program
  *   vale_passed  per-CPU array, VALE_BPF_PASS_* -> __u64       written by the tc program
  *
- * Order that keeps the tc program and the socket filter of a port in step: attach the tc
- * program first, then give the port VALE_BPF_PORT_RX; take the flag away (or the entry)
- * before detaching. Both programs read the same entry, so between those two steps they
- * agree on every frame; a frame that meets a map being changed may be decided once each
- * way (lost or seen twice), as a frame that meets a hardware switch's table update.
+ * Order that keeps vale's packet socket of a port where the frames that go up arrive:
+ * make the upcall device, attach vale_upcall to it and vale_tc to the port's interface,
+ * set the port's entry with the upcall device and no flags (every frame goes up there),
+ * move the socket onto the upcall device, then give the port VALE_BPF_PORT_RX. Taking
+ * it away is the same backwards. A frame that meets a move may be lost or seen twice,
+ * as a frame that meets a hardware switch's table update.
  */
 #ifndef VALE_BPF_FASTPATH_H
 #define VALE_BPF_FASTPATH_H
@@ -36,6 +37,9 @@
 struct vale_bpf_port {
     __u32 port;                     /* the switch's port index, < VALE_BPF_PORTS */
     __u32 flags;                    /* VALE_BPF_PORT_* */
+    __u32 upcall;                   /* ifindex of the dummy where vale's socket of the
+                                       port listens; 0: none, frames go on as if the
+                                       program were not there */
 };
 
 /* The key of vale_src and vale_dst. Read as a little-endian __u64 it is the switch's MAC
@@ -85,7 +89,7 @@ struct vale_bpf_stats {
 };
 
 /* vale_passed: why frames went up to vale instead, per CPU; the names are _bpf.pyx's
- * PASS_REASONS. Counted by the tc program only (the socket filter counts nothing). */
+ * PASS_REASONS. */
 enum vale_bpf_pass {
     VALE_BPF_PASS_PORT,             /* ingress interface not in vale_ports, or no RX flag */
     VALE_BPF_PASS_RUNT,             /* shorter than an Ethernet header */

@@ -19,6 +19,7 @@ cdef extern from "bpf/fastpath.h" nogil:
     struct vale_bpf_port:
         uint32_t port
         uint32_t flags
+        uint32_t upcall
     struct vale_bpf_mac:
         uint8_t mac[6]
         uint16_t vlan
