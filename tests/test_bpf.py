@@ -146,6 +146,7 @@ def test_known_unicast_is_redirected_and_counted(datapath):
     ("qinq", "vlan"), ("unknown source", "src_unknown"), ("moved source", "src_moved"),
     ("unknown destination", "dst_unknown"), ("port off", "port"),
     ("destination port off", "dst_port"), ("destination port stale", "dst_port"),
+    ("destination port gone", "dst_port"),
 ])
 def test_what_goes_up(datapath, case, reason):
     """Every frame vale must see itself passes, counted by why, and nothing else moves."""
@@ -170,6 +171,8 @@ def test_what_goes_up(datapath, case, reason):
         datapath.set_port(OTHER, 4, flags=_bpf.PORT_RX)
     elif case == "destination port stale":
         datapath.set_port(OTHER, 5)
+    elif case == "destination port gone":
+        assert datapath.delete_port(OTHER) and not datapath.delete_port(OTHER)
     assert datapath.run_tc(f) == "pass"
     assert datapath.passed()[reason] == 1
     assert sum(datapath.passed().values()) == 1

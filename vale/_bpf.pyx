@@ -108,7 +108,7 @@ MODES = ("tcx", "clsact")
 BPFFS = "/sys/fs/bpf"
 PIN_ROOT = BPFFS + "/vale"
 OBJECT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpf", "fastpath.bpf.o")
-MAPS = ("vale_ports", "vale_src", "vale_dst", "vale_stats", "vale_passed")
+MAPS = ("vale_ports", "vale_egress", "vale_src", "vale_dst", "vale_stats", "vale_passed")
 
 cdef enum:
     BPF_FS_MAGIC = 0xCAFE4A11
@@ -197,6 +197,50 @@ cdef int check_port(object port) except -1:
     return 0
 
 
+cdef void tc_hook(bpf_tc_hook *hook, int ifindex) noexcept:
+    """Interface ifindex's tc ingress, for libbpf's tc calls."""
+    memset(hook, 0, sizeof(hook[0]))
+    hook.sz = sizeof(hook[0])
+    hook.ifindex = ifindex
+    hook.attach_point = BPF_TC_INGRESS
+
+
+cdef void tc_opts(bpf_tc_opts *opts) noexcept:
+    """vale's clsact filter: its handle and priority find it again."""
+    memset(opts, 0, sizeof(opts[0]))
+    opts.sz = sizeof(opts[0])
+    opts.handle = TC_HANDLE
+    opts.priority = TC_PRIORITY
+
+
+def remove_stale(str pin_dir):
+    """Take away a fast path pinned in pin_dir by a valed whose maps have another layout
+    (Datapath refuses to reuse them): detach the tcx links and clsact filters its pins
+    record, without loading anything, then remove the pins and the directory. Returns the
+    ifindexes it was attached to."""
+    cdef bpf_tc_hook hook
+    cdef bpf_tc_opts opts
+    cdef int fd
+    found = []
+    for name in os.listdir(pin_dir):
+        path = os.path.join(pin_dir, name)
+        kind, _, index = name.partition("_")
+        if kind == "tcx" and index.isdigit():
+            fd = bpf_obj_get(os.fsencode(path))
+            if fd >= 0:
+                bpf_link_detach(fd)
+                close(fd)
+            found.append(int(index))
+        elif kind == "clsact" and index.isdigit():
+            tc_hook(&hook, int(index))
+            tc_opts(&opts)
+            bpf_tc_detach(&hook, &opts)
+            found.append(int(index))
+        os.unlink(path)
+    os.rmdir(pin_dir)
+    return found
+
+
 cdef class Datapath:
     """One switch's fast path: load once, attach to its interface ports, keep the maps in
     step with its MAC table. See fastpath.h for what each map holds."""
@@ -204,7 +248,8 @@ cdef class Datapath:
     def __cinit__(self):
         self.obj = NULL
         self.tc_fd = self.upcall_fd = -1
-        self.ports_fd = self.src_fd = self.dst_fd = self.stats_fd = self.passed_fd = -1
+        self.ports_fd = self.egress_fd = self.src_fd = self.dst_fd = self.stats_fd = -1
+        self.passed_fd = -1
 
     def __init__(self, str pin_dir, *, macs=VALE_BPF_MACS, str object_path=None):
         """Load the programs; create the maps pinned in pin_dir, or reuse those pinned
@@ -245,6 +290,7 @@ cdef class Datapath:
         self.tc_fd = self._program_fd(b"vale_tc")
         self.upcall_fd = self._program_fd(b"vale_upcall")
         self.ports_fd = self._map_fd(b"vale_ports")
+        self.egress_fd = self._map_fd(b"vale_egress")
         self.src_fd = self._map_fd(b"vale_src")
         self.dst_fd = self._map_fd(b"vale_dst")
         self.stats_fd = self._map_fd(b"vale_stats")
@@ -277,7 +323,8 @@ cdef class Datapath:
             bpf_object__close(self.obj)
             self.obj = NULL
         self.tc_fd = self.upcall_fd = -1
-        self.ports_fd = self.src_fd = self.dst_fd = self.stats_fd = self.passed_fd = -1
+        self.ports_fd = self.egress_fd = self.src_fd = self.dst_fd = self.stats_fd = -1
+        self.passed_fd = -1
 
     def __dealloc__(self):
         if self.obj != NULL:
@@ -378,27 +425,15 @@ cdef class Datapath:
         os.unlink(path)
         return True
 
-    cdef void _tc_hook(self, bpf_tc_hook *hook, int ifindex) noexcept:
-        memset(hook, 0, sizeof(hook[0]))
-        hook.sz = sizeof(hook[0])
-        hook.ifindex = ifindex
-        hook.attach_point = BPF_TC_INGRESS
-
-    cdef void _tc_opts(self, bpf_tc_opts *opts) noexcept:
-        memset(opts, 0, sizeof(opts[0]))
-        opts.sz = sizeof(opts[0])
-        opts.handle = TC_HANDLE
-        opts.priority = TC_PRIORITY
-
     cdef int _attach_clsact(self, int ifindex, int prog_fd) except -1:
         cdef bpf_tc_hook hook
         cdef bpf_tc_opts opts
         cdef int rc
-        self._tc_hook(&hook, ifindex)
+        tc_hook(&hook, ifindex)
         rc = bpf_tc_hook_create(&hook)
         if rc != 0 and rc != -EEXIST:
             fail(-rc, f"adding a clsact qdisc to interface {ifindex}")
-        self._tc_opts(&opts)
+        tc_opts(&opts)
         opts.prog_fd = prog_fd
         opts.flags = BPF_TC_F_REPLACE
         rc = bpf_tc_attach(&hook, &opts)
@@ -421,8 +456,8 @@ cdef class Datapath:
         cdef bpf_tc_opts opts
         cdef int rc
         cdef bint removed
-        self._tc_hook(&hook, ifindex)
-        self._tc_opts(&opts)
+        tc_hook(&hook, ifindex)
+        tc_opts(&opts)
         rc = bpf_tc_detach(&hook, &opts)
         # No filter, no qdisc, no interface: nothing to remove.
         if rc != 0 and rc not in (-ENOENT, -EINVAL, -ENODEV):
@@ -439,14 +474,13 @@ cdef class Datapath:
         return removed
 
     def detach(self, int ifindex, *, bint remove_qdisc=False):
-        """Take interface ifindex off the fast path: its vale_ports entry first (both
-        programs then pass everything up), then the tcx link or clsact filter, and with
-        remove_qdisc the clsact qdisc too (only if vale made it: others' filters go with
-        it). Whether anything was attached."""
-        cdef uint32_t key = ifindex
+        """Take interface ifindex off the fast path: its vale_ports entry first (nothing
+        is redirected to it or from it then), then the tcx link or clsact filter, and
+        with remove_qdisc the clsact qdisc too (only if vale made it: others' filters go
+        with it). Whether anything was attached."""
         self._check_open()
         vale_bpf_log_start()
-        bpf_map_delete_elem(self.ports_fd, &key)
+        self.delete_port(ifindex)
         tcx = self._detach_tcx(ifindex)
         clsact = self._detach_clsact(ifindex, remove_qdisc)
         return bool(tcx or clsact)
@@ -465,8 +499,8 @@ cdef class Datapath:
                     return "tcx"
             finally:
                 close(fd)
-        self._tc_hook(&hook, ifindex)
-        self._tc_opts(&opts)
+        tc_hook(&hook, ifindex)
+        tc_opts(&opts)
         if bpf_tc_query(&hook, &opts) == 0:
             return "clsact"
         return None
@@ -512,7 +546,8 @@ cdef class Datapath:
         device its other frames go up to (0: they go on as if there were no program). A
         port index given anew should have its counters cleared (clear_stats)."""
         cdef uint32_t key
-        cdef vale_bpf_port value
+        cdef vale_bpf_port value, old
+        cdef vale_bpf_egress out
         cdef int rc
         self._check_open()
         check_u32("ifindex", ifindex)
@@ -520,12 +555,28 @@ cdef class Datapath:
         check_u32("flags", flags)
         check_u32("upcall", upcall)
         key = ifindex
+        # An interface given another port index: nothing goes to it by the old one.
+        if (bpf_map_lookup_elem(self.ports_fd, &key, &old) == 0 and old.port != port
+                and bpf_map_lookup_elem(self.egress_fd, &old.port, &out) == 0
+                and out.ifindex == key):
+            self._set_egress(old.port, 0, 0)
         value.port = port
         value.flags = flags
         value.upcall = upcall
         rc = bpf_map_update_elem(self.ports_fd, &key, &value, BPF_ANY)
         if rc != 0:
             fail(-rc, f"setting vale_ports[{ifindex}]")
+        self._set_egress(port, ifindex, flags)
+
+    cdef int _set_egress(self, uint32_t port, uint32_t ifindex, uint32_t flags) except -1:
+        cdef vale_bpf_egress value
+        cdef int rc
+        value.ifindex = ifindex
+        value.flags = flags
+        rc = bpf_map_update_elem(self.egress_fd, &port, &value, BPF_ANY)
+        if rc != 0:
+            fail(-rc, f"setting vale_egress[{port}]")
+        return 0
 
     def port(self, ifindex):
         """(port, flags, upcall) of interface ifindex, or None."""
@@ -542,9 +593,17 @@ cdef class Datapath:
         """Forget interface ifindex's entry (its frames and frames to it go up); whether
         there was one."""
         cdef uint32_t key
+        cdef vale_bpf_port value
+        cdef vale_bpf_egress out
         self._check_open()
         check_u32("ifindex", ifindex)
         key = ifindex
+        if bpf_map_lookup_elem(self.ports_fd, &key, &value) != 0:
+            return False
+        # Its egress first: no frame is redirected to it from here on.
+        if (bpf_map_lookup_elem(self.egress_fd, &value.port, &out) == 0
+                and out.ifindex == key):
+            self._set_egress(value.port, 0, 0)
         return bpf_map_delete_elem(self.ports_fd, &key) == 0
 
     def ports(self):

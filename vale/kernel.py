@@ -59,7 +59,19 @@ class KernelPath:
     def __init__(self, switch: str, *, macs: int) -> None:
         if _bpf is None:
             raise OSError(UNAVAILABLE)
-        self._dp = _bpf.Datapath(_bpf.pin_dir(switch), macs=min(macs, _bpf.MAX_MACS))
+        pins, macs = _bpf.pin_dir(switch), min(macs, _bpf.MAX_MACS)
+        try:
+            self._dp = _bpf.Datapath(pins, macs=macs)
+        except OSError as exc:
+            if not os.path.isdir(pins):
+                raise
+            # Pinned by a valed whose maps were laid out otherwise (or sized otherwise):
+            # its programs stop, and this one's take over once the ports are attached.
+            log.warning("%s: the fast path an earlier valed left pinned in %s does not fit "
+                        "(%s): taken away", switch, pins, exc)
+            for ifindex in _bpf.remove_stale(pins):
+                _remove_upcall_device(ifindex)
+            self._dp = _bpf.Datapath(pins, macs=macs)
         self._ports: dict[int, _Port] = {}
         # What an earlier valed left pinned (killed, or crashed): its ports by ifindex and
         # their MACs, adopted by the ports attached again, removed for the rest.
@@ -112,8 +124,7 @@ class KernelPath:
     def _remove_upcall(self, ifindex: int, upcall: int) -> None:
         """Take the upcall device of interface ifindex away, if it is still there."""
         self._dp.detach(upcall)
-        if netlink.link_name(upcall) == upcall_name(ifindex):
-            netlink.delete_link(upcall_name(ifindex))
+        _remove_upcall_device(ifindex, upcall)
 
     @property
     def sources_fd(self) -> int:
@@ -298,11 +309,23 @@ def remove_left_behind(keep: set[str]) -> list[str]:
     gone = []
     for switch in sorted(os.listdir(_bpf.PIN_ROOT)):
         if switch not in keep:
-            dp = _bpf.Datapath(_bpf.pin_dir(switch))
-            upcalls = {ifindex: upcall for ifindex, (_, _, upcall) in dp.ports().items()}
-            dp.remove()
-            for ifindex, upcall in upcalls.items():
-                if netlink.link_name(upcall) == upcall_name(ifindex):
-                    netlink.delete_link(upcall_name(ifindex))
+            try:
+                dp = _bpf.Datapath(_bpf.pin_dir(switch))
+            except OSError:                 # laid out otherwise: by an older valed
+                for ifindex in _bpf.remove_stale(_bpf.pin_dir(switch)):
+                    _remove_upcall_device(ifindex)
+            else:
+                upcalls = {ifindex: entry[2] for ifindex, entry in dp.ports().items()}
+                dp.remove()
+                for ifindex, upcall in upcalls.items():
+                    _remove_upcall_device(ifindex, upcall)
             gone.append(switch)
     return gone
+
+
+def _remove_upcall_device(ifindex: int, upcall: int | None = None) -> None:
+    """Delete the upcall device of the interface with index ifindex, if there is one (and
+    it has index upcall, when given)."""
+    name = upcall_name(ifindex)
+    if upcall is None or netlink.link_name(upcall) == name:
+        netlink.delete_link(name)

@@ -5,6 +5,8 @@ counted are the test's own."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -278,3 +280,43 @@ def test_a_program_taken_away_by_hand_is_attached_again(valed, make_host):
     a.raw("send", "eth0", b.mac, a.mac, str(SENT), "100")
     assert received(counting) == SENT
     assert stats(valed, a)["fastpath_rx_packets"] == SENT
+
+
+def test_a_fast_path_pinned_with_another_layout_is_taken_away_and_made_anew(make_host):
+    """An earlier valed's maps laid out otherwise cannot be reused: its programs are
+    detached, its pins and upcall devices removed, and the new fast path loads."""
+    import shutil
+
+    from vale import _bpf
+    from vale.kernel import KernelPath
+    a = make_host(1, ipv6=False)
+    ifindex = socket.if_nametoindex(a.port)
+    switch = f"vstale{os.getpid()}"
+    pins = _bpf.pin_dir(switch)
+    def links() -> set[int]:
+        return {link["id"] for link in json.loads(sh("bpftool", "-j", "link", "show").stdout)}
+
+    try:
+        before = links()
+        old = KernelPath(switch, macs=1024)
+        old.add_port(1, ifindex, mtu=1500, peer=True)
+        old.close(remove=False)                         # as a kill -9 leaves it
+        assert Path(f"/sys/class/net/{upcall_name(ifindex)}").exists()
+        left = links() - before
+        assert len(left) == 2                           # the port's and the upcall's
+        os.unlink(f"{pins}/vale_ports")                 # an older layout of vale_ports
+        sh("bpftool", "map", "create", f"{pins}/vale_ports", "type", "hash", "key", "4",
+           "value", "8", "entries", "256", "name", "vale_ports")
+        with pytest.raises(OSError):
+            _bpf.Datapath(pins, macs=1024)
+        new = KernelPath(switch, macs=1024)
+        try:
+            assert not links() & left
+            assert not Path(f"/sys/class/net/{upcall_name(ifindex)}").exists()
+            new.add_port(1, ifindex, mtu=1500, peer=True)
+            assert len(links() - before) == 2
+        finally:
+            new.close(remove=True)
+        assert not Path(pins).exists()
+    finally:
+        shutil.rmtree(pins, ignore_errors=True)

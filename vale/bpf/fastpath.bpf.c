@@ -48,6 +48,14 @@ struct {
 } vale_ports SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VALE_BPF_PORTS);
+	__type(key, __u32);
+	__type(value, struct vale_bpf_egress);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} vale_egress SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, VALE_BPF_MACS);
 	__type(key, struct vale_bpf_mac);
@@ -150,7 +158,7 @@ static __always_inline __u32 gso_headers(struct __sk_buff *skb, __be16 proto)
 static __always_inline enum action decide(struct __sk_buff *skb, struct decision *d)
 {
 	struct vale_bpf_mac key = {};
-	struct vale_bpf_port *out;
+	struct vale_bpf_egress *out;
 	struct ethhdr eth;
 	__u32 ifindex = skb->ifindex, len = skb->len, gso_size, headers, max;
 
@@ -208,9 +216,8 @@ static __always_inline enum action decide(struct __sk_buff *skb, struct decision
 	/* The destination port's own entry has the last word: a port whose capture or mirror
 	 * starts, or that goes down, loses its TX flag and every entry for it goes up at
 	 * once; an entry left behind for an interface now on another port, too. */
-	ifindex = d->dst->ifindex;
-	out = bpf_map_lookup_elem(&vale_ports, &ifindex);
-	if (!out || !(out->flags & VALE_BPF_PORT_TX) || out->port != d->dst->port) {
+	out = bpf_map_lookup_elem(&vale_egress, &d->dst->port);
+	if (!out || !(out->flags & VALE_BPF_PORT_TX) || out->ifindex != d->dst->ifindex) {
 		d->reason = VALE_BPF_PASS_DST_PORT;
 		return ACT_PASS;
 	}
@@ -282,8 +289,9 @@ int vale_tc(struct __sk_buff *skb)
 	}
 
 	/* The source was seen: once a second is enough for ageing, and spares the entry's
-	 * cache line a write per frame. */
-	now = bpf_ktime_get_ns();
+	 * cache line a write per frame; so is the coarse clock (a tick behind at most),
+	 * which costs less to read. */
+	now = bpf_ktime_get_coarse_ns();
 	if (now - d.src->last_seen_ns > VALE_BPF_SEEN_NS)
 		d.src->last_seen_ns = now;
 

@@ -5,6 +5,7 @@
  * The maps, one set per switch, pinned under /sys/fs/bpf/vale/<switch>/:
  *
  *   vale_ports   hash     ifindex -> struct vale_bpf_port      written by vale
+ *   vale_egress  array    port index -> vale_bpf_egress        written by vale, with vale_ports
  *   vale_src     hash     struct vale_bpf_mac -> vale_bpf_src  vale; last_seen_ns by the program
  *   vale_dst     hash     struct vale_bpf_mac -> vale_bpf_dst  written by vale
  *   vale_stats   per-CPU array, port index -> vale_bpf_stats   written by the tc program
@@ -42,6 +43,14 @@ struct vale_bpf_port {
                                        program were not there */
 };
 
+/* vale_egress: where frames to a port index go, and whether they may: set and cleared
+ * with the port's vale_ports entry. An array, so the program's check of each frame's
+ * destination port is a load, not a hash lookup. */
+struct vale_bpf_egress {
+    __u32 ifindex;                  /* the port's interface; 0: no port */
+    __u32 flags;                    /* its vale_ports flags: VALE_BPF_PORT_TX matters */
+};
+
 /* The key of vale_src and vale_dst. Read as a little-endian __u64 it is the switch's MAC
  * table key: byte 0 of the MAC in the low bits, the VLAN from bit 48. */
 struct vale_bpf_mac {
@@ -54,7 +63,8 @@ struct vale_bpf_mac {
 struct vale_bpf_src {
     __u32 port;
     __u32 pad;
-    __u64 last_seen_ns;             /* CLOCK_MONOTONIC (bpf_ktime_get_ns), refreshed by the
+    __u64 last_seen_ns;             /* CLOCK_MONOTONIC, coarse (bpf_ktime_get_coarse_ns: a
+                                       tick behind at most), refreshed by the
                                        tc program to within VALE_BPF_SEEN_NS */
 };
 
@@ -99,8 +109,8 @@ enum vale_bpf_pass {
     VALE_BPF_PASS_SRC_UNKNOWN,      /* source MAC not in vale_src */
     VALE_BPF_PASS_SRC_MOVED,        /* source MAC known on another port */
     VALE_BPF_PASS_DST_UNKNOWN,      /* destination MAC not in vale_dst */
-    VALE_BPF_PASS_DST_PORT,         /* destination port not in vale_ports, no TX flag, or
-                                       its entry names another port (stale) */
+    VALE_BPF_PASS_DST_PORT,         /* destination port without an interface or TX flag
+                                       in vale_egress, or on another interface (stale) */
     VALE_BPF_PASS_GSO,              /* a GSO frame whose segments would not fit the
                                        destination's MTU, or whose headers were not parsed */
     VALE_BPF_PASSES

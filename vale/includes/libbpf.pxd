@@ -20,6 +20,9 @@ cdef extern from "bpf/fastpath.h" nogil:
         uint32_t port
         uint32_t flags
         uint32_t upcall
+    struct vale_bpf_egress:
+        uint32_t ifindex
+        uint32_t flags
     struct vale_bpf_mac:
         uint8_t mac[6]
         uint16_t vlan
