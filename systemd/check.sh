@@ -9,9 +9,10 @@
 #   switching            two namespaces on veth through vale0 ping each other
 #   fast path            the kernel fast path runs within the unit's limits: both veth
 #                        ports tcx (or clsact), maps and links pinned under
-#                        /sys/fs/bpf/vale/vale0, frames forwarded by it; after kill -9 the
-#                        same links (known unicast flowed meanwhile); a clean stop removes
-#                        the pins, the links and the program at vxp1's tc ingress
+#                        /sys/fs/bpf/vale/vale0, an upcall device each, frames forwarded
+#                        by it; after kill -9 the same links (known unicast flowed
+#                        meanwhile); a clean stop removes the pins, the links, the
+#                        program at vxp1's tc ingress and the upcall devices
 #   sandboxing           what valed does within the unit's limits: CPU pinning, a
 #                        persistent TAP, a capture, metrics, its open-files limit raised
 #   ExecReload           systemctl reload valed works
@@ -208,6 +209,7 @@ if [ -e /sys/fs/bpf ]; then
     fp_links=$(links vxp1 vxp2)
     fact fp_links "$fp_links"
     fact tc_ingress "$(tc_ingress vxp1)"
+    fact upcalls "$(ls /sys/class/net | grep -c '^vale-up' || true)"
     ip netns exec vxh1 ping -c 5 -i 0.2 -W 1 -q 198.18.7.2 >/dev/null
     fact fastpath_packets "$(fastpath_packets)"
 fi
@@ -253,6 +255,7 @@ if [ -e /sys/fs/bpf ]; then
     # shellcheck disable=SC2086 # the ids, one word each
     fact links_after_stop "$(links_alive $fp_links)"
     fact tc_ingress_after_stop "$(tc_ingress vxp1)"
+    fact upcalls_after_stop "$(ls /sys/class/net | grep -c '^vale-up' || true)"
 fi
 # valed's own lines (not systemd's about it), which carry their priority (<3> errors)
 fact errors "$(journalctl _SYSTEMD_UNIT=valed.service -p err -o cat --no-pager | grep -c .)"
@@ -291,8 +294,8 @@ fact() { grep "^$1 " "$work/facts" | cut -d' ' -f2-; }
 same_mac() { [ -n "$(fact mac_before)" ] && [ "$(fact mac_after)" = "$(fact mac_before)" ]; }
 journal_parsed() { [ "$(fact info_lines)" -ge 6 ] && [ "$(fact unparsed)" = 0 ]; }
 fastpath_on() { case "$(fact "$1")" in tcx,tcx | clsact,clsact) true ;; *) false ;; esac; }
-pinned_all() {                  # the five maps, and a tcx link or clsact mark for each port
-    [ "$(fact maps)" = "vale_dst vale_passed vale_ports vale_src vale_stats " ] &&
+pinned_all() {                  # the six maps, and a tcx link or clsact mark for each port
+    [ "$(fact maps)" = "vale_dst vale_egress vale_passed vale_ports vale_src vale_stats " ] &&
         [ "$(fact attach_pins)" = "$(fact fastpath)" ]
 }
 same_links() {                  # (clsact has no links: nothing to compare)
@@ -307,6 +310,7 @@ check "a TAP valed made answers" [ "$(fact ping_tap)" = yes ]
 check_fastpath "the kernel fast path on both veth ports (tcx or clsact)" fastpath_on fastpath
 check_fastpath "its maps and links pinned in /sys/fs/bpf/vale/vale0" pinned_all
 check_fastpath "its program at vxp1's tc ingress" [ "$(fact tc_ingress)" = 1 ]
+check_fastpath "an upcall device for each port" [ "$(fact upcalls)" = 2 ]
 check_fastpath "frames forwarded by it" [ "$(fact fastpath_packets)" -gt 0 ]
 check "CPU pinning (cpus=0)" [ "$(fact cpus)" = 0 ]
 check "a persistent TAP" [ -n "$(fact persistent)" ]
@@ -329,6 +333,7 @@ check "promiscuous mode undone" [ "$(fact promisc)" = 0 ]
 check_fastpath "the pins removed" [ "$(fact pins_after_stop)" = gone ]
 check_fastpath "the tcx links gone" [ "$(fact links_after_stop)" = 0 ]
 check_fastpath "no program at vxp1's tc ingress" [ "$(fact tc_ingress_after_stop)" = 0 ]
+check_fastpath "the upcall devices gone" [ "$(fact upcalls_after_stop)" = 0 ]
 check "valed logged no error" [ "$(fact errors)" = 0 ]
 check "valed logged no traceback" [ "$(fact tracebacks)" = 0 ]
 check "its lines reach the journal with their priority" journal_parsed
