@@ -134,6 +134,7 @@ typedef struct {
     uint16_t port;
     uint8_t flags, moves;
     uint16_t settled;                   /* the port a ban puts it back on */
+    uint8_t _pad[14];                   /* 64 bytes, as the core's */
 } vale_entry;
 
 typedef struct {
@@ -157,6 +158,7 @@ typedef struct {
     uint32_t learn_limit, dyn_count, lru_head, lru_tail;
     uint64_t last_src;
     uint32_t last_src_entry;
+    vale_entry *last_src_at;
     uint16_t index;
     int learning, flood;                /* bint */
     int kind, up, vnet;
@@ -567,7 +569,7 @@ static OUT_OF_LINE int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t k
 static inline int fdb_learn(vale_switch *sw, vale_port *src, uint64_t key)
 {
     if (src->last_src == key) {          /* per-port source cache: skip the hash */
-        vale_entry *e = &sw->fdb.entries[src->last_src_entry];
+        vale_entry *e = src->last_src_at;
         if (e->key == key && e->port == src->index && (e->flags & ENTRY_USED)) {
             if (!(e->flags & ENTRY_STATIC))
                 fdb_touch(sw, e, src->last_src_entry);
@@ -638,6 +640,7 @@ static OUT_OF_LINE int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t k
     }
     src->last_src = key;
     src->last_src_entry = idx;
+    src->last_src_at = &t->entries[idx];
     return -1;
 }
 
@@ -777,7 +780,20 @@ static inline uint64_t vlan_key(uint64_t mac, uint16_t vlan)
     return mac | ((uint64_t)vlan << 48);
 }
 
-static inline int admit(vale_switch *sw, vale_port *src, uint32_t i, int vlans);
+/* What admit() reads of the source port, read once per batch (admit_for). */
+typedef struct {
+    uint32_t rx_max;
+    int guarded;                        /* src->guards != 0 */
+} vale_admit;
+
+static inline vale_admit admit_for(const vale_port *src)
+{
+    vale_admit a = {src->guards != 0 ? 0 : src->rx_max, src->guards != 0};
+    return a;
+}
+
+static inline int admit(vale_switch *sw, vale_port *src, uint32_t i, int vlans, vale_admit a);
+static OUT_OF_LINE int admit_guarded(vale_switch *sw, vale_port *src, uint32_t i, int vlans);
 static inline void give_verdict(vale_switch *sw, vale_port *src, uint32_t i, uint16_t v);
 
 /* In batch order, for each frame the bridge admits: learn its source, give its verdict. */
@@ -788,12 +804,14 @@ static inline __attribute__((always_inline)) void learning_lookup(vale_switch *s
     vale_fdb *t = &sw->fdb;
     vale_desc *d;
     int learning = src->learning && src->up;
+    uint16_t own = src->index;
+    vale_admit a = admit_for(src);
     for (uint32_t i = 0; i < (n < PREFETCH_AHEAD ? n : PREFETCH_AHEAD); i++)
         fdb_prefetch(t, sw->dhomes[i]);
     for (uint32_t i = 0; i < n; i++) {
         if (i + PREFETCH_AHEAD < n)
             fdb_prefetch(t, sw->dhomes[i + PREFETCH_AHEAD]);
-        if (!admit(sw, src, i, vlans))
+        if (!admit(sw, src, i, vlans, a))
             continue;
         uint64_t dkey = sw->dkeys[i];
         d = &sw->descs[i];
@@ -817,7 +835,7 @@ static inline __attribute__((always_inline)) void learning_lookup(vale_switch *s
         if (vale_unlikely(port == VALE_NO_PORT)) {
             d->flags |= FRAME_UNKNOWN_UNICAST;
             give_verdict(sw, src, i, VALE_FLOOD);
-        } else if (vale_unlikely(port == src->index)) {
+        } else if (vale_unlikely(port == own)) {
             give_verdict(sw, src, i, VALE_DROP + DROP_OWN_PORT);
         } else if (vlans && !carries(sw->ports[port], d->vlan)) {
             give_verdict(sw, src, i, VALE_DROP + DROP_VLAN);
@@ -1158,17 +1176,32 @@ static OUT_OF_LINE int guard_refuses(vale_port *src, const vale_desc *d, uint64_
 
 /* The bridge's own rules for frame i: 0 and dropped (its key VALE_DECIDED), or 1 with its
    VLAN set and sw->dkeys[i] its destination's key, sw->dhomes[i] that key's home. */
-static inline int admit(vale_switch *sw, vale_port *src, uint32_t i, int vlans)
+static inline int admit(vale_switch *sw, vale_port *src, uint32_t i, int vlans, vale_admit a)
 {
     vale_desc *d = &sw->descs[i];
     uint32_t length = d->len;           /* as received: vlan_ingress may take a tag out */
-    if (vale_likely(VALE_ETH_HLEN <= length && length <= src->rx_max
+    if (vale_likely(VALE_ETH_HLEN <= length && length <= a.rx_max
                     && !(d->flags & (FRAME_BAD | FRAME_HOST))
                     && vlan_ingress(src, d, vlans) == 0)) {
         if (vale_unlikely(vlans && d->flags & FRAME_VLAN))
             set_key(sw, i, vlan_key(load_mac(d->data), d->vlan));
-        if (vale_likely(src->guards == 0))
-            return 1;
+        return 1;
+    }
+    if (vale_unlikely(a.guarded))
+        return admit_guarded(sw, src, i, vlans);
+    refuse(sw, src, i, length);
+    return 0;
+}
+
+/* admit() for a port with guards: the same rules, then the guards'. */
+static OUT_OF_LINE int admit_guarded(vale_switch *sw, vale_port *src, uint32_t i, int vlans)
+{
+    vale_desc *d = &sw->descs[i];
+    uint32_t length = d->len;
+    if (VALE_ETH_HLEN <= length && length <= src->rx_max
+            && !(d->flags & (FRAME_BAD | FRAME_HOST)) && vlan_ingress(src, d, vlans) == 0) {
+        if (vlans && d->flags & FRAME_VLAN)
+            set_key(sw, i, vlan_key(load_mac(d->data), d->vlan));
         int reason = guard_refuses(src, d, sw->dkeys[i]);
         if (reason < 0)
             return 1;
@@ -1199,8 +1232,9 @@ static void refuse(vale_switch *sw, vale_port *src, uint32_t i, uint32_t length)
 static void hub_lookup(vale_switch *sw, vale_port *src, uint32_t n)
 {
     int vlans = sw->vlan_ports != 0;
+    vale_admit a = admit_for(src);
     for (uint32_t i = 0; i < n; i++) {
-        if (admit(sw, src, i, vlans)) {
+        if (admit(sw, src, i, vlans, a)) {
             if (!(sw->descs[i].data[0] & 1))
                 sw->descs[i].flags |= FRAME_UNKNOWN_UNICAST;
             else if (vale_unlikely((sw->dkeys[i] & MAC_MASK) == LOOP_PROBE_KEY))

@@ -206,6 +206,7 @@ ctypedef struct vale_entry:
     uint8_t flags
     uint8_t moves               # moves within the current window
     uint16_t settled            # the port it was on when the window began: a ban puts it back
+    uint8_t _pad[14]            # 64 bytes: an entry is a shift away and one cache line
 
 ctypedef struct vale_fdb_change:
     uint64_t key
@@ -260,6 +261,7 @@ ctypedef struct vale_port:
     uint32_t lru_tail           # newest
     uint64_t last_src           # last source MAC learned here, to skip the hash
     uint32_t last_src_entry
+    vale_entry *last_src_at     # that entry (entries never move): no index arithmetic
     uint16_t index
     bint learning
     bint flood                  # receives flooded unknown unicast

@@ -259,25 +259,53 @@ cdef inline uint64_t frame_keys(vale_switch *sw, vale_port *src, uint32_t n) noe
     return nbytes
 
 
+ctypedef struct vale_admit:
+    uint32_t rx_max             # src.rx_max; 0 for a guarded port: admit_guarded decides
+    bint guarded                # src.guards != 0: nothing in a batch sets the first guard
+
+
+cdef inline vale_admit admit_for(const vale_port *src) noexcept nogil:
+    """What admit() reads of src, read once per batch: its frames' loop then keeps it
+    in registers (the compiler cannot, with every store a possible alias). A port with
+    guards gets no frame past admit's first test, so ports without pay nothing for them."""
+    cdef vale_admit a
+    a.guarded = src.guards != 0
+    a.rx_max = 0 if a.guarded else src.rx_max
+    return a
+
+
 cdef inline bint admit(vale_switch *sw, vale_port *src, uint32_t i,
-                       bint vlans) noexcept nogil:
+                       bint vlans, vale_admit a) noexcept nogil:
     """The bridge's own rules for frame i, which a lookup stage asks first: a length the
     source cannot hold (a lie), a runt, a lying offload header, a frame for the attached
     interface's own host, and, with VLANs on (a port of the switch has a VLAN mode), a
     VLAN the port does not take (vlan_ingress); then the port's guards (guard.pxi), when
-    it has any.
+    it has any. a: admit_for(src), taken at the start of the batch.
     False: the frame is dropped (its key VALE_DECIDED); True: its VLAN is set and
     sw.dkeys[i] is its destination's key (VLAN, MAC), sw.dhomes[i] that key's home."""
     cdef vale_desc *d = &sw.descs[i]
     cdef uint32_t length = d.len            # as received: vlan_ingress may take a tag out
-    cdef int reason
-    if vale_likely(VALE_ETH_HLEN <= length <= src.rx_max
+    if vale_likely(VALE_ETH_HLEN <= length <= a.rx_max
                    and not (d.flags & (FRAME_BAD | FRAME_HOST))
                    and vlan_ingress(src, d, vlans) == 0):
         if vale_unlikely(vlans and d.flags & FRAME_VLAN):
             set_key(sw, i, vlan_key(load_mac(d.data), d.vlan))
-        if vale_likely(src.guards == 0):
-            return True
+        return True
+    if vale_unlikely(a.guarded):
+        return admit_guarded(sw, src, i, vlans)
+    refuse(sw, src, i, length)
+    return False
+
+
+cdef bint admit_guarded(vale_switch *sw, vale_port *src, uint32_t i, bint vlans) noexcept nogil:
+    """admit() for a port with guards: the same rules, then the guards'."""
+    cdef vale_desc *d = &sw.descs[i]
+    cdef uint32_t length = d.len
+    cdef int reason
+    if (VALE_ETH_HLEN <= length <= src.rx_max and not (d.flags & (FRAME_BAD | FRAME_HOST))
+            and vlan_ingress(src, d, vlans) == 0):
+        if vlans and d.flags & FRAME_VLAN:
+            set_key(sw, i, vlan_key(load_mac(d.data), d.vlan))
         reason = guard_refuses(src, d, sw.dkeys[i])
         if reason < 0:
             return True
@@ -308,8 +336,9 @@ cdef void hub_lookup(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil
     as a hub, where every port sees all traffic."""
     cdef uint32_t i
     cdef bint vlans = sw.vlan_ports != 0
+    cdef vale_admit a = admit_for(src)
     for i in range(n):
-        if admit(sw, src, i, vlans):
+        if admit(sw, src, i, vlans, a):
             if not (sw.descs[i].data[0] & 1):
                 sw.descs[i].flags |= FRAME_UNKNOWN_UNICAST
                 give_verdict(sw, src, i, VALE_FLOOD)

@@ -388,7 +388,7 @@ cdef inline int fdb_learn(vale_switch *sw, vale_port *src, uint64_t key) noexcep
     cdef vale_entry *e
     # Runs of frames from one host skip the hash (VALE's per-port source cache).
     if src.last_src == key:
-        e = &sw.fdb.entries[src.last_src_entry]
+        e = src.last_src_at
         if e.key == key and e.port == src.index and (e.flags & ENTRY_USED):
             if not (e.flags & ENTRY_STATIC):
                 fdb_touch(sw, e, src.last_src_entry)
@@ -459,6 +459,7 @@ cdef int fdb_learn_new(vale_switch *sw, vale_port *src, uint64_t key) noexcept n
         t.learned += 1
     src.last_src = key
     src.last_src_entry = idx
+    src.last_src_at = &t.entries[idx]
     return -1
 
 
@@ -557,12 +558,14 @@ cdef inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n,
     cdef uint64_t skey, dkey
     cdef int reason
     cdef bint learning = src.learning and src.up    # down: its MACs were just forgotten
+    cdef uint16_t own = src.index
+    cdef vale_admit a = admit_for(src)
     for i in range(min(n, PREFETCH_AHEAD)):
         fdb_prefetch(t, sw.dhomes[i])
     for i in range(n):
         if i + PREFETCH_AHEAD < n:
             fdb_prefetch(t, sw.dhomes[i + PREFETCH_AHEAD])
-        if not admit(sw, src, i, vlans):
+        if not admit(sw, src, i, vlans, a):
             continue
         dkey = sw.dkeys[i]
         d = &sw.descs[i]
@@ -580,7 +583,7 @@ cdef inline void learning_lookup(vale_switch *sw, vale_port *src, uint32_t n,
         if vale_unlikely(port == VALE_NO_PORT):
             d.flags |= FRAME_UNKNOWN_UNICAST
             give_verdict(sw, src, i, VALE_FLOOD)
-        elif vale_unlikely(port == src.index):
+        elif vale_unlikely(port == own):
             give_verdict(sw, src, i, VALE_DROP + DROP_OWN_PORT)
         elif vlans and not carries(sw.ports[port], d.vlan):
             give_verdict(sw, src, i, VALE_DROP + DROP_VLAN)
