@@ -134,7 +134,6 @@ typedef struct {
     uint16_t port;
     uint8_t flags, moves;
     uint16_t settled;                   /* the port a ban puts it back on */
-    uint8_t _pad[14];                   /* 64 bytes, as the core's */
 } vale_entry;
 
 typedef struct {

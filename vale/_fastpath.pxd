@@ -206,7 +206,6 @@ ctypedef struct vale_entry:
     uint8_t flags
     uint8_t moves               # moves within the current window
     uint16_t settled            # the port it was on when the window began: a ban puts it back
-    uint8_t _pad[14]            # 64 bytes: an entry is a shift away and one cache line
 
 ctypedef struct vale_fdb_change:
     uint64_t key

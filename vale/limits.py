@@ -37,14 +37,14 @@ class Limit:
 
 
 # The forwarding threads, MAC tables and capture queues these allow fit in the unit's
-# MemoryMax=1G with room to spare: 32 switches x 262,144 entries x 80 bytes is 640 MiB
+# MemoryMax=1G with room to spare: 32 switches x 262,144 entries x 88 bytes is 704 MiB
 # at worst; captures 64 MiB. Receive rings are kernel memory (not counted there): 1024
 # frames is 69 MiB a port (the default 256: 18 MiB).
 LIMITS: tuple[Limit, ...] = (
     Limit("max-switches", 1, 4096, 32,
           "switches valed runs (each a forwarding thread and a MAC table)"),
     Limit("max-fdb-capacity", 1, MAX_FDB_CAPACITY, 262144,
-          "largest fdb_capacity a switch may be given (80 bytes an entry)"),
+          "largest fdb_capacity a switch may be given (88 bytes an entry)"),
     Limit("max-rx-frames", MIN_RX_FRAMES, MAX_RX_FRAMES, 1024,
           "largest rx_frames a port may be given (64 KiB of kernel memory a frame)"),
     Limit("capture-client-bytes", 64 << 10, 1 << 30, 8 * MIB,
