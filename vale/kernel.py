@@ -13,6 +13,9 @@ vale's. A frame the program is not sure of goes up, so vale decides it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import logging
 import os
 import time
@@ -60,18 +63,20 @@ class KernelPath:
         if _bpf is None:
             raise OSError(UNAVAILABLE)
         pins, macs = _bpf.pin_dir(switch), min(macs, _bpf.MAX_MACS)
+        _bpf.ensure_bpffs()
+        os.makedirs(pins, mode=0o700, exist_ok=True)
+        lock = _lock(pins)
+        if lock is None:
+            raise OSError(errno.EBUSY, f"another valed runs a switch {switch} with its fast "
+                                       f"path ({pins})")
         try:
-            self._dp = _bpf.Datapath(pins, macs=macs)
-        except OSError as exc:
-            if not os.path.isdir(pins):
-                raise
-            # Pinned by a valed whose maps were laid out otherwise (or sized otherwise):
-            # its programs stop, and this one's take over once the ports are attached.
-            log.warning("%s: the fast path an earlier valed left pinned in %s does not fit "
-                        "(%s): taken away", switch, pins, exc)
-            for ifindex in _bpf.remove_stale(pins):
-                _remove_upcall_device(ifindex)
-            self._dp = _bpf.Datapath(pins, macs=macs)
+            self._dp = _load(switch, pins, macs)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.rmdir(pins)              # made here and empty: nothing is left behind
+            os.close(lock)
+            raise
+        self._lock = lock
         self._ports: dict[int, _Port] = {}
         # What an earlier valed left pinned (killed, or crashed): its ports by ifindex and
         # their MACs, adopted by the ports attached again, removed for the rest.
@@ -298,6 +303,39 @@ class KernelPath:
             self._dp.remove()
         else:
             self._dp.close()
+        os.close(self._lock)
+
+
+def _lock(pins: str) -> int | None:
+    """An fd holding the lock of a switch's pin directory (flock: a live valed holds it
+    while it runs the switch's fast path; the kernel lets go when it dies), or None when
+    another process holds it (or the directory went meanwhile)."""
+    try:
+        fd = os.open(pins, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _load(switch: str, pins: str, macs: int) -> Any:
+    """The switch's Datapath, from its pins; pins an earlier valed laid out otherwise (or
+    sized otherwise) are taken away first: its programs stop, and this one's take over
+    once the ports are attached."""
+    assert _bpf is not None
+    try:
+        return _bpf.Datapath(pins, macs=macs)
+    except OSError as exc:
+        log.warning("%s: the fast path an earlier valed left pinned in %s does not fit "
+                    "(%s): taken away", switch, pins, exc)
+    for ifindex in _bpf.remove_stale(pins):
+        _remove_upcall_device(ifindex)
+    os.makedirs(pins, mode=0o700, exist_ok=True)
+    return _bpf.Datapath(pins, macs=macs)
 
 
 def remove_left_behind(keep: set[str]) -> list[str]:
@@ -308,7 +346,10 @@ def remove_left_behind(keep: set[str]) -> list[str]:
         return []
     gone = []
     for switch in sorted(os.listdir(_bpf.PIN_ROOT)):
-        if switch not in keep:
+        lock = _lock(_bpf.pin_dir(switch)) if switch not in keep else None
+        if lock is None:                    # kept, or another valed's
+            continue
+        try:
             try:
                 dp = _bpf.Datapath(_bpf.pin_dir(switch))
             except OSError:                 # laid out otherwise: by an older valed
@@ -319,7 +360,9 @@ def remove_left_behind(keep: set[str]) -> list[str]:
                 dp.remove()
                 for ifindex, upcall in upcalls.items():
                     _remove_upcall_device(ifindex, upcall)
-            gone.append(switch)
+        finally:
+            os.close(lock)
+        gone.append(switch)
     return gone
 
 

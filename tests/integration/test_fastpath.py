@@ -320,3 +320,20 @@ def test_a_fast_path_pinned_with_another_layout_is_taken_away_and_made_anew(make
         assert not Path(pins).exists()
     finally:
         shutil.rmtree(pins, ignore_errors=True)
+
+
+def test_a_switch_fast_path_another_valed_runs_is_left_alone(make_host):
+    """Pins are locked by the valed that runs them: a second one (another instance, a
+    test's) neither takes them over nor removes them as left behind."""
+    from vale import _bpf, kernel
+    switch = f"vbusy{os.getpid()}"
+    first = kernel.KernelPath(switch, macs=1024)
+    try:
+        with pytest.raises(OSError, match="another valed runs a switch"):
+            kernel.KernelPath(switch, macs=1024)
+        assert switch not in kernel.remove_left_behind(set())
+        assert Path(_bpf.pin_dir(switch)).is_dir()
+    finally:
+        first.close(remove=False)                       # as a killed valed leaves it
+    assert switch in kernel.remove_left_behind(set())   # now nobody's: taken away
+    assert not Path(_bpf.pin_dir(switch)).exists()
