@@ -18,6 +18,7 @@ import errno
 import fcntl
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -193,7 +194,7 @@ class KernelPath:
                 log.warning("port %d: its fast path program was taken away (by hand?): "
                             "attached again", index)
                 port.mode = self._dp.attach(port.ifindex, port.mode)
-            if netlink.link_name(port.upcall) != upcall_name(port.ifindex):
+            if _index_of(upcall_name(port.ifindex)) != port.upcall:
                 log.warning("port %d: its upcall device %s went (by hand?): made again",
                             index, upcall_name(port.ifindex))
                 port.upcall = remade[index] = self._make_upcall(port.ifindex, port.mode)
@@ -364,6 +365,15 @@ def remove_left_behind(keep: set[str]) -> list[str]:
             os.close(lock)
         gone.append(switch)
     return gone
+
+
+def _index_of(name: str) -> int | None:
+    """The index of interface `name` here, or None: one ioctl, cheap enough to ask every
+    second for every port."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
 
 
 def _remove_upcall_device(ifindex: int, upcall: int | None = None) -> None:
