@@ -306,9 +306,11 @@ class Topology:
         if event.up and not info["up"]:
             sw.port_link(event.ifname, up=True)
             log.info("%s:%s is up again", switch, event.ifname)
-        elif not event.up and info["up"] and sw.ifindex(event.ifname) == event.index:
+        elif (not event.up and info["up"] and sw.ifindex(event.ifname) == event.index
+              and interface_state(event.ifname, event.index) == "down"):
             # An interface port's link: a socket on the interface hears of it too, but
-            # one on the fast path's upcall device does not.
+            # one on the fast path's upcall device does not. Asked anew: the event may be
+            # an old one (made down, then up, before valed read either).
             sw.port_link(event.ifname, up=False)
             log.info("%s:%s is down", switch, event.ifname)
 
