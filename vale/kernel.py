@@ -331,6 +331,10 @@ def _load(switch: str, pins: str, macs: int) -> Any:
     try:
         return _bpf.Datapath(pins, macs=macs)
     except OSError as exc:
+        # libbpf refuses pinned maps of another layout with EINVAL; anything else (no
+        # object, no permission) is this valed's to report.
+        if exc.errno != errno.EINVAL or not os.listdir(pins):
+            raise
         log.warning("%s: the fast path an earlier valed left pinned in %s does not fit "
                     "(%s): taken away", switch, pins, exc)
     for ifindex in _bpf.remove_stale(pins):
