@@ -384,5 +384,5 @@ def _remove_upcall_device(ifindex: int, upcall: int | None = None) -> None:
     """Delete the upcall device of the interface with index ifindex, if there is one (and
     it has index upcall, when given)."""
     name = upcall_name(ifindex)
-    if upcall is None or netlink.link_name(upcall) == name:
+    if upcall is None or _index_of(name) == upcall:
         netlink.delete_link(name)

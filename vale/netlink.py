@@ -210,21 +210,6 @@ def _make_upcall(name: str, like: int) -> int:
         return index
 
 
-def link_name(index: int) -> str | None:
-    """The name of the interface with this index here, or None."""
-    return _in_worker(_link_name, index)
-
-
-def _link_name(index: int) -> str | None:
-    with IPRoute() as ipr:
-        try:
-            return str(ipr.link("get", index=index)[0].get_attr("IFLA_IFNAME"))
-        except NetlinkError as exc:
-            if exc.code == errno.ENODEV:
-                return None
-            raise
-
-
 def delete_link(name: str) -> None:
     """Delete interface `name` (and a veth's peer with it); gone already is fine."""
     _in_worker(_delete, name)
