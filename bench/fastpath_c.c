@@ -1010,16 +1010,17 @@ static inline uint32_t put_frame(vale_switch *sw, vale_port *dst, const char *da
     return ops_of(dst)->put(sw, dst, data, length, vnet, tag, queued, padded);
 }
 
-/* Hand dst the frames of unicast list u and flood list b, merged in batch order. */
-static OUT_OF_LINE void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
-                                 int padded, int flood)
+/* Hand dst the frames of unicast list u and flood list b, merged in batch order; made
+   twice, for VLANs off and on (vlans a constant in each), as the core's deliver_frames. */
+static inline __attribute__((always_inline)) void deliver_frames(
+    vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b, int padded, int flood,
+    const int vlans)
 {
     vale_port_ops *ops = ops_of(dst);
     uint16_t i;
     uint32_t queued = 0, tag;
     vale_desc *d;
     int direct = ops->direct;
-    int filtering = sw->vlan_ports != 0;
     vale_ring *ring = &dst->tx;
     uint32_t head = ring->head, space = ring_space(ring), max_len = dst->max_frame;
     uint16_t native = dst->native;
@@ -1033,7 +1034,7 @@ static OUT_OF_LINE void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uin
             b = sw->next_frame[b];
             if (!flood && (sw->descs[i].flags & FRAME_UNKNOWN_UNICAST))
                 continue;
-            if (vale_unlikely(filtering) && !carries(dst, sw->descs[i].vlan))
+            if (vlans && !carries(dst, sw->descs[i].vlan))
                 continue;
         } else {
             i = u;
@@ -1041,7 +1042,8 @@ static OUT_OF_LINE void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uin
         }
         d = &sw->descs[i];
         /* Untagged in and out (egress_tag 0), no offload header: a plain copy. */
-        if (vale_likely(direct && !(d->flags & (FRAME_VNET | FRAME_VLAN)) && d->vlan == native)) {
+        if (vale_likely(direct && !(d->flags & (FRAME_VNET | FRAME_VLAN))
+                        && (!vlans || d->vlan == native))) {
             if (vale_unlikely(d->len > max_len)) {
                 big++;
                 continue;
@@ -1083,6 +1085,27 @@ static OUT_OF_LINE void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uin
     dst->c.drops[DROP_RING_FULL] += full;
     dst->c.drops[DROP_TOO_BIG] += big;
     ops->flush(sw, dst, queued);
+}
+
+static OUT_OF_LINE void deliver_vlans_off(vale_switch *sw, vale_port *dst, uint16_t u,
+                                           uint16_t b, int padded, int flood)
+{
+    deliver_frames(sw, dst, u, b, padded, flood, 0);
+}
+
+static OUT_OF_LINE void deliver_vlans_on(vale_switch *sw, vale_port *dst, uint16_t u,
+                                          uint16_t b, int padded, int flood)
+{
+    deliver_frames(sw, dst, u, b, padded, flood, 1);
+}
+
+static inline void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
+                           int padded, int flood)
+{
+    if (vale_likely(sw->vlan_ports == 0))
+        deliver_vlans_off(sw, dst, u, b, padded, flood);
+    else
+        deliver_vlans_on(sw, dst, u, b, padded, flood);
 }
 
 static uint32_t chain_length(const vale_switch *sw, uint16_t i)

@@ -124,19 +124,29 @@ cdef uint32_t soft_offload(vale_switch *sw, const vale_desc *d) noexcept nogil:
     return 1
 
 
-cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
-                  bint padded, const vale_port *to) noexcept nogil:
+cdef inline void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
+                         bint padded, const vale_port *to) noexcept nogil:
     """Hand dst the frames of unicast list u and flood list b, merged in batch order, as
     they are for port `to` (dst itself, or the port dst mirrors): unknown unicast among
     the floods only if to's flood flag is on; with VLANs on, floods only of VLANs `to`
     carries. Each frame leaves with the tag dst's own mode gives it."""
+    if vale_likely(sw.vlan_ports == 0):
+        deliver_frames(sw, dst, u, b, padded, to, <VlansOff>False)
+    else:
+        deliver_frames(sw, dst, u, b, padded, to, <VlansOn>True)
+
+
+cdef void deliver_frames(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
+                         bint padded, const vale_port *to, VlanState vlans) noexcept nogil:
+    """deliver(), compiled for VLANs off and on (as the learning lookup is): with none,
+    a frame the port's take left untagged travels in VLAN 0, every port's native one, so
+    the copy for VLANs off tests neither a VLAN nor a native VLAN per frame."""
     cdef bint flood = to.flood
     cdef vale_port_ops *ops = ops_of(dst)
     cdef uint16_t i
     cdef uint32_t queued = 0, k, nseg, tag
     cdef vale_desc *d
     cdef bint direct = ops.direct
-    cdef bint filtering = sw.vlan_ports != 0
     cdef vale_ring *ring = &dst.tx
     cdef vale_slot *slot
     # The common case, plain frames into a direct port's ring, keeps its state in locals.
@@ -152,7 +162,7 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
             b = sw.next_frame[b]
             if not flood and (sw.descs[i].flags & FRAME_UNKNOWN_UNICAST):
                 continue
-            if vale_unlikely(filtering) and not carries(to, sw.descs[i].vlan):
+            if VlanState is VlansOn and not carries(to, sw.descs[i].vlan):
                 continue
         else:
             i = u
@@ -160,7 +170,7 @@ cdef void deliver(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b,
         d = &sw.descs[i]
         # Untagged in and out (egress_tag 0), no offload header: a plain copy.
         if vale_likely(direct and not (d.flags & (FRAME_VNET | FRAME_VLAN))
-                       and d.vlan == native):
+                       and (VlanState is VlansOff or d.vlan == native)):
             if vale_unlikely(d.len > max_len):
                 big += 1
                 continue
