@@ -47,7 +47,8 @@ cdef enum:
     DROP_BPDU = 13              # a spanning-tree BPDU (bpdu=drop|guard), or any frame of a
                                 # port BPDU guard blocked
     DROP_RX_STUCK = 14          # frames lost while the kernel held a slot of its receive ring
-    N_DROP_REASONS = 15
+    DROP_BAD_DESCRIPTOR = 15    # a guest's ring broke the virtio rules: its rings stopped
+    N_DROP_REASONS = 16
 
 # A frame's verdict from the lookup stage: a port index, VALE_FLOOD, or VALE_DROP + reason.
 cdef enum:
@@ -113,7 +114,8 @@ cdef enum PortKind:
     PORT_MEMORY = 0             # in-memory RX and TX rings (tests, benchmarks)
     PORT_PACKET = 1             # a Linux interface through an AF_PACKET socket
     PORT_TAP = 2                # a TAP device the daemon holds open (its tun fd)
-    PORT_KINDS = 3
+    PORT_VHOST = 3              # a VM's virtio-net rings in its memory (vhost-user)
+    PORT_KINDS = 4
 
 # FDB entry flags.
 cdef enum:
@@ -182,6 +184,62 @@ ctypedef struct vale_pring:
     uint32_t frames_per_block
     uint32_t block_size
     uint32_t head               # the next frame to look at
+
+
+# ---- vhost-user: a guest's virtio rings in its own memory, shared with valed ----------
+
+cdef enum:
+    VHOST_MAX_REGIONS = 8       # memory regions a memory table may have (the protocol's)
+    VHOST_QUEUES = 2            # one receive and one transmit queue (no multiqueue)
+
+# A descriptor of a split virtqueue (virtio 1.1, 2.6.5), little-endian as on this host.
+ctypedef struct vale_vdesc:
+    uint64_t addr               # guest physical
+    uint32_t len
+    uint16_t flags              # VRING_DESC_F_*
+    uint16_t next
+
+ctypedef struct vale_vregion:
+    uint64_t gpa                # guest physical address of its first byte
+    uint64_t size
+    uint64_t uva                # where the front end (QEMU) has it: ring addresses come so
+    char *host                  # where valed has it
+    char *map                   # the whole mapping (from the fd's offset 0), to unmap
+    size_t map_len
+
+ctypedef struct vale_vq:
+    vale_vdesc *desc            # the rings, in valed's mapping of guest memory
+    uint16_t *avail             # flags, idx, ring[num], used_event
+    uint16_t *used              # flags, idx, then {u32 id, u32 len}[num], avail_event
+    uint64_t desc_uva           # as SET_VRING_ADDR gave them: mapped again on a new table
+    uint64_t avail_uva
+    uint64_t used_uva
+    uint32_t num                # entries, a power of two; 0: not set
+    uint16_t last_avail         # the next avail entry to take
+    uint16_t used_idx           # the next used entry to write
+    uint16_t signalled          # used_idx when the guest was last interrupted
+    uint16_t avail_seen         # put: avail->idx as read at the batch's start
+    uint16_t used_start         # put: used_idx at the batch's start (not yet published)
+    int kick_fd                 # eventfd the guest kicks (-1: none)
+    int call_fd                 # eventfd that interrupts the guest (-1: none)
+    bint addressed              # SET_VRING_ADDR came
+    bint enabled                # SET_VRING_ENABLE 1 (or no protocol features)
+    bint started                # its rings are mapped and served
+
+ctypedef struct vale_vhost:
+    vale_vregion regions[VHOST_MAX_REGIONS]
+    uint32_t nregions
+    vale_vq q[VHOST_QUEUES]     # VQ_RX (the guest receives), VQ_TX (the guest sends)
+    uint64_t features           # negotiated (SET_FEATURES)
+    uint32_t hdr_len            # the virtio-net header: 12 with VERSION_1 or MRG_RXBUF, else 10
+    bint event_idx
+    bint indirect
+    bint mergeable
+    bint guest_offloads         # the guest takes partial checksums and TSO frames
+    bint guest_ufo              # and UDP fragmentation offload frames
+    char *stage                 # frames taken from the guest, copied in, one batch's worth
+    uint64_t broken             # times the guest broke the rules (its rings then stopped)
+    const char *broke           # what it did the last time
 
 
 # ---- the MAC table -----------------------------------------------------------------
@@ -303,6 +361,7 @@ ctypedef struct vale_port:
     int rx_ifindex              # packet ports: where its socket receives (the interface,
                                 # or the kernel fast path's upcall device)
     uint64_t rx_checked         # rx_packets when the kernel's drops were last read
+    vale_vhost *vhost           # vhost-user ports: the guest's memory and rings
 
 ctypedef struct vale_switch:
     vale_fdb fdb
@@ -396,6 +455,7 @@ cdef class SwitchCore:
     cdef inline void acquire(self) noexcept
     cdef inline void release(self) noexcept
     cdef vale_port *port_at(self, object index) except NULL
+    cdef vale_port *vhost_port(self, object index) except NULL
     cdef void refresh_clock(self) noexcept nogil
     cdef uint32_t remove_entries(self, uint32_t port, bint statics) noexcept
     cdef vale_port *new_port(self, learning, flood, learn_limit) except NULL

@@ -36,6 +36,7 @@ include "loopguard.pxi"
 include "memory.pxi"
 include "afpacket.pxi"
 include "tap.pxi"
+include "vhost.pxi"
 include "capture.pxi"
 include "loop.pxi"
 
@@ -55,6 +56,10 @@ cdef void register() noexcept:
         name=b"tap", take=tap_take, release=tap_release, prepare=NULL, put=tap_put,
         flush=tap_flush, failed=tap_failed, close=tap_close, kernel_drops=NULL,
         info=tap_info, polled=True, direct=False, device=True)
+    PORT_OPS[<int>PORT_VHOST] = vale_port_ops(
+        name=b"vhost-user", take=vhost_take, release=vhost_release, prepare=vhost_prepare,
+        put=vhost_put, flush=vhost_flush, failed=vhost_failed, close=vhost_close,
+        kernel_drops=NULL, info=vhost_info, polled=True, direct=False, device=False)
     LOOKUPS[<int>LOOKUP_LEARNING] = NULL
     LOOKUPS[<int>LOOKUP_HUB] = hub_lookup
 
@@ -66,7 +71,7 @@ register()
 # the API, the metrics, the model and the benchmarks read.
 DROP_REASONS = ("ring_full", "runt", "own_port", "too_big", "learn_limit", "learn_banned",
                 "bad_offload", "tx_error", "vlan", "storm", "loop", "spoofed", "host", "bpdu",
-                "rx_stuck")
+                "rx_stuck", "bad_descriptor")
 if len(DROP_REASONS) != N_DROP_REASONS:
     raise ImportError("DROP_REASONS and the DROP_* enum of _fastpath.pxd differ")
 MAX_PORTS = VALE_MAX_PORTS
@@ -355,6 +360,204 @@ cdef class SwitchCore:
                 raise OSError(err, os.strerror(err))
             p.fd = fd
             return self.activate(p)
+        finally:
+            self.release()
+
+    # -- vhost-user ports: what the protocol (vale/vhost.py) sets up -------------------
+
+    def add_vhost_port(self, *, learning=True, flood=True, learn_limit=0):
+        """Add a vhost-user port, its rings not yet set up (vhost_memory, vhost_ring);
+        returns the index."""
+        cdef vale_port *p
+        cdef vale_vhost *vh
+        cdef void *stage = NULL
+        cdef uint32_t q
+        check_range("learn_limit", learn_limit, 0, MAX_FDB_CAPACITY)
+        vh = <vale_vhost *>calloc(1, sizeof(vale_vhost))
+        if vh == NULL or posix_memalign(&stage, HUGE_ALIGN, VHOST_STAGE_SIZE) != 0:
+            free(vh)
+            raise MemoryError("cannot allocate a vhost-user port")
+        vh.stage = <char *>stage
+        vh.hdr_len = VNET_MRG_HDR_LEN
+        for q in range(VHOST_QUEUES):
+            vh.q[q].kick_fd = -1
+            vh.q[q].call_fd = -1
+        self.acquire()
+        try:
+            try:
+                p = self.new_port(learning, flood, learn_limit)
+            except BaseException:
+                free(vh.stage)
+                free(vh)
+                raise
+            p.kind = PORT_VHOST
+            p.vhost = vh
+            p.vnet = False
+            p.max_frame = VHOST_MAX_FRAME - VNET_MRG_HDR_LEN
+            p.rx_max = VHOST_MAX_FRAME - VNET_MRG_HDR_LEN
+            return self.activate(p)
+        finally:
+            self.release()
+
+    cdef vale_port *vhost_port(self, index) except NULL:
+        return vhost_port_of(self.port_at(index))
+
+    def vhost_features(self, index, uint64_t features, *, event_idx, indirect, mergeable,
+                       version_1, offloads, guest_ufo):
+        """The features the front end took (SET_FEATURES), decoded by the protocol."""
+        cdef vale_port *p
+        self.acquire()
+        try:
+            p = self.vhost_port(index)
+            p.vhost.features = features
+            p.vhost.event_idx = event_idx
+            p.vhost.indirect = indirect
+            p.vhost.mergeable = mergeable
+            p.vhost.guest_ufo = guest_ufo
+            p.vhost.guest_offloads = offloads
+            p.vhost.hdr_len = VNET_MRG_HDR_LEN if (version_1 or mergeable) else VNET_HDR_LEN
+            p.vnet = offloads
+        finally:
+            self.release()
+
+    def vhost_memory(self, index, regions):
+        """Map the guest's memory (SET_MEM_TABLE): regions of (guest physical address,
+        size, front end address, offset in the fd, fd); the fds stay the caller's. The
+        rings are mapped again in the new table; a ring it no longer holds stops.
+        ValueError for a table that overlaps or is empty, OSError when a region cannot
+        be mapped (the old table stays)."""
+        cdef vale_port *p
+        cdef vale_vregion fresh[VHOST_MAX_REGIONS]
+        cdef uint32_t n = 0, i, q
+        cdef void *m
+        cdef uint64_t gpa, size, uva, offset
+        cdef int fd
+        if not 0 < len(regions) <= VHOST_MAX_REGIONS:
+            raise ValueError(f"a memory table has 1 to {VHOST_MAX_REGIONS} regions, not {len(regions)}")
+        spans = sorted((r[0], r[1]) for r in regions)
+        for (a, la), (b, _) in zip(spans, spans[1:]):
+            if a + la > b:
+                raise ValueError("memory regions overlap")
+        for gpa, size, uva, offset, fd in regions:
+            if size == 0 or offset + size < offset or gpa + size < gpa or uva + size < uva:
+                raise ValueError("a memory region of no size, or wrapping around")
+        try:
+            for gpa, size, uva, offset, fd in regions:
+                m = mmap(NULL, offset + size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                if m == MAP_FAILED:
+                    e = errno
+                    raise OSError(e, f"cannot map guest memory ({os.strerror(e)}): is the "
+                                     "guest's RAM shared (memory-backend-memfd or file, share=on)?")
+                fresh[n].gpa = gpa
+                fresh[n].size = size
+                fresh[n].uva = uva
+                fresh[n].map = <char *>m
+                fresh[n].map_len = offset + size
+                fresh[n].host = <char *>m + offset
+                n += 1
+        except BaseException:
+            for i in range(n):
+                munmap(fresh[i].map, fresh[i].map_len)
+            raise
+        self.acquire()
+        try:
+            p = self.vhost_port(index)
+            vhost_unmap(p.vhost)
+            memcpy(p.vhost.regions, fresh, n * sizeof(vale_vregion))
+            p.vhost.nregions = n
+            for q in range(VHOST_QUEUES):
+                if not vq_start(p.vhost, &p.vhost.q[q]):
+                    vhost_broke(p, &p.vhost.q[q], "a ring outside the new memory table")
+        except BaseException:
+            for i in range(n):
+                munmap(fresh[i].map, fresh[i].map_len)
+            raise
+        finally:
+            self.release()
+
+    def vhost_ring(self, index, int q, *, num=None, base=None, addr=None, kick=None,
+                   call=None, enabled=None):
+        """Set up one queue (SET_VRING_*): its size (a power of two), the next avail
+        index, its addresses (desc, avail, used, in the front end's memory), kick and
+        call eventfds (the core takes them: -1 for none) and whether it is enabled.
+        Returns whether the queue is served now. ValueError for a bad request."""
+        cdef vale_port *p
+        cdef vale_vq *vq
+        cdef epoll_event ev
+        if q < 0 or q >= VHOST_QUEUES:
+            raise ValueError(f"queue {q} out of range: vale serves one queue pair")
+        if num is not None and (not 0 < num <= VHOST_MAX_QUEUE_SIZE or num & (num - 1)):
+            raise ValueError(f"a queue size is a power of two up to {VHOST_MAX_QUEUE_SIZE}, not {num}")
+        if base is not None and not 0 <= base <= 0xFFFF:
+            raise ValueError(f"a ring base is 16 bits, not {base}")
+        self.acquire()
+        try:
+            p = self.vhost_port(index)
+            vq = &p.vhost.q[q]
+            if num is not None:
+                vq.num = num
+            if base is not None:
+                vq.last_avail = base
+            if addr is not None:
+                vq.desc_uva, vq.avail_uva, vq.used_uva = addr
+                vq.addressed = True
+            if call is not None:
+                if vq.call_fd >= 0:
+                    close(vq.call_fd)
+                vq.call_fd = call
+            if kick is not None:
+                if vq.kick_fd >= 0:
+                    if q == VQ_TX:
+                        epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_DEL, vq.kick_fd, NULL)
+                        p.fd = -1
+                    close(vq.kick_fd)
+                vq.kick_fd = kick
+                if q == VQ_TX and kick >= 0:
+                    ev.events = EPOLLIN | EPOLLET
+                    ev.data.u32 = p.index
+                    if epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_ADD, kick, &ev) == 0:
+                        p.fd = kick
+            if enabled is not None:
+                vq.enabled = enabled
+            if num is not None or base is not None or addr is not None or not vq.started:
+                if not vq_start(p.vhost, vq):
+                    raise ValueError("the ring's addresses are not in guest memory, or misaligned")
+            if vq.started and vq.call_fd >= 0:
+                vq_interrupt(p.vhost, vq)   # a guest waiting from before a restart goes on
+            return bool(vq.started and vq.enabled)
+        finally:
+            self.release()
+
+    def vhost_stop(self, index, int q):
+        """Stop a queue (GET_VRING_BASE); returns its next avail index."""
+        cdef vale_port *p
+        cdef vale_vq *vq
+        if q < 0 or q >= VHOST_QUEUES:
+            raise ValueError(f"queue {q} out of range: vale serves one queue pair")
+        self.acquire()
+        try:
+            p = self.vhost_port(index)
+            vq = &p.vhost.q[q]
+            vq.started = False
+            vq.addressed = False
+            return vq.last_avail
+        finally:
+            self.release()
+
+    def vhost_reset(self, index):
+        """The front end went away: stop the rings, close their eventfds, unmap its memory."""
+        cdef vale_port *p
+        cdef uint32_t q
+        self.acquire()
+        try:
+            p = self.vhost_port(index)
+            if p.fd >= 0:
+                epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_DEL, p.fd, NULL)
+            for q in range(VHOST_QUEUES):
+                vq_close(&p.vhost.q[q])
+            p.fd = -1
+            vhost_unmap(p.vhost)
+            p.vhost.features = 0
         finally:
             self.release()
 

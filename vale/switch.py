@@ -25,7 +25,7 @@ from vale.netlink import veth_peer_elsewhere
 from vale.ports import interface_index, interface_mtu
 from vale.settings import AUTO_CPU, BY_NAME, core_args, merge_vlan, names_from_core, vlan_for_core
 
-__all__ = ["AUTO_CPU", "DROP_REASONS", "FRAME_SLACK", "FdbEntry", "Switch"]
+__all__ = ["AUTO_CPU", "DROP_REASONS", "FRAME_SLACK", "FdbEntry", "Switch", "VhostRings"]
 
 _MEMORY_RINGS = frozenset({"rx_slots", "tx_slots", "slot_size"})   # add_port's own
 _STORM = ("storm_broadcast", "storm_multicast", "storm_unknown")    # the core takes one tuple
@@ -48,6 +48,29 @@ class FdbEntry:
 
 def fdb_key(mac: str, vlan: int = 0) -> int:
     return mac_to_key(mac) | vlan << 48
+
+
+class VhostRings:
+    """A vhost-user port's memory and rings in the core, for vale.vhost (its Rings)."""
+
+    def __init__(self, core: SwitchCore, index: int) -> None:
+        self._core = core
+        self._index = index
+
+    def features(self, features: int, **decoded: bool) -> None:
+        self._core.vhost_features(self._index, features, **decoded)
+
+    def memory(self, regions: list[tuple[int, int, int, int, int]]) -> None:
+        self._core.vhost_memory(self._index, regions)
+
+    def ring(self, queue: int, **setup: Any) -> bool:
+        return bool(self._core.vhost_ring(self._index, queue, **setup))
+
+    def stop(self, queue: int) -> int:
+        return int(self._core.vhost_stop(self._index, queue))
+
+    def reset(self) -> None:
+        self._core.vhost_reset(self._index)
 
 
 class Switch:
@@ -162,6 +185,21 @@ class Switch:
         self._added(name, index, settings)
         os.close(fd)
         return index
+
+    def add_vhost_port(self, name: str, **settings: Any) -> int:
+        """Add a vhost-user port whose rings the protocol sets up (vhost_rings); settings:
+        the port settings (offloads follow what the guest takes)."""
+        check_port_name(name)
+        if name in self._index:
+            raise ValueError(f"{self.name}:{name} already exists")
+        args = core_args("port", settings)
+        args.pop("vnet", None)
+        index = self._core.add_vhost_port(**args)
+        return self._added(name, index, settings)
+
+    def vhost_rings(self, name: str) -> VhostRings:
+        """What the vhost-user protocol changes in the core for port `name`."""
+        return VhostRings(self._core, self.port_index(name))
 
     def ifindex(self, name: str) -> int | None:
         """The interface index a port was attached with (None: an in-memory or TAP port,
