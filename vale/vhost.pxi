@@ -317,6 +317,7 @@ cdef uint32_t vhost_put(vale_switch *sw, vale_port *dst, const char *data, uint3
     cdef uint32_t lens[4]
     cdef uint32_t nparts, k, step, head, i, links, size
     cdef uint16_t buffers = 0, taken = 0
+    cdef bint out_of_buffers = False
     cdef uint16_t *num_buffers = NULL
     cdef const vale_vdesc *table
     cdef chain_writer w
@@ -351,8 +352,10 @@ cdef uint32_t vhost_put(vale_switch *sw, vale_port *dst, const char *data, uint3
     k = 0
     while k < nparts:
         # The next buffer: a new chain from the avail ring.
-        if <uint16_t>(vq.avail_seen - vq.last_avail - taken) == 0 or (
-                buffers and not vh.mergeable):
+        if buffers and not vh.mergeable:
+            break
+        if <uint16_t>(vq.avail_seen - vq.last_avail - taken) == 0:
+            out_of_buffers = True
             break
         head = vq.avail[2 + ((vq.last_avail + taken) & (vq.num - 1))]
         taken += 1
@@ -393,8 +396,7 @@ cdef uint32_t vhost_put(vale_switch *sw, vale_port *dst, const char *data, uint3
         buffers += 1
     if k < nparts:
         # No room: give nothing of it to the guest (the buffers stay available).
-        dst.c.drops[DROP_RING_FULL if <uint16_t>(vq.avail_seen - vq.last_avail - taken) == 0
-                    else DROP_TOO_BIG] += 1
+        dst.c.drops[DROP_RING_FULL if out_of_buffers else DROP_TOO_BIG] += 1
         return 0
     if vh.hdr_len == VNET_MRG_HDR_LEN:
         memcpy(num_buffers, &buffers, 2)
