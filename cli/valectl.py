@@ -148,14 +148,21 @@ def port_settings(no_learning: bool, no_flood: bool, learn_limit: int | None,
 @click.argument("name")
 @click.option("--tap", "kind", flag_value="tap", help="a TAP device valed holds open")
 @click.option("--veth", "kind", flag_value="veth", help="a veth pair; the peer may go elsewhere")
+@click.option("--vhost-user", "kind", flag_value="vhost_user",
+              help="a VM's port over vhost-user (QEMU -netdev vhost-user)")
+@click.option("--mode", type=click.Choice(["server", "client"]),
+              help="with --vhost-user: valed listens (server, the default) or connects "
+                   "to QEMU's socket (client: QEMU has server=on)")
+@click.option("--path", help="with --vhost-user: the socket (default "
+                             "/run/vale/vhost/NAME.sock)")
 @click.option("--persistent", is_flag=True,
               help="with --tap: a persistent TAP for a VM to open (QEMU -netdev tap)")
 @click.option("--switch", default="vale0", show_default=True, help="the switch to attach to")
 @click.option("--peer", help="with --veth: the peer's name (default NAME-p)")
 @click.option("--netns", help="move the peer (or the TAP) into this network namespace")
 @click.option("--address", help="an address for the peer (or the TAP), like 198.18.0.1/24")
-@click.option("--owner", help="with --persistent: the user that may open it")
-@click.option("--group", help="with --persistent: the group that may open it")
+@click.option("--owner", help="with --persistent or --vhost-user: the user that may open it")
+@click.option("--group", help="with --persistent or --vhost-user: the group that may open it")
 @click.option("--no-learning", is_flag=True)
 @click.option("--no-flood", is_flag=True)
 @click.option("--learn-limit", type=int)
@@ -165,14 +172,19 @@ def port_settings(no_learning: bool, no_flood: bool, learn_limit: int | None,
               help="with --tap: the port takes frames from that MAC only (allowed_macs)")
 @json_option
 @click.pass_obj
-def create(obj: Context, name: str, kind: str | None, persistent: bool, switch: str,
-           peer: str | None, netns: str | None, address: str | None, owner: str | None,
-           group: str | None, no_learning: bool, no_flood: bool, learn_limit: int | None,
-           no_offloads: bool, mac: str | None, lock_mac: bool, as_json: bool) -> None:
+def create(obj: Context, name: str, kind: str | None, mode: str | None, path: str | None,
+           persistent: bool, switch: str, peer: str | None, netns: str | None,
+           address: str | None, owner: str | None, group: str | None, no_learning: bool,
+           no_flood: bool, learn_limit: int | None, no_offloads: bool, mac: str | None,
+           lock_mac: bool, as_json: bool) -> None:
     """Create interface NAME, owned by valed, and attach it to a switch."""
     if kind is None:
-        click.echo("valectl: say --tap or --veth", err=True)
+        click.echo("valectl: say --tap, --veth or --vhost-user", err=True)
         sys.exit(2)
+    if (mode is not None or path is not None) and kind != "vhost_user":
+        click.echo("valectl: --mode and --path go with --vhost-user", err=True)
+        sys.exit(2)
+    extra = {"mode": mode, "path": path} if kind == "vhost_user" else {}
     if persistent:
         if kind != "tap":
             click.echo("valectl: --persistent goes with --tap", err=True)
@@ -181,7 +193,7 @@ def create(obj: Context, name: str, kind: str | None, persistent: bool, switch: 
     result = obj.call("create", name=name, kind=kind, switch=switch, peer=peer, netns=netns,
                       address=address, owner=owner, group=group, mac=mac, lock_mac=lock_mac,
                       settings=port_settings(no_learning, no_flood, learn_limit, no_offloads,
-                                             None))
+                                             None), **extra)
     if as_json:
         emit_json(result)
 

@@ -79,6 +79,8 @@ def state_with_interfaces() -> State:
                                           address="198.18.0.3/24")
     state.interfaces["elsewhere"] = Interface("veth", "vale0", peer="e-p", netns="other")
     state.interfaces["vmtap"] = Interface("persistent_tap", "vale0", owner="1000")
+    state.interfaces["vmsock"] = Interface("vhost_user", "vale0", path="/tmp/x.sock",
+                                           mode="server")
     state.interfaces["roottap"] = Interface("persistent_tap", "vale0")
     state.interfaces["hostport"] = Interface("tap", "vale0", mac="02:00:00:00:00:01")
     return state
@@ -145,6 +147,14 @@ ROOT_ONLY = [
      "--persistent with --owner or --group"),
     ("create", {"name": "t1", "kind": "persistent_tap", "group": "kvm"},
      "--persistent with --owner or --group"),
+    ("create", {"name": "v1", "kind": "vhost_user", "owner": "1000"},
+     "--vhost-user with --owner or --group"),
+    ("create", {"name": "v1", "kind": "vhost_user", "path": "/etc/passwd"},
+     "--vhost-user with --path or --mode client"),
+    ("create", {"name": "v1", "kind": "vhost_user", "mode": "client"},
+     "--vhost-user with --path or --mode client"),
+    ("remove", {"name": "vmsock"},
+     "of vmsock (made with --vhost-user with --path or --mode client)"),
     ("remove", {"name": "hosts"}, "of hosts (made with --address without --netns)"),
     ("remove", {"name": "elsewhere"}, "of elsewhere (made with --netns 'other')"),
     ("remove", {"name": "vmtap"}, "of vmtap (made with --persistent with --owner or --group)"),
@@ -173,6 +183,8 @@ OPERATOR_MAY = [
     ("create", {"name": "c1", "kind": "veth", "peer": "c1-p", "netns": "granted"}),
     ("create", {"name": "c1", "kind": "veth", "netns": "granted", "address": None}),
     ("create", {"name": "t1", "kind": "persistent_tap"}),
+    ("create", {"name": "v1", "kind": "vhost_user"}),
+    ("create", {"name": "v1", "kind": "vhost_user", "mode": "server"}),
     ("remove", {"name": "mine"}),
     ("remove", {"name": "roottap"}),
     ("remove", {"name": "nosuch"}),                 # the op answers: not made by valed

@@ -23,6 +23,7 @@ from typing import Any
 
 from vale.api.protocol import ApiError
 from vale.state import Interface, State
+from vale.vhost import socket_path
 
 
 class Role(enum.IntEnum):
@@ -121,8 +122,16 @@ def _interface_granted(args: Mapping[str, Any], grants: Grants,
 
 
 def _beyond_the_switch(kind: Any, netns: Any, address: Any, owner: Any, group: Any,
-                       grants: Grants) -> tuple[str, str] | None:
+                       grants: Grants, own_socket: bool = True) -> tuple[str, str] | None:
     """What in an interface valed makes (or made) reaches beyond the switches."""
+    if kind == "vhost_user":            # for a VM: its socket, in valed's own directory
+        if owner is not None or group is not None:
+            return ("--vhost-user with --owner or --group", "it hands a user a port to "
+                    "send any frame from")
+        if not own_socket:
+            return ("--vhost-user with --path or --mode client", "a socket anywhere in "
+                    "the file system")
+        return None
     if kind == "persistent_tap":        # for a VM; the operation refuses netns, address
         if owner is not None or group is not None:
             return ("--persistent with --owner or --group",
@@ -143,7 +152,8 @@ def _beyond_the_switch(kind: Any, netns: Any, address: Any, owner: Any, group: A
 
 def _create(args: Mapping[str, Any], grants: Grants, state: State) -> tuple[str, str] | None:
     return _beyond_the_switch(args.get("kind"), args.get("netns"), args.get("address"),
-                              args.get("owner"), args.get("group"), grants)
+                              args.get("owner"), args.get("group"), grants,
+                              args.get("path") is None and args.get("mode") in (None, "server"))
 
 
 def _remove(args: Mapping[str, Any], grants: Grants, state: State) -> tuple[str, str] | None:
@@ -154,7 +164,8 @@ def _remove(args: Mapping[str, Any], grants: Grants, state: State) -> tuple[str,
     if record is None:
         return None             # not valed's: the operation refuses it
     beyond = _beyond_the_switch(record.kind, record.netns, record.address, record.owner,
-                                record.group, grants)
+                                record.group, grants,
+                                record.path in (None, socket_path(name)) and record.mode != "client")
     if beyond is None:
         return None
     what = beyond[0] if beyond[0].startswith("without") else f"with {beyond[0]}"

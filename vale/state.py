@@ -38,7 +38,9 @@ VERSION = 1
 DIRECTIONS = ("rx", "tx", "both")
 # The fields an interface record of each kind has, beyond kind and switch.
 KIND_FIELDS = {"veth": ("peer", "netns", "address"), "tap": ("netns", "address", "mac"),
-               "persistent_tap": ("owner", "group")}
+               "persistent_tap": ("owner", "group"),
+               "vhost_user": ("path", "mode", "owner", "group")}
+VHOST_MODES = ("server", "client")     # vale listens on path, or connects to it
 
 
 @dataclass
@@ -69,8 +71,10 @@ class Interface:
     netns: str | None = None    # veth: the peer's namespace; tap: the TAP's
     address: str | None = None
     mac: str | None = None      # tap: made again with the MAC it had
-    owner: str | None = None    # persistent_tap: who may open it
+    owner: str | None = None    # persistent_tap, vhost_user: who may open it
     group: str | None = None
+    path: str | None = None     # vhost_user: its socket
+    mode: str | None = None     # vhost_user: a VHOST_MODES
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "switch": self.switch,
@@ -314,7 +318,26 @@ def _interface(where: str, value: Any) -> Interface:
     else:
         record.owner = _checked(f"{where}.owner", doc.get("owner"), check_account)
         record.group = _checked(f"{where}.group", doc.get("group"), check_account)
+    if kind == "vhost_user":
+        record.path = _checked(f"{where}.path", doc.get("path"), check_socket_path)
+        record.mode = _checked(f"{where}.mode", doc.get("mode"), check_vhost_mode)
+        if record.path is None or record.mode is None:
+            raise StateError(where, "a vhost-user port needs its socket's path and mode")
     return record
+
+
+def check_socket_path(path: str) -> str:
+    """A Unix socket's path: absolute, normalised, and short enough for sun_path."""
+    if (not isinstance(path, str) or not path.startswith("/") or len(path.encode()) > 107
+            or not path.isprintable() or os.path.normpath(path) != path):
+        raise ValueError(f"not an absolute socket path of at most 107 bytes: {path!r}")
+    return path
+
+
+def check_vhost_mode(mode: str) -> str:
+    if mode not in VHOST_MODES:
+        raise ValueError(f"a vhost-user mode is {' or '.join(VHOST_MODES)}, not {mode!r}")
+    return mode
 
 
 def _check_references(state: State) -> None:

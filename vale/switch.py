@@ -54,23 +54,34 @@ class VhostRings:
     """A vhost-user port's memory and rings in the core, for vale.vhost (its Rings)."""
 
     def __init__(self, core: SwitchCore, index: int) -> None:
-        self._core = core
+        self._core: SwitchCore | None = core
         self._index = index
 
+    def _live(self) -> SwitchCore:
+        if self._core is None:
+            raise ValueError("the port is gone")
+        return self._core
+
     def features(self, features: int, **decoded: bool) -> None:
-        self._core.vhost_features(self._index, features, **decoded)
+        self._live().vhost_features(self._index, features, **decoded)
 
     def memory(self, regions: list[tuple[int, int, int, int, int]]) -> None:
-        self._core.vhost_memory(self._index, regions)
+        self._live().vhost_memory(self._index, regions)
 
     def ring(self, queue: int, **setup: Any) -> bool:
-        return bool(self._core.vhost_ring(self._index, queue, **setup))
+        return bool(self._live().vhost_ring(self._index, queue, **setup))
 
     def stop(self, queue: int) -> int:
-        return int(self._core.vhost_stop(self._index, queue))
+        return int(self._live().vhost_stop(self._index, queue))
 
     def reset(self) -> None:
-        self._core.vhost_reset(self._index)
+        if self._core is not None:
+            self._core.vhost_reset(self._index)
+
+    def detach(self) -> None:
+        """The port is being removed: nothing more reaches its index (a new port may
+        take it)."""
+        self._core = None
 
 
 class Switch:

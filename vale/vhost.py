@@ -77,6 +77,7 @@ GUEST_OFFLOADS = sum(1 << bit for bit in (F_GUEST_CSUM, F_GUEST_TSO4, F_GUEST_TS
 PF_REPLY_ACK = 3
 PROTOCOL_OFFERED = 1 << PF_REPLY_ACK
 
+SOCKET_DIR = "/run/vale/vhost"  # where a port's socket is unless its path says otherwise
 QUEUES = 2                      # one receive and one transmit queue
 RECONNECT_S = 1.0               # client mode: how often to try the front end's socket
 
@@ -85,6 +86,11 @@ VRING_ADDR = struct.Struct("<IIQQQQ")
 MEM_TABLE_HEAD = struct.Struct("<II")
 MEM_REGION = struct.Struct("<QQQQ")
 U64 = struct.Struct("<Q")
+
+
+def socket_path(port: str) -> str:
+    """The socket of a vhost-user port made without a path."""
+    return f"{SOCKET_DIR}/{port}.sock"
 
 
 class ProtocolError(Exception):
@@ -99,6 +105,7 @@ class Rings(Protocol):
     def ring(self, queue: int, **setup: object) -> bool: ...
     def stop(self, queue: int) -> int: ...
     def reset(self) -> None: ...
+    def detach(self) -> None: ...
 
 
 @dataclass
@@ -395,11 +402,11 @@ class Endpoint:
             self._listen()
             self._task = asyncio.get_running_loop().create_task(self._accept_loop())
 
-    async def stop(self) -> None:
+    def close(self) -> None:
+        """Stop serving (the port is going): its socket goes too in server mode."""
+        self.rings.detach()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
             self._task = None
         if self._listener is not None:
             self._listener.close()

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 from vale import netlink, settings, tap
 from vale.api.protocol import ApiError, arg
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key, random_mac
-from vale.state import KIND_FIELDS, Interface, SwitchConfig
+from vale.state import (KIND_FIELDS, Interface, SwitchConfig, check_socket_path,
+                        check_vhost_mode)
+from vale.vhost import socket_path
 
 if TYPE_CHECKING:
     from vale.api.topology import Topology
@@ -56,15 +58,16 @@ class InterfaceOps:
         address = arg(args, "address", str, None)
         mac = _tap_mac(kind, arg(args, "mac", str, None), arg(args, "lock_mac", bool, False))
         if kind not in KIND_FIELDS:
-            raise ApiError("invalid", f"cannot create a {kind!r}: tap, persistent_tap or veth")
+            raise ApiError("invalid", f"cannot create a {kind!r}: tap, persistent_tap, veth "
+                                      "or vhost_user")
         if name in self.topo.desired.interfaces or self.topo.owner_of(name):
             raise ApiError("already_attached", f"{name} is already in use by valed")
         self.topo.check_new_port(switch, port_settings)
         if exists(name):
             raise ApiError("exists", f"an interface named {name} exists already")
-        if kind == "persistent_tap" and (netns is not None or address is not None):
-            raise ApiError("invalid", "a persistent TAP belongs to a VM: no namespace, no "
-                                      "address")
+        if kind in ("persistent_tap", "vhost_user") and (netns is not None or address is not None):
+            raise ApiError("invalid", f"a {kind.replace('_', ' ')} belongs to a VM: no "
+                                      "namespace, no address")
         if kind == "tap" and address is not None and netns is None:
             raise ApiError("invalid", "a TAP gets its address in its namespace: give netns "
                                       "too (for an address on this host, make a veth)")
@@ -87,7 +90,18 @@ class InterfaceOps:
         elif kind == "persistent_tap":
             record.owner = arg(args, "owner", str, None)
             record.group = arg(args, "group", str, None)
-            tap.make_persistent_tap(name, _uid(record.owner), _gid(record.group))
+            tap.make_persistent_tap(name, uid_of(record.owner), gid_of(record.group))
+        elif kind == "vhost_user":
+            record.owner = arg(args, "owner", str, None)
+            record.group = arg(args, "group", str, None)
+            uid_of(record.owner), gid_of(record.group)          # they exist
+            try:
+                record.path = check_socket_path(arg(args, "path", str, None) or socket_path(name))
+                record.mode = check_vhost_mode(arg(args, "mode", str, "server"))
+            except ValueError as exc:
+                raise ApiError("invalid", str(exc)) from None
+            if any(made.path == record.path for made in self.topo.desired.interfaces.values()):
+                raise ApiError("exists", f"another port has the socket {record.path}")
         else:
             record.netns, record.address, record.mac = netns, address, mac or random_mac()
         if arg(args, "lock_mac", bool, False):
@@ -128,7 +142,7 @@ class InterfaceOps:
                     assert record.peer is not None          # the loader checked
                     netlink.create_veth(name, record.peer, record.netns, record.address)
                 elif record.kind == "persistent_tap":
-                    tap.make_persistent_tap(name, _uid(record.owner), _gid(record.group))
+                    tap.make_persistent_tap(name, uid_of(record.owner), gid_of(record.group))
             except (OSError, ValueError, ApiError) as exc:
                 log.error("cannot make %s again: %s", name, exc)
 
@@ -182,7 +196,7 @@ def destroy(name: str, record: Interface) -> None:
         tap.remove_persistent_tap(name)
 
 
-def _uid(owner: str | None) -> int | None:
+def uid_of(owner: str | None) -> int | None:
     if owner is None:
         return None
     try:
@@ -191,7 +205,7 @@ def _uid(owner: str | None) -> int | None:
         raise ApiError("invalid", f"no user {owner!r}") from None
 
 
-def _gid(group: str | None) -> int | None:
+def gid_of(group: str | None) -> int | None:
     if group is None:
         return None
     try:

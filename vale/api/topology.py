@@ -13,14 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vale import netlink
-from vale.api.interfaces import open_made_tap
+from vale import netlink, vhost
+from vale.api.interfaces import gid_of, open_made_tap, uid_of
 from vale.api.protocol import ApiError
 from vale.limits import Limits
 from vale.names import check_switch_name, parse_port_ref
 from vale.ports import interface_state
 from vale.settings import of_scope
-from vale.state import Port, State, SwitchConfig, parse_static
+from vale.state import Interface, Port, State, SwitchConfig, parse_static
 from vale.switch import FRAME_SLACK, Switch
 
 log = logging.getLogger("vale.api")
@@ -40,6 +40,7 @@ class Topology:
         self._on_added = on_switch_added
         self._on_removed = on_switch_removed
         self.retry_at: dict[tuple[str, str], float] = {}      # (switch, port): monotonic
+        self.endpoints: dict[tuple[str, str], vhost.Endpoint] = {}     # vhost-user sockets
 
     # -- the desired configuration --------------------------------------------------------
 
@@ -158,6 +159,9 @@ class Topology:
             return
         sw.stop()
         for port in sw.ports():
+            endpoint = self.endpoints.pop((name, port), None)
+            if endpoint is not None:
+                endpoint.close()
             sw.remove_port(port)
         if self._on_removed:
             self._on_removed(sw)
@@ -179,7 +183,9 @@ class Topology:
                       settings["rx_frames"])
         sw = self.live_switch(switch)
         made = self.desired.interfaces.get(port)
-        if made is not None and made.kind == "tap":
+        if made is not None and made.kind == "vhost_user":
+            self.bring_up_vhost(sw, port, made, settings)
+        elif made is not None and made.kind == "tap":
             fd = open_made_tap(port, made)
             try:
                 sw.attach_tap(port, fd, **{k: v for k, v in settings.items()
@@ -196,6 +202,21 @@ class Topology:
                 sw.fdb_add(mac, port, vlan)
         self.apply_mirrors(switch)
 
+    def bring_up_vhost(self, sw: Switch, port: str, made: Interface,
+                       settings: dict[str, Any]) -> None:
+        """A vhost-user port and its socket: it serves the front end that comes."""
+        assert made.path is not None
+        sw.add_vhost_port(port, **{k: v for k, v in settings.items() if k in of_scope("port")})
+        endpoint = vhost.Endpoint(made.path, sw.vhost_rings(port), f"{sw.name}:{port}",
+                                  client=made.mode == "client", owner=uid_of(made.owner),
+                                  group=gid_of(made.group))
+        try:
+            endpoint.start()
+        except BaseException:
+            sw.remove_port(port)
+            raise
+        self.endpoints[(sw.name, port)] = endpoint
+
     def apply_mirrors(self, switch: str) -> None:
         """Set every live mirror source of `switch` to its live destination (or none)."""
         sw = self.switches.get(switch)
@@ -210,6 +231,9 @@ class Topology:
                           tx_to=target if rule and rule.direction in ("tx", "both") else None)
 
     def take_down(self, switch: str, port: str) -> None:
+        endpoint = self.endpoints.pop((switch, port), None)
+        if endpoint is not None:
+            endpoint.close()
         sw = self.switches.get(switch)
         if sw is not None and port in sw.ports():
             sw.remove_port(port)
@@ -246,7 +270,7 @@ class Topology:
                 continue        # over --max-switches: the restore said so
             for port in list(config.ports):
                 made = self.desired.interfaces.get(port)
-                ours = made is not None and made.kind == "tap"
+                ours = made is not None and made.kind in ("tap", "vhost_user")
                 if self.live(switch, port):
                     sw = self.switches[switch]
                     if ours:
