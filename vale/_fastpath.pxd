@@ -225,6 +225,7 @@ ctypedef struct vale_vq:
     bint addressed              # SET_VRING_ADDR came
     bint enabled                # SET_VRING_ENABLE 1 (or no protocol features)
     bint started                # its rings are mapped and served
+    bint kicks_off              # used->flags asks for no kicks (busy, no event indexes)
 
 ctypedef struct vale_vhost:
     vale_vregion regions[VHOST_MAX_REGIONS]

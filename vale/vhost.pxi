@@ -31,11 +31,13 @@ cdef enum:
     VRING_DESC_F_WRITE = 2
     VRING_DESC_F_INDIRECT = 4
     VRING_AVAIL_F_NO_INTERRUPT = 1
+    VRING_USED_F_NO_NOTIFY = 1
     VHOST_MAX_QUEUE_SIZE = 32768
     VHOST_MAX_FRAME = 65536 + 64        # a GSO frame and its header: longer chains are refused
     VHOST_STAGE_SIZE = 2 << 20          # frames of one batch, copied in
     VHOST_STAGE_ROOM = VHOST_STAGE_SIZE - VHOST_MAX_FRAME - 2 * VALE_SLOT_ALIGN
     VNET_MRG_HDR_LEN = 12               # with num_buffers
+    TAKE_AHEAD = 4                      # buffers prefetched ahead of the one taken
 
 
 cdef char *guest_range(vale_vhost *vh, uint64_t gpa, uint64_t length) noexcept nogil:
@@ -89,6 +91,7 @@ cdef bint vq_start(vale_vhost *vh, vale_vq *vq) noexcept nogil:
         vq.used = NULL
         return False
     vq.used_idx = vale_load_acquire16(&vq.used[1])
+    vq.kicks_off = False
     vq.signalled = vq.used_idx
     vq.started = True
     return True
@@ -188,9 +191,41 @@ cdef const char *read_chain(vale_vhost *vh, vale_vq *vq, uint32_t head,
         i = dsc.next
 
 
+cdef inline bint take_in_place(vale_vhost *vh, vale_vq *vq, uint32_t head,
+                               vale_desc *d) noexcept nogil:
+    """A frame the bridge may read where the guest put it: one descriptor holding header
+    and frame, no offload asked (so nothing checks its bytes beyond the MAC addresses),
+    with the bridge's 64 bytes of slack inside the region. False: copy it in instead."""
+    cdef const vale_vdesc *dsc
+    cdef char *src
+    if head >= vq.num:
+        return False
+    dsc = &vq.desc[head]
+    if (dsc.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_WRITE | VRING_DESC_F_INDIRECT)
+            or dsc.len < vh.hdr_len or dsc.len > VHOST_MAX_FRAME):
+        return False
+    src = guest_range(vh, dsc.addr, <uint64_t>dsc.len + VALE_SLOT_ALIGN)
+    if src == NULL or src[0] != 0 or src[1] != 0:       # virtio-net flags, gso_type
+        return False
+    d.data = src + vh.hdr_len
+    d.len = dsc.len - vh.hdr_len
+    d.flags = 0
+    d.vlan = 0
+    return True
+
+
+cdef inline void prefetch_buffer(vale_vhost *vh, vale_vq *vq, uint32_t n) noexcept nogil:
+    """Start fetching the first line of the buffer of the n-th pending avail entry: the
+    guest wrote it on another CPU. A prefetch never faults, so the guest's address is
+    not checked here (take checks it before it reads)."""
+    cdef uint32_t head = vq.avail[2 + ((vq.last_avail + n) & (vq.num - 1))] & (vq.num - 1)
+    vale_prefetch(vh.regions[0].host + (vq.desc[head].addr - vh.regions[0].gpa))
+
+
 cdef uint32_t vhost_take(vale_switch *sw, vale_port *p) noexcept nogil:
-    """Copy up to a batch of the frames the guest sent into the stage and sw.descs, and
-    give their buffers back at once (one store of used->idx)."""
+    """Up to a batch of the frames the guest sent into sw.descs: plain frames read in
+    place (on a port without guards, VLANs off), the rest copied into the stage; their
+    buffers go back in release, after delivery (one store of used->idx)."""
     cdef vale_vhost *vh = p.vhost
     cdef vale_vq *vq = &vh.q[VQ_TX]
     cdef uint16_t pending
@@ -198,6 +233,7 @@ cdef uint32_t vhost_take(vale_switch *sw, vale_port *p) noexcept nogil:
     cdef chain_reader c
     cdef const char *wrong
     cdef vale_desc *d
+    cdef bint in_place = p.guards == 0 and sw.vlan_ports == 0
     if not (vq.started and vq.enabled):
         return 0
     pending = vq_pending(vq)
@@ -207,15 +243,32 @@ cdef uint32_t vhost_take(vale_switch *sw, vale_port *p) noexcept nogil:
         # a kick wakes the thread once and is never read.
         if vh.event_idx:
             vq.used[2 + 4 * vq.num] = vq.last_avail
-            vale_fence()
+        elif vq.kicks_off:
+            vq.used[0] = 0
+            vq.kicks_off = False
+        vale_fence()
         pending = vq_pending(vq)
         if pending == 0:
             return 0
+    if not vh.event_idx and not vq.kicks_off:
+        # Busy: no kicks (a system call in the guest for each) while frames come.
+        vq.used[0] = VRING_USED_F_NO_NOTIFY
+        vq.kicks_off = True
     if pending > vq.num:
         vhost_broke(p, vq, "avail->idx more than the queue size ahead")
         return 0
+    for n in range(min(<uint32_t>pending, <uint32_t>TAKE_AHEAD)):
+        prefetch_buffer(vh, vq, n)
+    n = 0
     while n < pending and n < sw.batch and off <= VHOST_STAGE_ROOM:
+        if n + TAKE_AHEAD < pending:
+            prefetch_buffer(vh, vq, n + TAKE_AHEAD)
         head = vq.avail[2 + ((vq.last_avail + n) & (vq.num - 1))]
+        d = &sw.descs[n]
+        if in_place and take_in_place(vh, vq, head, d):
+            used_put(vq, vq.used_idx + n, head, 0)
+            n += 1
+            continue
         c.out = vh.stage + off
         c.got = 0
         wrong = read_chain(vh, vq, head, &c)
@@ -223,7 +276,6 @@ cdef uint32_t vhost_take(vale_switch *sw, vale_port *p) noexcept nogil:
             vhost_broke(p, vq, wrong)
             break
         used_put(vq, vq.used_idx + n, head, 0)
-        d = &sw.descs[n]
         d.flags = 0
         d.vlan = 0
         d.data = c.out
@@ -236,17 +288,17 @@ cdef uint32_t vhost_take(vale_switch *sw, vale_port *p) noexcept nogil:
                 d.flags = settle_vnet(d)
             off += (d.len + 2 * VALE_SLOT_ALIGN - 1) & ~(<uint32_t>VALE_SLOT_ALIGN - 1)
         n += 1
-    if n:
-        vq.last_avail += n
-        vq.used_idx += n
-        vale_store_release16(&vq.used[1], vq.used_idx)
-        vq_interrupt(vh, vq)
     return n
 
 
 cdef void vhost_release(vale_switch *sw, vale_port *src, uint32_t n) noexcept nogil:
-    """The guest's buffers went back as the frames were copied in."""
-    pass
+    """Give the guest back the buffers of the n frames taken, delivered now."""
+    cdef vale_vhost *vh = src.vhost
+    cdef vale_vq *vq = &vh.q[VQ_TX]
+    vq.last_avail += n
+    vq.used_idx += n
+    vale_store_release16(&vq.used[1], vq.used_idx)
+    vq_interrupt(vh, vq)
 
 
 # ---- the guest receives: its receive queue --------------------------------------------
@@ -254,9 +306,12 @@ cdef void vhost_release(vale_switch *sw, vale_port *src, uint32_t n) noexcept no
 cdef void vhost_prepare(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b) noexcept nogil:
     """Before a batch's frames for the guest: read avail->idx once."""
     cdef vale_vq *vq = &dst.vhost.q[VQ_RX]
+    cdef uint32_t k
     if vq.started:
         vq.avail_seen = vale_load_acquire16(&vq.avail[1])
         vq.used_start = vq.used_idx
+        for k in range(min(<uint16_t>(vq.avail_seen - vq.last_avail), <uint32_t>TAKE_AHEAD)):
+            prefetch_buffer(dst.vhost, vq, k)
 
 
 cdef struct chain_writer:
@@ -331,6 +386,8 @@ cdef uint32_t vhost_put(vale_switch *sw, vale_port *dst, const char *data, uint3
             (vnet.gso_type & ~VNET_GSO_ECN) == VNET_GSO_UDP and not vh.guest_ufo)):
         dst.c.drops[DROP_BAD_OFFLOAD] += 1      # an offload this guest did not take
         return 0
+    if <uint16_t>(vq.avail_seen - vq.last_avail) > TAKE_AHEAD:
+        prefetch_buffer(vh, vq, TAKE_AHEAD)
     vnet_for_output(&out, vnet, tag != 0)
     memset(hdr, 0, sizeof(hdr))
     memcpy(hdr, &out, VNET_HDR_LEN)
