@@ -208,7 +208,8 @@ RULES: dict[str, Rule] = {
                    note="an interface not granted (--operator-interfaces)"),
     "create": Rule(Role.OPERATOR, root_when=(_create,),
                    note="no --netns, or one not granted (--operator-netns); --persistent "
-                        "with --owner or --group"),
+                        "with --owner or --group; --vhost-user with --path, --mode client, "
+                        "--owner or --group"),
     "remove": Rule(Role.OPERATOR, root_when=(_remove,),
                    note="an interface whose create needed root"),
 }
