@@ -14,8 +14,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.vhost_frontend import (BUFFER, F_INDIRECT, F_NEXT, F_WRITE, GPA_BASE, HEADER,
-                                  MEMORY, NUM, UVA_BASE, FrontEnd)
+from tests.vhost_frontend import (
+    BUFFER,
+    F_INDIRECT,
+    F_NEXT,
+    F_WRITE,
+    GPA_BASE,
+    HEADER,
+    MEMORY,
+    NUM,
+    UVA_BASE,
+    FrontEnd,
+)
 from vale import vhost
 from vale.switch import Switch
 
@@ -300,7 +310,7 @@ def test_random_rings_never_crash_the_switch(bench: Bench) -> None:
         for q in (0, 1):
             table = 0x8000 * q
             bench.fe.mem[table:table + 16 * NUM] = rng.randbytes(16 * NUM)
-            for k in range(rng.randrange(8)):     # some plausible descriptors among them
+            for _ in range(rng.randrange(8)):     # some plausible descriptors among them
                 bench.fe.set_desc(q, rng.randrange(NUM),
                                   GPA_BASE + rng.randrange(MEMORY + 8192) - 4096,
                                   rng.choice((0, 12, 64, 2048, 70000)),

@@ -57,7 +57,7 @@ class FrontEnd:
 
     def reply(self) -> bytes:
         head = self._exactly(vhost.HEADER.size)
-        request, flags, size = vhost.HEADER.unpack(head)
+        _request, flags, size = vhost.HEADER.unpack(head)
         assert flags & vhost.FLAG_REPLY
         return self._exactly(size)
 
@@ -122,7 +122,8 @@ class FrontEnd:
         idx = struct.unpack_from("<H", self.mem, used + 2)[0]
         out = []
         while self.used_seen[q] != idx:
-            out.append(struct.unpack_from("<II", self.mem, used + 4 + 8 * (self.used_seen[q] % NUM)))
+            at = used + 4 + 8 * (self.used_seen[q] % NUM)
+            out.append(struct.unpack_from("<II", self.mem, at))
             self.used_seen[q] = (self.used_seen[q] + 1) & 0xFFFF
         return out
 

@@ -165,7 +165,8 @@ def _remove(args: Mapping[str, Any], grants: Grants, state: State) -> tuple[str,
         return None             # not valed's: the operation refuses it
     beyond = _beyond_the_switch(record.kind, record.netns, record.address, record.owner,
                                 record.group, grants,
-                                record.path in (None, socket_path(name)) and record.mode != "client")
+                                record.path in (None, socket_path(name))
+                                and record.mode != "client")
     if beyond is None:
         return None
     what = beyond[0] if beyond[0].startswith("without") else f"with {beyond[0]}"

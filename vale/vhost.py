@@ -22,7 +22,7 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 log = logging.getLogger("vale.vhost")
 
@@ -280,7 +280,8 @@ class Connection:
         self._expect(m, U64.size)
         (features,) = U64.unpack_from(m.payload)
         if features & ~PROTOCOL_OFFERED:
-            raise ValueError(f"protocol features {features & ~PROTOCOL_OFFERED:#x} were not offered")
+            raise ValueError(f"protocol features {features & ~PROTOCOL_OFFERED:#x} were not "
+                             "offered")
         self.protocol_features = features
 
     def _get_queue_num(self, m: Message) -> bytes:
@@ -359,7 +360,7 @@ class Connection:
         self._vring_fd(m)
         self._close_fds(m.fds)
 
-    _HANDLERS: dict[int, Callable[[Connection, Message], bytes | None]] = {
+    _HANDLERS: ClassVar[dict[int, Callable[[Connection, Message], bytes | None]]] = {
         GET_FEATURES: _get_features,
         SET_FEATURES: _set_features,
         SET_OWNER: _no_payload,

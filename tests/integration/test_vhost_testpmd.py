@@ -83,7 +83,8 @@ def wait_connected(valed, port: str, timeout: float = 20) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         info = valed("info", port=f"vale0:{port}")
-        if info["settings"]["queues"]["rx"]["started"] and info["settings"]["queues"]["tx"]["started"]:
+        queues = info["settings"]["queues"]
+        if queues["rx"]["started"] and queues["tx"]["started"]:
             return info
         if time.monotonic() > deadline:
             raise AssertionError(f"{port}: the front end did not set its rings up: {info}")

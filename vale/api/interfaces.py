@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 from vale import netlink, settings, tap
 from vale.api.protocol import ApiError, arg
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key, random_mac
-from vale.state import (KIND_FIELDS, Interface, SwitchConfig, check_socket_path,
-                        check_vhost_mode)
+from vale.state import KIND_FIELDS, Interface, SwitchConfig, check_socket_path, check_vhost_mode
 from vale.vhost import socket_path
 
 if TYPE_CHECKING:
