@@ -249,12 +249,16 @@ class Connection:
     def _get_features(self, m: Message) -> bytes:
         return U64.pack(OFFERED)
 
-    def _set_features(self, m: Message) -> None:
+    def _taken(self, m: Message, offered: int, what: str) -> int:
+        """The u64 of a SET_*FEATURES: bits the back end offered only."""
         self._expect(m, U64.size)
         (features,) = U64.unpack_from(m.payload)
-        if features & ~OFFERED:
-            raise ValueError(f"features {features & ~OFFERED:#x} were not offered")
-        self.features = features
+        if features & ~offered:
+            raise ValueError(f"{what} {features & ~offered:#x} were not offered")
+        return int(features)
+
+    def _set_features(self, m: Message) -> None:
+        self.features = features = self._taken(m, OFFERED, "features")
 
         def has(bit: int) -> bool:
             return bool(features & (1 << bit))
@@ -277,12 +281,7 @@ class Connection:
         return U64.pack(PROTOCOL_OFFERED)
 
     def _set_protocol_features(self, m: Message) -> None:
-        self._expect(m, U64.size)
-        (features,) = U64.unpack_from(m.payload)
-        if features & ~PROTOCOL_OFFERED:
-            raise ValueError(f"protocol features {features & ~PROTOCOL_OFFERED:#x} were not "
-                             "offered")
-        self.protocol_features = features
+        self.protocol_features = self._taken(m, PROTOCOL_OFFERED, "protocol features")
 
     def _get_queue_num(self, m: Message) -> bytes:
         return U64.pack(QUEUES // 2)
