@@ -14,7 +14,7 @@ DEBS := gcc make iproute2 iputils-ping iperf3 ethtool netsniff-ng openvswitch-sw
 	tcpdump tshark systemd-container python3-venv python3-dev liburing-dev \
 	clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool dpdk-dev
 
-.PHONY: setup build test test-debug bench bench-e2e check-systemd run clean
+.PHONY: setup build test test-debug bench bench-e2e bench-vm check-systemd run clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,10 @@ bench: build
 	$(PY) bench/fastpath.py --json
 
 # The run goes into place only when it completed: a failed one leaves the last good run.
+bench-vm: build
+	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -qq --no-build-isolation -e '.[bench]'
+	$(PY) bench/vm.py --json --plot docs/vm.svg > docs/vm.json
+
 bench-e2e: build
 	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -qq --no-build-isolation -e '.[bench]'
 	$(PY) bench/e2e.py --json --plot docs/e2e.new.svg > docs/e2e.new.json
