@@ -9,10 +9,10 @@ STAMP := $(VENV)/.installed
 # installed). Without root they are not installed, and the tests that need them skip.
 # clang, llvm and libbpf-dev (with libelf-dev and zlib1g-dev) build the kernel fast path
 # (vale/bpf/, vale/_bpf.pyx); bpftool is for looking at it. dpdk-dev has dpdk-testpmd, the
-# real vhost-user front end the tests attach to vale.
+# real vhost-user front end the tests attach to vale; qemu-system-x86 boots their guests.
 DEBS := gcc make iproute2 iputils-ping iperf3 ethtool netsniff-ng openvswitch-switch prometheus \
 	tcpdump tshark systemd-container python3-venv python3-dev liburing-dev \
-	clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool dpdk-dev
+	clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool dpdk-dev qemu-system-x86
 
 .PHONY: setup build test test-debug bench bench-e2e bench-vm check-systemd run clean
 

@@ -1,0 +1,92 @@
+"""A real guest on a vhost-user port: QEMU (under TCG) boots Debian's kernel with an
+initramfs of ours (tests/guest.py), whose virtio-net driver pings a host on a veth and
+sends it an iperf3 stream through vale; and two guests ping each other. Needs root,
+qemu-system-x86_64 and Debian's packages (apt-get download); skipped otherwise."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from tests import guest
+
+QEMU = shutil.which("qemu-system-x86_64")
+BOOT_TIMEOUT = 240              # TCG: a few seconds to a minute on a busy machine
+
+pytestmark = pytest.mark.skipif(QEMU is None or shutil.which("apt-get") is None,
+                                reason="needs qemu-system-x86_64 and apt-get (Debian)")
+
+
+@pytest.fixture(scope="module")
+def images():
+    try:
+        return guest.build()
+    except (subprocess.CalledProcessError, OSError) as exc:
+        pytest.skip(f"cannot build the guest from Debian's packages: {exc}")
+
+
+def boot(images, sock: str, mac: str, ip: str, run: str, log) -> subprocess.Popen:
+    kernel, initrd = images
+    return subprocess.Popen(guest.qemu_command(kernel, initrd, sock, mac, ip, run),
+                            stdin=subprocess.DEVNULL, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)
+
+
+def finish(proc: subprocess.Popen, log, timeout: float = BOOT_TIMEOUT) -> str:
+    """Wait for the guest to power off; its console output."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    text = log.read_text(errors="replace")
+    assert "VALE-GUEST-DONE" in text, text[-3000:]
+    return text
+
+
+def test_a_guest_pings_and_streams_to_a_veth_host(valed, make_host, images, tmp_path):
+    host = make_host(1)
+    valed.attach(host)
+    sock = str(tmp_path / "vm1.sock")
+    valed.ctl("create", "vm1", "--vhost-user", "--path", sock)
+    server = host.popen("iperf3", "-s", "-1", stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL)
+    try:
+        log = tmp_path / "guest.log"
+        proc = boot(images, sock, "52:54:00:00:01:01", "198.18.9.1/16",
+                    f"ping+-c+3+-W+5+{host.ip}+&&+iperf3+-c+{host.ip}+-t+2", log)
+        text = finish(proc, log)
+    finally:
+        server.kill()
+        server.wait()
+    assert " 0% packet loss" in text, text[-3000:]
+    assert "VALE-GUEST-DONE 0" in text, text[-3000:]      # iperf3 ran to its end
+    assert "receiver" in text
+    stats = valed("stats", target="vale0:vm1")[0]["ports"]["vm1"]
+    assert stats["rx_packets"] > 100 and stats["tx_packets"] > 10
+    assert stats["drops"]["bad_descriptor"] == 0
+
+
+def test_two_guests_ping_each_other_through_vale(valed, images, tmp_path):
+    socks = [str(tmp_path / f"vm{k}.sock") for k in (1, 2)]
+    for k, sock in enumerate(socks, 1):
+        valed.ctl("create", f"vm{k}", "--vhost-user", "--path", sock)
+    logs = [tmp_path / f"guest{k}.log" for k in (1, 2)]
+    # The second guest answers while the first pings it (and then some).
+    second = boot(images, socks[1], "52:54:00:00:02:02", "198.18.9.2/16", "sleep+90", logs[1])
+    try:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while "VALE-GUEST-UP" not in logs[1].read_text(errors="replace"):
+            assert time.monotonic() < deadline and second.poll() is None, \
+                logs[1].read_text(errors="replace")[-3000:]
+            time.sleep(0.5)
+        first = boot(images, socks[0], "52:54:00:00:01:01", "198.18.9.1/16",
+                     "ping+-c+3+-W+5+198.18.9.2", logs[0])
+        text = finish(first, logs[0])
+    finally:
+        second.kill()
+        second.wait()
+    assert " 0% packet loss" in text, text[-3000:]
