@@ -430,3 +430,10 @@ def test_a_client_gone_mid_setup_leaves_the_port_reset(bench: Bench) -> None:
     bench.fe.sock.close()
     assert bench.ended()
     assert bench.info()["regions"] == 0
+
+
+def test_a_queue_set_up_interrupts_the_guest_once(bench: Bench) -> None:
+    """A guest left waiting by an earlier valed (or before a reconnect) looks again."""
+    bench.fe.negotiate()
+    for q in (0, 1):
+        assert os.eventfd_read(bench.fe.call[q]) >= 1

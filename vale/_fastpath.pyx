@@ -494,6 +494,7 @@ cdef class SwitchCore:
         try:
             p = self.vhost_port(index)
             vq = &p.vhost.q[q]
+            was_started = vq.started
             if num is not None:
                 vq.num = num
             if base is not None:
@@ -521,9 +522,12 @@ cdef class SwitchCore:
                 vq.enabled = enabled
             if num is not None or base is not None or addr is not None or not vq.started:
                 if not vq_start(p.vhost, vq):
-                    raise ValueError("the ring's addresses are not in guest memory, or misaligned")
-            if vq.started and vq.call_fd >= 0:
-                vq_interrupt(p.vhost, vq)   # a guest waiting from before a restart goes on
+                    raise ValueError("the ring's addresses are not in guest memory, or "
+                                     "misaligned: is the guest's RAM shared (share=on)?")
+            if vq.started and vq.call_fd >= 0 and (call is not None or not was_started):
+                # A guest that waited for an interrupt from the valed before this one (or
+                # from before its rings were set up again) looks at its rings now.
+                eventfd_write(vq.call_fd, 1)
             return bool(vq.started and vq.enabled)
         finally:
             self.release()

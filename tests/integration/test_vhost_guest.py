@@ -5,6 +5,7 @@ qemu-system-x86_64 and Debian's packages (apt-get download); skipped otherwise."
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -12,6 +13,7 @@ import time
 import pytest
 
 from tests import guest
+from tests.conftest import start_valed, stop_valed
 
 QEMU = shutil.which("qemu-system-x86_64")
 BOOT_TIMEOUT = 240              # TCG: a few seconds to a minute on a busy machine
@@ -90,3 +92,41 @@ def test_two_guests_ping_each_other_through_vale(valed, images, tmp_path):
         second.kill()
         second.wait()
     assert " 0% packet loss" in text, text[-3000:]
+
+
+def replies(text: str) -> list[int]:
+    return [int(seq) for seq in re.findall(r"seq=(\d+)", text)]
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_guest_keeps_its_network_across_a_valed_restart(make_host, images, tmp_path, how):
+    """valed stopped (or killed) and started again while a guest pings a host: the ports
+    come back from the state file, QEMU reconnects, the pings go on; no guest reboot."""
+    sock, log = str(tmp_path / "valed.sock"), tmp_path / "valed.log"
+    daemon = start_valed(sock, log)
+    host = make_host(1)
+    try:
+        daemon.attach(host)
+        vsock = str(tmp_path / "vm1.sock")
+        daemon.ctl("create", "vm1", "--vhost-user", "--path", vsock)
+        console = tmp_path / "guest.log"
+        proc = boot(images, vsock, "52:54:00:00:01:01", "198.18.9.1/16",
+                    f"ping+-c+90+-i+0.5+-W+1+{host.ip}", console)
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while len(replies(console.read_text(errors="replace"))) < 3:
+            assert time.monotonic() < deadline and proc.poll() is None, \
+                console.read_text(errors="replace")[-3000:]
+            time.sleep(0.5)
+        if how == "SIGTERM":
+            stop_valed(daemon)
+        else:
+            daemon.proc.kill()
+            daemon.proc.wait()
+        last = max(replies(console.read_text(errors="replace")))
+        daemon = start_valed(sock, log)
+        text = finish(proc, console)
+    finally:
+        stop_valed(daemon)
+    after = [seq for seq in replies(text) if seq > last + 1]
+    assert len(after) >= 10, text[-3000:]           # the pings went on after the restart
+    assert "VALE-GUEST-UP" in text and text.count("VALE-GUEST-UP") == 1     # no reboot

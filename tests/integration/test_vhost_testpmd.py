@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import start_valed, stop_valed
 from tests.integration.conftest import PREFIX, sh
 
 TESTPMD = shutil.which("dpdk-testpmd")
@@ -51,12 +52,13 @@ class Pmd:
     `mode` until stopped; its log says what it counted."""
 
     def __init__(self, socket_path: str, mode: str, name: str, huge_dir: str,
-                 log: Path, *extra: str) -> None:
+                 log: Path, *extra: str, server: bool = False) -> None:
         self.log = log
+        listen = ",server=1" if server else ""
         self.proc = subprocess.Popen(
             [TESTPMD, "-l", "0,1", "--no-pci", "--huge-dir", huge_dir, "-m", "256",
              "--single-file-segments", "--file-prefix", f"{PREFIX}{name}",
-             f"--vdev=net_virtio_user0,path={socket_path},queues=1,queue_size=256",
+             f"--vdev=net_virtio_user0,path={socket_path},queues=1,queue_size=256{listen}",
              "--", f"--forward-mode={mode}", "--nb-cores=1", "--total-num-mbufs=8192",
              "--stats-period=1", *extra],
             stdin=subprocess.DEVNULL, stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -130,3 +132,29 @@ def test_two_testpmds_exchange_frames_through_vale(valed, huge_pages, tmp_path):
     assert stats["vm1"]["rx_packets"] >= got
     assert stats["vm2"]["tx_packets"] >= got             # testpmd took what vale gave it
     assert stats["vm1"]["drops"]["bad_descriptor"] == stats["vm2"]["drops"]["bad_descriptor"] == 0
+
+
+def test_vale_as_client_reconnects_to_testpmd_after_a_restart(make_host, huge_pages,
+                                                            tmp_path):
+    """Client mode (Open vSwitch's dpdkvhostuserclient): testpmd listens (server=1),
+    valed connects; killed and started again, valed connects again by itself and a host's
+    pings to testpmd's icmpecho are answered again."""
+    sock, log = str(tmp_path / "valed.sock"), tmp_path / "valed.log"
+    vsock = str(tmp_path / "vm1.sock")
+    host = make_host(1)
+    pmd = Pmd(vsock, "icmpecho", "c", huge_pages, tmp_path / "testpmd.log", server=True)
+    daemon = start_valed(sock, log)
+    try:
+        daemon.attach(host)
+        daemon.ctl("create", "vm1", "--vhost-user", "--mode", "client", "--path", vsock)
+        wait_connected(daemon, "vm1")
+        assert host.run("ping", "-c", "2", "-W", "2", "198.18.7.7", check=False).returncode == 0
+        daemon.proc.kill()
+        daemon.proc.wait()
+        daemon = start_valed(sock, log)
+        wait_connected(daemon, "vm1")
+        ping = host.run("ping", "-c", "3", "-W", "2", "198.18.7.7", check=False)
+        assert " 0% packet loss" in ping.stdout, ping.stdout + log.read_text()[-2000:]
+    finally:
+        stop_valed(daemon)
+        pmd.stop()

@@ -80,6 +80,7 @@ cdef extern from "<poll.h>" nogil:
 cdef extern from "<sys/eventfd.h>" nogil:
     int EFD_NONBLOCK, EFD_CLOEXEC
     int eventfd(unsigned int initval, int flags)
+    int eventfd_write(int fd, unsigned long long value)
 
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
