@@ -5,10 +5,12 @@ qemu-system-x86_64 and Debian's packages (apt-get download); skipped otherwise."
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +30,12 @@ def images():
         return guest.build()
     except (subprocess.CalledProcessError, OSError) as exc:
         pytest.skip(f"cannot build the guest from Debian's packages: {exc}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system time of all of a process's threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def boot(images, sock: str, mac: str, ip: str, run: str, log) -> subprocess.Popen:
@@ -88,10 +96,16 @@ def test_two_guests_ping_each_other_through_vale(valed, images, tmp_path):
         first = boot(images, socks[0], "52:54:00:00:01:01", "198.18.9.1/16",
                      "ping+-c+3+-W+5+198.18.9.2", logs[0])
         text = finish(first, logs[0])
+        # A quiet vhost-user port (the second guest, idle) costs valed no CPU: its thread
+        # sleeps until the guest kicks.
+        before = cpu_seconds(valed.proc.pid)
+        time.sleep(5)
+        idle = cpu_seconds(valed.proc.pid) - before
     finally:
         second.kill()
         second.wait()
     assert " 0% packet loss" in text, text[-3000:]
+    assert idle < 0.1, f"valed used {idle:.2f} s of CPU in 5 s beside an idle guest"
 
 
 def replies(text: str) -> list[int]:
