@@ -437,3 +437,21 @@ def test_a_queue_set_up_interrupts_the_guest_once(bench: Bench) -> None:
     bench.fe.negotiate()
     for q in (0, 1):
         assert os.eventfd_read(bench.fe.call[q]) >= 1
+
+
+def test_a_frame_in_an_indirect_table_of_header_and_data_is_taken(bench: Bench) -> None:
+    """The guest's driver may put a frame's header and data in two buffers listed in an
+    indirect table (INDIRECT_DESC): taken (copied in) as one frame."""
+    bench.fe.negotiate()
+    sent = frame(BROADCAST, GUEST_MAC, 200, 9)
+    header_at, data_at, table_at = (bench.fe.buffer_gpa(1, k) for k in (10, 11, 12))
+    bench.fe.mem[header_at - GPA_BASE:header_at - GPA_BASE + HEADER] = bytes(HEADER)
+    bench.fe.mem[data_at - GPA_BASE:data_at - GPA_BASE + len(sent)] = sent
+    table = struct.pack("<QIHH", header_at, HEADER, F_NEXT, 1) + \
+        struct.pack("<QIHH", data_at, len(sent), 0, 0)
+    bench.fe.mem[table_at - GPA_BASE:table_at - GPA_BASE + len(table)] = table
+    bench.fe.set_desc(1, 3, table_at, len(table), F_INDIRECT)
+    bench.fe.publish(1, [3])
+    assert bench.sw.forward("vm1") == 1
+    assert bench.sw.drain("p0") == [sent]
+    assert bench.fe.used(1) == [(3, 0)]
