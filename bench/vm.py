@@ -3,7 +3,7 @@ in the layout that measures a switch fairly on two CPUs (../shared/docs/vm-and-a
 "Measuring").
 
     .venv/bin/python bench/vm.py [--runs 3] [--seconds 8] [--sizes 64,1500] [--json]
-                                 [--plot FILE]
+                                 [--plot FILE] [--switches vale-poll,ovs,...]
 
 One dpdk-testpmd (the load) owns two ports, its forwarding lcore on CPU 0 and its idle
 main lcore on CPU 1, `--forward-mode=mac` with each port sending to the other's MAC, and
@@ -15,6 +15,10 @@ warm-up: what one switch core forwards. The switches, each given the other CPU:
 - `vale-poll`: valed's vale0, busy-polling and pinned (`busy_poll_us=1000000 cpus=1`),
   two `--vhost-user` ports the load's `net_virtio_user` ports attach to;
 - `vale`: the same with valed's defaults (it sleeps when idle, its CPU chosen);
+- `ovs`, `ovs-flows`: Open vSwitch with DPDK (Debian openvswitch-switch-dpdk, its
+  ovs-vswitchd-dpdk run directly, with a database of the run's own), one PMD thread on CPU
+  1, two `dpdkvhostuserclient` ports (the load's virtio-user ports listen), with the
+  NORMAL action (MAC learning, as vale does) or port-to-port flows;
 - `limit`: the rings' limit: a second testpmd with two `net_vhost` back ends, `io`
   forwarding on CPU 1 (the vhost library against the virtio front end, no switching);
 - `bridge`: the load's ports are `net_af_packet` on veths in a Linux bridge (STP off), in
@@ -48,10 +52,12 @@ NR_HUGEPAGES = Path("/proc/sys/vm/nr_hugepages")
 PAGES = 512                     # 1 GiB: two testpmds of -m 512 (the limit needs two)
 MAC0, MAC1 = "02:00:00:00:00:11", "02:00:00:00:00:12"
 WARMUP_S = 3
-SWITCHES = ("vale-poll", "vale", "limit", "bridge")
-COLOURS = {"vale-poll": "#1f77b4", "vale": "#8cc4ec", "limit": "#7f7f7f", "bridge": "#2ca02c"}
-GOALS = {("vale-poll", 64): [("limit", None), ("bridge", 10.0)],
-         ("vale-poll", 1500): [("bridge", 10.0)]}     # >= goal x peer; None: reported
+SWITCHES = ("vale-poll", "vale", "ovs", "ovs-flows", "limit", "bridge")
+COLOURS = {"vale-poll": "#1f77b4", "vale": "#8cc4ec", "ovs": "#ff7f0e", "ovs-flows": "#ffb574",
+           "limit": "#7f7f7f", "bridge": "#2ca02c"}
+GOALS = {("vale-poll", 64): [("ovs", 1.0), ("ovs-flows", None), ("limit", None),
+                             ("bridge", 10.0)],
+         ("vale-poll", 1500): [("ovs", 1.0), ("bridge", 10.0)]}   # >= goal x peer; None: shown
 
 
 def testpmd(lab: e2e.Lab, name: str, lcores: str, vdevs: list[str], fwd: list[str],
@@ -116,6 +122,44 @@ def limit_turn(lab: e2e.Lab, size: int, seconds: float) -> float:
     finally:
         lab.stop("load")
         lab.stop("limit")
+
+
+OVS_DPDK = Path("/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk")
+
+
+def ovs_turn(lab: e2e.Lab, size: int, seconds: float, flows: bool) -> float:
+    """Open vSwitch with DPDK, one PMD thread on CPU 1, two dpdkvhostuserclient ports (the
+    load's virtio-user ports listen); NORMAL (MAC learning) or port-to-port flows."""
+    db = e2e.OvsDb(lab)
+    db.vsctl("--no-wait", "set", "Open_vSwitch", ".", "other_config:dpdk-init=true",
+             "other_config:dpdk-socket-mem=512", "other_config:pmd-cpu-mask=0x2",
+             "other_config:dpdk-lcore-mask=0x1",
+             f"other_config:dpdk-extra=--no-pci --huge-dir={lab.tmp / 'huge'} "
+             f"--file-prefix={e2e.PREFIX}ovs --single-file-segments")
+    lab.start("vswitchd", [str(OVS_DPDK), f"unix:{db.sock}", "--no-chdir",
+                           f"--unixctl={db.dir / 'vswitchd.ctl'}",
+                           f"--log-file={db.dir / 'ovs-vswitchd.log'}"], env=db.env)
+    socks = [str(lab.tmp / f"ovs{k}.sock") for k in (0, 1)]
+    try:
+        db.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev")
+        for k, sock in enumerate(socks):
+            db.vsctl("add-port", "br0", f"vh{k}", "--", "set", "Interface", f"vh{k}",
+                     "type=dpdkvhostuserclient", f"options:vhost-server-path={sock}")
+        if flows:
+            ofctl = ["ovs-ofctl", "-O", "OpenFlow13"]
+            e2e.sh(*ofctl, "del-flows", f"unix:{db.dir / 'br0.mgmt'}", env=db.env)
+            for a, b in ((1, 2), (2, 1)):
+                e2e.sh(*ofctl, "add-flow", f"unix:{db.dir / 'br0.mgmt'}",
+                       f"in_port={a},actions=output:{b}", env=db.env)
+        load(lab, size, [f"net_virtio_user{k},path={s},queues=1,queue_size=1024,mac={mac},"
+                         "server=1"
+                         for k, (s, mac) in enumerate(zip(socks, (MAC0, MAC1), strict=True))])
+        return rate(lab, seconds)
+    finally:
+        lab.stop("load")
+        lab.stop("vswitchd")
+        lab.stop("ovsdb")
+        shutil.rmtree(db.dir, ignore_errors=True)
 
 
 def bridge_turn(lab: e2e.Lab, size: int, seconds: float) -> float:
@@ -209,6 +253,8 @@ def main() -> int:
                                             {"busy_poll_us": "50", "cpus": "auto"}),
                 "limit": lambda n: limit_turn(lab, n, opts.seconds),
                 "bridge": lambda n: bridge_turn(lab, n, opts.seconds),
+                "ovs": lambda n: ovs_turn(lab, n, opts.seconds, False),
+                "ovs-flows": lambda n: ovs_turn(lab, n, opts.seconds, True),
             }
             for run in range(opts.runs):
                 order = chosen[run % len(chosen):] + chosen[:run % len(chosen)]
