@@ -551,17 +551,12 @@ cdef class SwitchCore:
     def vhost_reset(self, index):
         """The front end went away: stop the rings, close their eventfds, unmap its memory."""
         cdef vale_port *p
-        cdef uint32_t q
         self.acquire()
         try:
             p = self.vhost_port(index)
             if p.fd >= 0:
                 epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_DEL, p.fd, NULL)
-            for q in range(VHOST_QUEUES):
-                vq_close(&p.vhost.q[q])
-            p.fd = -1
-            vhost_unmap(p.vhost)
-            p.vhost.features = 0
+            vhost_disconnect(p)
         finally:
             self.release()
 

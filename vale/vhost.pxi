@@ -504,15 +504,22 @@ cdef void vq_close(vale_vq *vq) noexcept nogil:
     vq.call_fd = -1
 
 
-cdef void vhost_close(vale_port *p) noexcept nogil:
-    """Let go of the guest's memory and the eventfds (port_free frees the rest)."""
+cdef void vhost_disconnect(vale_port *p) noexcept nogil:
+    """Let go of what a front end gave: the queues and their eventfds, the guest's memory,
+    the features (the caller took the kick fd out of epoll, if it is there)."""
     cdef uint32_t q
-    if p.vhost == NULL:
-        return
     for q in range(VHOST_QUEUES):
         vq_close(&p.vhost.q[q])
     p.fd = -1                           # it was the transmit queue's kick fd
     vhost_unmap(p.vhost)
+    p.vhost.features = 0
+
+
+cdef void vhost_close(vale_port *p) noexcept nogil:
+    """Let go of the guest's memory and the eventfds (port_free frees the rest)."""
+    if p.vhost == NULL:
+        return
+    vhost_disconnect(p)
     free(p.vhost.stage)
     free(p.vhost)
     p.vhost = NULL

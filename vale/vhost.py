@@ -391,7 +391,6 @@ class Endpoint:
         self.client = client
         self.owner = owner
         self.group = group
-        self.connected = False
         self._task: asyncio.Task[None] | None = None
         self._listener: socket.socket | None = None
 
@@ -438,7 +437,7 @@ class Endpoint:
         while True:
             conn, _ = await loop.sock_accept(self._listener)
             log.info("vhost-user %s: a front end connected", self.name)
-            await self._session(conn)
+            await Connection(conn, self.rings, self.name).serve()
 
     async def _connect_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -458,12 +457,5 @@ class Endpoint:
                 continue
             said = False
             log.info("vhost-user %s: connected to %s", self.name, self.path)
-            await self._session(sock)
-            await asyncio.sleep(RECONNECT_S)
-
-    async def _session(self, sock: socket.socket) -> None:
-        self.connected = True
-        try:
             await Connection(sock, self.rings, self.name).serve()
-        finally:
-            self.connected = False
+            await asyncio.sleep(RECONNECT_S)
