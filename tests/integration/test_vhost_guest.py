@@ -1,6 +1,7 @@
 """A real guest on a vhost-user port: QEMU (under TCG) boots Debian's kernel with an
 initramfs of ours (tests/guest.py), whose virtio-net driver pings a host on a veth and
-sends it an iperf3 stream through vale; and two guests ping each other. Needs root,
+streams TCP to it and from it (iperf3) through vale; two guests ping and stream to each
+other; and a guest keeps its network across a valed restart. Needs root,
 qemu-system-x86_64 and Debian's packages (apt-get download); skipped otherwise."""
 
 from __future__ import annotations
@@ -57,36 +58,40 @@ def finish(proc: subprocess.Popen, log, timeout: float = BOOT_TIMEOUT) -> str:
     return text
 
 
-def test_a_guest_pings_and_streams_to_a_veth_host(valed, make_host, images, tmp_path):
+def test_a_guest_pings_and_streams_both_ways_to_a_veth_host(valed, make_host, images,
+                                                            tmp_path):
+    """The guest's TCP stream leaves in TSO frames (the host's offload), the host's comes
+    in as GSO frames into the guest's mergeable buffers (the guest's)."""
     host = make_host(1)
     valed.attach(host)
     sock = str(tmp_path / "vm1.sock")
     valed.ctl("create", "vm1", "--vhost-user", "--path", sock)
-    server = host.popen("iperf3", "-s", "-1", stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL)
+    server = host.popen("iperf3", "-s", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         log = tmp_path / "guest.log"
         proc = boot(images, sock, "52:54:00:00:01:01", "198.18.9.1/16",
-                    f"ping+-c+3+-W+5+{host.ip}+&&+iperf3+-c+{host.ip}+-t+2", log)
+                    f"ping+-c+3+-W+5+{host.ip}+&&+iperf3+-c+{host.ip}+-t+2"
+                    f"+&&+iperf3+-c+{host.ip}+-t+2+-R", log)
         text = finish(proc, log)
     finally:
         server.kill()
         server.wait()
     assert " 0% packet loss" in text, text[-3000:]
-    assert "VALE-GUEST-DONE 0" in text, text[-3000:]      # iperf3 ran to its end
-    assert "receiver" in text
+    assert "VALE-GUEST-DONE 0" in text, text[-3000:]      # both iperf3 runs to their end
+    assert text.count("receiver") == 2, text[-3000:]
     stats = valed("stats", target="vale0:vm1")[0]["ports"]["vm1"]
     assert stats["rx_packets"] > 100 and stats["tx_packets"] > 10
     assert stats["drops"]["bad_descriptor"] == 0
 
 
-def test_two_guests_ping_each_other_through_vale(valed, images, tmp_path):
+def test_two_guests_ping_and_stream_and_an_idle_one_costs_no_cpu(valed, images, tmp_path):
     socks = [str(tmp_path / f"vm{k}.sock") for k in (1, 2)]
     for k, sock in enumerate(socks, 1):
         valed.ctl("create", f"vm{k}", "--vhost-user", "--path", sock)
     logs = [tmp_path / f"guest{k}.log" for k in (1, 2)]
-    # The second guest answers while the first pings it (and then some).
-    second = boot(images, socks[1], "52:54:00:00:02:02", "198.18.9.2/16", "sleep+90", logs[1])
+    # The second guest answers the first's pings and serves its iperf3, then idles.
+    second = boot(images, socks[1], "52:54:00:00:02:02", "198.18.9.2/16",
+                  "iperf3+-s+-1+&&+sleep+90", logs[1])
     try:
         deadline = time.monotonic() + BOOT_TIMEOUT
         while "VALE-GUEST-UP" not in logs[1].read_text(errors="replace"):
@@ -94,10 +99,11 @@ def test_two_guests_ping_each_other_through_vale(valed, images, tmp_path):
                 logs[1].read_text(errors="replace")[-3000:]
             time.sleep(0.5)
         first = boot(images, socks[0], "52:54:00:00:01:01", "198.18.9.1/16",
-                     "ping+-c+3+-W+5+198.18.9.2", logs[0])
+                     "ping+-c+3+-W+5+198.18.9.2+&&+iperf3+-c+198.18.9.2+-t+2", logs[0])
         text = finish(first, logs[0])
         # A quiet vhost-user port (the second guest, idle) costs valed no CPU: its thread
         # sleeps until the guest kicks.
+        time.sleep(1)                               # the second guest's iperf3 winds down
         before = cpu_seconds(valed.proc.pid)
         time.sleep(5)
         idle = cpu_seconds(valed.proc.pid) - before
@@ -105,6 +111,7 @@ def test_two_guests_ping_each_other_through_vale(valed, images, tmp_path):
         second.kill()
         second.wait()
     assert " 0% packet loss" in text, text[-3000:]
+    assert "VALE-GUEST-DONE 0" in text and "receiver" in text, text[-3000:]
     assert idle < 0.1, f"valed used {idle:.2f} s of CPU in 5 s beside an idle guest"
 
 
