@@ -323,12 +323,12 @@ class Lab:
     daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
-              cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+              cwd: Path = ROOT, stdin: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
         """A daemon in the foreground, in a session of its own (a Ctrl-C reaches only us,
         and we stop it), its output in tmp/NAME.log; run in cwd (a Python module from
-        there comes first)."""
+        there comes first); stdin=subprocess.PIPE to talk to it."""
         with (self.tmp / f"{name}.log").open("ab") as out:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+            proc = subprocess.Popen(cmd, stdin=stdin, stdout=out,
                                     stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                     start_new_session=True)
         self.daemons[name] = proc

@@ -7,10 +7,10 @@ in the layout that measures a switch fairly on two CPUs (../shared/docs/vm-and-a
 
 One dpdk-testpmd (the load) owns two ports, its forwarding lcore on CPU 0 and its idle
 main lcore on CPU 1, `--forward-mode=mac` with each port sending to the other's MAC, and
-starts with a burst of 16 per port (`--tx-first`); frames then circle port 0 -> switch ->
-port 1 -> testpmd -> port 0, both ways. The figure is the sum of both ports' receive
-rates (testpmd's `Rx-pps`, printed every second), the median over the seconds after a
-warm-up: what one switch core forwards. The switches, each given the other CPU:
+is primed with 16 bursts of 32 per port (`start tx_first 16`); frames then circle
+port 0 -> switch -> port 1 -> testpmd -> port 0, both ways. The figure is the sum of both
+ports' receive rates (testpmd's `Rx-pps`, asked for every second), the median over the
+seconds after a warm-up: what one switch core forwards. The switches, each given the other CPU:
 
 - `vale-poll`: valed's vale0, busy-polling and pinned (`busy_poll_us=1000000 cpus=1`),
   two `--vhost-user` ports the load's `net_virtio_user` ports attach to;
@@ -52,6 +52,7 @@ NR_HUGEPAGES = Path("/proc/sys/vm/nr_hugepages")
 PAGES = 512                     # 1 GiB: two testpmds of -m 512 (the limit needs two)
 MAC0, MAC1 = "02:00:00:00:00:11", "02:00:00:00:00:12"
 WARMUP_S = 3
+BURSTS = 16                     # bursts of 32 per port in flight: the loop runs full
 SWITCHES = ("vale-poll", "vale", "ovs", "ovs-flows", "limit", "bridge")
 COLOURS = {"vale-poll": "#1f77b4", "vale": "#8cc4ec", "ovs": "#ff7f0e", "ovs-flows": "#ffb574",
            "limit": "#7f7f7f", "bridge": "#2ca02c"}
@@ -62,25 +63,51 @@ GOALS = {("vale-poll", 64): [("ovs", 1.0), ("ovs-flows", None), ("limit", None),
 
 def testpmd(lab: e2e.Lab, name: str, lcores: str, vdevs: list[str], fwd: list[str],
             wrap: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """A testpmd; its standard input a pipe, which it waits on (or reads commands from)."""
     return lab.start(name, [*wrap, TESTPMD, "--lcores", lcores, "--no-pci", "-m", "512",
                             "--single-file-segments", "--file-prefix", f"{e2e.PREFIX}{name}",
                             "--huge-dir", str(lab.tmp / "huge"),
                             *(f"--vdev={v}" for v in vdevs), "--", "--nb-cores=1",
-                            "--total-num-mbufs=32768", "--stats-period=1", *fwd])
+                            "--total-num-mbufs=32768", *fwd], stdin=subprocess.PIPE)
 
 
 def load(lab: e2e.Lab, size: int, ports: list[str], wrap: tuple[str, ...] = (),
          peers: tuple[str, str] = (MAC1, MAC0)) -> subprocess.Popen[bytes]:
-    """The testpmd whose rate is measured: two ports, mac forwarding, a first burst."""
+    """The testpmd whose rate is measured: two ports, mac forwarding, primed with BURSTS
+    bursts per port; interactive, so rate() can ask it for its counters."""
     (lab.tmp / "load.log").unlink(missing_ok=True)      # Lab.start appends: this turn's only
-    return testpmd(lab, "load", "0@1,1@0", ports,
-                   ["--forward-mode=mac", f"--eth-peer=0,{peers[0]}", f"--eth-peer=1,{peers[1]}",
-                    f"--txpkts={size}", "--tx-first", "--burst=32"], wrap)
+    proc = testpmd(lab, "load", "0@1,1@0", ports,
+                   ["-i", "--forward-mode=mac", f"--eth-peer=0,{peers[0]}",
+                    f"--eth-peer=1,{peers[1]}", f"--txpkts={size}", "--burst=32"], wrap)
+    command(proc, f"start tx_first {BURSTS}")
+    return proc
 
 
-def rate(lab: e2e.Lab, seconds: float) -> float:
-    """Mpps both load ports received, the median second after the warm-up."""
-    time.sleep(WARMUP_S + seconds)
+def command(proc: subprocess.Popen[bytes], line: str) -> None:
+    """One line to an interactive testpmd (it reads them once at its prompt)."""
+    assert proc.stdin is not None
+    proc.stdin.write(line.encode() + b"\n")
+    proc.stdin.flush()
+
+
+def stop_load(lab: e2e.Lab) -> None:
+    proc = lab.daemons.get("load")
+    if proc is not None and proc.poll() is None:
+        try:
+            command(proc, "quit")
+            proc.wait(10)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            pass
+    lab.stop("load")
+
+
+def rate(lab: e2e.Lab, proc: subprocess.Popen[bytes], seconds: float) -> float:
+    """Mpps both load ports received, the median second after the warm-up (testpmd's Rx-pps
+    is the rate since the last `show port stats`, asked for once a second)."""
+    for _ in range(int(WARMUP_S + seconds)):
+        time.sleep(1)
+        command(proc, "show port stats all")
+    time.sleep(0.5)
     text = (lab.tmp / "load.log").read_text(errors="replace")
     per_port = re.findall(r"Rx-pps:\s+(\d+)", text)
     sums = [int(a) + int(b) for a, b in zip(per_port[0::2], per_port[1::2], strict=False)]
@@ -97,11 +124,12 @@ def vale_turn(lab: e2e.Lab, valed: e2e.Valed, size: int, seconds: float,
         valed.call("create", name=f"vm{k}", kind="vhost_user", switch="vale0", path=sock)
     try:
         valed.call("set", target="vale0", settings=settings)
-        load(lab, size, [f"net_virtio_user{k},path={sock},queues=1,queue_size=1024,mac={mac}"
-                         for k, (sock, mac) in enumerate(zip(socks, (MAC0, MAC1), strict=True))])
-        return rate(lab, seconds)
+        proc = load(lab, size, [f"net_virtio_user{k},path={sock},queues=1,queue_size=1024,"
+                                f"mac={mac}" for k, (sock, mac)
+                                in enumerate(zip(socks, (MAC0, MAC1), strict=True))])
+        return rate(lab, proc, seconds)
     finally:
-        lab.stop("load")
+        stop_load(lab)
         for k in (0, 1):
             valed.call("remove", name=f"vm{k}")
 
@@ -116,11 +144,12 @@ def limit_turn(lab: e2e.Lab, size: int, seconds: float) -> float:
             if time.monotonic() > deadline:
                 raise RuntimeError("the vhost testpmd made no sockets")
             time.sleep(0.1)
-        load(lab, size, [f"net_virtio_user{k},path={s},queues=1,queue_size=1024,mac={mac}"
-                         for k, (s, mac) in enumerate(zip(socks, (MAC0, MAC1), strict=True))])
-        return rate(lab, seconds)
+        proc = load(lab, size, [f"net_virtio_user{k},path={s},queues=1,queue_size=1024,mac={mac}"
+                                for k, (s, mac) in enumerate(zip(socks, (MAC0, MAC1),
+                                                                 strict=True))])
+        return rate(lab, proc, seconds)
     finally:
-        lab.stop("load")
+        stop_load(lab)
         lab.stop("limit")
 
 
@@ -151,12 +180,12 @@ def ovs_turn(lab: e2e.Lab, size: int, seconds: float, flows: bool) -> float:
             for a, b in ((1, 2), (2, 1)):
                 e2e.sh(*ofctl, "add-flow", f"unix:{db.dir / 'br0.mgmt'}",
                        f"in_port={a},actions=output:{b}", env=db.env)
-        load(lab, size, [f"net_virtio_user{k},path={s},queues=1,queue_size=1024,mac={mac},"
-                         "server=1"
-                         for k, (s, mac) in enumerate(zip(socks, (MAC0, MAC1), strict=True))])
-        return rate(lab, seconds)
+        proc = load(lab, size, [f"net_virtio_user{k},path={s},queues=1,queue_size=1024,"
+                                f"mac={mac},server=1" for k, (s, mac)
+                                in enumerate(zip(socks, (MAC0, MAC1), strict=True))])
+        return rate(lab, proc, seconds)
     finally:
-        lab.stop("load")
+        stop_load(lab)
         lab.stop("vswitchd")
         lab.stop("ovsdb")
         shutil.rmtree(db.dir, ignore_errors=True)
@@ -166,12 +195,13 @@ def bridge_turn(lab: e2e.Lab, size: int, seconds: float) -> float:
     ns = e2e.SWITCH_NS
     macs = [e2e.sh(*e2e.in_ns(ns, "cat", f"/sys/class/net/{e2e.PREFIX}a{k}/address")).stdout.strip()
             for k in (0, 1)]
-    load(lab, size, [f"net_af_packet{k},iface={e2e.PREFIX}a{k},qpairs=1" for k in (0, 1)],
-         wrap=("ip", "netns", "exec", ns), peers=(macs[1], macs[0]))
+    proc = load(lab, size, [f"net_af_packet{k},iface={e2e.PREFIX}a{k},qpairs=1"
+                            for k in (0, 1)],
+                wrap=("ip", "netns", "exec", ns), peers=(macs[1], macs[0]))
     try:
-        return rate(lab, seconds)
+        return rate(lab, proc, seconds)
     finally:
-        lab.stop("load")
+        stop_load(lab)
 
 
 def make_bridge(lab: e2e.Lab) -> None:
