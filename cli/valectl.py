@@ -8,6 +8,8 @@
   valectl create tap0 --tap --persistent [--owner U] [--group G]    for a VM to open
   valectl create tap0 --tap [--persistent] --mac M --lock-mac      only M may send
   valectl create v0 --veth [--peer P] [--netns NS] [--address CIDR]
+  valectl create vm1 --vhost-user [--mode server|client] [--path P]     for a QEMU VM
+  valectl create app1 --memif [--path P] [--id N] [--secret S]         for a program
   valectl remove tap0              delete what create made
   valectl reload                   bring back every port whose interface exists again
   valectl info vale0:eth1          settings, state, counters (of vale0: its thread's CPUs)
@@ -153,16 +155,23 @@ def port_settings(no_learning: bool, no_flood: bool, learn_limit: int | None,
 @click.option("--mode", type=click.Choice(["server", "client"]),
               help="with --vhost-user: valed listens (server, the default) or connects "
                    "to QEMU's socket (client: QEMU has server=on)")
-@click.option("--path", help="with --vhost-user: the socket (default "
-                             "/run/vale/vhost/NAME.sock)")
+@click.option("--memif", "kind", flag_value="memif",
+              help="a program's port over memif (DPDK net_memif, libmemif, vale.app)")
+@click.option("--path", help="with --vhost-user or --memif: the socket (default "
+                             "/run/vale/vhost/NAME.sock or /run/vale/memif/NAME.sock)")
+@click.option("--id", "iface_id", type=int,
+              help="with --memif: the interface id the program gives (default 0)")
+@click.option("--secret", help="with --memif: a secret the program must give (up to 23 bytes)")
 @click.option("--persistent", is_flag=True,
               help="with --tap: a persistent TAP for a VM to open (QEMU -netdev tap)")
 @click.option("--switch", default="vale0", show_default=True, help="the switch to attach to")
 @click.option("--peer", help="with --veth: the peer's name (default NAME-p)")
 @click.option("--netns", help="move the peer (or the TAP) into this network namespace")
 @click.option("--address", help="an address for the peer (or the TAP), like 198.18.0.1/24")
-@click.option("--owner", help="with --persistent or --vhost-user: the user that may open it")
-@click.option("--group", help="with --persistent or --vhost-user: the group that may open it")
+@click.option("--owner", help="with --persistent, --vhost-user or --memif: the user that may "
+                              "open it")
+@click.option("--group", help="with --persistent, --vhost-user or --memif: the group that may "
+                              "open it")
 @click.option("--no-learning", is_flag=True)
 @click.option("--no-flood", is_flag=True)
 @click.option("--learn-limit", type=int)
@@ -173,18 +182,28 @@ def port_settings(no_learning: bool, no_flood: bool, learn_limit: int | None,
 @json_option
 @click.pass_obj
 def create(obj: Context, name: str, kind: str | None, mode: str | None, path: str | None,
-           persistent: bool, switch: str, peer: str | None, netns: str | None,
-           address: str | None, owner: str | None, group: str | None, no_learning: bool,
-           no_flood: bool, learn_limit: int | None, no_offloads: bool, mac: str | None,
-           lock_mac: bool, as_json: bool) -> None:
+           iface_id: int | None, secret: str | None, persistent: bool, switch: str,
+           peer: str | None, netns: str | None, address: str | None, owner: str | None,
+           group: str | None, no_learning: bool, no_flood: bool, learn_limit: int | None,
+           no_offloads: bool, mac: str | None, lock_mac: bool, as_json: bool) -> None:
     """Create interface NAME, owned by valed, and attach it to a switch."""
     if kind is None:
-        click.echo("valectl: say --tap, --veth or --vhost-user", err=True)
+        click.echo("valectl: say --tap, --veth, --vhost-user or --memif", err=True)
         sys.exit(2)
-    if (mode is not None or path is not None) and kind != "vhost_user":
-        click.echo("valectl: --mode and --path go with --vhost-user", err=True)
+    if mode is not None and kind != "vhost_user":
+        click.echo("valectl: --mode goes with --vhost-user", err=True)
         sys.exit(2)
-    extra = {"mode": mode, "path": path} if kind == "vhost_user" else {}
+    if path is not None and kind not in ("vhost_user", "memif"):
+        click.echo("valectl: --path goes with --vhost-user or --memif", err=True)
+        sys.exit(2)
+    if (iface_id is not None or secret is not None) and kind != "memif":
+        click.echo("valectl: --id and --secret go with --memif", err=True)
+        sys.exit(2)
+    extra: dict[str, Any] = {}
+    if kind == "vhost_user":
+        extra = {"mode": mode, "path": path}
+    elif kind == "memif":
+        extra = {"path": path, "id": iface_id, "secret": secret}
     if persistent:
         if kind != "tap":
             click.echo("valectl: --persistent goes with --tap", err=True)

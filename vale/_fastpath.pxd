@@ -47,7 +47,7 @@ cdef enum:
     DROP_BPDU = 13              # a spanning-tree BPDU (bpdu=drop|guard), or any frame of a
                                 # port BPDU guard blocked
     DROP_RX_STUCK = 14          # frames lost while the kernel held a slot of its receive ring
-    DROP_BAD_DESCRIPTOR = 15    # a guest's ring broke the virtio rules: its rings stopped
+    DROP_BAD_DESCRIPTOR = 15    # a guest's or program's ring broke the rules: its rings stopped
     N_DROP_REASONS = 16
 
 # A frame's verdict from the lookup stage: a port index, VALE_FLOOD, or VALE_DROP + reason.
@@ -115,7 +115,8 @@ cdef enum PortKind:
     PORT_PACKET = 1             # a Linux interface through an AF_PACKET socket
     PORT_TAP = 2                # a TAP device the daemon holds open (its tun fd)
     PORT_VHOST = 3              # a VM's virtio-net rings in its memory (vhost-user)
-    PORT_KINDS = 4
+    PORT_MEMIF = 4              # a program's rings in its memory (memif)
+    PORT_KINDS = 5
 
 # FDB entry flags.
 cdef enum:
@@ -243,6 +244,49 @@ ctypedef struct vale_vhost:
     const char *broke           # what it did the last time
 
 
+# ---- memif: a program's rings and buffers in its own memory, shared with valed ---------
+
+cdef enum:
+    MEMIF_MAX_REGIONS = 16      # regions a program may bring
+    MEMIF_RINGS = 2             # one ring each way (no multiqueue)
+
+# A memif descriptor, little-endian as on this host.
+ctypedef struct vale_mdesc:
+    uint16_t flags              # MEMIF_DESC_NEXT: the frame goes on in the next slot
+    uint16_t region
+    uint32_t length
+    uint32_t offset             # from the region's start
+    uint32_t metadata
+
+ctypedef struct vale_mregion:
+    char *base                  # valed's mapping of it
+    uint64_t size
+
+ctypedef struct vale_mring:
+    uint16_t *flags             # in the shared ring header: its receiver's MEMIF_MASK_INT
+    uint16_t *head              # moved by the program
+    uint16_t *tail              # moved by valed
+    vale_mdesc *desc
+    uint32_t size               # slots, a power of two; 0: none
+    uint32_t mask
+    uint16_t last               # valed's tail: the next slot to read (C2S) or fill (S2C)
+    uint16_t head_seen          # S2C: head as read at the batch's start
+    uint16_t tail_start         # S2C: last at the batch's start (not yet published)
+    int fd                      # its eventfd (-1: none)
+    bint kicks_off              # C2S: MEMIF_MASK_INT set while frames come
+
+ctypedef struct vale_memif:
+    vale_mregion regions[MEMIF_MAX_REGIONS]
+    uint32_t nregions
+    vale_mring r[MEMIF_RINGS]   # MR_S2C (the program receives), MR_C2S (it sends)
+    bint started                # connected, and served
+    uint32_t taken              # C2S slots the last take used (chains take several)
+    char *stage                 # frames taken from the program, copied in, one batch's worth
+    uint64_t broken             # times the program broke the rules (its rings then stopped)
+    const char *broke           # what it did the last time
+    uint64_t refused            # programs the protocol refused or sent away
+
+
 # ---- the MAC table -----------------------------------------------------------------
 
 # An open-addressing cell: 16 bytes, four to a cache line. The port sits beside the key
@@ -363,6 +407,7 @@ ctypedef struct vale_port:
                                 # or the kernel fast path's upcall device)
     uint64_t rx_checked         # rx_packets when the kernel's drops were last read
     vale_vhost *vhost           # vhost-user ports: the guest's memory and rings
+    vale_memif *memif           # memif ports: the program's memory and rings
 
 ctypedef struct vale_switch:
     vale_fdb fdb
@@ -457,6 +502,7 @@ cdef class SwitchCore:
     cdef inline void release(self) noexcept
     cdef vale_port *port_at(self, object index) except NULL
     cdef vale_port *vhost_port(self, object index) except NULL
+    cdef vale_port *memif_port(self, object index) except NULL
     cdef void refresh_clock(self) noexcept nogil
     cdef uint32_t remove_entries(self, uint32_t port, bint statics) noexcept
     cdef vale_port *new_port(self, learning, flood, learn_limit) except NULL

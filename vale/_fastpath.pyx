@@ -37,6 +37,7 @@ include "memory.pxi"
 include "afpacket.pxi"
 include "tap.pxi"
 include "vhost.pxi"
+include "memif.pxi"
 include "capture.pxi"
 include "loop.pxi"
 
@@ -60,6 +61,10 @@ cdef void register() noexcept:
         name=b"vhost-user", take=vhost_take, release=vhost_release, prepare=vhost_prepare,
         put=vhost_put, flush=vhost_flush, failed=vhost_failed, close=vhost_close,
         kernel_drops=NULL, info=vhost_info, polled=True, direct=False, device=False)
+    PORT_OPS[<int>PORT_MEMIF] = vale_port_ops(
+        name=b"memif", take=memif_take, release=memif_release, prepare=memif_prepare,
+        put=memif_put, flush=memif_flush, failed=memif_failed, close=memif_close,
+        kernel_drops=NULL, info=memif_info, polled=True, direct=False, device=False)
     LOOKUPS[<int>LOOKUP_LEARNING] = NULL
     LOOKUPS[<int>LOOKUP_HUB] = hub_lookup
 
@@ -557,6 +562,160 @@ cdef class SwitchCore:
             if p.fd >= 0:
                 epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_DEL, p.fd, NULL)
             vhost_disconnect(p)
+        finally:
+            self.release()
+
+    # -- memif ports: what the protocol (vale/memif.py) sets up ------------------------
+
+    def add_memif_port(self, *, learning=True, flood=True, learn_limit=0):
+        """Add a memif port, not yet connected (memif_connect); returns the index."""
+        cdef vale_port *p
+        cdef vale_memif *m
+        cdef void *stage = NULL
+        cdef uint32_t q
+        check_range("learn_limit", learn_limit, 0, MAX_FDB_CAPACITY)
+        m = <vale_memif *>calloc(1, sizeof(vale_memif))
+        if m == NULL or posix_memalign(&stage, HUGE_ALIGN, MEMIF_STAGE_SIZE) != 0:
+            free(m)
+            raise MemoryError("cannot allocate a memif port")
+        m.stage = <char *>stage
+        for q in range(MEMIF_RINGS):
+            m.r[q].fd = -1
+        self.acquire()
+        try:
+            try:
+                p = self.new_port(learning, flood, learn_limit)
+            except BaseException:
+                free(m.stage)
+                free(m)
+                raise
+            p.kind = PORT_MEMIF
+            p.memif = m
+            p.vnet = False
+            p.max_frame = MEMIF_MAX_FRAME
+            p.rx_max = MEMIF_MAX_FRAME
+            return self.activate(p)
+        finally:
+            self.release()
+
+    cdef vale_port *memif_port(self, index) except NULL:
+        return memif_port_of(self.port_at(index))
+
+    def memif_connect(self, index, regions, rings):
+        """Serve a program's rings (its CONNECT): regions of (fd, size), mapped here (the
+        fds stay the caller's); rings of (c2s, region, offset, log2 size, eventfd), one
+        each way (the core takes the eventfds, also on failure). ValueError for a ring
+        outside its region or without the cookie, OSError when a region cannot be mapped."""
+        cdef vale_port *p
+        cdef vale_mregion fresh[MEMIF_MAX_REGIONS]
+        cdef vale_mring made[MEMIF_RINGS]
+        cdef vale_mring *r
+        cdef uint32_t n = 0, i
+        cdef uint64_t size, offset
+        cdef uint32_t region, log2
+        cdef void *mapped
+        cdef char *at
+        cdef epoll_event ev
+        memset(made, 0, sizeof(made))
+        for i in range(MEMIF_RINGS):
+            made[i].fd = -1
+        try:
+            if not 0 < len(regions) <= MEMIF_MAX_REGIONS:
+                raise ValueError(f"a program brings 1 to {MEMIF_MAX_REGIONS} regions, "
+                                 f"not {len(regions)}")
+            for ring in rings:
+                made[MR_C2S if ring[0] else MR_S2C].fd = ring[4]
+            if sorted(bool(ring[0]) for ring in rings) != [False, True]:
+                raise ValueError("a program brings one ring each way")
+            for fd, size in regions:
+                if not 0 < size < (1 << 40):
+                    raise ValueError(f"a region of {size} bytes")
+                mapped = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                if mapped == MAP_FAILED:
+                    e = errno
+                    raise OSError(e, f"cannot map a region ({os.strerror(e)})")
+                fresh[n].base = <char *>mapped
+                fresh[n].size = size
+                n += 1
+            for c2s, region, offset, log2, _ in rings:
+                r = &made[MR_C2S if c2s else MR_S2C]
+                if not 0 < log2 <= MEMIF_MAX_LOG2_RING:
+                    raise ValueError(f"a ring of 2**{log2} slots")
+                size = MEMIF_RING_HEADER + sizeof(vale_mdesc) * (1 << log2)
+                if (region >= n or offset % 64 or offset > fresh[region].size
+                        or size > fresh[region].size - offset):
+                    raise ValueError("a ring outside its region, or misaligned")
+                at = fresh[region].base + offset
+                if (<uint32_t *>at)[0] != MEMIF_COOKIE:
+                    raise ValueError("a ring without memif's cookie")
+                r.flags = <uint16_t *>(at + 4)
+                r.head = <uint16_t *>(at + 6)
+                r.tail = <uint16_t *>(at + 64)
+                r.desc = <vale_mdesc *>(at + MEMIF_RING_HEADER)
+                r.size = 1 << log2
+                r.mask = r.size - 1
+                r.head[0] = 0
+                r.tail[0] = 0
+            made[MR_C2S].flags[0] = 0           # kick valed: it sleeps when idle
+        except BaseException:
+            for i in range(n):
+                munmap(fresh[i].base, fresh[i].size)
+            for i in range(MEMIF_RINGS):
+                if made[i].fd >= 0:
+                    close(made[i].fd)
+            raise
+        self.acquire()
+        try:
+            try:
+                p = self.memif_port(index)
+            except BaseException:
+                for i in range(n):
+                    munmap(fresh[i].base, fresh[i].size)
+                for i in range(MEMIF_RINGS):
+                    close(made[i].fd)
+                raise
+            if p.fd >= 0:
+                epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_DEL, p.fd, NULL)
+            memif_disconnect(p)
+            memcpy(p.memif.regions, fresh, n * sizeof(vale_mregion))
+            p.memif.nregions = n
+            memcpy(p.memif.r, made, sizeof(made))
+            ev.events = EPOLLIN | EPOLLET       # a kick wakes the thread; never read
+            ev.data.u32 = p.index
+            if epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_ADD, made[MR_C2S].fd, &ev) == 0:
+                p.fd = made[MR_C2S].fd
+            p.memif.started = True
+        finally:
+            self.release()
+
+    def memif_disconnect(self, index):
+        """The program went away (or is sent away): stop its rings, close their eventfds,
+        unmap its memory."""
+        cdef vale_port *p
+        self.acquire()
+        try:
+            p = self.memif_port(index)
+            if p.fd >= 0:
+                epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_DEL, p.fd, NULL)
+            memif_disconnect(p)
+        finally:
+            self.release()
+
+    def memif_refused(self, index):
+        """Count a program the protocol refused or sent away."""
+        self.acquire()
+        try:
+            self.memif_port(index).memif.refused += 1
+        finally:
+            self.release()
+
+    def memif_broken(self, index):
+        """(times the program broke the rules, what it did the last time or None)."""
+        cdef vale_port *p
+        self.acquire()
+        try:
+            p = self.memif_port(index)
+            return p.memif.broken, p.memif.broke.decode() if p.memif.broke != NULL else None
         finally:
             self.release()
 

@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vale import memif, vhost
 from vale.api.protocol import ApiError
 from vale.state import Interface, State
-from vale.vhost import socket_path
 
 
 class Role(enum.IntEnum):
@@ -124,13 +124,15 @@ def _interface_granted(args: Mapping[str, Any], grants: Grants,
 def _beyond_the_switch(kind: Any, netns: Any, address: Any, owner: Any, group: Any,
                        grants: Grants, own_socket: bool = True) -> tuple[str, str] | None:
     """What in an interface valed makes (or made) reaches beyond the switches."""
-    if kind == "vhost_user":            # for a VM: its socket, in valed's own directory
+    if kind in ("vhost_user", "memif"):     # for a VM or a program: its socket, valed's
+        flag = "--vhost-user" if kind == "vhost_user" else "--memif"
         if owner is not None or group is not None:
-            return ("--vhost-user with --owner or --group", "it hands a user a port to "
+            return (f"{flag} with --owner or --group", "it hands a user a port to "
                     "send any frame from")
         if not own_socket:
-            return ("--vhost-user with --path or --mode client", "a socket anywhere in "
-                    "the file system")
+            return (f"{flag} with --path" + (" or --mode client" if flag == "--vhost-user"
+                                             else ""),
+                    "a socket anywhere in the file system")
         return None
     if kind == "persistent_tap":        # for a VM; the operation refuses netns, address
         if owner is not None or group is not None:
@@ -165,7 +167,8 @@ def _remove(args: Mapping[str, Any], grants: Grants, state: State) -> tuple[str,
         return None             # not valed's: the operation refuses it
     beyond = _beyond_the_switch(record.kind, record.netns, record.address, record.owner,
                                 record.group, grants,
-                                record.path in (None, socket_path(name))
+                                record.path in (None, vhost.socket_path(name),
+                                                memif.socket_path(name))
                                 and record.mode != "client")
     if beyond is None:
         return None
@@ -210,7 +213,7 @@ RULES: dict[str, Rule] = {
     "create": Rule(Role.OPERATOR, root_when=(_create,),
                    note="no --netns, or one not granted (--operator-netns); --persistent "
                         "with --owner or --group; --vhost-user with --path, --mode client, "
-                        "--owner or --group"),
+                        "--owner or --group; --memif with --path, --owner or --group"),
     "remove": Rule(Role.OPERATOR, root_when=(_remove,),
                    note="an interface whose create needed root"),
 }

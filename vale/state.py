@@ -39,8 +39,11 @@ DIRECTIONS = ("rx", "tx", "both")
 # The fields an interface record of each kind has, beyond kind and switch.
 KIND_FIELDS = {"veth": ("peer", "netns", "address"), "tap": ("netns", "address", "mac"),
                "persistent_tap": ("owner", "group"),
-               "vhost_user": ("path", "mode", "owner", "group")}
+               "vhost_user": ("path", "mode", "owner", "group"),
+               "memif": ("path", "iface_id", "secret", "owner", "group")}
 VHOST_MODES = ("server", "client")     # vale listens on path, or connects to it
+MEMIF_MAX_ID = 0xFFFFFFFF
+MEMIF_MAX_SECRET = 23                   # bytes: the protocol's 24, ending in a zero
 
 
 @dataclass
@@ -73,8 +76,10 @@ class Interface:
     mac: str | None = None      # tap: made again with the MAC it had
     owner: str | None = None    # persistent_tap, vhost_user: who may open it
     group: str | None = None
-    path: str | None = None     # vhost_user: its socket
+    path: str | None = None     # vhost_user, memif: its socket
     mode: str | None = None     # vhost_user: a VHOST_MODES
+    iface_id: int | None = None     # memif: the interface id a program gives
+    secret: str | None = None   # memif: what a program must give, if set
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "switch": self.switch,
@@ -323,6 +328,16 @@ def _interface(where: str, value: Any) -> Interface:
         record.mode = _checked(f"{where}.mode", doc.get("mode"), check_vhost_mode)
         if record.path is None or record.mode is None:
             raise StateError(where, "a vhost-user port needs its socket's path and mode")
+    if kind == "memif":
+        record.path = _checked(f"{where}.path", doc.get("path"), check_socket_path)
+        record.secret = _checked(f"{where}.secret", doc.get("secret"), check_memif_secret)
+        iface_id = doc.get("iface_id")
+        if record.path is None or not isinstance(iface_id, int) or isinstance(iface_id, bool):
+            raise StateError(where, "a memif port needs its socket's path and its id")
+        try:
+            record.iface_id = check_memif_id(iface_id)
+        except ValueError as exc:
+            raise StateError(f"{where}.iface_id", str(exc)) from None
     return record
 
 
@@ -338,6 +353,18 @@ def check_vhost_mode(mode: str) -> str:
     if mode not in VHOST_MODES:
         raise ValueError(f"a vhost-user mode is {' or '.join(VHOST_MODES)}, not {mode!r}")
     return mode
+
+
+def check_memif_id(iface_id: int) -> int:
+    if not 0 <= iface_id <= MEMIF_MAX_ID:
+        raise ValueError(f"a memif id is 0 to {MEMIF_MAX_ID}, not {iface_id}")
+    return iface_id
+
+
+def check_memif_secret(secret: str) -> str:
+    if not secret.isprintable() or not 0 < len(secret.encode()) <= MEMIF_MAX_SECRET:
+        raise ValueError(f"a memif secret is 1 to {MEMIF_MAX_SECRET} printable bytes")
+    return secret
 
 
 def _check_references(state: State) -> None:

@@ -25,7 +25,8 @@ from vale.netlink import veth_peer_elsewhere
 from vale.ports import interface_index, interface_mtu
 from vale.settings import AUTO_CPU, BY_NAME, core_args, merge_vlan, names_from_core, vlan_for_core
 
-__all__ = ["AUTO_CPU", "DROP_REASONS", "FRAME_SLACK", "FdbEntry", "Switch", "VhostRings"]
+__all__ = ["AUTO_CPU", "DROP_REASONS", "FRAME_SLACK", "FdbEntry", "MemifRings", "Switch",
+           "VhostRings"]
 
 _MEMORY_RINGS = frozenset({"rx_slots", "tx_slots", "slot_size"})   # add_port's own
 _STORM = ("storm_broadcast", "storm_multicast", "storm_unknown")    # the core takes one tuple
@@ -50,8 +51,9 @@ def fdb_key(mac: str, vlan: int = 0) -> int:
     return mac_to_key(mac) | vlan << 48
 
 
-class VhostRings:
-    """A vhost-user port's memory and rings in the core, for vale.vhost (its Rings)."""
+class PortRings:
+    """A shared-memory port's handle on the core, for its protocol: nothing reaches the
+    port's index once it is detached."""
 
     def __init__(self, core: SwitchCore, index: int) -> None:
         self._core: SwitchCore | None = core
@@ -61,6 +63,15 @@ class VhostRings:
         if self._core is None:
             raise ValueError("the port is gone")
         return self._core
+
+    def detach(self) -> None:
+        """The port is being removed: nothing more reaches its index (a new port may
+        take it)."""
+        self._core = None
+
+
+class VhostRings(PortRings):
+    """A vhost-user port's memory and rings in the core, for vale.vhost (its Rings)."""
 
     def features(self, features: int, **decoded: bool) -> None:
         self._live().vhost_features(self._index, features, **decoded)
@@ -78,10 +89,27 @@ class VhostRings:
         if self._core is not None:
             self._core.vhost_reset(self._index)
 
-    def detach(self) -> None:
-        """The port is being removed: nothing more reaches its index (a new port may
-        take it)."""
-        self._core = None
+
+class MemifRings(PortRings):
+    """A memif port's memory and rings in the core, for vale.memif (its Rings)."""
+
+    def connect(self, regions: list[tuple[int, int]],
+                rings: list[tuple[bool, int, int, int, int]]) -> None:
+        self._live().memif_connect(self._index, regions, rings)
+
+    def disconnect(self) -> None:
+        if self._core is not None:
+            self._core.memif_disconnect(self._index)
+
+    def refused(self) -> None:
+        if self._core is not None:
+            self._core.memif_refused(self._index)
+
+    def broken(self) -> tuple[int, str | None]:
+        if self._core is None:
+            return 0, None
+        count, what = self._core.memif_broken(self._index)
+        return int(count), what
 
 
 class Switch:
@@ -211,6 +239,21 @@ class Switch:
     def vhost_rings(self, name: str) -> VhostRings:
         """What the vhost-user protocol changes in the core for port `name`."""
         return VhostRings(self._core, self.port_index(name))
+
+    def add_memif_port(self, name: str, **settings: Any) -> int:
+        """Add a memif port whose rings a program brings (memif_rings); settings: the port
+        settings."""
+        check_port_name(name)
+        if name in self._index:
+            raise ValueError(f"{self.name}:{name} already exists")
+        args = core_args("port", settings)
+        args.pop("vnet", None)
+        index = self._core.add_memif_port(**args)
+        return self._added(name, index, settings)
+
+    def memif_rings(self, name: str) -> MemifRings:
+        """What the memif protocol changes in the core for port `name`."""
+        return MemifRings(self._core, self.port_index(name))
 
     def ifindex(self, name: str) -> int | None:
         """The interface index a port was attached with (None: an in-memory or TAP port,

@@ -13,7 +13,6 @@ disconnected; the port stays, and takes the next connection.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import logging
@@ -23,6 +22,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
+
+from vale.unixmsg import close_fds, readable, received_fds
 
 log = logging.getLogger("vale.vhost")
 
@@ -143,7 +144,7 @@ class Connection:
                 try:
                     reply = self._handle(message)
                 except ValueError as e:
-                    self._close_fds(message.fds)
+                    close_fds(message.fds)
                     if not self._acked(message):
                         raise ProtocolError(str(e)) from e
                     log.warning("vhost-user %s: request %d refused: %s", self.name,
@@ -167,28 +168,16 @@ class Connection:
 
     # -- the wire ---------------------------------------------------------------------
 
-    async def _readable(self, loop: asyncio.AbstractEventLoop) -> None:
-        future = loop.create_future()
-        loop.add_reader(self.sock.fileno(), lambda: future.done() or future.set_result(None))
-        try:
-            await future
-        finally:
-            loop.remove_reader(self.sock.fileno())
-
     async def _recv(self, loop: asyncio.AbstractEventLoop, size: int,
                     fds: list[int] | None) -> bytes:
         data = b""
         while len(data) < size:
-            await self._readable(loop)
+            await readable(loop, self.sock)
             try:
                 if fds is not None and not data:
                     chunk, ancillary, _flags, _addr = self.sock.recvmsg(
                         size, socket.CMSG_SPACE(MAX_FDS * 4))
-                    for level, kind, cdata in ancillary:
-                        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                            got = array.array("i")
-                            got.frombytes(cdata[:len(cdata) - len(cdata) % 4])
-                            fds.extend(got)
+                    fds.extend(received_fds(ancillary))
                 else:
                     chunk = self.sock.recv(size - len(data))
             except (BlockingIOError, InterruptedError):
@@ -204,18 +193,18 @@ class Connection:
         fds: list[int] = []
         head = await self._recv(loop, HEADER.size, fds)
         if not head:
-            self._close_fds(fds)
+            close_fds(fds)
             return None
         request, flags, size = HEADER.unpack(head)
         if flags & 3 != VERSION:
-            self._close_fds(fds)
+            close_fds(fds)
             raise ProtocolError(f"version {flags & 3}, not {VERSION} (garbage?)")
         if size > MAX_PAYLOAD:
-            self._close_fds(fds)
+            close_fds(fds)
             raise ProtocolError(f"a payload of {size} bytes (garbage?)")
         payload = await self._recv(loop, size, None) if size else b""
         if size and len(payload) != size:
-            self._close_fds(fds)
+            close_fds(fds)
             raise ProtocolError("a message cut short")
         return Message(request, flags, payload, fds)
 
@@ -223,12 +212,6 @@ class Connection:
                      payload: bytes) -> None:
         data = HEADER.pack(message.request, VERSION | FLAG_REPLY, len(payload)) + payload
         await loop.sock_sendall(self.sock, data)
-
-    @staticmethod
-    def _close_fds(fds: list[int]) -> None:
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
     # -- the requests -------------------------------------------------------------------
 
@@ -272,7 +255,7 @@ class Connection:
                 self.rings.ring(queue, enabled=True)
 
     def _no_payload(self, m: Message) -> None:
-        self._close_fds(m.fds)
+        close_fds(m.fds)
 
     def _reset_owner(self, m: Message) -> None:
         self.rings.reset()
@@ -303,7 +286,7 @@ class Connection:
         except OSError as e:
             raise ValueError(str(e)) from e
         finally:
-            self._close_fds(m.fds)      # the mappings keep the memory
+            close_fds(m.fds)      # the mappings keep the memory
 
     def _state(self, m: Message) -> tuple[int, int]:
         self._expect(m, VRING_STATE.size)
@@ -357,7 +340,7 @@ class Connection:
 
     def _set_vring_err(self, m: Message) -> None:
         self._vring_fd(m)
-        self._close_fds(m.fds)
+        close_fds(m.fds)
 
     _HANDLERS: ClassVar[dict[int, Callable[[Connection, Message], bytes | None]]] = {
         GET_FEATURES: _get_features,

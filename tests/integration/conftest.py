@@ -10,6 +10,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,3 +155,28 @@ def make_host():
     for host in made:
         sh("ip", "netns", "del", host.ns, check=False)
         sh("ip", "link", "del", host.port, check=False)
+
+
+PAGES_EACH = 128                # 256 MiB of 2 MiB pages per testpmd (its -m 256)
+NR_HUGEPAGES = Path("/proc/sys/vm/nr_hugepages")
+
+
+@pytest.fixture
+def huge_pages() -> Iterator[str]:
+    """A hugetlbfs mount of this test's own with pages for two testpmds; the pages are
+    given back afterwards."""
+    before = int(NR_HUGEPAGES.read_text())
+    NR_HUGEPAGES.write_text(str(before + 2 * PAGES_EACH))
+    mount = tempfile.mkdtemp(prefix=f"{PREFIX}huge")
+    try:
+        free = int(re.search(r"HugePages_Free:\s+(\d+)", Path("/proc/meminfo").read_text())[1])
+        if free < 2 * PAGES_EACH:
+            pytest.skip(f"only {free} huge pages could be reserved")
+        sh("mount", "-t", "hugetlbfs", "nodev", mount)
+        try:
+            yield mount
+        finally:
+            sh("umount", mount, check=False)
+    finally:
+        os.rmdir(mount)
+        NR_HUGEPAGES.write_text(str(before))

@@ -5,46 +5,20 @@ Needs root, dpdk-testpmd (Debian dpdk-dev) and 2 MiB huge pages; skipped otherwi
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import start_valed, stop_valed
-from tests.integration.conftest import PREFIX, sh
+from tests.integration.conftest import PREFIX
 
 TESTPMD = shutil.which("dpdk-testpmd")
-PAGES_EACH = 128                # 256 MiB of 2 MiB pages per testpmd (its -m 256)
-NR_HUGEPAGES = Path("/proc/sys/vm/nr_hugepages")
 
 pytestmark = pytest.mark.skipif(TESTPMD is None, reason="needs dpdk-testpmd (Debian dpdk-dev)")
-
-
-@pytest.fixture
-def huge_pages() -> Iterator[str]:
-    """A hugetlbfs mount of this test's own with pages for two testpmds; the pages are
-    given back afterwards."""
-    before = int(NR_HUGEPAGES.read_text())
-    NR_HUGEPAGES.write_text(str(before + 2 * PAGES_EACH))
-    mount = tempfile.mkdtemp(prefix=f"{PREFIX}huge")
-    try:
-        free = int(re.search(r"HugePages_Free:\s+(\d+)", Path("/proc/meminfo").read_text())[1])
-        if free < 2 * PAGES_EACH:
-            pytest.skip(f"only {free} huge pages could be reserved")
-        sh("mount", "-t", "hugetlbfs", "nodev", mount)
-        try:
-            yield mount
-        finally:
-            sh("umount", mount, check=False)
-    finally:
-        os.rmdir(mount)
-        NR_HUGEPAGES.write_text(str(before))
 
 
 class Pmd:

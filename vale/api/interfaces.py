@@ -1,6 +1,7 @@
 """Interfaces valed creates and owns (valectl create / remove): TAPs it holds open,
-persistent TAPs for VMs, veth pairs whose far end may live in another namespace. Made at
-create, made again at start, deleted at remove."""
+persistent TAPs for VMs, veth pairs whose far end may live in another namespace, the
+sockets of vhost-user (VMs) and memif (programs) ports. Made at create, made again at
+start, deleted at remove."""
 
 from __future__ import annotations
 
@@ -11,11 +12,18 @@ import pwd
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vale import netlink, settings, tap
+from vale import memif, netlink, settings, tap, vhost
 from vale.api.protocol import ApiError, arg
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key, random_mac
-from vale.state import KIND_FIELDS, Interface, SwitchConfig, check_socket_path, check_vhost_mode
-from vale.vhost import socket_path
+from vale.state import (
+    KIND_FIELDS,
+    Interface,
+    SwitchConfig,
+    check_memif_id,
+    check_memif_secret,
+    check_socket_path,
+    check_vhost_mode,
+)
 
 if TYPE_CHECKING:
     from vale.api.topology import Topology
@@ -57,16 +65,17 @@ class InterfaceOps:
         address = arg(args, "address", str, None)
         mac = _tap_mac(kind, arg(args, "mac", str, None), arg(args, "lock_mac", bool, False))
         if kind not in KIND_FIELDS:
-            raise ApiError("invalid", f"cannot create a {kind!r}: tap, persistent_tap, veth "
-                                      "or vhost_user")
+            raise ApiError("invalid", f"cannot create a {kind!r}: tap, persistent_tap, veth, "
+                                      "vhost_user or memif")
         if name in self.topo.desired.interfaces or self.topo.owner_of(name):
             raise ApiError("already_attached", f"{name} is already in use by valed")
         self.topo.check_new_port(switch, port_settings)
         if exists(name):
             raise ApiError("exists", f"an interface named {name} exists already")
-        if kind in ("persistent_tap", "vhost_user") and (netns is not None or address is not None):
-            raise ApiError("invalid", f"a {kind.replace('_', ' ')} belongs to a VM: no "
-                                      "namespace, no address")
+        if kind in ("persistent_tap", "vhost_user", "memif") and (
+                netns is not None or address is not None):
+            raise ApiError("invalid", f"a {kind.replace('_', ' ')} port belongs to a VM or a "
+                                      "program: no namespace, no address")
         if kind == "tap" and address is not None and netns is None:
             raise ApiError("invalid", "a TAP gets its address in its namespace: give netns "
                                       "too (for an address on this host, make a veth)")
@@ -90,13 +99,19 @@ class InterfaceOps:
             record.owner = arg(args, "owner", str, None)
             record.group = arg(args, "group", str, None)
             tap.make_persistent_tap(name, uid_of(record.owner), gid_of(record.group))
-        elif kind == "vhost_user":
+        elif kind in ("vhost_user", "memif"):
             record.owner = arg(args, "owner", str, None)
             record.group = arg(args, "group", str, None)
             uid_of(record.owner), gid_of(record.group)          # they exist
+            default = (vhost.socket_path if kind == "vhost_user" else memif.socket_path)(name)
             try:
-                record.path = check_socket_path(arg(args, "path", str, None) or socket_path(name))
-                record.mode = check_vhost_mode(arg(args, "mode", str, "server"))
+                record.path = check_socket_path(arg(args, "path", str, None) or default)
+                if kind == "vhost_user":
+                    record.mode = check_vhost_mode(arg(args, "mode", str, "server"))
+                else:
+                    record.iface_id = check_memif_id(arg(args, "id", int, 0))
+                    secret = arg(args, "secret", str, None)
+                    record.secret = None if secret is None else check_memif_secret(secret)
             except ValueError as exc:
                 raise ApiError("invalid", str(exc)) from None
             if any(made.path == record.path for made in self.topo.desired.interfaces.values()):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vale import netlink, vhost
+from vale import memif, netlink, vhost
 from vale.api.interfaces import gid_of, open_made_tap, uid_of
 from vale.api.protocol import ApiError
 from vale.limits import Limits
@@ -40,7 +40,8 @@ class Topology:
         self._on_added = on_switch_added
         self._on_removed = on_switch_removed
         self.retry_at: dict[tuple[str, str], float] = {}      # (switch, port): monotonic
-        self.endpoints: dict[tuple[str, str], vhost.Endpoint] = {}     # vhost-user sockets
+        # the sockets of vhost-user and memif ports
+        self.endpoints: dict[tuple[str, str], vhost.Endpoint | memif.Endpoint] = {}
 
     # -- the desired configuration --------------------------------------------------------
 
@@ -183,8 +184,8 @@ class Topology:
                       settings["rx_frames"])
         sw = self.live_switch(switch)
         made = self.desired.interfaces.get(port)
-        if made is not None and made.kind == "vhost_user":
-            self.bring_up_vhost(sw, port, made, settings)
+        if made is not None and made.kind in ("vhost_user", "memif"):
+            self.bring_up_socket(sw, port, made, settings)
         elif made is not None and made.kind == "tap":
             fd = open_made_tap(port, made)
             try:
@@ -202,14 +203,23 @@ class Topology:
                 sw.fdb_add(mac, port, vlan)
         self.apply_mirrors(switch)
 
-    def bring_up_vhost(self, sw: Switch, port: str, made: Interface,
-                       settings: dict[str, Any]) -> None:
-        """A vhost-user port and its socket: it serves the front end that comes."""
+    def bring_up_socket(self, sw: Switch, port: str, made: Interface,
+                        settings: dict[str, Any]) -> None:
+        """A vhost-user or memif port and its socket: it serves the VM or program that
+        comes."""
         assert made.path is not None
-        sw.add_vhost_port(port, **{k: v for k, v in settings.items() if k in of_scope("port")})
-        endpoint = vhost.Endpoint(made.path, sw.vhost_rings(port), f"{sw.name}:{port}",
-                                  client=made.mode == "client", owner=uid_of(made.owner),
-                                  group=gid_of(made.group))
+        args = {k: v for k, v in settings.items() if k in of_scope("port")}
+        endpoint: vhost.Endpoint | memif.Endpoint
+        if made.kind == "vhost_user":
+            sw.add_vhost_port(port, **args)
+            endpoint = vhost.Endpoint(made.path, sw.vhost_rings(port), f"{sw.name}:{port}",
+                                      client=made.mode == "client", owner=uid_of(made.owner),
+                                      group=gid_of(made.group))
+        else:
+            sw.add_memif_port(port, **args)
+            endpoint = memif.Endpoint(made.path, sw.memif_rings(port), f"{sw.name}:{port}",
+                                      iface_id=made.iface_id or 0, secret=made.secret,
+                                      owner=uid_of(made.owner), group=gid_of(made.group))
         try:
             endpoint.start()
         except BaseException:
@@ -270,7 +280,7 @@ class Topology:
                 continue        # over --max-switches: the restore said so
             for port in list(config.ports):
                 made = self.desired.interfaces.get(port)
-                ours = made is not None and made.kind in ("tap", "vhost_user")
+                ours = made is not None and made.kind in ("tap", "vhost_user", "memif")
                 if self.live(switch, port):
                     sw = self.switches[switch]
                     if ours:
