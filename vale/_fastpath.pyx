@@ -709,13 +709,15 @@ cdef class SwitchCore:
         finally:
             self.release()
 
-    def memif_broken(self, index):
-        """(times the program broke the rules, what it did the last time or None)."""
+    def memif_stopped(self, index):
+        """Why the program's rings were stopped (what it did), or None while served."""
         cdef vale_port *p
         self.acquire()
         try:
             p = self.memif_port(index)
-            return p.memif.broken, p.memif.broke.decode() if p.memif.broke != NULL else None
+            if p.memif.started or p.memif.nregions == 0:
+                return None
+            return p.memif.broke.decode() if p.memif.broke != NULL else "stopped"
         finally:
             self.release()
 

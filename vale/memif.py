@@ -28,6 +28,7 @@ log = logging.getLogger("vale.memif")
 ACK, HELLO, INIT, ADD_REGION, ADD_RING, CONNECT, CONNECTED, DISCONNECT = range(1, 9)
 MESSAGE_SIZE = 128
 VERSION = 0x0200
+COOKIE = 0x3E31F20             # at the start of each ring (vale/memif.pxi checks it)
 MODE_ETHERNET = 0
 SECRET_SIZE = 24
 MAX_REGIONS = 16                # as the core maps them
@@ -70,7 +71,7 @@ class Rings(Protocol):
                 rings: list[tuple[bool, int, int, int, int]]) -> None: ...
     def disconnect(self) -> None: ...
     def refused(self) -> None: ...
-    def broken(self) -> tuple[int, str | None]: ...
+    def stopped(self) -> str | None: ...
     def detach(self) -> None: ...
 
 
@@ -197,14 +198,13 @@ class Connection:
 
     async def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         """Until the program goes (EOF or DISCONNECT), or breaks its rings."""
-        seen, _ = self.rings.broken()
         while True:
             try:
                 async with asyncio.timeout(WATCH_S):
                     kind, body, fds = await self._recv(loop)
             except TimeoutError:
-                broken, what = self.rings.broken()
-                if broken != seen:
+                what = self.rings.stopped()
+                if what is not None:
                     await self._refuse(loop, f"bad descriptor: {what}")
                     return
                 continue

@@ -105,11 +105,8 @@ class MemifRings(PortRings):
         if self._core is not None:
             self._core.memif_refused(self._index)
 
-    def broken(self) -> tuple[int, str | None]:
-        if self._core is None:
-            return 0, None
-        count, what = self._core.memif_broken(self._index)
-        return int(count), what
+    def stopped(self) -> str | None:
+        return None if self._core is None else self._core.memif_stopped(self._index)
 
 
 class Switch:
