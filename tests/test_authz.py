@@ -153,6 +153,9 @@ ROOT_ONLY = [
      "--vhost-user with --path or --mode client"),
     ("create", {"name": "v1", "kind": "vhost_user", "mode": "client"},
      "--vhost-user with --path or --mode client"),
+    ("create", {"name": "a1", "kind": "memif", "group": "users"},
+     "--memif with --owner or --group"),
+    ("create", {"name": "a1", "kind": "memif", "path": "/etc/passwd"}, "--memif with --path"),
     ("remove", {"name": "vmsock"},
      "of vmsock (made with --vhost-user with --path or --mode client)"),
     ("remove", {"name": "hosts"}, "of hosts (made with --address without --netns)"),
@@ -185,6 +188,7 @@ OPERATOR_MAY = [
     ("create", {"name": "t1", "kind": "persistent_tap"}),
     ("create", {"name": "v1", "kind": "vhost_user"}),
     ("create", {"name": "v1", "kind": "vhost_user", "mode": "server"}),
+    ("create", {"name": "a1", "kind": "memif", "id": 3, "secret": "s"}),
     ("remove", {"name": "mine"}),
     ("remove", {"name": "roottap"}),
     ("remove", {"name": "nosuch"}),                 # the op answers: not made by valed

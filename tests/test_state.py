@@ -25,7 +25,9 @@ GOOD = {
         "v0": {"kind": "veth", "switch": "vale0", "peer": "v0-p", "netns": None,
                "address": None},
         "vm0": {"kind": "persistent_tap", "switch": "vale0", "owner": "alice",
-                "group": None}},
+                "group": None},
+        "app1": {"kind": "memif", "switch": "vale0", "path": "/run/vale/memif/app1.sock",
+                 "iface_id": 7, "secret": "s3cret", "owner": None, "group": None}},
 }
 
 
@@ -136,6 +138,13 @@ BAD = {
                                            "interfaces.v0.peer: v0-p is a port of vale0"),
     "an owner that is no name": (shape("interfaces/vm0/owner", "a b"), "interfaces.vm0.owner"),
     "a group with a newline": (shape("interfaces/vm0/group", "x\ny"), "interfaces.vm0.group"),
+    "a memif id over 32 bits": (shape("interfaces/app1/iface_id", 1 << 32),
+                                "interfaces.app1.iface_id: a memif id is 0 to"),
+    "a memif without its id": (shape("interfaces/app1/iface_id", ...), "interfaces.app1"),
+    "a memif secret over 23 bytes": (shape("interfaces/app1/secret", "x" * 24),
+                                     "interfaces.app1.secret"),
+    "a memif socket that is relative": (shape("interfaces/app1/path", "app1.sock"),
+                                        "interfaces.app1.path"),
     "a key that is a control character": (shape("switches/vale0/ports/eth9/\n", 1),
                                           "'\\n': unknown setting"),
     "deep nesting in a setting": (shape("switches/vale0/settings/cpus", [[[[0]]]]),
