@@ -14,7 +14,7 @@ DEBS := gcc make iproute2 iputils-ping iperf3 ethtool netsniff-ng openvswitch-sw
 	tcpdump tshark systemd-container python3-venv python3-dev liburing-dev \
 	clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool dpdk-dev qemu-system-x86
 
-.PHONY: setup build test test-debug bench bench-e2e bench-vm check-systemd run clean
+.PHONY: setup build test test-debug bench bench-e2e bench-vm bench-app check-systemd run clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,10 @@ bench: build
 bench-vm: build
 	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -qq --no-build-isolation -e '.[bench]'
 	$(PY) bench/vm.py --json --plot docs/vm.svg > docs/vm.json
+
+bench-app: build
+	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -qq --no-build-isolation -e '.[bench]'
+	$(PY) bench/app.py --json --plot docs/app.svg > docs/app.json
 
 bench-e2e: build
 	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -qq --no-build-isolation -e '.[bench]'

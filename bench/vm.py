@@ -106,7 +106,11 @@ def rate(lab: e2e.Lab, proc: subprocess.Popen[bytes], seconds: float) -> float:
     is the rate since the last `show port stats`, asked for once a second)."""
     for _ in range(int(WARMUP_S + seconds)):
         time.sleep(1)
-        command(proc, "show port stats all")
+        try:
+            command(proc, "show port stats all")
+        except BrokenPipeError:
+            raise RuntimeError("testpmd exited: " + (lab.tmp / "load.log").read_text(
+                errors="replace")[-1500:]) from None
     time.sleep(0.5)
     text = (lab.tmp / "load.log").read_text(errors="replace")
     per_port = re.findall(r"Rx-pps:\s+(\d+)", text)
@@ -238,16 +242,17 @@ def paired(results: dict[tuple[str, int], list[float]], mine: str, peer: str,
 
 
 def plot(results: dict[tuple[str, int], list[float]], sizes: list[int], path: Path,
-         command: str) -> None:
+         command: str, switches: tuple[str, ...] = SWITCHES,
+         colours: dict[str, str] = COLOURS) -> None:
     plt = e2e.import_pyplot()
     fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4.5), squeeze=False)
     for ax, size in zip(axes[0], sizes, strict=True):
-        names = [s for s in SWITCHES if results.get((s, size))]
+        names = [s for s in switches if results.get((s, size))]
         meds = [statistics.median(results[(s, size)]) for s in names]
         lows = [m - min(results[(s, size)]) for s, m in zip(names, meds, strict=True)]
         highs = [max(results[(s, size)]) - m for s, m in zip(names, meds, strict=True)]
         ax.bar(range(len(names)), meds, yerr=[lows, highs], capsize=3,
-               color=[COLOURS[n] for n in names])
+               color=[colours[n] for n in names])
         ax.set_xticks(list(range(len(names))), names)
         ax.set_title(f"{size}-byte frames, one switch core")
         ax.set_ylabel("Mpps (both ports received)")
