@@ -139,6 +139,33 @@ def test_a_program_that_goes_away_leaves_the_port_for_the_next(bench: Bench) -> 
     assert bench.sw.forward("app1") == 1
 
 
+def test_a_trunk_memif_port_gets_frames_tagged_and_its_tags_taken(bench: Bench) -> None:
+    bench.sw.set_port("app1", vlan="trunk:10")
+    bench.sw.set_port("p0", vlan="access:10")
+    bench.sw.set_port("p1", vlan="access:20")
+    bench.client.connect()
+    bench.client.post(8)
+    bench.sw.inject("p0", [frame(BROADCAST, HOST_MAC)])
+    bench.sw.forward("p0")
+    (got,) = bench.client.received()
+    assert got[12:16] == b"\x81\x00\x00\x0a"            # VLAN 10's tag put back
+    assert got[:12] + got[16:] == frame(BROADCAST, HOST_MAC)
+    bench.client.transmit([got])                          # back in, tagged: VLAN 10 only
+    bench.sw.forward("app1")
+    assert bench.sw.drain("p1") == []
+
+
+def test_a_memif_port_is_mirrored_like_any_port(bench: Bench) -> None:
+    bench.sw.set_mirror("app1", rx_to="p1")
+    bench.sw.fdb_add("02:00:00:00:00:02", "p0")
+    bench.client.connect()
+    sent = frame(HOST_MAC, APP_MAC)
+    bench.client.transmit([sent])
+    bench.sw.forward("app1")
+    assert bench.sw.drain("p0") == [sent]                 # where it goes
+    assert bench.sw.drain("p1") == [sent]                 # and the mirror's copy
+
+
 # ---- a program that breaks the rules of the rings ----------------------------------------
 
 def _offset_outside_the_region(c: Client) -> None:

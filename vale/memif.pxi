@@ -25,6 +25,7 @@ cdef enum:
     MEMIF_MAX_FRAME = 65535
     MEMIF_STAGE_SIZE = 2 << 20  # frames of one batch, copied in
     MEMIF_STAGE_ROOM = MEMIF_STAGE_SIZE - MEMIF_MAX_FRAME - 2 * VALE_SLOT_ALIGN
+    MEMIF_AHEAD = 4             # slots prefetched ahead of the one served
 
 
 cdef void memif_broke(vale_port *p, const char *what) noexcept nogil:
@@ -46,6 +47,15 @@ cdef inline char *memif_buffer(vale_memif *m, uint16_t region, uint64_t offset,
     if offset > r.size or length > r.size - offset:
         return NULL
     return r.base + offset
+
+
+cdef inline void memif_prefetch(vale_memif *m, vale_mring *r, uint16_t slot) noexcept nogil:
+    """Start fetching a slot's descriptor and the first line of its buffer (the program
+    wrote both on another CPU). A prefetch never faults: nothing here is checked, take and
+    put check what they use."""
+    cdef const vale_mdesc *dsc = &r.desc[slot & r.mask]
+    vale_prefetch(m.regions[0].base + dsc.offset)
+    vale_prefetch(&r.desc[<uint16_t>(slot + MEMIF_AHEAD) & r.mask])
 
 
 cdef inline uint16_t memif_pending(vale_mring *r) noexcept nogil:
@@ -85,8 +95,12 @@ cdef uint32_t memif_take(vale_switch *sw, vale_port *p) noexcept nogil:
     if pending > r.size:
         memif_broke(p, "head more than the ring's size ahead")
         return 0
+    for slot in range(min(pending, <uint16_t>MEMIF_AHEAD)):
+        memif_prefetch(m, r, <uint16_t>(r.last + slot))
     while used < pending and n < sw.batch and off <= MEMIF_STAGE_ROOM:
         slot = <uint16_t>(r.last + used)
+        if used + MEMIF_AHEAD < pending:
+            memif_prefetch(m, r, slot + MEMIF_AHEAD)
         dsc = r.desc[slot & r.mask]     # one read: the program may change it meanwhile
         d = &sw.descs[n]
         d.flags = 0
@@ -143,9 +157,12 @@ cdef void memif_release(vale_switch *sw, vale_port *src, uint32_t n) noexcept no
 cdef void memif_prepare(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b) noexcept nogil:
     """Before a batch's frames for the program: read head (the buffers it posted) once."""
     cdef vale_mring *r = &dst.memif.r[MR_S2C]
+    cdef uint16_t k
     if dst.memif.started:
         r.head_seen = vale_load_acquire16(r.head)
         r.tail_start = r.last
+        for k in range(min(<uint16_t>(r.head_seen - r.last), <uint16_t>MEMIF_AHEAD)):
+            memif_prefetch(dst.memif, r, <uint16_t>(r.last + k))
 
 
 cdef uint32_t memif_put(vale_switch *sw, vale_port *dst, const char *data, uint32_t length,
@@ -183,6 +200,8 @@ cdef uint32_t memif_put(vale_switch *sw, vale_port *dst, const char *data, uint3
     if free_slots > r.size:
         memif_broke(dst, "head more than the ring's size ahead")
         return 0
+    if free_slots > MEMIF_AHEAD:
+        memif_prefetch(m, r, slot + MEMIF_AHEAD)
     while k < nparts:
         if <uint16_t>(slot - r.last) == free_slots:
             dst.c.drops[DROP_RING_FULL] += 1        # nothing of it is published
