@@ -1,5 +1,6 @@
-"""Builds the compiled modules: vale._fastpath (the data plane) and vale._bpf (the kernel
-fast path's loader, linked with libbpf), and the fast path's BPF object,
+"""Builds the compiled modules: vale._fastpath (the data plane), vale._app (a memif
+client's data path, for programs) and vale._bpf (the kernel fast path's loader, linked
+with libbpf), and the fast path's BPF object,
 vale/bpf/fastpath.bpf.o, compiled by clang (-target bpf) at build time: nothing is
 compiled on the host that runs vale.
 
@@ -43,6 +44,12 @@ COMPILE_ARGS = (["-O2", "-g0"] if not DEBUG else ["-O0", "-g"]) + [
 extensions = [Extension(
     "vale._fastpath",
     ["vale/_fastpath.pyx"],
+    define_macros=macros,
+    extra_compile_args=COMPILE_ARGS,
+), Extension(
+    # the memif client's data path, for programs (vale.app): no switch in it
+    "vale._app",
+    ["vale/_app.pyx"],
     define_macros=macros,
     extra_compile_args=COMPILE_ARGS,
 )]

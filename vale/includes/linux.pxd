@@ -74,13 +74,25 @@ cdef extern from "<poll.h>" nogil:
         int fd
         short events
         short revents
-    int POLLERR, POLLHUP
+    int POLLIN, POLLERR, POLLHUP
     int poll(pollfd *fds, unsigned long nfds, int timeout)
 
 cdef extern from "<sys/eventfd.h>" nogil:
     int EFD_NONBLOCK, EFD_CLOEXEC
     int eventfd(unsigned int initval, int flags)
     int eventfd_write(int fd, unsigned long long value)
+
+cdef extern from "<sys/mman.h>" nogil:
+    # memfd regions a peer maps (memif): sealed so they cannot shrink under it
+    unsigned int MFD_CLOEXEC, MFD_ALLOW_SEALING
+    int memfd_create(const char *name, unsigned int flags)
+
+cdef extern from "<fcntl.h>" nogil:
+    int F_ADD_SEALS, F_SEAL_SHRINK
+    int fcntl(int fd, int cmd, ...)
+
+cdef extern from "<unistd.h>" nogil:
+    int ftruncate(int fd, long length)
 
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
