@@ -7,6 +7,7 @@ temporary directory, memory in a memfd."""
 from __future__ import annotations
 
 import fcntl
+import json
 import mmap
 import os
 import random
@@ -18,7 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from cli.pkttools import pktcount, pktgen, udp_frame
 from vale import app
 
 # The spec's numbers, written out here rather than taken from vale.app.
@@ -531,3 +534,55 @@ def test_close_hangs_up_and_lets_go_of_the_memory(server: Server, port: app.Port
     assert bytes(view) == frame(60, 1)
     with pytest.raises(ValueError, match="closed"):
         port.send([b"x"])
+
+
+# -- pktgen and pktcount -------------------------------------------------------------------------
+
+
+def test_udp_frame_is_valid_ipv4_udp() -> None:
+    f = udp_frame(60)
+    assert len(f) == 60 and f[12:14] == b"\x08\x00"
+    total = sum(struct.unpack("!10H", f[14:34]))
+    assert (total & 0xFFFF) + (total >> 16) == 0xFFFF          # header checksum holds
+    assert struct.unpack_from("!H", f, 16)[0] == 46            # IPv4 total length
+    assert f[26:30] == bytes([198, 18, 0, 1]) and f[30:34] == bytes([198, 19, 0, 1])
+    assert struct.unpack_from("!HHHH", f, 34) == (1234, 4321, 26, 0)
+
+
+def test_pktgen_sends_numbered_frames(server: Server, sock_path: str) -> None:
+    server.serve()
+    result = CliRunner().invoke(pktgen, [sock_path, "--count", "1000", "--size", "64",
+                                         "--dst", "02:00:00:00:00:02", "--json"])
+    server.done()
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["frames"] == 1000
+    got = server.received()
+    assert len(got) == 1000 and all(len(f) == 64 for f in got)
+    assert got[0][:6] == bytes.fromhex("020000000002")
+    assert [struct.unpack_from("!I", f, 42)[0] for f in got] == list(range(1000))
+
+
+def test_pktcount_counts_what_arrives(server: Server, sock_path: str) -> None:
+    server.serve()
+
+    def send() -> None:
+        server.done()
+        time.sleep(0.2)
+        for _ in range(3):
+            server.transmit([frame(100, 0)] * 500)
+            time.sleep(0.05)
+    thread = threading.Thread(target=send)
+    thread.start()
+    result = CliRunner().invoke(pktcount, [sock_path, "--count", "1500", "--seconds", "5",
+                                           "--json"])
+    thread.join()
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert (out["frames"], out["bytes"]) == (1500, 150_000)
+    assert 0 < out["first"] <= out["last"] < 5
+
+
+def test_pktgen_says_when_nothing_listens(sock_path: str) -> None:
+    result = CliRunner().invoke(pktgen, [sock_path, "--count", "1"])
+    assert result.exit_code == 1
+    assert f"no memif socket at {sock_path}" in result.output
