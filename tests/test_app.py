@@ -511,6 +511,26 @@ def test_the_client_reconnects_when_a_server_listens_again(server: Server, port:
         again.close()
 
 
+def test_a_server_refusing_at_first_is_tried_again(server: Server, port: app.Port,
+                                                    sock_path: str) -> None:
+    """valed back before the port is: "ID not found", then a connection a second on."""
+    server.hang_up()
+    assert port.receive_batch(timeout=0.2) == [] and not port.connected
+    again = Server(sock_path)
+    try:
+        again.serve(refuse=(INIT, "ID not found"))
+        again.done()
+        again.serve()
+        deadline = time.monotonic() + 5
+        while not port.connected and time.monotonic() < deadline:
+            port.receive_batch(timeout=0.1)
+        again.done()
+        assert port.connected and port.counters["reconnects"] == 1
+        assert port.last_refusal is not None and "ID not found" in port.last_refusal
+    finally:
+        again.close()
+
+
 def test_abstract_socket_names_start_with_an_at(tmp_path: Path) -> None:
     name = f"@vale-test-{os.getpid()}-{random.getrandbits(32):x}"
     server = Server("\0" + name[1:])

@@ -41,8 +41,9 @@ back; meanwhile send() queues nothing (tx_no_room) and receive waits. The port n
 EOF while it waits for frames, or at its next call (send looks every CONTROL_CHECK_S).
 A DISCONNECT the server sends raises Disconnected, with its reason, from the call that
 finds it (from open_port during the handshake); the port then goes on connecting again
-as above, and the next call raises a refusal met on the way. One thread may receive
-while another sends; two threads must not do the same at once.
+as above. A server refusing a new connection (say "ID not found" from a valed that has
+not made the port again yet) is tried again too: `port.last_refusal` says why. One
+thread may receive while another sends; two threads must not do the same at once.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ class Port:
         self._totals: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._reconnects = 0
         self._reconnector: threading.Thread | None = None
-        self._refusal: MemifError | None = None     # the last refusal, for the next call
+        self._refusal: str | None = None            # why connecting again was refused
         self._up = threading.Event()                # set while connected, or closed
         self._next_check = 0.0
         self._closed = False
@@ -280,12 +281,12 @@ class Port:
 
     def _reconnect(self) -> None:
         """Tries now and then every RECONNECT_S until connected or closed. Nobody there
-        (or a server going away) is no news; a refusal is raised by the next call."""
+        (or a server going away) is no news; a refusal is kept for last_refusal."""
         while not self._closed:
             try:
                 sock, rings = self._handshake()
             except MemifError as exc:
-                self._refusal = exc
+                self._refusal = str(exc)
             except OSError:
                 pass
             else:
@@ -324,7 +325,7 @@ class Port:
 
     def _current(self) -> Rings | None:
         """The rings (None between connections), after a look at the control socket
-        every CONTROL_CHECK_S. Raises a refusal met while connecting again."""
+        every CONTROL_CHECK_S."""
         rings = self._rings
         if rings is not None:
             now = time.monotonic()
@@ -335,9 +336,6 @@ class Port:
             return rings
         if self._closed:
             raise ValueError("the port is closed")
-        refusal, self._refusal = self._refusal, None
-        if refusal is not None:
-            raise refusal
         return None
 
     def _wait(self, rings: Rings | None, deadline: float | None) -> bool:
@@ -358,6 +356,11 @@ class Port:
     @property
     def connected(self) -> bool:
         return self._rings is not None
+
+    @property
+    def last_refusal(self) -> str | None:
+        """Why the server last refused to connect again (its DISCONNECT), if it did."""
+        return self._refusal
 
     # -- frames ------------------------------------------------------------------------------
 
