@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import os
 import select
 import socket
 import struct
@@ -59,32 +58,43 @@ import time
 from collections.abc import Iterator, Sequence
 
 from vale._app import COUNTERS, Rings
+from vale.memif import (
+    ACK,
+    ADD_REGION,
+    ADD_RING,
+    BODY,
+    CONNECT,
+    CONNECTED,
+    DISCONNECT,
+    DISCONNECT_MSG,
+    HELLO,
+    HELLO_MSG,
+    INIT,
+    INIT_MSG,
+    MESSAGE_SIZE,
+    MODE_ETHERNET,
+    NAME_MSG,
+    REGION_MSG,
+    RING_FLAG_C2S,
+    RING_MSG,
+    SECRET_SIZE,
+    VERSION,
+    disconnect_message,
+    message,
+)
+from vale.unixmsg import close_fds, received_fds
 
 __all__ = ["Disconnected", "MemifError", "Port", "open_port"]
 
 Buffer = bytes | bytearray | memoryview
 
-# Control messages (memif 2.0): 128 bytes each, the type a u16 at byte 0, little-endian.
-MESSAGE_SIZE = 128
-ACK, HELLO, INIT, ADD_REGION, ADD_RING, CONNECT, CONNECTED, DISCONNECT = range(1, 9)
+# The messages' layout is vale.memif's (valed's side of the same protocol).
 MESSAGE_NAMES = {ACK: "ACK", HELLO: "HELLO", INIT: "INIT", ADD_REGION: "ADD_REGION",
                  ADD_RING: "ADD_RING", CONNECT: "CONNECT", CONNECTED: "CONNECTED",
                  DISCONNECT: "DISCONNECT"}
 TYPE = struct.Struct("<H")
-# Each body after the type: the fields at absolute offsets 2, 4, ... as in memif.h.
-HELLO_BODY = struct.Struct("<32sHHHHHB")    # name, min/max version, max region, max
-                                            # S2C ring, max C2S ring, max log2 ring size
-INIT_BODY = struct.Struct("<HIB24s32s")     # version, id, mode, secret, name
-ADD_REGION_BODY = struct.Struct("<HQ")      # index, size
-ADD_RING_BODY = struct.Struct("<HHHIBH")    # flags, index, region, offset, log2, private hdr
-NAME_BODY = struct.Struct("<32s")           # CONNECT's and CONNECTED's interface name
-DISCONNECT_BODY = struct.Struct("<I96s")    # code, reason
-
-VERSION = 0x0200
-MODE_ETHERNET = 0
-RING_C2S = 1                # ADD_RING flags: the ring goes from client to server
-SECRET_MAX = 23             # and a NUL in its 24 bytes
-NAME_MAX = 31
+SECRET_MAX = SECRET_SIZE - 1    # and a NUL
+NAME_MAX = NAME_MSG.size - 1
 
 RECONNECT_S = 1.0           # how often to try again after the server went away
 HANDSHAKE_TIMEOUT = 5.0     # for each reply of the handshake
@@ -112,10 +122,6 @@ def address(path: str) -> str:
     """A socket path as given: "@name" is the abstract name "\\0name" (libmemif's and
     VPP's convention), anything else a file."""
     return "\0" + path[1:] if path.startswith("@") else path
-
-
-def message(kind: int, body: bytes = b"") -> bytes:
-    return (TYPE.pack(kind) + body).ljust(MESSAGE_SIZE, b"\0")
 
 
 def c_string(raw: bytes) -> str:
@@ -185,24 +191,24 @@ class Port:
             sock.settimeout(HANDSHAKE_TIMEOUT)
             sock.connect(address(self.path))
             hello = self._expect(sock, HELLO)
-            _name, low, high, _regions, _s2c, _c2s, log2 = HELLO_BODY.unpack_from(hello, 2)
+            _name, low, high, _regions, _s2c, _c2s, log2 = HELLO_MSG.unpack_from(hello, BODY)
             if not low <= VERSION <= high:
                 self._disconnect(sock, "Incompatible memif version")
                 raise MemifError(f"{self.path}: the server speaks memif {low:#06x} to "
                                  f"{high:#06x}, this client {VERSION:#06x}")
             rings = Rings(min(log2, self.log2_ring_size), self.buffer_size)
-            sock.sendmsg([message(INIT, INIT_BODY.pack(
+            sock.sendmsg([message(INIT, INIT_MSG.pack(
                 VERSION, self.id, MODE_ETHERNET, self.secret, self.name))])
             self._expect(sock, ACK)
-            self._send_fd(sock, message(ADD_REGION, ADD_REGION_BODY.pack(
+            self._send_fd(sock, message(ADD_REGION, REGION_MSG.pack(
                 0, rings.region_size)), rings.region_fd)
             self._expect(sock, ACK)
-            for flags, offset, fd in ((RING_C2S, rings.c2s_offset, rings.c2s_eventfd),
+            for flags, offset, fd in ((RING_FLAG_C2S, rings.c2s_offset, rings.c2s_eventfd),
                                       (0, rings.s2c_offset, rings.s2c_eventfd)):
-                self._send_fd(sock, message(ADD_RING, ADD_RING_BODY.pack(
+                self._send_fd(sock, message(ADD_RING, RING_MSG.pack(
                     flags, 0, 0, offset, rings.log2_ring_size, 0)), fd)
                 self._expect(sock, ACK)
-            sock.sendmsg([message(CONNECT, NAME_BODY.pack(self.name))])
+            sock.sendmsg([message(CONNECT, NAME_MSG.pack(self.name))])
             self._expect(sock, CONNECTED)
             try:
                 rings.connected()
@@ -224,7 +230,7 @@ class Port:
                         f"{MESSAGE_NAMES[kind]}")
         got = TYPE.unpack_from(data)[0]
         if got == DISCONNECT:
-            raise Disconnected(self.path, c_string(DISCONNECT_BODY.unpack_from(data, 2)[1]))
+            raise Disconnected(self.path, c_string(DISCONNECT_MSG.unpack_from(data, BODY)[1]))
         if got != kind:
             self._disconnect(sock, "Unexpected message")
             raise MemifError(f"{self.path}: expected {MESSAGE_NAMES[kind]} from the server, "
@@ -235,12 +241,7 @@ class Port:
         """One message; None at EOF. A server never sends descriptors: any are closed."""
         data, ancillary, flags, _ = sock.recvmsg(MESSAGE_SIZE + 1,
                                                  socket.CMSG_SPACE(16 * 4))
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds = array.array("i")
-                fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
-                for fd in fds:
-                    os.close(fd)
+        close_fds(received_fds(ancillary))
         if not data:
             return None
         if len(data) != MESSAGE_SIZE or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
@@ -257,7 +258,7 @@ class Port:
     @staticmethod
     def _disconnect(sock: socket.socket, reason: str) -> None:
         with contextlib.suppress(OSError):
-            sock.sendmsg([message(DISCONNECT, DISCONNECT_BODY.pack(0, reason.encode()[:95]))])
+            sock.sendmsg([disconnect_message(reason)])
 
     def _lost(self) -> None:
         """The connection ended: its rings stop (a thread still in them finds them dead;
@@ -321,7 +322,7 @@ class Port:
                 if TYPE.unpack_from(data)[0] == DISCONNECT:
                     self._lost()
                     raise Disconnected(self.path,
-                                       c_string(DISCONNECT_BODY.unpack_from(data, 2)[1]))
+                                       c_string(DISCONNECT_MSG.unpack_from(data, BODY)[1]))
 
     def _current(self) -> Rings | None:
         """The rings (None between connections), after a look at the control socket
