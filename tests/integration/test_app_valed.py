@@ -1,0 +1,92 @@
+"""vale.app against valed's own memif server: two programs on two memif ports of vale0
+exchange frames through the switch, a wrong secret is refused with valed's reason, and
+a program's port carries on after valed restarts. Needs root (valed); nothing else."""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import pytest
+
+from cli.pkttools import COUNTER_AT, udp_frame
+from tests.conftest import start_valed, stop_valed
+from vale.app import Disconnected, Port, open_port
+
+MAC1, MAC2 = "02:00:00:00:00:01", "02:00:00:00:00:02"
+
+
+def receive_all(port: Port, count: int, timeout: float = 5) -> list[bytes]:
+    got: list[bytes] = []
+    for batch in port.receive(timeout=timeout):
+        got += [bytes(f) for f in batch]
+        if len(got) >= count:
+            break
+    return got
+
+
+def numbered(frame: bytes, count: int) -> list[bytes]:
+    out = []
+    for k in range(count):
+        f = bytearray(frame)
+        struct.pack_into("!I", f, COUNTER_AT, k)
+        out.append(bytes(f))
+    return out
+
+
+def test_two_programs_exchange_frames_through_vale(valed, tmp_path):
+    socks = [str(tmp_path / f"app{k}.sock") for k in (1, 2)]
+    valed.ctl("create", "app1", "--memif", "--path", socks[0])
+    valed.ctl("create", "app2", "--memif", "--path", socks[1], "--id", "3", "--secret", "s3")
+    with open_port(socks[0]) as one, open_port(socks[1], id=3, secret="s3") as two:
+        flood = numbered(udp_frame(60, src=MAC1, dst="ff:ff:ff:ff:ff:ff"), 1000)
+        sent = 0
+        got: list[bytes] = []
+        while sent < len(flood):            # no more in flight than a ring holds
+            sent += one.send(flood[sent:sent + 256])
+            got += receive_all(two, min(sent, len(flood)) - len(got))
+        assert got == flood
+        # app1's MAC is learned: a unicast answer goes to it alone, chained both ways.
+        answer = udp_frame(3000, src=MAC2, dst=MAC1)
+        assert two.send([answer]) == 1
+        assert receive_all(one, 1) == [answer]
+        c1, c2 = one.counters, two.counters
+    stats = valed("stats", target="vale0")[0]["ports"]
+    assert stats["app1"]["rx_packets"] == c1["tx_frames"] == 1000
+    assert stats["app2"]["tx_packets"] == c2["rx_frames"] == 1000
+    assert stats["app1"]["tx_packets"] == c1["rx_frames"] == 1
+    assert c1["bad_descriptors"] == c2["bad_descriptors"] == 0
+    assert stats["app1"]["drops"]["bad_descriptor"] == stats["app2"]["drops"]["bad_descriptor"] == 0
+
+
+def test_a_wrong_secret_is_refused_with_valeds_reason(valed, tmp_path):
+    sock = str(tmp_path / "app1.sock")
+    valed.ctl("create", "app1", "--memif", "--path", sock, "--secret", "right")
+    with pytest.raises(Disconnected, match="incorrect secret"):
+        open_port(sock, secret="wrong")
+    with pytest.raises(Disconnected, match="ID not found"):
+        open_port(sock, id=1, secret="right")
+
+
+def test_a_program_carries_on_after_valed_restarts(tmp_path):
+    sock, log = str(tmp_path / "valed.sock"), tmp_path / "valed.log"
+    app_sock = str(tmp_path / "app1.sock")
+    daemon = start_valed(sock, log)
+    try:
+        daemon.ctl("create", "app1", "--memif", "--path", app_sock)
+        daemon.ctl("create", "app2", "--memif", "--path", str(tmp_path / "app2.sock"))
+        with open_port(app_sock) as one, open_port(str(tmp_path / "app2.sock")) as two:
+            frame = udp_frame(60, src=MAC1)
+            assert one.send([frame]) == 1 and receive_all(two, 1) == [frame]
+            stop_valed(daemon)
+            daemon = start_valed(sock, log)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not all(
+                    p.connected and p.counters["reconnects"] == 1 for p in (one, two)):
+                one.receive_batch(timeout=0.1)
+                two.receive_batch(timeout=0.1)
+            assert one.counters["reconnects"] == two.counters["reconnects"] == 1, \
+                log.read_text()[-2000:]
+            assert one.send([frame]) == 1 and receive_all(two, 1) == [frame]
+    finally:
+        stop_valed(daemon)
