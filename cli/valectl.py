@@ -19,6 +19,8 @@
   valectl top [vale0]              a live view: packets/s, bits/s, drops/s per port
   valectl capture vale0:PORT [-w FILE] [-c N] [--direction rx|tx|both]
   valectl mirror add vale0 --from P1[,P2] --to P3 [--direction rx|tx|both] | del | show
+  valectl pktgen SOCKET [--size 60] [--rate PPS] [--seconds S]   send on a memif socket
+  valectl pktcount SOCKET [--seconds S]                          count what arrives there
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ import click
 
 from vale.client import ClientError, call, open_stream
 from vale.settings import BY_NAME, describe, of_scope
+
+from .pkttools import pktcount, pktgen
 
 
 class Context:
@@ -546,6 +550,11 @@ def mirror_show(obj: Context, switch: str, as_json: bool) -> None:
         emit_json(rules)
         return
     table([[r["from"], r["to"], r["direction"]] for r in rules], ["FROM", "TO", "DIRECTION"])
+
+
+# Programs on memif sockets, like netmap's pkt-gen: they talk to no daemon.
+main.add_command(pktgen)
+main.add_command(pktcount)
 
 
 if __name__ == "__main__":

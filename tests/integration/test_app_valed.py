@@ -110,7 +110,10 @@ def test_pktgen_at_a_rate_through_vale_to_pktcount(valed, tmp_path):
     counter = subprocess.Popen([*tool, "pktcount", socks[1], "--count", "10000", "--seconds",
                                 "10", "--json"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(1)                                   # connected and waiting
+        deadline = time.monotonic() + 10                # connected and waiting
+        while not valed("info", port="vale0:app2")["settings"]["connected"]:
+            assert time.monotonic() < deadline and counter.poll() is None
+            time.sleep(0.05)
         gen = subprocess.run([*tool, "pktgen", socks[0], "--rate", "20000", "--count", "10000",
                               "--size", "128", "--json"], cwd=ROOT, capture_output=True,
                              text=True, timeout=30, check=True)
@@ -122,5 +125,6 @@ def test_pktgen_at_a_rate_through_vale_to_pktcount(valed, tmp_path):
     sent = json.loads(gen.stdout)
     assert sent["frames"] == counted["frames"] == 10000
     assert counted["bytes"] == 10000 * 128
-    assert 0.4 < sent["seconds"] < 0.7                   # 20,000 frames a second
-    assert 0.4 < counted["last"] - counted["first"] < 0.7
+    # Paced at 20,000 a second: never faster; slower only as much as a busy machine makes it.
+    assert 0.45 < sent["seconds"] < 2.0
+    assert 0.45 < counted["last"] - counted["first"] < 2.0
