@@ -1,7 +1,7 @@
 """memif ports with a real program: DPDK's testpmd with a net_memif device (role=client)
 on a port valed made (`valectl create NAME --memif`). testpmd answers a veth host's ARP
-and pings (icmpecho); two testpmds exchange frames through vale; a testpmd with the
-wrong secret is refused. Needs root, dpdk-testpmd (Debian dpdk-dev) and 2 MiB huge
+and pings (icmpecho); two testpmds exchange frames through vale, and so do testpmd and
+a Python program (vale.app); a testpmd with the wrong secret is refused. Needs root, dpdk-testpmd (Debian dpdk-dev) and 2 MiB huge
 pages; skipped otherwise."""
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from cli.pkttools import udp_frame
 from tests.integration.conftest import PREFIX
+from vale.app import open_port
 
 TESTPMD = shutil.which("dpdk-testpmd")
+PMD_MAC = "02:00:00:00:00:99"
 
 pytestmark = pytest.mark.skipif(TESTPMD is None, reason="needs dpdk-testpmd (Debian dpdk-dev)")
 
@@ -120,3 +123,31 @@ def test_a_testpmd_with_the_wrong_secret_is_refused(valed, huge_pages, tmp_path)
         pmd.stop()
     assert "incorrect secret; disconnected" in valed.log.read_text()
     assert not valed("info", port="vale0:app1")["settings"]["connected"]
+
+
+def test_a_program_and_testpmd_exchange_frames_through_vale(valed, huge_pages, tmp_path):
+    """A Python program (vale.app) sends 10,000 frames to testpmd's MAC; testpmd (macswap)
+    sends each back: counted at both ends, none lost."""
+    total, window = 10_000, 256
+    socks = [str(tmp_path / f"app{k}.sock") for k in (1, 2)]
+    for k, sock in enumerate(socks, 1):
+        valed.ctl("create", f"app{k}", "--memif", "--path", sock)
+    valed.ctl("set", "vale0", "loop_probe=0")
+    pmd = MemifPmd(socks[1], "macswap", "m", huge_pages, tmp_path / "testpmd.log",
+                   devargs=f",mac={PMD_MAC}")
+    got = 0
+    try:
+        wait_connected(valed, "app2")
+        with open_port(socks[0]) as port:
+            frame = udp_frame(60, src="02:00:00:00:00:01", dst=PMD_MAC)
+            sent, deadline = 0, time.monotonic() + 30
+            while got < total:
+                if sent < total and sent - got < window:
+                    sent += port.send_copies(frame, min(window - (sent - got), total - sent))
+                got += port.drain(timeout=0.0 if sent < total else 0.5)[0]
+                assert time.monotonic() < deadline, (sent, got, pmd.stop()[-2000:])
+    finally:
+        rx, tx = pmd.totals()
+    assert got == total and rx == tx == total
+    stats = valed("stats", target="vale0")[0]["ports"]
+    assert stats["app2"]["tx_packets"] == stats["app2"]["rx_packets"] == total
