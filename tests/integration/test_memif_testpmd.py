@@ -1,8 +1,8 @@
 """memif ports with a real program: DPDK's testpmd with a net_memif device (role=client)
 on a port valed made (`valectl create NAME --memif`). testpmd answers a veth host's ARP
 and pings (icmpecho); two testpmds exchange frames through vale, and so do testpmd and
-a Python program (vale.app); a testpmd with the wrong secret is refused. Needs root, dpdk-testpmd (Debian dpdk-dev) and 2 MiB huge
-pages; skipped otherwise."""
+a Python program (vale.app); a testpmd with the wrong secret is refused. Needs root,
+dpdk-testpmd (Debian dpdk-dev) and 2 MiB huge pages; skipped otherwise."""
 
 from __future__ import annotations
 
