@@ -126,12 +126,20 @@ def api_turn(lab: e2e.Lab, size: int, seconds: float, sending: bool) -> float:
     """valectl pktgen (sending) or pktcount on CPU 0 against testpmd's memif server on CPU 1;
     Mpps as the tool reports it."""
     sock = str(lab.tmp / "py.sock")
+    (lab.tmp / "peer.log").unlink(missing_ok=True)
     mode = ["--forward-mode=rxonly"] if sending else ["--forward-mode=txonly",
                                                      f"--txpkts={size}"]
     vm.testpmd(lab, "peer", "0@0,1@1", [f"net_memif0,role=server,socket={sock},"
-                                        "socket-abstract=no"], [*mode, "--auto-start"])
+                                        "socket-abstract=no"], [*mode, "--auto-start"],
+               wrap=("stdbuf", "-oL"))            # its lines in the log as they come
     try:
-        wait_for([sock], "the memif server testpmd")
+        # DPDK 22.11's memif server listens before its port is set up: a client that
+        # comes that early is refused or never sent to. Wait until it forwards.
+        deadline = time.monotonic() + 20
+        while b"Press enter to exit" not in (lab.tmp / "peer.log").read_bytes():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the memif server testpmd did not start forwarding")
+            time.sleep(0.1)
         tool = (["pktgen", sock, "--size", str(size - 4)] if sending
                 else ["pktcount", sock])
         out = subprocess.run(["taskset", "-c", "0", sys.executable, "-m", "cli.valectl", *tool,
