@@ -108,6 +108,7 @@ cdef uint32_t memif_take(vale_switch *sw, vale_port *p) noexcept nogil:
         if not (dsc.flags & MEMIF_DESC_NEXT):
             src = memif_buffer(m, dsc.region, dsc.offset, <uint64_t>dsc.length + VALE_SLOT_ALIGN)
             if in_place and src != NULL:
+                vale_prefetch(src)      # the bridge reads its MACs after the whole take
                 d.data = src
                 d.len = dsc.length
                 used += 1
