@@ -10,6 +10,7 @@
   valectl create v0 --veth [--peer P] [--netns NS] [--address CIDR]
   valectl create vm1 --vhost-user [--mode server|client] [--path P]     for a QEMU VM
   valectl create app1 --memif [--path P] [--id N] [--secret S]         for a program
+  valectl create vx0 --vxlan --vni 100 --remote ADDR [--local ADDR] [--dstport 4789]
   valectl remove tap0              delete what create made
   valectl reload                   bring back every port whose interface exists again
   valectl info vale0:eth1          settings, state, counters (of vale0: its thread's CPUs)
@@ -159,6 +160,12 @@ def port_settings(no_learning: bool, no_flood: bool, learn_limit: int | None,
 @click.option("--mode", type=click.Choice(["server", "client"]),
               help="with --vhost-user: valed listens (server, the default) or connects "
                    "to QEMU's socket (client: QEMU has server=on)")
+@click.option("--vxlan", "kind", flag_value="vxlan",
+              help="a kernel VXLAN device to another machine's switch (--vni, --remote)")
+@click.option("--vni", type=int, help="with --vxlan: the VXLAN network identifier")
+@click.option("--remote", help="with --vxlan: the far end's address")
+@click.option("--local", help="with --vxlan: this end's address (default: the route's)")
+@click.option("--dstport", type=int, help="with --vxlan: the UDP port (default 4789)")
 @click.option("--memif", "kind", flag_value="memif",
               help="a program's port over memif (DPDK net_memif, libmemif, vale.app)")
 @click.option("--path", help="with --vhost-user or --memif: the socket (default "
@@ -186,13 +193,14 @@ def port_settings(no_learning: bool, no_flood: bool, learn_limit: int | None,
 @json_option
 @click.pass_obj
 def create(obj: Context, name: str, kind: str | None, mode: str | None, path: str | None,
-           iface_id: int | None, secret: str | None, persistent: bool, switch: str,
+           iface_id: int | None, secret: str | None, vni: int | None, remote: str | None,
+           local: str | None, dstport: int | None, persistent: bool, switch: str,
            peer: str | None, netns: str | None, address: str | None, owner: str | None,
            group: str | None, no_learning: bool, no_flood: bool, learn_limit: int | None,
            no_offloads: bool, mac: str | None, lock_mac: bool, as_json: bool) -> None:
     """Create interface NAME, owned by valed, and attach it to a switch."""
     if kind is None:
-        click.echo("valectl: say --tap, --veth, --vhost-user or --memif", err=True)
+        click.echo("valectl: say --tap, --veth, --vhost-user, --memif or --vxlan", err=True)
         sys.exit(2)
     if mode is not None and kind != "vhost_user":
         click.echo("valectl: --mode goes with --vhost-user", err=True)
@@ -203,8 +211,13 @@ def create(obj: Context, name: str, kind: str | None, mode: str | None, path: st
     if (iface_id is not None or secret is not None) and kind != "memif":
         click.echo("valectl: --id and --secret go with --memif", err=True)
         sys.exit(2)
+    if (vni, remote, local, dstport) != (None,) * 4 and kind != "vxlan":
+        click.echo("valectl: --vni, --remote, --local and --dstport go with --vxlan", err=True)
+        sys.exit(2)
     extra: dict[str, Any] = {}
-    if kind == "vhost_user":
+    if kind == "vxlan":
+        extra = {"vni": vni, "remote": remote, "local": local, "dstport": dstport}
+    elif kind == "vhost_user":
         extra = {"mode": mode, "path": path}
     elif kind == "memif":
         extra = {"path": path, "id": iface_id, "secret": secret}
@@ -217,6 +230,8 @@ def create(obj: Context, name: str, kind: str | None, mode: str | None, path: st
                       address=address, owner=owner, group=group, mac=mac, lock_mac=lock_mac,
                       settings=port_settings(no_learning, no_flood, learn_limit, no_offloads,
                                              None), **extra)
+    for warning in result.get("warnings", []) if isinstance(result, dict) else []:
+        click.echo(f"valectl: warning: {warning}", err=True)
     if as_json:
         emit_json(result)
 

@@ -156,6 +156,7 @@ ROOT_ONLY = [
     ("create", {"name": "a1", "kind": "memif", "group": "users"},
      "--memif with --owner or --group"),
     ("create", {"name": "a1", "kind": "memif", "path": "/etc/passwd"}, "--memif with --path"),
+    ("create", {"name": "vx0", "kind": "vxlan", "vni": 5, "remote": "198.19.0.2"}, "--vxlan"),
     ("remove", {"name": "vmsock"},
      "of vmsock (made with --vhost-user with --path or --mode client)"),
     ("remove", {"name": "hosts"}, "of hosts (made with --address without --netns)"),

@@ -134,6 +134,8 @@ def _beyond_the_switch(kind: Any, netns: Any, address: Any, owner: Any, group: A
                                              else ""),
                     "a socket anywhere in the file system")
         return None
+    if kind == "vxlan":
+        return ("--vxlan", "a tunnel that carries the switch's frames to any address")
     if kind == "persistent_tap":        # for a VM; the operation refuses netns, address
         if owner is not None or group is not None:
             return ("--persistent with --owner or --group",
@@ -213,7 +215,7 @@ RULES: dict[str, Rule] = {
     "create": Rule(Role.OPERATOR, root_when=(_create,),
                    note="no --netns, or one not granted (--operator-netns); --persistent "
                         "with --owner or --group; --vhost-user with --path, --mode client, "
-                        "--owner or --group; --memif with --path, --owner or --group"),
+                        "--owner or --group; --memif with --path, --owner or --group; --vxlan"),
     "remove": Rule(Role.OPERATOR, root_when=(_remove,),
                    note="an interface whose create needed root"),
 }

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import ctypes
 import errno
+import ipaddress
 import logging
 import os
 import socket
@@ -149,6 +150,60 @@ def _configure(name: str, netns: str | None, cidr: Any) -> None:
             ipr.addr("add", index=index, address=str(cidr.ip), prefixlen=cidr.network.prefixlen)
         ipr.link("set", index=index, state="up")
 
+
+
+VXLAN_OVERHEAD = {4: 50, 6: 70}     # outer Ethernet (14) + IP (20 or 40) + UDP (8) + VXLAN (8)
+SWITCH_MTU = 1500                   # what a switch's hosts send by default
+
+
+@dataclass(frozen=True)
+class Vxlan:
+    """A VXLAN device as made: its MTU and the underlay's, and a warning when hosts on
+    the switch send frames the tunnel cannot carry."""
+    mtu: int
+    underlay: str
+    underlay_mtu: int
+    warning: str | None
+
+
+def create_vxlan(name: str, vni: int, remote: str, local: str | None, dstport: int) -> Vxlan:
+    """A VXLAN device `name` (VNI `vni`, unicast to `remote` over UDP `dstport`, from
+    `local`), with the kernel's own learning off (vale learns), its MTU the most the
+    route to `remote` carries, up. OSError when no route reaches `remote` (nothing made)."""
+    check_port_name(name)
+    return _in_worker(_create_vxlan, name, vni, ipaddress.ip_address(remote),
+                      None if local is None else ipaddress.ip_address(local), dstport)
+
+
+def _create_vxlan(name: str, vni: int, remote: Any, local: Any, dstport: int) -> Vxlan:
+    with IPRoute() as ipr:
+        try:
+            route = ipr.route("get", dst=str(remote))[0]
+        except NetlinkError as exc:
+            raise OSError(exc.code, f"no route to {remote} ({os.strerror(exc.code)})") from None
+        oif = route.get_attr("RTA_OIF")
+        under = ipr.link("get", index=oif)[0]
+        under_name, under_mtu = under.get_attr("IFLA_IFNAME"), under.get_attr("IFLA_MTU")
+        mtu = under_mtu - VXLAN_OVERHEAD[remote.version]
+        spec: dict[str, Any] = {"ifname": name, "kind": "vxlan", "vxlan_id": vni,
+                                "vxlan_port": dstport, "vxlan_learning": 0, "mtu": mtu}
+        v6 = remote.version == 6
+        spec["vxlan_group6" if v6 else "vxlan_group"] = str(remote)
+        if local is not None:
+            spec["vxlan_local6" if local.version == 6 else "vxlan_local"] = str(local)
+        ipr.link("add", **spec)
+        try:
+            ipr.link("set", index=_index(ipr, name), state="up")
+        except BaseException:
+            ipr.link("del", index=_index(ipr, name))
+            raise
+    warning = None
+    if mtu < SWITCH_MTU:
+        warning = (f"{name}: the underlay ({under_name}, MTU {under_mtu}) carries frames of "
+                   f"at most {mtu} bytes of payload through VXLAN; hosts that send "
+                   f"{SWITCH_MTU} lose the larger frames: give them MTU {mtu}, or the "
+                   f"underlay MTU {SWITCH_MTU + VXLAN_OVERHEAD[remote.version]}")
+    return Vxlan(mtu, under_name, under_mtu, warning)
 
 
 def veth_peer(name: str) -> int | None:

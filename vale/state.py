@@ -10,6 +10,7 @@ crash-looping.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -40,10 +41,13 @@ DIRECTIONS = ("rx", "tx", "both")
 KIND_FIELDS = {"veth": ("peer", "netns", "address"), "tap": ("netns", "address", "mac"),
                "persistent_tap": ("owner", "group"),
                "vhost_user": ("path", "mode", "owner", "group"),
-               "memif": ("path", "iface_id", "secret", "owner", "group")}
+               "memif": ("path", "iface_id", "secret", "owner", "group"),
+               "vxlan": ("vni", "remote", "local", "dstport")}
 VHOST_MODES = ("server", "client")     # vale listens on path, or connects to it
 MEMIF_MAX_ID = 0xFFFFFFFF
 MEMIF_MAX_SECRET = 23                   # bytes: the protocol's 24, ending in a zero
+VXLAN_MAX_VNI = (1 << 24) - 1
+VXLAN_PORT = 4789                       # IANA's
 
 
 @dataclass
@@ -80,6 +84,10 @@ class Interface:
     mode: str | None = None     # vhost_user: a VHOST_MODES
     iface_id: int | None = None     # memif: the interface id a program gives
     secret: str | None = None   # memif: what a program must give, if set
+    vni: int | None = None      # vxlan: its network identifier
+    remote: str | None = None   # vxlan: the far end's address
+    local: str | None = None    # vxlan: this end's (None: the route's)
+    dstport: int | None = None  # vxlan: the UDP port
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "switch": self.switch,
@@ -307,6 +315,8 @@ def _interface(where: str, value: Any) -> Interface:
                          f"kind must be one of {', '.join(KIND_FIELDS)}")
     doc = _object(where, value, ("kind", "switch"), KIND_FIELDS[kind])
     record = Interface(kind, str(_checked(f"{where}.switch", doc["switch"], check_switch_name)))
+    if kind == "vxlan":
+        return _vxlan(where, doc, record)
     if kind in ("veth", "tap"):
         record.netns = _checked(f"{where}.netns", doc.get("netns"), check_netns_name)
         record.address = _checked(f"{where}.address", doc.get("address"), check_address)
@@ -353,6 +363,45 @@ def check_vhost_mode(mode: str) -> str:
     if mode not in VHOST_MODES:
         raise ValueError(f"a vhost-user mode is {' or '.join(VHOST_MODES)}, not {mode!r}")
     return mode
+
+
+def _vxlan(where: str, doc: dict[str, Any], record: Interface) -> Interface:
+    record.remote = _checked(f"{where}.remote", doc.get("remote"), check_ip)
+    record.local = _checked(f"{where}.local", doc.get("local"), check_ip)
+    for key, check in (("vni", check_vni), ("dstport", check_udp_port)):
+        value = doc.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise StateError(f"{where}.{key}", "a number")
+        try:
+            setattr(record, key, check(value))
+        except ValueError as exc:
+            raise StateError(f"{where}.{key}", str(exc)) from None
+    if record.remote is None:
+        raise StateError(where, "a VXLAN port needs its remote address")
+    return record
+
+
+def check_vni(vni: int) -> int:
+    if not 0 < vni <= VXLAN_MAX_VNI:
+        raise ValueError(f"a VNI is 1 to {VXLAN_MAX_VNI}, not {vni}")
+    return vni
+
+
+def check_udp_port(port: int) -> int:
+    if not 0 < port <= 0xFFFF:
+        raise ValueError(f"a UDP port is 1 to 65535, not {port}")
+    return port
+
+
+def check_ip(text: str) -> str:
+    """An IPv4 or IPv6 address, unicast."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"not an IP address: {text!r}") from None
+    if address.is_multicast or address.is_unspecified:
+        raise ValueError(f"not a unicast address: {text}")
+    return str(address)
 
 
 def check_memif_id(iface_id: int) -> int:

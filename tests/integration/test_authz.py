@@ -115,9 +115,9 @@ def as_nobody(daemon, gid: int, *requests: tuple[str, dict]) -> list[dict]:
 
 
 def valectl_as_nobody(daemon, gid: int, *argv: str) -> subprocess.CompletedProcess:
-    """This tree's valectl, by path (`-m vale.cli.valectl` is whichever tree the virtual
-    environment installed)."""
-    return sh(*NOBODY, f"--regid={gid}", sys.executable, str(ROOT / "cli" / "valectl.py"),
+    """This tree's valectl (`-m cli.valectl` from this tree; `-m vale.cli.valectl` is
+    whichever tree the virtual environment installed)."""
+    return sh(*NOBODY, f"--regid={gid}", sys.executable, "-m", "cli.valectl",
               "--socket", daemon.socket, *argv, check=False, cwd=ROOT,
               env={**os.environ, "PYTHONPATH": str(ROOT)})
 

@@ -24,7 +24,7 @@ def valed_in(ns: str, tmp_path) -> Valed:
 
 def valectl(daemon: Valed, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
     """This tree's cli/valectl.py (vale.cli may be installed from another checkout)."""
-    result = subprocess.run([sys.executable, str(ROOT / "cli" / "valectl.py"), "--socket",
+    result = subprocess.run([sys.executable, "-m", "cli.valectl", "--socket",
                              daemon.socket, *argv], capture_output=True, text=True, timeout=60,
                             cwd=ROOT)
     if check and result.returncode != 0:

@@ -17,12 +17,16 @@ from vale.api.protocol import ApiError, arg
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key, random_mac
 from vale.state import (
     KIND_FIELDS,
+    VXLAN_PORT,
     Interface,
     SwitchConfig,
+    check_ip,
     check_memif_id,
     check_memif_secret,
     check_socket_path,
+    check_udp_port,
     check_vhost_mode,
+    check_vni,
 )
 
 if TYPE_CHECKING:
@@ -66,16 +70,16 @@ class InterfaceOps:
         mac = _tap_mac(kind, arg(args, "mac", str, None), arg(args, "lock_mac", bool, False))
         if kind not in KIND_FIELDS:
             raise ApiError("invalid", f"cannot create a {kind!r}: tap, persistent_tap, veth, "
-                                      "vhost_user or memif")
+                                      "vhost_user, memif or vxlan")
         if name in self.topo.desired.interfaces or self.topo.owner_of(name):
             raise ApiError("already_attached", f"{name} is already in use by valed")
         self.topo.check_new_port(switch, port_settings)
         if exists(name):
             raise ApiError("exists", f"an interface named {name} exists already")
-        if kind in ("persistent_tap", "vhost_user", "memif") and (
+        if kind in ("persistent_tap", "vhost_user", "memif", "vxlan") and (
                 netns is not None or address is not None):
-            raise ApiError("invalid", f"a {kind.replace('_', ' ')} port belongs to a VM or a "
-                                      "program: no namespace, no address")
+            raise ApiError("invalid", f"a {kind.replace('_', ' ')} port takes no namespace "
+                                      "and no address")
         if kind == "tap" and address is not None and netns is None:
             raise ApiError("invalid", "a TAP gets its address in its namespace: give netns "
                                       "too (for an address on this host, make a veth)")
@@ -84,6 +88,7 @@ class InterfaceOps:
         if address is not None:
             netlink.check_address(address)
         record = Interface(kind, switch)
+        warnings: list[str] = []
         if kind == "veth":
             peer = check_port_name(arg(args, "peer", str, None) or f"{name[:12]}-p")
             if exists(peer) and netns is None:
@@ -116,6 +121,17 @@ class InterfaceOps:
                 raise ApiError("invalid", str(exc)) from None
             if any(made.path == record.path for made in self.topo.desired.interfaces.values()):
                 raise ApiError("exists", f"another port has the socket {record.path}")
+        elif kind == "vxlan":
+            try:
+                record.vni = check_vni(arg(args, "vni", int))
+                record.remote = check_ip(arg(args, "remote", str))
+                local = arg(args, "local", str, None)
+                record.local = None if local is None else check_ip(local)
+                record.dstport = check_udp_port(arg(args, "dstport", int, VXLAN_PORT))
+            except ValueError as exc:
+                raise ApiError("invalid", str(exc)) from None
+            made = make_vxlan(name, record)
+            warnings.extend([made.warning] if made.warning else [])
         else:
             record.netns, record.address, record.mac = netns, address, mac or random_mac()
         if arg(args, "lock_mac", bool, False):
@@ -130,7 +146,8 @@ class InterfaceOps:
             destroy(name, record)
             raise
         log.info("created %s %s on %s", kind, name, switch)
-        return self.topo.port_summary(switch, name)
+        summary = self.topo.port_summary(switch, name)
+        return {**summary, "warnings": warnings} if warnings else summary
 
     def op_remove(self, args: dict[str, Any]) -> None:
         name = check_port_name(arg(args, "name", str))
@@ -146,8 +163,8 @@ class InterfaceOps:
         log.info("removed %s", name)
 
     def make_again(self) -> None:
-        """At start: make the veths and persistent TAPs that are gone (a TAP valed holds
-        is made when its port comes up)."""
+        """At start: make the veths, persistent TAPs and VXLAN devices that are gone (a
+        TAP valed holds is made when its port comes up)."""
         for name, record in self.topo.desired.interfaces.items():
             if exists(name):
                 continue
@@ -157,6 +174,8 @@ class InterfaceOps:
                     netlink.create_veth(name, record.peer, record.netns, record.address)
                 elif record.kind == "persistent_tap":
                     tap.make_persistent_tap(name, uid_of(record.owner), gid_of(record.group))
+                elif record.kind == "vxlan":
+                    make_vxlan(name, record)
             except (OSError, ValueError, ApiError) as exc:
                 log.error("cannot make %s again: %s", name, exc)
 
@@ -202,9 +221,22 @@ def _tap_mac(kind: str, mac: str | None, lock: bool) -> str | None:
     return mac
 
 
+def make_vxlan(name: str, record: Interface) -> netlink.Vxlan:
+    """The kernel's VXLAN device for `record`; its MTU warning, if any, logged."""
+    assert record.vni is not None and record.remote is not None
+    try:
+        made = netlink.create_vxlan(name, record.vni, record.remote, record.local,
+                                    record.dstport or VXLAN_PORT)
+    except OSError as exc:
+        raise ApiError("invalid", f"cannot make VXLAN {name}: {exc.strerror or exc}") from None
+    if made.warning:
+        log.warning("%s", made.warning)
+    return made
+
+
 def destroy(name: str, record: Interface) -> None:
     """Delete an interface the daemon made (a TAP it held is gone with its fd)."""
-    if record.kind == "veth":
+    if record.kind in ("veth", "vxlan"):
         netlink.delete_link(name)
     elif record.kind == "persistent_tap":
         tap.remove_persistent_tap(name)
