@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from vale._fastpath import BPDU_MODES, DEFAULT_SPIN_US, DROP_REASONS, MAX_ALLOWED_MACS
 
-MAX_PORTS = 256
+MAX_PORTS = 1024
 MAX_BATCH = 1024
 HIST_BUCKETS = 11
 ETH_HLEN = 14

@@ -137,16 +137,16 @@ def test_unknown_settings_and_ports():
 
 def test_core_rejects_bad_indexes():
     core = SwitchCore()
-    for bad in (-1, 256, 0, "0", 1.5, None):
+    for bad in (-1, 1024, 0, "0", 1.5, None):
         with pytest.raises(ValueError):
             core.forward(bad)
 
 
 def test_all_ports_in_use():
     core = SwitchCore()
-    for _ in range(256):
+    for _ in range(1024):
         core.add_port(rx_slots=1, tx_slots=1, slot_size=64)
-    with pytest.raises(ValueError, match="256 ports in use"):
+    with pytest.raises(ValueError, match="1024 ports in use"):
         core.add_port()
 
 

@@ -8,7 +8,7 @@ from vale.includes.system cimport pthread_mutex_t
 
 
 cdef enum:
-    VALE_MAX_PORTS = 256        # port indexes 0..255 (VALE has 254 slots)
+    VALE_MAX_PORTS = 1024       # port indexes 0..1023 (VALE has 254 slots, the bridge 1,024)
     VALE_MAX_BATCH = 1024       # frames taken from one ring in one pass
     VALE_DEFAULT_BATCH = 256
     VALE_DEFAULT_SPIN_US = 50   # after traffic, look again this long before sleeping
@@ -185,6 +185,8 @@ ctypedef struct vale_pring:
     uint32_t frames_per_block
     uint32_t block_size
     uint32_t head               # the next frame to look at
+    uint32_t grow_blocks        # RX: the blocks it grows to when it fills (0: grown)
+    bint grow_pending           # RX: it filled; it grows when it is next empty
 
 
 # ---- vhost-user: a guest's virtio rings in its own memory, shared with valed ----------

@@ -298,18 +298,23 @@ cdef class SwitchCore:
             self.release()
 
     def add_packet_port(self, int ifindex, *, mtu=1500, rx_frames=DEFAULT_RX_FRAMES,
-                        learning=True, flood=True, learn_limit=0, vnet=True):
+                        rx_idle_frames=0, learning=True, flood=True, learn_limit=0,
+                        vnet=True):
         """Attach the interface with this index through a packet socket (promiscuous,
         virtio-net headers on); returns the port index. OSError when the kernel refuses.
-        vnet False: offloaded frames are segmented and checksummed before they reach it."""
+        vnet False: offloaded frames are segmented and checksummed before they reach it.
+        rx_idle_frames: the receive ring starts this big and grows to rx_frames at the
+        first burst (0: rx_frames from the start)."""
         cdef vale_port *p
         cdef int err
-        cdef uint32_t frames
+        cdef uint32_t frames, idle
         cdef epoll_event ev
         check_range("mtu", mtu, 68, MAX_MTU)
         check_range("rx_frames", rx_frames, MIN_RX_FRAMES, MAX_RX_FRAMES)
+        check_range("rx_idle_frames", rx_idle_frames, 0, MAX_RX_FRAMES)
         check_range("learn_limit", learn_limit, 0, MAX_FDB_CAPACITY)
         frames = rx_frames
+        idle = rx_idle_frames
         self.acquire()
         try:
             p = self.new_port(learning, flood, learn_limit)
@@ -318,7 +323,7 @@ cdef class SwitchCore:
             p.max_frame = mtu + FRAME_SLACK
             p.rx_max = TRUNCATED - 1
             with nogil:
-                err = packet_open(p, ifindex, frames)
+                err = packet_open(p, ifindex, frames, idle)
             if err != 0:
                 free(p)
                 if err == ENOPROTOOPT:

@@ -16,6 +16,7 @@ cdef enum:
     PACKET_FRAME_SIZE = 65536 + 256     # a 64 KiB GSO frame, its headers, the ring's header
     PACKET_BLOCK_SIZE = 1 << 20         # 15 frames a block; the slack allows 64-byte reads
     PACKET_SNDBUF = 4 << 20
+    RX_GROW_BURST = 4                   # a take of this many frames grows an idle ring
     SPIN_PAUSES = 32                    # between two looks while busy-polling: about 1 us
     SHARE_CHECK_NS = 1000000            # while awake, how often the thread checks...
     SHARE_STOLEN = 2                    # ...whether over 1/2 of the time went to others
@@ -46,12 +47,14 @@ cdef inline bint fits_tx_ring(const vale_vnet *vnet, uint32_t wire) noexcept nog
     return wire <= TX_MAX_WIRE and (vnet == NULL or vnet.gso_type == VNET_GSO_NONE)
 
 
-cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames) noexcept nogil:
-    """Open p's socket on ifindex and map its receive ring; 0, or an errno value."""
+cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames,
+                     uint32_t idle_frames) noexcept nogil:
+    """Open p's socket on ifindex and map its receive ring (idle_frames big, growing to
+    rx_frames at the first burst; idle_frames 0: rx_frames from the start); 0, or an errno
+    value."""
     cdef int fd, one = 1, version = TPACKET_V2, size = PACKET_SNDBUF, e
+    cdef uint32_t idle
     cdef packet_mreq mreq
-    cdef tpacket_req req
-    cdef void *m
     fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_ALL))
     if fd < 0:
         return errno
@@ -68,26 +71,19 @@ cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames) noexcept nog
     # Skipping the qdisc is an optimisation: go on without it on kernels that refuse.
     setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one))
     setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size))
-    req.tp_frame_size = PACKET_FRAME_SIZE
-    req.tp_block_size = PACKET_BLOCK_SIZE
+    p.fd = fd
     p.prx.frames_per_block = PACKET_BLOCK_SIZE // PACKET_FRAME_SIZE
-    req.tp_block_nr = (rx_frames + p.prx.frames_per_block - 1) // p.prx.frames_per_block
-    req.tp_frame_nr = req.tp_block_nr * p.prx.frames_per_block
-    if setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) != 0:
-        e = errno
+    p.prx.grow_blocks = (rx_frames + p.prx.frames_per_block - 1) // p.prx.frames_per_block
+    idle = (idle_frames + p.prx.frames_per_block - 1) // p.prx.frames_per_block
+    if idle == 0 or idle >= p.prx.grow_blocks:
+        e = packet_ring(p, p.prx.grow_blocks)
+        p.prx.grow_blocks = 0
+    else:
+        e = packet_ring(p, idle)
+    if e != 0:
+        p.fd = -1
         close(fd)
         return e
-    p.prx.map_len = <size_t>req.tp_block_nr * req.tp_block_size
-    m = mmap(NULL, p.prx.map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-    if m == MAP_FAILED:
-        e = errno
-        close(fd)
-        return e
-    p.prx.map = <char *>m
-    p.prx.frame_size = req.tp_frame_size
-    p.prx.frame_nr = req.tp_frame_nr
-    p.prx.block_size = req.tp_block_size
-    p.prx.head = 0
     memset(&p.link, 0, sizeof(p.link))
     p.link.sll_family = AF_PACKET
     p.link.sll_protocol = htons(ETH_P_ALL)
@@ -100,9 +96,9 @@ cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames) noexcept nog
         e = errno
         munmap(p.prx.map, p.prx.map_len)
         p.prx.map = NULL
+        p.fd = -1
         close(fd)
         return e
-    p.fd = fd
     p.rx_ifindex = ifindex
     # Until bind the socket took frames of every interface, and dropped some: not this
     # port's losses (and not a stuck ring's), so the count starts again here.
@@ -323,6 +319,8 @@ cdef uint32_t packet_take(vale_switch *sw, vale_port *src) noexcept nogil:
             d.vlan_tpid = h.tp_vlan_tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100
             d.vlan = d.vlan_tci & VLAN_VID_MASK
         n += 1
+    if vale_unlikely(n >= RX_GROW_BURST and r.grow_blocks != 0):
+        r.grow_pending = True           # a burst: the ring grows at release, before it fills
     return n
 
 
@@ -333,6 +331,8 @@ cdef void packet_release(vale_switch *sw, vale_port *src, uint32_t n) noexcept n
     for i in range(n):
         vale_store_release(&packet_frame(r, r.head + i).tp_status, TP_STATUS_KERNEL)
     r.head = (r.head + n) % r.frame_nr
+    if vale_unlikely(r.grow_pending):
+        packet_grow(src)
 
 
 cdef void packet_prepare(vale_switch *sw, vale_port *dst, uint16_t u, uint16_t b) noexcept nogil:
@@ -440,31 +440,62 @@ cdef void packet_unstick(vale_port *p) noexcept nogil:
     full ring's drops leave its next slot the user's, and frames to take). A ring that
     cannot be made again leaves the port unable to receive (rx_stuck), tried again at
     the next call."""
+    p.rx_stuck = True
+    if packet_ring(p, <uint32_t>(p.prx.map_len // PACKET_BLOCK_SIZE)) == 0:
+        p.rx_stuck = False
+        p.rx_resets += 1
+
+
+cdef int packet_ring(vale_port *p, uint32_t blocks) noexcept nogil:
+    """(Re)make p's receive ring with `blocks` blocks on its socket (set to none, set,
+    mapped): the binding, the membership and the epoll registration stay. 0, or an errno
+    value (the port then has no ring: map NULL)."""
     cdef tpacket_req req
     cdef void *m
     if p.prx.map != NULL:
         munmap(p.prx.map, p.prx.map_len)
         p.prx.map = NULL
-    memset(&req, 0, sizeof(req))
-    setsockopt(p.fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req))
-    req.tp_frame_size = p.prx.frame_size
-    req.tp_block_size = p.prx.block_size
-    req.tp_block_nr = <unsigned int>(p.prx.map_len // p.prx.block_size)
-    req.tp_frame_nr = p.prx.frame_nr
-    p.rx_stuck = True
+        memset(&req, 0, sizeof(req))
+        setsockopt(p.fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req))
+    req.tp_frame_size = PACKET_FRAME_SIZE
+    req.tp_block_size = PACKET_BLOCK_SIZE
+    req.tp_block_nr = blocks
+    req.tp_frame_nr = blocks * (PACKET_BLOCK_SIZE // PACKET_FRAME_SIZE)
     if setsockopt(p.fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) != 0:
-        return
-    m = mmap(NULL, p.prx.map_len, PROT_READ | PROT_WRITE, MAP_SHARED, p.fd, 0)
+        return errno
+    m = mmap(NULL, <size_t>blocks * PACKET_BLOCK_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+             p.fd, 0)
     if m == MAP_FAILED:
-        return
+        return errno
     p.prx.map = <char *>m
+    p.prx.map_len = <size_t>blocks * PACKET_BLOCK_SIZE
+    p.prx.frame_size = req.tp_frame_size
+    p.prx.frame_nr = req.tp_frame_nr
+    p.prx.block_size = req.tp_block_size
     p.prx.head = 0
-    p.rx_stuck = False
-    p.rx_resets += 1
+    return 0
+
+
+cdef void packet_grow(vale_port *p) noexcept nogil:
+    """A burst came: make the ring its full size (rx_frames). Frames that arrived since
+    the take are lost with the old ring, and counted (ring_full). A ring that cannot be
+    made that big stays as it was."""
+    cdef vale_pring *r = &p.prx
+    cdef uint32_t small = <uint32_t>(r.map_len // PACKET_BLOCK_SIZE), i = 0
+    while i < r.frame_nr and vale_load_acquire(&packet_frame(r, r.head + i).tp_status) & TP_STATUS_USER:
+        i += 1
+    p.c.drops[DROP_RING_FULL] += i
+    r.grow_pending = False
+    if packet_ring(p, r.grow_blocks) != 0 and packet_ring(p, small) != 0:
+        p.rx_stuck = True               # as a stuck ring: tried again once a second
+        return
+    r.grow_blocks = 0
 
 
 cdef dict packet_info(vale_port *p):
     return {"rx_frames": p.prx.frame_nr, "rx_frame_size": p.prx.frame_size,
+            "rx_frames_max": (p.prx.grow_blocks * (PACKET_BLOCK_SIZE // PACKET_FRAME_SIZE)
+                                if p.prx.grow_blocks else p.prx.frame_nr),
             "rx_ring_bytes": p.prx.map_len,
             "tx_frames": p.ptx.frame_nr if p.ptx.map != NULL else 0,
             "tx_ring_bytes": p.ptx.map_len if p.ptx.map != NULL else 0,

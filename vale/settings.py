@@ -345,6 +345,11 @@ SETTINGS: tuple[Setting, ...] = (
             "frames in an interface port's receive ring, rounded up to whole blocks of 15; "
             "given at attach; at most valed's --max-rx-frames "
             f"({limits.BY_OPTION['max-rx-frames'].default} unless set)", "rx_frames"),
+    Setting("rx_frames_idle", "attach", Integer(0, MAX_RX_FRAMES), 0,
+            "frames an interface port's receive ring starts with, rounded up to blocks of 15 "
+            "(1 MiB each): it grows to rx_frames at the first burst of 4 frames; for "
+            "switches of many mostly idle ports. A first burst longer than it loses what "
+            "does not fit (ring_full). 0: rx_frames from the start", "rx_idle_frames"),
 )
 BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
 

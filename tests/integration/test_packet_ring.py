@@ -91,6 +91,28 @@ def test_a_batch_bigger_than_the_ring_takes_each_frame_once(make_host):
     assert core.snapshot()["ports"][src]["rx_packets"] == slots + 5
 
 
+def test_an_idle_ring_is_one_block_and_grows_to_rx_frames_at_a_burst(make_host):
+    """rx_frames_idle: 1 MiB (15 slots) while frames come one at a time; a take that finds
+    a burst (4 or more) makes the ring rx_frames big (two blocks for 16), losing nothing."""
+    a = make_host(1, ipv6=False)
+    core = SwitchCore(batch=256)
+    src = core.add_packet_port(socket.if_nametoindex(a.port), rx_frames=16, rx_idle_frames=1)
+    dst = core.add_port(tx_slots=1024)
+    info = core.port_info(src)
+    assert (info["rx_frames"], info["rx_frames_max"], info["rx_ring_bytes"]) == (15, 30, 1 << 20)
+    for k in range(3):                      # one at a time: it stays small
+        send_numbered(a, k, 1)
+        assert core.forward(src) == 1
+    assert core.port_info(src)["rx_frames"] == 15
+    send_numbered(a, 100, 6)                # a burst
+    assert core.forward(src) == 6
+    assert core.port_info(src)["rx_frames"] == 30
+    send_numbered(a, 200, 25)               # now it holds them all
+    assert core.forward(src) == 25
+    assert numbers(core.drain(dst)) == [0, 1, 2, *range(100, 106), *range(200, 225)]
+    assert core.snapshot()["ports"][src]["drops"]["ring_full"] == 0
+
+
 def test_the_benchmark_driver_refuses_a_packet_port(make_host):
     """It rewinds an in-memory ring; on a packet port it used to loop for ever, holding
     the switch's lock."""

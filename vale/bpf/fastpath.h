@@ -23,7 +23,7 @@
 
 #include <linux/types.h>
 
-#define VALE_BPF_PORTS 256          /* port indexes 0-255, as the switch's (VALE_MAX_PORTS) */
+#define VALE_BPF_PORTS 1024         /* port indexes 0-1023, as the switch's (VALE_MAX_PORTS) */
 #define VALE_BPF_MACS 65536         /* default size of vale_src and vale_dst (the switch's
                                        default MAC table); the loader may set another */
 #define VALE_BPF_SEEN_NS 1000000000ULL  /* last_seen_ns is written at most once a second */
