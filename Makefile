@@ -14,7 +14,8 @@ DEBS := gcc make iproute2 iputils-ping iperf3 ethtool netsniff-ng openvswitch-sw
 	tcpdump tshark systemd-container python3-venv python3-dev liburing-dev \
 	clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool dpdk-dev qemu-system-x86
 
-.PHONY: setup build test test-debug bench bench-e2e bench-vm bench-app check-systemd run clean
+.PHONY: setup build test test-debug bench bench-e2e bench-vm bench-app check-systemd run clean \
+	man
 
 setup: $(STAMP)
 
@@ -63,6 +64,11 @@ bench-e2e: build
 	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -qq --no-build-isolation -e '.[bench]'
 	$(PY) bench/e2e.py --json --plot docs/e2e.new.svg > docs/e2e.new.json
 	mv docs/e2e.new.json docs/e2e.json && mv docs/e2e.new.svg docs/e2e.svg
+
+# valed(8) and valectl(8), rewritten from the source of their --help (vale/manpages.py);
+# tests/test_manpages.py fails while they differ.
+man: setup
+	$(PY) -m vale.manpages man
 
 # The unit under a real systemd, in a throwaway container (also a test: needs root).
 check-systemd:

@@ -447,9 +447,8 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def main(argv: list[str] | None = None) -> int:
-    _ensure_stdio()
-    _raise_fd_limit()
+def build_parser() -> argparse.ArgumentParser:
+    """valed's options: its --help, and the source of valed(8) (vale.manpages)."""
     parser = argparse.ArgumentParser(prog="valed", description=__doc__)
     parser.add_argument("--socket", default=os.environ.get("VALE_SOCKET", DEFAULT_SOCKET),
                         help=f"control socket (default {DEFAULT_SOCKET}, or $VALE_SOCKET)")
@@ -478,8 +477,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="stay in the foreground and log to stderr (what systemd and "
                         "tests use); otherwise valed detaches and logs to syslog")
     parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+                        choices=["debug", "info", "warning", "error"],
+                        help="the least important messages logged (default info)")
     add_options(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _ensure_stdio()
+    _raise_fd_limit()
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         resources = from_options(args)
