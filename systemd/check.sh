@@ -187,6 +187,12 @@ fact mac_before "$(mac)"
 ping_ok() { ip netns exec vxh1 ping -c 2 -i 0.2 -W 1 -q "$1" >/dev/null && echo yes || echo no; }
 fact ping "$(ping_ok 198.18.7.2)"
 fact ping_tap "$(ping_ok 198.18.7.3)"
+# The installed bash completion, as <TAB> after "valectl detach vale0:vx" runs it: the
+# ports, from valed (bash replaces what follows the colon).
+fact completion "$(bash -c 'compopt() { :; }
+    . /usr/share/bash-completion/completions/valectl
+    COMP_LINE="valectl detach vale0:vx" COMP_POINT=23 COMPREPLY=()
+    _valectl_completion valectl; echo "${COMPREPLY[*]}"' 2>&1)"
 # The kernel fast path: each port's state as info shows it, what is pinned, the tcx links
 # by id (bpftool), how many programs sit at vxp1's tc ingress, the frames it forwarded.
 pins=/sys/fs/bpf/vale/vale0
@@ -389,6 +395,7 @@ check "/run/vale is 0755" [ "$(fact rundir)" = 755 ]
 check "the socket is 0660 root:vale" [ "$(fact socket)" = 660:root:vale ]
 check "two hosts ping through vale0" [ "$(fact ping)" = yes ]
 check "a TAP valed made answers" [ "$(fact ping_tap)" = yes ]
+check "bash completes valed's ports" [ "$(fact completion)" = "vxp1 vxp2 vxt3" ]
 check_fastpath "the kernel fast path on both veth ports (tcx or clsact)" fastpath_on fastpath
 check_fastpath "its maps and links pinned in /sys/fs/bpf/vale/vale0" pinned_all
 check_fastpath "its program at vxp1's tc ingress" [ "$(fact tc_ingress)" = 1 ]
