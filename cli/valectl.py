@@ -37,6 +37,7 @@ from typing import Any, BinaryIO, NoReturn
 
 import click
 
+from vale.cli import completion as complete
 from vale.client import ClientError, call, open_stream
 from vale.settings import BY_NAME, describe, of_scope
 
@@ -115,7 +116,7 @@ def list_ports(obj: Context, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("port")
+@click.argument("port", shell_complete=complete.new_ports)
 @click.option("--no-learning", is_flag=True, help="learn no MAC addresses on this port")
 @click.option("--no-flood", is_flag=True, help="send it no unknown unicast")
 @click.option("--learn-limit", type=int, help=BY_NAME["learn_limit"].help)
@@ -175,7 +176,8 @@ def port_settings(no_learning: bool, no_flood: bool, learn_limit: int | None,
 @click.option("--secret", help="with --memif: a secret the program must give (up to 23 bytes)")
 @click.option("--persistent", is_flag=True,
               help="with --tap: a persistent TAP for a VM to open (QEMU -netdev tap)")
-@click.option("--switch", default="vale0", show_default=True, help="the switch to attach to")
+@click.option("--switch", default="vale0", show_default=True, help="the switch to attach to",
+              shell_complete=complete.switches)
 @click.option("--peer", help="with --veth: the peer's name (default NAME-p)")
 @click.option("--netns", help="move the peer (or the TAP) into this network namespace")
 @click.option("--address", help="an address for the peer (or the TAP), like 198.18.0.1/24")
@@ -237,7 +239,7 @@ def create(obj: Context, name: str, kind: str | None, mode: str | None, path: st
 
 
 @main.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete.created)
 @click.pass_obj
 def remove(obj: Context, name: str) -> None:
     """Delete interface NAME, which valectl create made."""
@@ -254,7 +256,7 @@ def reload(obj: Context) -> None:
 
 
 @main.command()
-@click.argument("port")
+@click.argument("port", shell_complete=complete.ports)
 @click.pass_obj
 def detach(obj: Context, port: str) -> None:
     """Detach PORT (vale0:IF); the interface is left as it was found."""
@@ -262,7 +264,7 @@ def detach(obj: Context, port: str) -> None:
 
 
 @main.command()
-@click.argument("port")
+@click.argument("port", shell_complete=complete.targets)
 @json_option
 @click.pass_obj
 def info(obj: Context, port: str, as_json: bool) -> None:
@@ -295,11 +297,12 @@ def info(obj: Context, port: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("switch")
+@click.argument("switch", shell_complete=complete.switches)
 @click.argument("action", default="show",
                 type=click.Choice(["show", "add", "del", "flush"]))
 @click.argument("params", nargs=-1)
-@click.option("--port", help="only this port's entries (show, flush)")
+@click.option("--port", help="only this port's entries (show, flush)",
+              shell_complete=complete.switch_ports)
 @click.option("--vlan", type=int, help="only this VLAN's entries (show); the entry's VLAN "
               "(add, del; default 0, untagged frames of ports without a VLAN mode)")
 @click.option("--static", "statics", is_flag=True, help="flush static entries too")
@@ -335,7 +338,7 @@ def fdb(obj: Context, switch: str, action: str, params: tuple[str, ...], port: s
 
 
 @main.command()
-@click.argument("target", required=False)
+@click.argument("target", required=False, shell_complete=complete.targets)
 @json_option
 @click.pass_obj
 def stats(obj: Context, target: str | None, as_json: bool) -> None:
@@ -380,8 +383,8 @@ def settings_help() -> str:
 
 
 @main.command("set", help=settings_help())
-@click.argument("target")
-@click.argument("assignments", nargs=-1, required=True)
+@click.argument("target", shell_complete=complete.targets)
+@click.argument("assignments", nargs=-1, required=True, shell_complete=complete.assignments)
 @json_option
 @click.pass_obj
 def set_(obj: Context, target: str, assignments: tuple[str, ...], as_json: bool) -> None:
@@ -398,7 +401,7 @@ def set_(obj: Context, target: str, assignments: tuple[str, ...], as_json: bool)
 
 
 @main.command()
-@click.argument("target", required=False)
+@click.argument("target", required=False, shell_complete=complete.targets)
 @click.option("--interval", type=float, default=1.0, show_default=True, help="seconds")
 @click.option("--count", type=int, default=0, help="refresh this many times, then stop")
 @click.pass_obj
@@ -443,7 +446,7 @@ PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1)   # ns s
 
 
 @main.command()
-@click.argument("port")
+@click.argument("port", shell_complete=complete.ports)
 @click.option("-w", "--write", "path", default="-", help="pcap file to write (default stdout)")
 @click.option("-c", "--count", type=int, default=0, help="stop after this many frames")
 @click.option("--direction", type=click.Choice(["rx", "tx", "both"]), default="both",
@@ -535,9 +538,11 @@ def mirror() -> None:
 
 
 @mirror.command("add")
-@click.argument("switch")
-@click.option("--from", "sources", required=True, help="P1[,P2...]: the mirrored ports")
-@click.option("--to", "target", required=True, help="the port that gets the copies")
+@click.argument("switch", shell_complete=complete.switches)
+@click.option("--from", "sources", required=True, help="P1[,P2...]: the mirrored ports",
+              shell_complete=complete.switch_ports)
+@click.option("--to", "target", required=True, help="the port that gets the copies",
+              shell_complete=complete.switch_ports)
 @click.option("--direction", type=click.Choice(["rx", "tx", "both"]), default="both",
               show_default=True)
 @click.pass_obj
@@ -547,8 +552,9 @@ def mirror_add(obj: Context, switch: str, sources: str, target: str, direction: 
 
 
 @mirror.command("del")
-@click.argument("switch")
-@click.option("--from", "sources", help="P1[,P2...] (default: every mirror of the switch)")
+@click.argument("switch", shell_complete=complete.switches)
+@click.option("--from", "sources", help="P1[,P2...] (default: every mirror of the switch)",
+              shell_complete=complete.switch_ports)
 @click.pass_obj
 def mirror_del(obj: Context, switch: str, sources: str | None) -> None:
     obj.call("mirror_del", switch=switch,
@@ -556,7 +562,7 @@ def mirror_del(obj: Context, switch: str, sources: str | None) -> None:
 
 
 @mirror.command("show")
-@click.argument("switch")
+@click.argument("switch", shell_complete=complete.switches)
 @json_option
 @click.pass_obj
 def mirror_show(obj: Context, switch: str, as_json: bool) -> None:
@@ -573,4 +579,4 @@ main.add_command(pktcount)
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="valectl")       # python -m: usage and completion as valectl's

@@ -1,9 +1,13 @@
 #!/bin/bash
-# valed.service under a real systemd: boots a throwaway container (systemd-nspawn, the
-# machine's own /usr, an empty / in memory, no network but its own loopback), starts the
-# unit as written, with a drop-in that runs this tree's vale (installed into a venv made
-# with the system's python3 and bound to /opt/vale), and checks what only systemd shows:
+# The Debian package under a real systemd: makes a fresh Debian (mmdebstrap: minbase,
+# systemd, the package's dependencies and the check's own tools), boots it in a throwaway
+# container (systemd-nspawn, no network but its own loopback), installs the .deb there
+# with apt-get, starts valed.service with nothing else done, and checks what only a
+# package and systemd show:
 #
+#   the package          apt-get install ./vale_*.deb: valed and valectl on the PATH, the
+#                        unit enabled but not started, the group vale, man pages,
+#                        completion, /etc/default/valed
 #   Type=notify          the unit is active once valed said READY
 #   sockets              /run/vale 0755, the socket 0660 root:vale
 #   switching            two namespaces on veth through vale0 ping each other
@@ -23,17 +27,22 @@
 #                        (and without vale's BPF program, see fast path)
 #
 #   journal              valed logged no error and no traceback all along
+#   no kernel feature    with packet sockets withheld (RestrictAddressFamilies=), then
+#                        without /dev/net/tun: valed fails with status 69 and one error
+#                        line naming what is missing, and is not restarted
+#   removal              apt-get remove keeps the configuration; apt-get purge leaves
+#                        nothing of the package but the group vale (Debian keeps groups)
 #
-# Needs root, systemd-nspawn (Debian: systemd-container), the system's python3 with venv,
-# and PyPI for the venv; without the first three it exits 77 (skipped). The fast path's
-# checks also need bpftool, bpffs and a vale built with its BPF object, else they are
-# skipped (SKIP). The container gets CAP_BPF and bpf(2), which nspawn keeps
-# from it by default, and a bpffs of its own (not the host's: no pins in common with a
-# valed there), mounted under the work directory and bound to its /sys/fs/bpf. Everything
-# made is named vx<pid>... and removed at the end; only the container's own PIDs are
-# signalled.
-# Usage: systemd/check.sh        (make check-systemd)
-# (-I below: the import must find the installed vale, not this tree's, when run from it)
+# Needs root, systemd-nspawn (Debian: systemd-container) and mmdebstrap, and Debian's
+# mirror for the fresh system; without the first three it exits 77 (skipped). Given no
+# .deb, it builds one from this tree (make deb: dpkg-buildpackage and dh-virtualenv, and
+# PyPI for the venv). The fast path's checks also need bpftool, bpffs and a vale built
+# with its BPF object, else they are skipped (SKIP). The container gets CAP_BPF and
+# bpf(2), which nspawn keeps from it by default, and a bpffs of its own (not the host's:
+# no pins in common with a valed there), mounted under the work directory and bound to
+# its /sys/fs/bpf. Everything made is named vx<pid>... and removed at the end; only the
+# container's own PIDs are signalled.
+# Usage: systemd/check.sh [vale_VERSION_ARCH.deb]       (make check-systemd)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,14 +82,41 @@ check_fastpath() {                          # a check of the fast path's, unless
 
 command -v systemd-nspawn >/dev/null || { say "needs systemd-nspawn (apt-get install systemd-container)"; exit 77; }
 [ "$(id -u)" = 0 ] || { say "needs root"; exit 77; }
-/usr/bin/python3 -c "import venv, ensurepip" 2>/dev/null || { say "needs /usr/bin/python3 with venv (python3-venv)"; exit 77; }
+command -v mmdebstrap >/dev/null || { say "needs mmdebstrap (apt-get install mmdebstrap)"; exit 77; }
 
-say "installing this tree into a venv of the system's python3"
-/usr/bin/python3 -m venv "$work/venv"
-timeout 600 "$work/venv/bin/pip" -q install "$here" 2>&1 | grep -v "^WARNING: Location" >&2 || true
-"$work/venv/bin/python" -I -c "import vale._fastpath" || { say "the install failed"; exit 1; }
+deb=${1:-}
+if [ -z "$deb" ]; then
+    for tool in dpkg-buildpackage dh_virtualenv; do
+        command -v "$tool" >/dev/null || { say "needs $tool to build the package (make deb)"; exit 77; }
+    done
+    say "building the package (make deb)"
+    make -s -C "$here" deb DEB_OUT="$work" > "$work/build.log" 2>&1 \
+        || { tail -30 "$work/build.log" >&2; say "make deb failed"; exit 1; }
+    deb=$(tail -1 "$work/build.log")
+fi
+deb=$(realpath "$deb")
+[ -f "$deb" ] || { say "no package $deb"; exit 1; }
+say "package: $deb"
+
+# A fresh Debian of the machine's release: minbase, systemd, what the package depends on
+# (first of alternatives, no versions: apt-get checks those in the container), and the
+# check's tools (ip and tc, ping, bpftool, python3 for reading JSON).
+depends=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/ //g' | grep .)
+tools="systemd systemd-sysv iproute2 iputils-ping bpftool python3"
+suite=$(. /etc/os-release && echo "$VERSION_CODENAME")
+say "making a fresh $suite (mmdebstrap)"
+root="$work/root"
+timeout 900 mmdebstrap --quiet --variant=minbase \
+    --include="$(echo $tools $depends | tr ' ' ',')" "$suite" "$root" > "$work/mmdebstrap.log" 2>&1 \
+    || { tail -30 "$work/mmdebstrap.log" >&2; say "mmdebstrap failed"; exit 1; }
+# Machine settings, not vale's: the watchdog's SIGABRT writes no core; the check's target
+# is what boots.
+mkdir -p "$root/etc/systemd/system.conf.d"
+printf '[Manager]\nDefaultLimitCORE=0\n' > "$root/etc/systemd/system.conf.d/10-check.conf"
+
 nspawn_bpf=()
-if ! "$work/venv/bin/python" -I -c "import vale._bpf" 2>/dev/null; then
+contents=$(dpkg-deb -c "$deb")
+if ! grep -q '/vale/_bpf\.cpython' <<< "$contents"; then
     fastpath="vale was built without it"
 elif ! command -v bpftool >/dev/null; then
     fastpath="needs bpftool"
@@ -91,29 +127,40 @@ else
                 --bind="$work/bpffs:/sys/fs/bpf")
 fi
 
-mkdir -p "$work/units/valed.service.d"
-cp "$here/systemd/valed.service" "$work/units/"
-cat > "$work/units/valed.service.d/10-check.conf" <<EOF
-[Service]
-ExecStartPre=+/usr/sbin/groupadd -f vale
-LimitCORE=0
-ExecStart=
-ExecStart=/opt/vale/bin/python -m vale.daemon --foreground --group vale
-ExecReload=
-ExecReload=/opt/vale/bin/python -m vale.cli.valectl --socket /run/vale/valed.sock reload
-EOF
-cat > "$work/units/$name.target" <<EOF
+cat > "$root/etc/systemd/system/$name.target" <<EOF
 [Unit]
 Description=vale's systemd check
 Requires=sysinit.target
 After=sysinit.target
-Wants=valed.service
 EOF
 cat > "$work/inside.sh" <<'EOF'
 # Run in the container by nsenter: one line "name value" per fact the host checks.
 set -u
-ctl="/opt/vale/bin/python -m vale.cli.valectl"
+export DEBIAN_FRONTEND=noninteractive
+ctl=valectl
 fact() { printf '%s %s\n' "$1" "$2"; }
+# The package, as an operator installs it (offline: the fresh system has its dependencies)
+# and what is there before, to compare with what a purge leaves.
+files() {                       # every file and directory, but the volatile and dpkg's own
+    find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp \
+        -o -path /var/log -o -path /var/cache -o -path /var/lib/apt -o -path /var/lib/dpkg \
+        -o -path /var/lib/systemd -o -path /var/tmp \) -prune -o -print | sort
+}
+files > /run/check-files-before
+if apt-get install -y -q /run/vale.deb > /run/check-apt.log 2>&1; then
+    fact installed ok
+else
+    fact installed failed; cat /run/check-apt.log >&2
+fi
+fact on_path "$(command -v valed):$(command -v valectl)"
+fact enabled "$(systemctl is-enabled valed)"
+fact started_by_install "$(systemctl is-active valed)"
+fact group "$(getent group vale | cut -d: -f1)"
+fact package_files "$(for f in /usr/share/man/man8/valed.8.gz /usr/share/man/man8/valectl.8.gz \
+    /usr/share/bash-completion/completions/valectl /usr/share/zsh/vendor-completions/_valectl \
+    /etc/default/valed /usr/share/doc/vale/operations.md /usr/share/vale/prometheus/alerts.yml \
+    /usr/share/vale/grafana/vale.json; do [ -s "$f" ] || echo "$f"; done | tr '\n' ' ')"
+systemctl start valed && fact start ok || fact start failed
 restarts() { systemctl show -p NRestarts --value valed; }
 signal_valed() {                # never "kill 0": that would be our whole process group
     local pid
@@ -140,6 +187,12 @@ fact mac_before "$(mac)"
 ping_ok() { ip netns exec vxh1 ping -c 2 -i 0.2 -W 1 -q "$1" >/dev/null && echo yes || echo no; }
 fact ping "$(ping_ok 198.18.7.2)"
 fact ping_tap "$(ping_ok 198.18.7.3)"
+# The installed bash completion, as <TAB> after "valectl detach vale0:vx" runs it: the
+# ports, from valed (bash replaces what follows the colon).
+fact completion "$(bash -c 'compopt() { :; }
+    . /usr/share/bash-completion/completions/valectl
+    COMP_LINE="valectl detach vale0:vx" COMP_POINT=23 COMPREPLY=()
+    _valectl_completion valectl; echo "${COMPREPLY[*]}"' 2>&1)"
 # The kernel fast path: each port's state as info shows it, what is pinned, the tcx links
 # by id (bpftool), how many programs sit at vxp1's tc ingress, the frames it forwarded.
 pins=/sys/fs/bpf/vale/vale0
@@ -225,7 +278,7 @@ $ctl create --tap --persistent vxt4 >/dev/null && fact persistent "$(cat /sys/cl
 ( sleep 1; ip netns exec vxh1 ping -c 3 -i 0.2 -q 198.18.7.2 >/dev/null ) &
 fact captured "$(timeout 10 $ctl capture vale0:vxp2 -c 2 -w /run/check-capture.pcap >/dev/null 2>&1; stat -c %s /run/check-capture.pcap 2>/dev/null || echo 0)"
 wait
-fact metrics "$(/opt/vale/bin/python -c "import urllib.request as u; print(sum(l.startswith(b'vale_') for l in u.urlopen('http://127.0.0.1:9466/metrics', timeout=5)))")"
+fact metrics "$(python3 -c "import urllib.request as u; print(sum(l.startswith(b'vale_') for l in u.urlopen('http://127.0.0.1:9466/metrics', timeout=5)))")"
 pid=$(systemctl show -p MainPID --value valed)
 # (no awk: the container's /etc, where Debian's alternatives point it, starts empty)
 read -r _ _ _ soft hard _ < <(grep "Max open files" "/proc/$pid/limits")
@@ -262,11 +315,40 @@ fact errors "$(journalctl _SYSTEMD_UNIT=valed.service -p err -o cat --no-pager |
 fact tracebacks "$(journalctl _SYSTEMD_UNIT=valed.service -o cat --no-pager | grep -c Traceback)"
 fact info_lines "$(journalctl _SYSTEMD_UNIT=valed.service -p info -o cat --no-pager | grep -c '^INFO .* is back$')"
 fact unparsed "$(journalctl _SYSTEMD_UNIT=valed.service -o cat --no-pager | grep -c '^<')"
+# A kernel without packet sockets, then one without TUN, as valed sees them: the family
+# withheld (socket() fails EAFNOSUPPORT), no /dev/net/tun. One error line each, status
+# 69, and no restart (RestartPreventExitStatus=).
+without() {                     # without NAME DROP-IN-LINES: a start of valed with them
+    mkdir -p /run/systemd/system/valed.service.d
+    printf '[Service]\n%s\n' "$2" > /run/systemd/system/valed.service.d/50-without.conf
+    systemctl daemon-reload
+    local id lines
+    systemctl start valed 2>/dev/null   # (which sets NRestarts back to 0)
+    sleep 3                         # RestartSec=1s: time for a restart, if there were one
+    id=$(systemctl show -p InvocationID --value valed)
+    lines=$(journalctl _SYSTEMD_INVOCATION_ID="$id" _SYSTEMD_UNIT=valed.service -o cat --no-pager)
+    fact "without_$1" "$(systemctl show -p ActiveState --value valed):$(systemctl show -p ExecMainStatus --value valed):$(restarts)"
+    fact "without_$1_lines" "$(printf '%s\n' "$lines" | grep -c .)"
+    fact "without_$1_says" "$(journalctl _SYSTEMD_INVOCATION_ID="$id" _SYSTEMD_UNIT=valed.service -p err -o cat --no-pager | grep -c "^ERROR valed cannot run without $1 ")"
+    rm /run/systemd/system/valed.service.d/50-without.conf
+    systemctl daemon-reload
+    systemctl reset-failed valed
+}
+without AF_PACKET "RestrictAddressFamilies=
+RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6"
+without TUN "TemporaryFileSystem=/dev/net:ro"
+# Removal keeps the configuration, purging drops it; the group stays.
+apt-get remove -y -q vale > /run/check-remove.log 2>&1 && fact removed ok || fact removed failed
+fact kept_on_remove "$(ls /var/lib/vale 2>/dev/null | tr '\n' ' ')$(test -e /etc/default/valed && echo default)"
+apt-get purge -y -q vale > /run/check-purge.log 2>&1 && fact purged ok || fact purged failed
+fact left_after_purge "$(files | comm -13 /run/check-files-before - | tr '\n' ' ')"
+fact unit_after_purge "$(systemctl cat valed >/dev/null 2>&1 && echo there || echo gone)"
+fact group_after_purge "$(getent group vale | cut -d: -f1)"
 EOF
 
 say "booting a container"
-systemd-nspawn -D / --volatile=yes --private-network --register=no --keep-unit -M "$name" \
-    --bind-ro="$work/venv:/opt/vale" --bind-ro="$work/units:/run/systemd/system" \
+systemd-nspawn -D "$root" --private-network --register=no --keep-unit -M "$name" \
+    --bind-ro="$deb:/run/vale.deb" \
     --bind-ro="$work/inside.sh:/run/check-inside.sh" "${nspawn_bpf[@]}" \
     --boot -- "systemd.unit=$name.target" systemd.firstboot=off \
     > "$work/console.log" 2>&1 < /dev/null &
@@ -276,7 +358,7 @@ for _ in $(seq 150); do
     child=$(ps -o pid= --ppid "$nspawn_pid" | head -1 | tr -d ' ') || true
     if [ -n "$child" ] && [ "$(cat "/proc/$child/comm" 2>/dev/null)" = systemd ]; then
         leader=$child                       # the container's init: ours to signal
-        if nsenter -t "$leader" -a systemctl is-active -q valed 2>/dev/null; then
+        if nsenter -t "$leader" -a systemctl is-active -q "$name.target" 2>/dev/null; then
             booted=yes
             break
         fi
@@ -284,11 +366,11 @@ for _ in $(seq 150); do
     sleep 0.2
 done
 if [ -z "$booted" ]; then
-    say "the container did not start valed within 30 s:"; cat "$work/console.log" >&2
+    say "the container did not boot within 30 s:"; cat "$work/console.log" >&2
     exit 1
 fi
 
-timeout 300 nsenter -t "$leader" -a bash /run/check-inside.sh > "$work/facts" \
+timeout 420 nsenter -t "$leader" -a bash /run/check-inside.sh > "$work/facts" \
     2> "$work/inside.err" || true
 fact() { grep "^$1 " "$work/facts" | cut -d' ' -f2-; }
 same_mac() { [ -n "$(fact mac_before)" ] && [ "$(fact mac_after)" = "$(fact mac_before)" ]; }
@@ -302,11 +384,18 @@ same_links() {                  # (clsact has no links: nothing to compare)
     { [ -n "$(fact fp_links)" ] || [ "$(fact fastpath)" = clsact,clsact ]; } &&
         [ "$(fact fp_links_after_kill)" = "$(fact fp_links)" ]
 }
+check "apt-get install ./$(basename "$deb") in a fresh $suite" [ "$(fact installed)" = ok ]
+check "valed and valectl on the PATH" [ "$(fact on_path)" = /usr/sbin/valed:/usr/bin/valectl ]
+check "the unit enabled, not started" [ "$(fact enabled):$(fact started_by_install)" = enabled:inactive ]
+check "the group vale (sysusers.d)" [ "$(fact group)" = vale ]
+check "man pages, completion, /etc/default/valed, docs, alerts, dashboard" [ -z "$(fact package_files)" ]
+check "systemctl start valed, nothing else done" [ "$(fact start)" = ok ]
 check "Type=notify: active after READY" [ "$(fact active)" = active ]
 check "/run/vale is 0755" [ "$(fact rundir)" = 755 ]
 check "the socket is 0660 root:vale" [ "$(fact socket)" = 660:root:vale ]
 check "two hosts ping through vale0" [ "$(fact ping)" = yes ]
 check "a TAP valed made answers" [ "$(fact ping_tap)" = yes ]
+check "bash completes valed's ports" [ "$(fact completion)" = "vxp1 vxp2 vxt3" ]
 check_fastpath "the kernel fast path on both veth ports (tcx or clsact)" fastpath_on fastpath
 check_fastpath "its maps and links pinned in /sys/fs/bpf/vale/vale0" pinned_all
 check_fastpath "its program at vxp1's tc ingress" [ "$(fact tc_ingress)" = 1 ]
@@ -337,6 +426,14 @@ check_fastpath "the upcall devices gone" [ "$(fact upcalls_after_stop)" = 0 ]
 check "valed logged no error" [ "$(fact errors)" = 0 ]
 check "valed logged no traceback" [ "$(fact tracebacks)" = 0 ]
 check "its lines reach the journal with their priority" journal_parsed
+check "without AF_PACKET: failed, status 69, not restarted" [ "$(fact without_AF_PACKET)" = failed:69:0 ]
+check "without AF_PACKET: one error line naming it" [ "$(fact without_AF_PACKET_lines):$(fact without_AF_PACKET_says)" = 1:1 ]
+check "without TUN: failed, status 69, not restarted" [ "$(fact without_TUN)" = failed:69:0 ]
+check "without TUN: one error line naming it" [ "$(fact without_TUN_lines):$(fact without_TUN_says)" = 1:1 ]
+check "apt-get remove keeps the configuration" [ "$(fact removed):$(fact kept_on_remove)" = "ok:state.json default" ]
+check "apt-get purge leaves nothing behind" [ "$(fact purged):$(fact left_after_purge)" = "ok:" ]
+check "no unit after the purge" [ "$(fact unit_after_purge)" = gone ]
+check "the group vale stays (Debian keeps system groups)" [ "$(fact group_after_purge)" = vale ]
 if [ "$failed" != 0 ]; then
     say "facts:"; cat "$work/facts" >&2
     say "stderr in the container:"; cat "$work/inside.err" >&2

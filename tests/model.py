@@ -514,6 +514,7 @@ class ModelCore:
                          "lookup": "learning", "loop_hold": self.loop_hold / 1000.0},
             "ports": {i: {**{k: v for k, v in p.counters.items() if k != "drops"},
                           "drops": dict(p.counters["drops"]), "fdb_entries": len(p.lru),
-                          "up": True, "blocked": False, "loops_found": 0}
+                          "up": True, "blocked": False, "loops_found": 0,
+                          "capture_lost": 0}
                       for i, p in sorted(self.ports.items())},
         }

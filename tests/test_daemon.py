@@ -272,3 +272,53 @@ def test_under_systemd_log_lines_carry_the_journal_priority(monkeypatch, tmp_pat
     assert line(logging.ERROR, "a\nb") == "<3>ERROR a\n<3>b"
     assert line(logging.WARNING, "w") == "<4>WARNING w"
     assert line(logging.INFO, "i") == "<6>INFO i"
+
+
+# A kernel without packet sockets or TUN, as valed's probes see one: socket(AF_PACKET)
+# fails EAFNOSUPPORT, open(/dev/net/tun) ENOENT (no node) or ENODEV (no driver).
+WITHOUT = """
+import errno, os, socket, sys
+real_socket, real_open = socket.socket, os.open
+class NoPacket(real_socket):
+    def __init__(self, family=-1, *args, **kw):
+        if family == socket.AF_PACKET and "packet" in sys.argv[1]:
+            raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
+        super().__init__(family, *args, **kw)
+def no_tun(path, *args, **kw):
+    if path == "/dev/net/tun" and "tun" in sys.argv[1]:
+        raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), path)
+    return real_open(path, *args, **kw)
+socket.socket, os.open = NoPacket, no_tun
+from vale.daemon import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("missing", ["packet", "tun", "packet+tun"])
+def test_without_af_packet_or_tun_valed_says_which_in_one_line_and_exits_69(tmp_path,
+                                                                           missing):
+    """One error line naming what the kernel lacks, exit 69 (EX_UNAVAILABLE: the unit's
+    RestartPreventExitStatus=, so no crash loop), and nothing started: no socket."""
+    sock = tmp_path / "valed.sock"
+    result = subprocess.run([sys.executable, "-c", WITHOUT, missing, "--foreground",
+                             "--socket", str(sock), "--state-dir", str(tmp_path),
+                             "--no-metrics"], capture_output=True, text=True, timeout=30,
+                            cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert result.returncode == 69, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and " valed ERROR valed cannot run without " in lines[0], lines
+    assert ("AF_PACKET (packet sockets" in lines[0]) == ("packet" in missing)
+    assert ("TUN (/dev/net/tun" in lines[0]) == ("tun" in missing)
+    assert not sock.exists()
+
+
+def test_the_unit_does_not_restart_a_valed_the_kernel_cannot_run():
+    from vale.daemon import EXIT_UNAVAILABLE
+    unit = (ROOT / "systemd" / "valed.service").read_text().splitlines()
+    assert f"RestartPreventExitStatus={EXIT_UNAVAILABLE}" in unit
+    assert "Restart=on-failure" in unit
+
+
+def test_this_kernel_has_what_valed_needs():
+    from vale.daemon import missing_kernel_features
+    assert missing_kernel_features() is None

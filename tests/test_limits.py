@@ -190,6 +190,8 @@ def test_a_capture_client_that_does_not_read_is_held_to_its_bytes_and_loses_coun
             assert sub.queued == len(sub.frames) * SIZE
         # the total ran out first (3 x 40 > 60); each frame went to every client with room
         assert [len(s.frames) for s in subs] == [20, 20, 20]
+        # every copy lost is counted on the port, for metrics (capture_lost)
+        assert sw.stats()["ports"]["a"]["capture_lost"] == sum(s.lost for s in subs) > 0
         for sub in subs:
             hub.remove(sub)
         return subs, sent
@@ -197,6 +199,36 @@ def test_a_capture_client_that_does_not_read_is_held_to_its_bytes_and_loses_coun
     subs, sent = asyncio.run(run())
     assert sent == 320
     assert budget.used == 0 and all(sub.queued == 0 for sub in subs)
+
+
+def test_capture_losses_of_the_ring_and_of_valed_are_exported_per_port(tmp_path):
+    """vale_port_capture_lost_packets_total: copies the capture ring had no room for
+    (nobody drains it here) and those a client's queue in valed had none for."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from vale.metrics import registry_for
+    from vale.state import StateFile
+
+    sw = Switch("vale0", manual_clock=True)
+    for name in ("a", "b"):
+        sw.add_port(name)
+    sw.set_capture("a", rx=True, tx=False)
+    sent = 0
+    while sent < 2 * 8192:                  # twice what the ring holds (CAPTURE_SLOTS)
+        sent += sw.inject("a", [frame(BROADCAST, mac(1))] * 64)
+        sw.forward("a")
+        sw.drain("b")
+    ring_lost, _ = sw.capture_lost("a")
+    assert ring_lost > 0
+    for _ in range(3):
+        sw.capture_queue_lost("a")
+    api = Api(StateFile(str(tmp_path)))
+    api.switches["vale0"] = sw
+    text = generate_latest(registry_for(api)).decode()
+    lost = {s.labels["port"]: s.value for family in text_string_to_metric_families(text)
+            if family.name == "vale_port_capture_lost_packets" for s in family.samples}
+    assert lost == {"a": ring_lost + 3, "b": 0}
 
 
 def test_a_client_that_reads_frees_its_bytes():

@@ -3,6 +3,7 @@ systemd's notification protocol (READY, STOPPING, WATCHDOG) to a socket the test
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -25,9 +26,15 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path):
     if not (bindir / "valed").exists():
         pytest.skip("valed is not installed beside this Python (pip install -e .)")
     unit = tmp_path / "valed.service"
-    unit.write_text(UNIT.read_text().replace("/opt/vale/bin", str(bindir)))
+    unit.write_text(UNIT.read_text().replace("/usr/sbin/valed", str(bindir / "valed"))
+                    .replace("/usr/bin/valectl", str(bindir / "valectl")))
+    # Documentation= names man pages, which verify looks up: this tree's, as installed
+    (tmp_path / "man" / "man8").mkdir(parents=True)
+    for page in ("valed.8", "valectl.8"):
+        (tmp_path / "man" / "man8" / page).symlink_to(ROOT / "man" / page)
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
-                            text=True, timeout=60)
+                            text=True, timeout=60,
+                            env={**os.environ, "MANPATH": str(tmp_path / "man")})
     complaints = [line for line in (result.stdout + result.stderr).splitlines()
                   if "valed.service" in line]
     assert result.returncode == 0 and complaints == [], result.stderr

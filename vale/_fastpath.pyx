@@ -1483,6 +1483,7 @@ cdef class SwitchCore:
                     "tx_packets": p.c.tx_packets, "tx_bytes": p.c.tx_bytes,
                     "flood_packets": p.c.flood_packets,
                     "tx_ring_packets": p.tx_ring_packets,
+                    "capture_lost": p.capture_lost[0] + p.capture_lost[1],
                     "drops": {DROP_REASONS[r]: p.c.drops[r] for r in range(N_DROP_REASONS)},
                     "fdb_entries": p.dyn_count,
                     "up": bool(p.up),

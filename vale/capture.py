@@ -120,6 +120,7 @@ class CaptureHub:
                             sub.ready.set()
                         else:
                             sub.lost += 1
+                            self.sw.capture_queue_lost(port)
                 await asyncio.sleep(POLL_SECONDS)
         finally:
             self.task = None

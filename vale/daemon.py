@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import functools
 import grp
 import json
@@ -37,6 +38,7 @@ from vale.metrics import DEFAULT_ADDRESS, parse_address, serve_metrics
 from vale.netlink import LinkWatcher
 from vale.state import DEFAULT_STATE_DIR, StateFile
 from vale.switch import Switch
+from vale.tap import TUN_DEVICE
 
 log = logging.getLogger("vale.daemon")
 
@@ -51,6 +53,10 @@ HOUSEKEEPING_SECONDS = 1.0
 LOOP_PROBE_TICK = 0.1               # how often the switches are asked for their loop probes
 KERNEL_SYNC_TICK = 0.05             # how often the kernel fast paths follow their MAC tables
 CAPTURE_WRITE_BUFFER = 256 * 1024   # a capture's socket buffer in valed, before it waits
+# valed's exit status when the kernel lacks what it needs (sysexits' EX_UNAVAILABLE:
+# systemd shows status=69/UNAVAILABLE); the unit does not restart on it
+# (RestartPreventExitStatus=): starting again would find the same kernel.
+EXIT_UNAVAILABLE = 69
 
 
 @dataclass(frozen=True)
@@ -409,6 +415,29 @@ def _ensure_stdio() -> None:
                 os.close(null)
 
 
+def missing_kernel_features() -> str | None:
+    """What valed needs of the kernel and this one lacks, as one line, or None: packet
+    sockets (AF_PACKET, every interface port) and TUN (/dev/net/tun: TAP ports, the fast
+    path's upcall devices). Only absence counts: EPERM (no CAP_NET_RAW) means the family is
+    there. Probing loads af_packet and tun where they are modules."""
+    missing = []
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
+    except OSError as exc:
+        if exc.errno == errno.EAFNOSUPPORT:
+            missing.append("AF_PACKET (packet sockets: a kernel without CONFIG_PACKET, or a "
+                           f"sandbox withholding them): {exc.strerror}")
+    try:
+        os.close(os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC))
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+            missing.append(f"TUN ({TUN_DEVICE}: a kernel without CONFIG_TUN, or no such "
+                           f"device here): {exc.strerror}")
+    if not missing:
+        return None
+    return "valed cannot run without " + "; nor without ".join(missing)
+
+
 def _raise_fd_limit() -> None:
     """Each interface port takes two sockets, each TAP its tun fd: raise the soft limit on
     open files to the hard one (systemd starts services at 1024 soft, 524288 hard)."""
@@ -418,9 +447,8 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def main(argv: list[str] | None = None) -> int:
-    _ensure_stdio()
-    _raise_fd_limit()
+def build_parser() -> argparse.ArgumentParser:
+    """valed's options: its --help, and the source of valed(8) (vale.manpages)."""
     parser = argparse.ArgumentParser(prog="valed", description=__doc__)
     parser.add_argument("--socket", default=os.environ.get("VALE_SOCKET", DEFAULT_SOCKET),
                         help=f"control socket (default {DEFAULT_SOCKET}, or $VALE_SOCKET)")
@@ -449,14 +477,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="stay in the foreground and log to stderr (what systemd and "
                         "tests use); otherwise valed detaches and logs to syslog")
     parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+                        choices=["debug", "info", "warning", "error"],
+                        help="the least important messages logged (default info)")
     add_options(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _ensure_stdio()
+    _raise_fd_limit()
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         resources = from_options(args)
     except ValueError as exc:
         parser.error(str(exc))
     level = getattr(logging, args.log_level.upper())
+    missing = missing_kernel_features()
     if args.foreground and stderr_is_journal():
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JournalFormatter("%(levelname)s %(message)s"))
@@ -465,11 +502,16 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=level, stream=sys.stderr,
                             format="%(asctime)s valed %(levelname)s %(message)s")
     else:
+        if missing:                 # said where the caller sees it, before detaching
+            parser.exit(EXIT_UNAVAILABLE, f"valed: {missing}\n")
         _detach()
         handler = logging.handlers.SysLogHandler(address="/dev/log") \
             if os.path.exists("/dev/log") else logging.NullHandler()
         handler.setFormatter(logging.Formatter("valed[%(process)d]: %(message)s"))
         logging.basicConfig(level=level, handlers=[handler])
+    if missing:
+        log.error("%s", missing)    # one line, and no restart (EXIT_UNAVAILABLE)
+        return EXIT_UNAVAILABLE
     if os.geteuid() != 0:
         log.warning("not running as root: attaching interfaces needs CAP_NET_RAW and "
                     "CAP_NET_ADMIN")

@@ -51,6 +51,9 @@ PORT_COUNTERS = {
     "vale_port_fastpath_transmit_packets": ("Of the frames handed to the port, those the "
                                             "kernel fast path forwarded (wire frames)",
                                             "fastpath_tx_packets"),
+    "vale_port_capture_lost_packets": ("Copies of the port's frames a capture lost (the "
+                                       "capture ring, or a client's queue in valed, full)",
+                                       "capture_lost"),
 }
 FDB_COUNTERS = {
     "vale_fdb_learned": ("MAC addresses learned", "learned"),

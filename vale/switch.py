@@ -112,7 +112,8 @@ class MemifRings(PortRings):
 class Switch:
     """One switch (vale0, vale1, ...) and its ports, by name."""
 
-    __slots__ = ("_auto_cpu", "_core", "_cpus", "_fastpath", "_ifindex", "_index", "_kernel",
+    __slots__ = ("_auto_cpu", "_capture_queue_lost", "_core", "_cpus", "_fastpath",
+                 "_ifindex", "_index", "_kernel",
                  "_kernel_blockers", "_kernel_dirty", "_kernel_kept", "_kernel_why",
                  "_loop_probe", "_names", "_next_flags", "_next_probe", "_next_refresh",
                  "_thread", "_vlan", "name")
@@ -141,6 +142,7 @@ class Switch:
         self._kernel_blockers: dict[int, list[str]] = {}    # as the flags last followed
         self._kernel_kept: dict[int, dict[str, Any]] = {}   # counts of fast paths gone
         self._next_flags = self._next_refresh = 0.0
+        self._capture_queue_lost: dict[int, int] = {}   # port index -> copies lost in valed
         if settings:
             self.configure(**settings)
 
@@ -264,6 +266,7 @@ class Switch:
         self._fastpath.pop(index, None)
         self._kernel_why.pop(index, None)
         self._kernel_kept.pop(index, None)
+        self._capture_queue_lost.pop(index, None)
         self._core.remove_port(index)
         if self._kernel is not None and not self._kernel.ports():
             self.close_kernel()
@@ -327,6 +330,13 @@ class Switch:
     def capture_lost(self, port: str) -> tuple[int, int]:
         """Copies the capture ring had no room for, (received, sent), since the port came."""
         return self._core.capture_lost(self.port_index(port))
+
+    def capture_queue_lost(self, port: str) -> None:
+        """Count a copy of the port's frames that a capture client had no room for in
+        valed (its queue full: --capture-client-bytes, --capture-total-bytes); stats()
+        adds these to what the capture ring lost, as capture_lost."""
+        index = self.port_index(port)
+        self._capture_queue_lost[index] = self._capture_queue_lost.get(index, 0) + 1
 
     def capture_drain(self) -> list[tuple[str, str, int, int, bytes]]:
         """Captured frames, oldest first: (port, 'rx' or 'tx', CLOCK_REALTIME ns, original
@@ -536,6 +546,7 @@ class Switch:
             fast = _kernel_sum(live.get(index), self._kernel_kept.get(index))
             counters["fastpath_rx_packets"] = fast["rx_packets"]
             counters["fastpath_tx_packets"] = fast["tx_packets"]
+            counters["capture_lost"] += self._capture_queue_lost.get(index, 0)
             for key in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes"):
                 counters[key] += fast[key]
             for reason, count in fast["drops"].items():

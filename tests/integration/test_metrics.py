@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -100,5 +101,48 @@ def test_prometheus_sees_exactly_the_frames_sent(tmp_path, make_host, prometheus
         # Short frames leave through the TX ring; the first 256 always find a free slot.
         ring = query(web_port, "vale_port_transmit_ring_packets_total")
         assert 256 <= ring[b.port] <= SENT and ring[a.port] == 1
+    finally:
+        stop_valed(daemon)
+
+
+def query_status(port: int, promql: str) -> tuple[str, list]:
+    """The real server's verdict on an expression (status, result); a query it cannot
+    parse answers 400 with status "error"."""
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            data = json.load(reply)
+    except urllib.error.HTTPError as exc:
+        data = json.load(exc)
+    return data["status"], data.get("data", {}).get("result", [])
+
+
+def test_the_dashboard_and_the_alerts_query_a_real_prometheus(tmp_path, make_host,
+                                                              prometheus):
+    """Every query of contrib/grafana/vale.json and every alert's expression, run by the
+    real server on what it scraped from valed: each parses and runs, and the per-port
+    throughput panels show both ports."""
+    from tests.test_contrib import alert_rules, dashboard, dashboard_expressions
+
+    metrics_port, web_port = prometheus
+    daemon = start_valed(str(tmp_path / "v.sock"), tmp_path / "valed.log",
+                         extra=("--metrics", f"127.0.0.1:{metrics_port}"))
+    try:
+        a, b = make_host(1, ipv6=False), make_host(2, ipv6=False)
+        daemon.attach(a, b)
+        a.raw("send", "eth0", "ff:ff:ff:ff:ff:ff", a.mac, "20", "60")
+        exprs = [e.replace("[5m]", "[1m]") for e in dashboard_expressions(dashboard())]
+        bits = next(e for e in exprs if e.startswith("8 * rate(vale_port_receive_bytes"))
+        deadline = time.monotonic() + 30
+        while len(query_status(web_port, bits)[1]) < 2:      # two scrapes of both ports
+            assert time.monotonic() < deadline, query_status(web_port, bits)
+            time.sleep(0.5)
+        for expr in exprs + [rule["expr"] for rule in alert_rules()]:
+            status, _ = query_status(web_port, expr)
+            assert status == "success", expr
+        assert query_status(web_port, "sum by (reason) (rate(vale_port_drops_total[5m") == (
+            "error", [])
+        ports = {r["metric"]["port"] for r in query_status(web_port, bits)[1]}
+        assert ports == {a.port, b.port}
     finally:
         stop_valed(daemon)
