@@ -2,7 +2,7 @@
 
 \b
   valectl [list]                   list every switch and port
-  valectl attach vale0:eth1        attach an interface (a switch appears on first attach)
+  valectl attach vale0:eth1 [vale0:eth2 ...]   attach interfaces (a switch appears on first)
   valectl detach vale0:eth1
   valectl create tap0 --tap [--netns NS --address CIDR] [--switch vale0]
   valectl create tap0 --tap --persistent [--owner U] [--group G]    for a VM to open
@@ -116,7 +116,7 @@ def list_ports(obj: Context, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("port", shell_complete=complete.new_ports)
+@click.argument("ports", nargs=-1, required=True, shell_complete=complete.new_ports)
 @click.option("--no-learning", is_flag=True, help="learn no MAC addresses on this port")
 @click.option("--no-flood", is_flag=True, help="send it no unknown unicast")
 @click.option("--learn-limit", type=int, help=BY_NAME["learn_limit"].help)
@@ -124,14 +124,20 @@ def list_ports(obj: Context, as_json: bool) -> None:
               help="segment and checksum offloaded frames before they reach it")
 @click.option("--rx-frames", type=int,
               help=f"{BY_NAME['rx_frames'].help} ({describe(BY_NAME['rx_frames'])})")
+@click.option("--rx-frames-idle", type=int, help=BY_NAME["rx_frames_idle"].help)
 @click.option("--force", is_flag=True, help="attach even the interface of the default route")
 @json_option
 @click.pass_obj
-def attach(obj: Context, port: str, no_learning: bool, no_flood: bool, learn_limit: int | None,
-           no_offloads: bool, rx_frames: int | None, force: bool, as_json: bool) -> None:
-    """Attach interface IF as PORT (vale0:IF)."""
+def attach(obj: Context, ports: tuple[str, ...], no_learning: bool, no_flood: bool,
+           learn_limit: int | None, no_offloads: bool, rx_frames: int | None,
+           rx_frames_idle: int | None, force: bool, as_json: bool) -> None:
+    """Attach interface IF as PORT (vale0:IF); several PORTs: in one request, all or
+    none."""
     settings = port_settings(no_learning, no_flood, learn_limit, no_offloads, rx_frames)
-    result = obj.call("attach", port=port, settings=settings, force=force or None)
+    if rx_frames_idle is not None:
+        settings["rx_frames_idle"] = rx_frames_idle
+    where = {"port": ports[0]} if len(ports) == 1 else {"ports": list(ports)}
+    result = obj.call("attach", **where, settings=settings, force=force or None)
     if as_json:
         emit_json(result)
 

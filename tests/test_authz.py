@@ -127,6 +127,8 @@ ROOT_ONLY = [
     ("attach", {"port": "vale0:eth0"}, "of interface 'eth0'"),
     ("attach", {"port": "vale0:lo"}, "of interface 'lo'"),
     ("attach", {"port": 7}, "of interface 7"),
+    ("attach", {"ports": ["vale0:vnet3", "vale0:eth0"]}, "of interface 'eth0'"),
+    ("attach", {"ports": "vale0:eth0"}, "of interface 'eth0'"),
     ("detach", {"port": "vale0:eth1"}, "of interface 'eth1'"),
     ("create", {"name": "c1", "kind": "veth", "address": "198.18.0.1/24"},
      "--address without --netns"),

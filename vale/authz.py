@@ -112,13 +112,15 @@ def _force(args: Mapping[str, Any], grants: Grants, state: State) -> tuple[str, 
 def _interface_granted(args: Mapping[str, Any], grants: Grants,
                        state: State) -> tuple[str, str] | None:
     """An interface valed did not make is the host's until the admin grants its name."""
-    ref = args.get("port")
-    ifname = ref.partition(":")[2] if isinstance(ref, str) else ""
-    if ifname in state.interfaces or grants.may_attach(ifname):
-        return None             # valed's own: the operation's own checks answer
-    return (f"of interface {ifname or ref!r}",
-            "an interface of the host's that is not granted to operators: valed "
-            "--operator-interfaces")
+    refs = args.get("ports") if "ports" in args else [args.get("port")]
+    for ref in refs if isinstance(refs, list) else [refs]:
+        ifname = ref.partition(":")[2] if isinstance(ref, str) else ""
+        if ifname in state.interfaces or grants.may_attach(ifname):
+            continue            # valed's own: the operation's own checks answer
+        return (f"of interface {ifname or ref!r}",
+                "an interface of the host's that is not granted to operators: valed "
+                "--operator-interfaces")
+    return None
 
 
 def _beyond_the_switch(kind: Any, netns: Any, address: Any, owner: Any, group: Any,

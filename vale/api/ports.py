@@ -48,25 +48,52 @@ class PortOps:
         return [self.topo.port_summary(name, port)
                 for name in sorted(switches) for port in switches[name].ports]
 
-    def op_attach(self, args: dict[str, Any]) -> dict[str, Any]:
-        switch, ifname = parse_port_ref(arg(args, "port", str))
+    def op_attach(self, args: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any]]:
+        """Attach an interface (port: "vale0:IF"), or several in one request (ports: a
+        list, every one checked before any is attached; if the kernel refuses one, those
+        attached before it are detached again)."""
         port_settings = settings.parse("attach", arg(args, "settings", dict, {}))
         force = arg(args, "force", bool, False)
+        many = arg(args, "ports", list, None)
+        if many is None:
+            refs = [parse_port_ref(arg(args, "port", str))]
+        elif "port" in args or not many or not all(isinstance(r, str) for r in many):
+            raise ApiError("bad_request", "give port, or ports: a list of port references")
+        else:
+            refs = [parse_port_ref(r) for r in many]
+        names = [ifname for _, ifname in refs]
+        if len(set(names)) != len(names):
+            raise ApiError("invalid", "an interface is named twice")
+        for switch, ifname in refs:
+            self._check_attach(switch, ifname, port_settings, force)
+        for switch in {switch for switch, _ in refs}:
+            self.topo.check_new_port(switch, port_settings)
+        done: list[tuple[str, str]] = []
+        try:
+            for switch, ifname in refs:
+                self.topo.add_port(switch, ifname, port_settings)
+                done.append((switch, ifname))
+        except BaseException:
+            for switch, ifname in reversed(done):
+                self.topo.remove_port(switch, ifname)
+            raise
+        log.info("attached %s", ", ".join(f"{ifname} to {switch}" for switch, ifname in refs))
+        summaries = [self.topo.port_summary(switch, ifname) for switch, ifname in refs]
+        return summaries if many is not None else summaries[0]
+
+    def _check_attach(self, switch: str, ifname: str, port_settings: dict[str, Any],
+                      force: bool) -> None:
         owner = self.topo.owner_of(ifname)
         if owner is not None:
             raise ApiError("already_attached", f"{ifname} is already attached to {owner}")
         if ifname in self.topo.desired.interfaces:
             raise ApiError("invalid", f"{ifname} was made by valed; it is attached where "
                            "it was created")
-        self.topo.check_new_port(switch, port_settings)
         interface_index(ifname)             # exists?
         self.topo.check_not_own_peer(switch, ifname)
         if ifname in default_route_interfaces() and not force:
             raise ApiError("refused", f"{ifname} carries this host's default route: attaching "
                            "it would cut the host off its network. Use --force if you mean it")
-        self.topo.add_port(switch, ifname, port_settings)
-        log.info("attached %s to %s", ifname, switch)
-        return self.topo.port_summary(switch, ifname)
 
     def op_detach(self, args: dict[str, Any]) -> None:
         switch, port, _ = self.topo.desired_port(arg(args, "port", str))
