@@ -486,12 +486,13 @@ class Valed:
     """One valed for the whole run (its own socket and state in the run's directory); from
     another tree (a build of another version, for an A/B of two versions) when given."""
 
-    def __init__(self, lab: Lab, tree: Path = ROOT, name: str = "valed") -> None:
+    def __init__(self, lab: Lab, tree: Path = ROOT, name: str = "valed",
+                 extra: tuple[str, ...] = ()) -> None:
         self.lab = lab
         self.sock = str(lab.tmp / f"{name}.sock")
         self.proc = lab.start(name, in_ns(
             SWITCH_NS, sys.executable, "-m", "vale.daemon", "--foreground", "--socket",
-            self.sock, "--state-dir", str(lab.tmp / f"{name}-state"), "--no-metrics"),
+            self.sock, "--state-dir", str(lab.tmp / f"{name}-state"), "--no-metrics", *extra),
             cwd=tree)
         deadline = time.monotonic() + 15
         while True:

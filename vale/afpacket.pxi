@@ -55,7 +55,10 @@ cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames,
     cdef int fd, one = 1, version = TPACKET_V2, size = PACKET_SNDBUF, e
     cdef uint32_t idle
     cdef packet_mreq mreq
-    fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_ALL))
+    # Protocol 0 until bind: a socket that takes no frames yet has no hook to take out
+    # again when its ring is set and when it is bound (each an RCU grace period, tens of
+    # milliseconds: most of what attaching a port costs).
+    fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
     if fd < 0:
         return errno
     # The order matters: the header option and the version before the ring; bind last, so

@@ -1,0 +1,125 @@
+"""Scale: 1,024 ports on one switch, and 64 switches of 16 ports, in one valed.
+
+    .venv/bin/python bench/scale.py [--ports 1024] [--hosts 32] [--switches 64x16]
+                                    [--idle-frames 15] [--json]
+
+In a namespace of the run's own: `--ports` veth pairs, of which `--hosts` lead to hosts
+in namespaces of their own (198.18.0.x) and the rest have both ends in the switch's
+namespace, up and quiet. valed attaches them all to vale0 in requests of 128
+(`valectl attach` with several ports; `rx_frames_idle` as given, so an idle port's
+receive ring is one 1 MiB block). It reports the time the attach took, valed's resident
+memory (VmRSS) once they are attached, and whether every sampled host pings the next
+through the switch. Then the ports are detached and attached again as `--switches`
+(count x ports) and valed's CPU time is measured over 20 idle seconds: the cost of idle
+switches. Needs root. Everything it makes is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import e2e
+
+CHUNK = 128                     # ports per attach request
+IDLE_S = 20
+
+
+def status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100     # utime + stime, in clock ticks
+
+
+def make_quiet_veths(lab: e2e.Lab, count: int, first: int) -> list[str]:
+    """count veth pairs with both ends in the switch namespace; the names vale attaches."""
+    names = [f"{e2e.PREFIX}x{k:04d}" for k in range(first, first + count)]
+    batch = lab.tmp / "veths.batch"
+    batch.write_text("".join(
+        f"link add {n} type veth peer name {e2e.PREFIX}y{n[-4:]}\nlink set {n} up\n"
+        f"link set {e2e.PREFIX}y{n[-4:]} up\n" for n in names))
+    e2e.sh("ip", "-n", e2e.SWITCH_NS, "-batch", str(batch), timeout=600)
+    return names
+
+
+def attach(valed: e2e.Valed, switch: str, ports: list[str], idle_frames: int) -> None:
+    settings: dict[str, Any] = {"rx_frames_idle": idle_frames} if idle_frames else {}
+    settings.update(json.loads(os.environ.get("VALE_SCALE_SETTINGS", "{}")))
+    for k in range(0, len(ports), CHUNK):
+        valed.call("attach", ports=[f"{switch}:{p}" for p in ports[k:k + CHUNK]],
+                   settings=settings)
+
+
+def detach_all(valed: e2e.Valed) -> None:
+    for row in valed.call("list"):
+        valed.call("detach", port=f"{row['switch']}:{row['port']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ports", type=int, default=1024)
+    parser.add_argument("--hosts", type=int, default=32)
+    parser.add_argument("--switches", default="64x16")
+    parser.add_argument("--idle-frames", type=int, default=15)
+    parser.add_argument("--json", action="store_true")
+    opts = parser.parse_args()
+    n_switches, per_switch = (int(x) for x in opts.switches.split("x"))
+    e2e.remove_leftovers()
+    lab = e2e.Lab(Path(tempfile.mkdtemp(prefix=f"{e2e.PREFIX}-")))
+    out: dict[str, Any] = {"ports": opts.ports, "idle_frames": opts.idle_frames}
+    try:
+        with e2e.signals_as_interrupt():
+            e2e.make_switch_ns(lab)
+            hosts = [e2e.make_host(lab, i) for i in range(1, opts.hosts + 1)]
+            quiet = make_quiet_veths(lab, opts.ports - len(hosts), 0)
+            ports = [h.port for h in hosts] + quiet
+            valed = e2e.Valed(lab, extra=("--max-switches", str(max(n_switches, 1))))
+            pid = valed.proc.pid
+            out["rss_before_mib"] = status_kib(pid, "VmRSS") / 1024
+            start = time.monotonic()
+            attach(valed, "vale0", ports, opts.idle_frames)
+            out["attach_s"] = time.monotonic() - start
+            time.sleep(2)
+            out["rss_mib"] = status_kib(pid, "VmRSS") / 1024
+            failed = [f"{a.ip}->{b.ip}" for a, b in zip(hosts, hosts[1:] + hosts[:1],
+                                                        strict=True)
+                      if e2e.sh(*e2e.in_ns(a.ns, "ping", "-c", "2", "-i", "0.2", "-W", "2",
+                                           b.ip), check=False).returncode != 0]
+            out["pings"] = len(hosts)
+            out["pings_failed"] = failed
+            out["rss_after_pings_mib"] = status_kib(pid, "VmRSS") / 1024
+            detach_all(valed)
+            sample = ports[:n_switches * per_switch]
+            start = time.monotonic()
+            for k in range(n_switches):
+                attach(valed, f"vale{k}", sample[k * per_switch:(k + 1) * per_switch],
+                       opts.idle_frames)
+            out["switches"] = f"{n_switches}x{per_switch}"
+            out["switches_attach_s"] = time.monotonic() - start
+            time.sleep(3)
+            before = cpu_seconds(pid)
+            time.sleep(IDLE_S)
+            out["idle_cpu_percent"] = 100 * (cpu_seconds(pid) - before) / IDLE_S
+            out["switches_rss_mib"] = status_kib(pid, "VmRSS") / 1024
+    except KeyboardInterrupt:
+        e2e.log("interrupted")
+    finally:
+        lab.teardown()
+    print(json.dumps(out) if opts.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
