@@ -1,7 +1,7 @@
 """Scale: 1,024 ports on one switch, and 64 switches of 16 ports, in one valed.
 
-    .venv/bin/python bench/scale.py [--ports 1024] [--hosts 32] [--switches 64x16]
-                                    [--idle-frames 15] [--json]
+    .venv/bin/python bench/scale.py [--layout one|many] [--ports 1024] [--hosts 32]
+                                    [--switches 64x16] [--idle-frames 15] [--json]
 
 In a namespace of the run's own: `--ports` veth pairs, of which `--hosts` lead to hosts
 in namespaces of their own (198.18.0.x) and the rest have both ends in the switch's
@@ -9,9 +9,9 @@ namespace, up and quiet. valed attaches them all to vale0 in requests of 128
 (`valectl attach` with several ports; `rx_frames_idle` as given, so an idle port's
 receive ring is one 1 MiB block). It reports the time the attach took, valed's resident
 memory (VmRSS) once they are attached, and whether every sampled host pings the next
-through the switch. Then the ports are detached and attached again as `--switches`
-(count x ports) and valed's CPU time is measured over 20 idle seconds: the cost of idle
-switches. Needs root. Everything it makes is removed.
+through the switch. `--layout many` attaches the first ports as `--switches` (count x
+ports) instead. Both then measure valed's CPU time over 20 idle seconds. Needs root.
+Everything it makes is removed.
 """
 
 from __future__ import annotations
@@ -62,17 +62,16 @@ def attach(valed: e2e.Valed, switch: str, ports: list[str], idle_frames: int) ->
                    settings=settings)
 
 
-def detach_all(valed: e2e.Valed) -> None:
-    for row in valed.call("list"):
-        valed.call("detach", port=f"{row['switch']}:{row['port']}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ports", type=int, default=1024)
     parser.add_argument("--hosts", type=int, default=32)
     parser.add_argument("--switches", default="64x16")
     parser.add_argument("--idle-frames", type=int, default=15)
+    parser.add_argument("--layout", choices=("one", "many"), default="one",
+                        help="one: every port on vale0; many: --switches switches")
+    parser.add_argument("--switch-settings", default="",
+                        help='settings for every switch before the idle time, as JSON')
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
     n_switches, per_switch = (int(x) for x in opts.switches.split("x"))
@@ -88,31 +87,34 @@ def main() -> int:
             valed = e2e.Valed(lab, extra=("--max-switches", str(max(n_switches, 1))))
             pid = valed.proc.pid
             out["rss_before_mib"] = status_kib(pid, "VmRSS") / 1024
-            start = time.monotonic()
-            attach(valed, "vale0", ports, opts.idle_frames)
-            out["attach_s"] = time.monotonic() - start
-            time.sleep(2)
-            out["rss_mib"] = status_kib(pid, "VmRSS") / 1024
-            failed = [f"{a.ip}->{b.ip}" for a, b in zip(hosts, hosts[1:] + hosts[:1],
-                                                        strict=True)
-                      if e2e.sh(*e2e.in_ns(a.ns, "ping", "-c", "2", "-i", "0.2", "-W", "2",
-                                           b.ip), check=False).returncode != 0]
-            out["pings"] = len(hosts)
-            out["pings_failed"] = failed
-            out["rss_after_pings_mib"] = status_kib(pid, "VmRSS") / 1024
-            detach_all(valed)
-            sample = ports[:n_switches * per_switch]
-            start = time.monotonic()
-            for k in range(n_switches):
-                attach(valed, f"vale{k}", sample[k * per_switch:(k + 1) * per_switch],
-                       opts.idle_frames)
-            out["switches"] = f"{n_switches}x{per_switch}"
-            out["switches_attach_s"] = time.monotonic() - start
+            if opts.layout == "one":
+                start = time.monotonic()
+                attach(valed, "vale0", ports, opts.idle_frames)
+                out["attach_s"] = time.monotonic() - start
+                time.sleep(2)
+                out["rss_mib"] = status_kib(pid, "VmRSS") / 1024
+                failed = [f"{a.ip}->{b.ip}" for a, b in zip(hosts, hosts[1:] + hosts[:1],
+                                                            strict=True)
+                          if e2e.sh(*e2e.in_ns(a.ns, "ping", "-c", "2", "-i", "0.2", "-W",
+                                               "2", b.ip), check=False).returncode != 0]
+                out["pings"] = len(hosts)
+                out["pings_failed"] = failed
+            else:
+                sample = ports[:n_switches * per_switch]
+                start = time.monotonic()
+                for k in range(n_switches):
+                    attach(valed, f"vale{k}", sample[k * per_switch:(k + 1) * per_switch],
+                           opts.idle_frames)
+                out["switches"] = f"{n_switches}x{per_switch}"
+                out["attach_s"] = time.monotonic() - start
+            for row in {row["switch"] for row in valed.call("list")}:
+                if opts.switch_settings:
+                    valed.call("set", target=row, settings=json.loads(opts.switch_settings))
             time.sleep(3)
             before = cpu_seconds(pid)
             time.sleep(IDLE_S)
             out["idle_cpu_percent"] = 100 * (cpu_seconds(pid) - before) / IDLE_S
-            out["switches_rss_mib"] = status_kib(pid, "VmRSS") / 1024
+            out["idle_rss_mib"] = status_kib(pid, "VmRSS") / 1024
     except KeyboardInterrupt:
         e2e.log("interrupted")
     finally:

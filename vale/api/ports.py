@@ -64,10 +64,10 @@ class PortOps:
         names = [ifname for _, ifname in refs]
         if len(set(names)) != len(names):
             raise ApiError("invalid", "an interface is named twice")
+        for switch in dict.fromkeys(switch for switch, _ in refs):
+            self.topo.check_new_port(switch, port_settings)
         for switch, ifname in refs:
             self._check_attach(switch, ifname, port_settings, force)
-        for switch in {switch for switch, _ in refs}:
-            self.topo.check_new_port(switch, port_settings)
         done: list[tuple[str, str]] = []
         try:
             for switch, ifname in refs:
