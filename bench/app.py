@@ -74,21 +74,27 @@ def memif_turn(lab: e2e.Lab, valed: e2e.Valed, size: int, seconds: float) -> flo
             valed.call("remove", name=f"app{k}")
 
 
-def wait_for(paths: list[str], what: str) -> None:
-    deadline = time.monotonic() + 15
-    while not all(Path(p).exists() for p in paths):
+def wait_forwarding(lab: e2e.Lab, name: str) -> None:
+    """DPDK 22.11's memif server listens before its port is set up: a client that comes
+    that early is refused, or never sent to. Wait until testpmd `name` forwards (its
+    log line-buffered)."""
+    deadline = time.monotonic() + 20
+    log = lab.tmp / f"{name}.log"
+    while not log.exists() or b"Press enter to exit" not in log.read_bytes():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} made no sockets")
+            raise RuntimeError(f"the memif server testpmd ({name}) did not start forwarding")
         time.sleep(0.1)
 
 
 def limit_turn(lab: e2e.Lab, size: int, seconds: float) -> float:
     socks = [str(lab.tmp / f"limit{k}.sock") for k in (0, 1)]
+    (lab.tmp / "limit.log").unlink(missing_ok=True)
     vm.testpmd(lab, "limit", "0@0,1@1", [f"net_memif{k},role=server,socket={s},"
                                          f"socket-abstract=no,id={k}"
-                                         for k, s in enumerate(socks)], ["--forward-mode=io"])
+                                         for k, s in enumerate(socks)], ["--forward-mode=io"],
+               wrap=("stdbuf", "-oL"))
     try:
-        wait_for(socks, "the memif server testpmd")
+        wait_forwarding(lab, "limit")
         proc = memif_load(lab, size, socks)
         return vm.rate(lab, proc, seconds)
     finally:
@@ -133,13 +139,7 @@ def api_turn(lab: e2e.Lab, size: int, seconds: float, sending: bool) -> float:
                                         "socket-abstract=no"], [*mode, "--auto-start"],
                wrap=("stdbuf", "-oL"))            # its lines in the log as they come
     try:
-        # DPDK 22.11's memif server listens before its port is set up: a client that
-        # comes that early is refused or never sent to. Wait until it forwards.
-        deadline = time.monotonic() + 20
-        while b"Press enter to exit" not in (lab.tmp / "peer.log").read_bytes():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the memif server testpmd did not start forwarding")
-            time.sleep(0.1)
+        wait_forwarding(lab, "peer")
         tool = (["pktgen", sock, "--size", str(size - 4)] if sending
                 else ["pktcount", sock])
         out = subprocess.run(["taskset", "-c", "0", sys.executable, "-m", "cli.valectl", *tool,
@@ -182,7 +182,11 @@ def main() -> int:
                 order = chosen[run % len(chosen):] + chosen[:run % len(chosen)]
                 for size in sizes:
                     for name in order:
-                        mpps = turns[name](size)
+                        try:
+                            mpps = turns[name](size)
+                        except (RuntimeError, subprocess.CalledProcessError) as exc:
+                            e2e.log(f"run {run + 1} {size:5d} B {name:10s} failed: {exc}")
+                            continue
                         results.setdefault((name, size), []).append(mpps)
                         e2e.log(f"run {run + 1} {size:5d} B {name:10s} {mpps:7.2f} Mpps")
     except KeyboardInterrupt:

@@ -487,11 +487,11 @@ class Valed:
     another tree (a build of another version, for an A/B of two versions) when given."""
 
     def __init__(self, lab: Lab, tree: Path = ROOT, name: str = "valed",
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), ns: str = SWITCH_NS) -> None:
         self.lab = lab
         self.sock = str(lab.tmp / f"{name}.sock")
         self.proc = lab.start(name, in_ns(
-            SWITCH_NS, sys.executable, "-m", "vale.daemon", "--foreground", "--socket",
+            ns, sys.executable, "-m", "vale.daemon", "--foreground", "--socket",
             self.sock, "--state-dir", str(lab.tmp / f"{name}-state"), "--no-metrics", *extra),
             cwd=tree)
         deadline = time.monotonic() + 15
