@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from vale.unixmsg import close_fds, readable, received_fds
+from vale.unixmsg import close_fds, listen, readable, received_fds
 
 log = logging.getLogger("vale.memif")
 
@@ -265,22 +265,7 @@ class Endpoint:
         self._serving: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        try:
-            sock.bind(self.path)
-            os.chmod(self.path, 0o660)
-            if self.owner is not None or self.group is not None:
-                os.chown(self.path, -1 if self.owner is None else self.owner,
-                         -1 if self.group is None else self.group)
-            sock.listen(4)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        self._listener = sock
+        self._listener = listen(self.path, socket.SOCK_SEQPACKET, self.owner, self.group)
         self._task = asyncio.get_running_loop().create_task(self._accept_loop())
 
     def close(self) -> None:

@@ -10,6 +10,26 @@ import os
 import socket
 
 
+def listen(path: str, kind: int, owner: int | None, group: int | None) -> socket.socket:
+    """A non-blocking Unix socket listening on `path` (made anew), mode 0660, given to
+    owner and group (None: root's)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o660)
+        if owner is not None or group is not None:
+            os.chown(path, -1 if owner is None else owner, -1 if group is None else group)
+        sock.listen(4)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 async def readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
     """Until sock has something to read (or its peer closed it)."""
     future = loop.create_future()

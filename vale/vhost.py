@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from vale.unixmsg import close_fds, readable, received_fds
+from vale.unixmsg import close_fds, listen, readable, received_fds
 
 log = logging.getLogger("vale.vhost")
 
@@ -397,22 +397,7 @@ class Endpoint:
                 os.unlink(self.path)
 
     def _listen(self) -> None:
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        try:
-            sock.bind(self.path)
-            os.chmod(self.path, 0o660)
-            if self.owner is not None or self.group is not None:
-                os.chown(self.path, -1 if self.owner is None else self.owner,
-                         -1 if self.group is None else self.group)
-            sock.listen(4)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        self._listener = sock
+        self._listener = listen(self.path, socket.SOCK_STREAM, self.owner, self.group)
 
     async def _accept_loop(self) -> None:
         loop = asyncio.get_running_loop()
