@@ -43,6 +43,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100     # utime + stime, in clock ticks
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far by thread name (the forwarding threads share theirs)."""
+    seconds: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:                 # a thread that ended meanwhile
+            continue
+        seconds[name] = seconds.get(name, 0) + (int(fields[11]) + int(fields[12])) / 100
+    return seconds
+
+
 def make_quiet_veths(lab: e2e.Lab, count: int, first: int) -> list[str]:
     """count veth pairs with both ends in the switch namespace; the names vale attaches."""
     names = [f"{e2e.PREFIX}x{k:04d}" for k in range(first, first + count)]
@@ -72,6 +85,8 @@ def main() -> int:
                         help="one: every port on vale0; many: --switches switches")
     parser.add_argument("--switch-settings", default="",
                         help='settings for every switch before the idle time, as JSON')
+    parser.add_argument("--profile", metavar="FILE",
+                        help="py-spy's samples of the idle time, raw (needs py-spy)")
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
     n_switches, per_switch = (int(x) for x in opts.switches.split("x"))
@@ -111,9 +126,18 @@ def main() -> int:
                 if opts.switch_settings:
                     valed.call("set", target=row, settings=json.loads(opts.switch_settings))
             time.sleep(3)
-            before = cpu_seconds(pid)
-            time.sleep(IDLE_S)
+            before, threads_before = cpu_seconds(pid), thread_cpu(pid)
+            if opts.profile:
+                spy = str(Path(sys.executable).parent / "py-spy")
+                e2e.sh(spy, "record", "--pid", str(pid), "--duration", str(IDLE_S),
+                       "--nonblocking", "--format", "raw", "--output", opts.profile,
+                       timeout=IDLE_S + 60)
+            else:
+                time.sleep(IDLE_S)
             out["idle_cpu_percent"] = 100 * (cpu_seconds(pid) - before) / IDLE_S
+            out["idle_cpu_percent_by_thread"] = {
+                name: round(100 * (s - threads_before.get(name, 0)) / IDLE_S, 2)
+                for name, s in thread_cpu(pid).items() if s > threads_before.get(name, 0)}
             out["idle_rss_mib"] = status_kib(pid, "VmRSS") / 1024
     except KeyboardInterrupt:
         e2e.log("interrupted")

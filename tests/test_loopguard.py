@@ -151,16 +151,29 @@ def test_a_probe_leaves_in_the_ports_own_vlan_and_counted_as_sent():
     assert core.port_info(b)["blocked"]
 
 
-def test_a_switch_sends_probes_every_loop_probe_seconds_and_none_at_zero():
+def test_a_switch_sends_probes_every_loop_probe_seconds_while_frames_come_and_none_at_zero():
     sw = Switch("vale0", manual_clock=True, loop_probe=0.5)
     for name in ("p1", "p2"):
         sw.add_port(name)
+
+    def a_frame_comes() -> None:
+        sw.inject("p1", [frame(BROADCAST, mac(1))])
+        sw.forward_all()
+
     assert sw.send_loop_probes(100.0) == 0         # the first ones one interval on
+    a_frame_comes()
     assert sw.send_loop_probes(100.4) == 0
     assert sw.send_loop_probes(100.5) == 2
     assert sw.send_loop_probes(100.9) == 0
-    assert sw.send_loop_probes(101.0) == 2
+    assert sw.send_loop_probes(101.0) == 0         # nothing came since: none
+    assert sw.send_loop_probes(107.0) == 0
+    a_frame_comes()
+    assert sw.send_loop_probes(107.1) == 2         # the first frame brings them at once
+    a_frame_comes()
+    assert sw.send_loop_probes(107.5) == 0
+    assert sw.send_loop_probes(107.6) == 2
     sw.configure(loop_probe=0)
+    a_frame_comes()
     assert sw.send_loop_probes(200.0) == 0
     assert sw.stats()["settings"]["loop_probe"] == 0
 

@@ -506,6 +506,9 @@ cdef class SwitchCore:
     cdef vale_port *vhost_port(self, object index) except NULL
     cdef vale_port *memif_port(self, object index) except NULL
     cdef void refresh_clock(self) noexcept nogil
+    cdef uint32_t blocker_bits(self, vale_port *p, const uint8_t *targets) noexcept nogil
+    cdef void mirror_targets(self, uint8_t *targets) noexcept nogil
+    cdef bint send_probe(self, vale_port *p) noexcept nogil
     cdef uint32_t remove_entries(self, uint32_t port, bint statics) noexcept
     cdef vale_port *new_port(self, learning, flood, learn_limit) except NULL
     cdef uint32_t activate(self, vale_port *p) noexcept

@@ -97,6 +97,10 @@ VLAN_MODES = ("none", "access", "trunk")      # in the order of the VlanMode enu
 MAX_VLAN = VALE_VLAN_MAX
 KEY_MAC_MASK = MAC_MASK         # a MAC table key: the MAC in these bits, its VLAN above
 LOOKUP_NAMES = ("learning", "hub")            # in the order of the LookupKind enum
+# What keeps a port's known unicast off the kernel fast path, in blocker_bits' order.
+BLOCKER_NAMES = ("lookup", "down", "loop blocked", "bpdu blocked", "vlan", "offloads off",
+                 "mirror", "mirror target", "capture", "allowed_macs", "sticky", "rx_stuck")
+ALLOWED_MACS_BIT = BLOCKER_NAMES.index("allowed_macs")
 MAX_STORM_RATE = 10_000_000
 BPDU_MODES = ("forward", "drop", "guard")     # in the order of the BpduMode enum
 MAX_ALLOWED_MACS = VALE_MAX_ALLOWED
@@ -920,38 +924,76 @@ cdef class SwitchCore:
         finally:
             self.release()
 
+    cdef uint32_t blocker_bits(self, vale_port *p, const uint8_t *targets) noexcept nogil:
+        """Which of BLOCKER_NAMES keep packet port p's known unicast off the kernel fast
+        path, as bits; allowed_macs is the Python side's (kernel_path_blockers adds it)."""
+        return (<uint32_t>(self.sw.lookup != LOOKUP_LEARNING)
+                | <uint32_t>(not p.up) << 1
+                | <uint32_t>(p.blocked_until > self.sw.now_ms) << 2
+                | <uint32_t>(p.guards & GUARD_BLOCKED != 0) << 3
+                | <uint32_t>(p.vlan_mode != VLAN_NONE) << 4
+                | <uint32_t>(not p.vnet) << 5
+                | <uint32_t>(p.mirror_rx != VALE_NO_PORT or p.mirror_tx != VALE_NO_PORT) << 6
+                | <uint32_t>(targets[p.index] != 0) << 7
+                | <uint32_t>(p.capture != 0) << 8
+                | <uint32_t>(p.sticky != 0) << 10
+                | <uint32_t>(p.rx_stuck != 0) << 11)
+
+    cdef void mirror_targets(self, uint8_t *targets) noexcept nogil:
+        """targets[i] = 1 for every port a mirror copies to; the caller holds the lock."""
+        cdef vale_port *p
+        cdef uint32_t k
+        memset(targets, 0, VALE_MAX_PORTS)
+        for k in range(self.sw.nactive):
+            p = self.sw.ports[self.sw.active[k]]
+            if p.mirror_rx != VALE_NO_PORT:
+                targets[p.mirror_rx] = 1
+            if p.mirror_tx != VALE_NO_PORT:
+                targets[p.mirror_tx] = 1
+
+    def kernel_path_digest(self):
+        """A number that changes when kernel_path_blockers' answer may have: what the
+        daemon asks often, the blockers themselves only when it moves."""
+        cdef uint8_t targets[VALE_MAX_PORTS]
+        cdef vale_port *p
+        cdef uint32_t k
+        cdef uint64_t digest = 14695981039346656037ULL      # FNV-1a over (index, bits)
+        self.acquire()
+        try:
+            with nogil:
+                self.refresh_clock()
+                self.mirror_targets(targets)
+                for k in range(self.sw.nactive):
+                    p = self.sw.ports[self.sw.active[k]]
+                    if p.kind == PORT_PACKET:
+                        digest = (digest ^ ((<uint64_t>p.index << 32)
+                                            | self.blocker_bits(p, targets))) * 1099511628211ULL
+        finally:
+            self.release()
+        return digest ^ hash(tuple(self.listed_macs)) if self.listed_macs else digest
+
     def kernel_path_blockers(self):
         """For each interface port (packet socket), what keeps known unicast it sends or
         is sent from the kernel fast path: the rules of vale's that the BPF program does
         not apply, by name ([]: none). {port index: [reasons]}."""
+        cdef uint8_t targets[VALE_MAX_PORTS]
         cdef vale_port *p
-        cdef uint32_t k
+        cdef uint32_t k, bits
         self.acquire()
         try:
             self.refresh_clock()
-            targets = set()
-            for k in range(self.sw.nactive):
-                p = self.sw.ports[self.sw.active[k]]
-                targets.update(i for i in (p.mirror_rx, p.mirror_tx) if i != VALE_NO_PORT)
+            self.mirror_targets(targets)
             out = {}
             for k in range(self.sw.nactive):
                 p = self.sw.ports[self.sw.active[k]]
                 if p.kind != PORT_PACKET:
                     continue
-                reasons = [name for name, present in (
-                    ("lookup " + LOOKUP_NAMES[<int>self.sw.lookup],
-                     self.sw.lookup != LOOKUP_LEARNING),
-                    ("down", not p.up),
-                    ("loop blocked", p.blocked_until > self.sw.now_ms),
-                    ("bpdu blocked", p.guards & GUARD_BLOCKED),
-                    ("vlan", p.vlan_mode != VLAN_NONE),
-                    ("offloads off", not p.vnet),
-                    ("mirror", p.mirror_rx != VALE_NO_PORT or p.mirror_tx != VALE_NO_PORT),
-                    ("mirror target", p.index in targets),
-                    ("capture", p.capture),
-                    ("allowed_macs", self.listed_macs.get(p.index)),
-                    ("sticky", p.sticky),
-                    ("rx_stuck", p.rx_stuck)) if present]
+                bits = self.blocker_bits(p, targets)
+                if self.listed_macs.get(p.index):
+                    bits |= 1u << ALLOWED_MACS_BIT
+                reasons = [name for b, name in enumerate(BLOCKER_NAMES) if bits & (1u << b)]
+                if bits & 1:
+                    reasons[0] = "lookup " + LOOKUP_NAMES[<int>self.sw.lookup]
                 out[p.index] = reasons
             return out
         finally:
@@ -975,27 +1017,45 @@ cdef class SwitchCore:
 
     # -- the loop guard --------------------------------------------------------------
 
+    cdef bint send_probe(self, vale_port *p) noexcept nogil:
+        """The loop probe out of p, as the switch sends any frame (its egress tag, its
+        counters); not out of a port that is down or blocked (a probe it sent would block
+        the other end of its loop too). Whether it went; the caller holds the lock."""
+        cdef vale_desc *d = &self.sw.descs[0]
+        if not p.up or loop_blocked(self.sw, p):
+            return False
+        d.data = self.sw.soft_buf
+        d.len = loop_probe_frame(self.sw, p.index, self.sw.soft_buf)
+        d.flags = 0
+        d.vlan = probe_vlan(p)
+        self.sw.next_frame[0] = NO_FRAME
+        deliver(self.sw, p, 0, NO_FRAME, True, p)     # soft_buf has the room
+        return True
+
     def send_loop_probe(self, index):
-        """Send this switch's loop probe out of a port, as the switch sends any frame (its
-        egress tag, its counters). Not out of a port that is down or blocked (a probe it
-        sent would block the other end of its loop too). Returns whether it went."""
+        """Send this switch's loop probe out of a port (send_probe); whether it went."""
         cdef vale_port *p
-        cdef vale_desc *d
+        cdef bint sent
         self.acquire()
         try:
             p = self.port_at(index)
-            self.refresh_clock()
-            if not p.up or loop_blocked(self.sw, p):
-                return False
-            d = &self.sw.descs[0]
-            d.data = self.sw.soft_buf
-            d.len = loop_probe_frame(self.sw, p.index, self.sw.soft_buf)
-            d.flags = 0
-            d.vlan = probe_vlan(p)
-            self.sw.next_frame[0] = NO_FRAME
             with nogil:
-                deliver(self.sw, p, 0, NO_FRAME, True, p)     # soft_buf has the room
-            return True
+                self.refresh_clock()
+                sent = self.send_probe(p)
+            return sent
+        finally:
+            self.release()
+
+    def send_loop_probes(self):
+        """Send the loop probe out of every port (send_probe); how many went."""
+        cdef uint32_t k, sent = 0
+        self.acquire()
+        try:
+            with nogil:
+                self.refresh_clock()
+                for k in range(self.sw.nactive):
+                    sent += self.send_probe(self.sw.ports[self.sw.active[k]])
+            return sent
         finally:
             self.release()
 
@@ -1262,6 +1322,30 @@ cdef class SwitchCore:
         self.acquire()
         self.sw.fdb.kernel_src_fd = fd
         self.release()
+
+    @property
+    def rx_frames(self):
+        """Frames the switch has taken from its ports so far (those the kernel fast path
+        forwarded are not among them); read without the lock: a number that may lag."""
+        cdef uint64_t total = 0
+        cdef uint32_t k
+        cdef vale_port *p
+        for k in range(self.sw.nactive):
+            p = self.sw.ports[self.sw.active[k]]
+            if p != NULL:
+                total += p.c.rx_packets
+        return total
+
+    @property
+    def ageing(self):
+        """The MAC table's ageing time, in seconds."""
+        return self.sw.fdb.ageing_ms / 1000.0
+
+    @property
+    def fdb_changed(self):
+        """Whether fdb_changes has something to say; read without the lock (an answer a
+        moment old is fine: the caller asks again soon)."""
+        return self.sw.fdb.journal_len != 0 or self.sw.fdb.journal_lost
 
     def fdb_changes(self):
         """(lost, changes): the table's changes since the last call, in order, each as

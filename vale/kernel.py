@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,8 @@ from vale import netlink
 log = logging.getLogger("vale.kernel")
 
 MODES = ("auto", "tcx", "clsact")           # how the program is attached at tc ingress
-REFRESH_S = 1.0                             # last-seen times go to the ageing this often
+REFRESH_S = 1.0                             # last-seen times go to the ageing this often,
+REFRESH_MAX_S = 10.0                        # or a tenth of the ageing time, up to this
 RESYNC_S = 1.0                              # a lost journal is made good at most this often
 VLAN_SHIFT = 48                             # table keys above it are tagged: slow path
 UPCALL_PREFIX = "vale-up"                   # + the port interface's index in hex
@@ -183,13 +185,16 @@ class KernelPath:
             log.warning("port %d: the fast path went with its interface: %s", index, exc)
         self._remove_upcall(port.ifindex, port.upcall)
 
-    def reattach(self) -> dict[int, int]:
-        """Attach the program again where it went while the port kept its entry (a tc
-        filter or qdisc removed by hand), and make an upcall device that went again.
-        Returns {port: upcall device} of the ports whose upcall device is new: the
+    def reattach(self, indexes: Iterable[int]) -> dict[int, int]:
+        """Of these ports: attach the program again where it went while the port kept its
+        entry (a tc filter or qdisc removed by hand), and make an upcall device that went
+        again. Returns {port: upcall device} of the ports whose upcall device is new: the
         caller moves their sockets onto it."""
         remade = {}
-        for index, port in self._ports.items():
+        for index in indexes:
+            port = self._ports.get(index)
+            if port is None:
+                continue
             if self._dp.attached(port.ifindex) is None:
                 log.warning("port %d: its fast path program was taken away (by hand?): "
                             "attached again", index)
@@ -231,6 +236,8 @@ class KernelPath:
         """Bring the maps up to date with the core's journal; when it lost changes (or a
         port has just come), read the whole table anew too, at most every RESYNC_S.
         Returns how many entries were written."""
+        if not core.fdb_changed and not self.resync_pending:
+            return 0
         lost, changes = core.fdb_changes()
         for key, index in changes:
             self._put(key, index)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vale._fastpath import DROP_REASONS, FRAME_SLACK, KEY_MAC_MASK, SwitchCore
-from vale.kernel import REFRESH_S, KernelPath
+from vale.kernel import REFRESH_MAX_S, REFRESH_S, KernelPath
 from vale.names import check_port_name, check_switch_name, key_to_mac, mac_to_key
 from vale.netlink import veth_peer_elsewhere
 from vale.ports import interface_index, interface_mtu
@@ -112,11 +112,30 @@ class MemifRings(PortRings):
 class Switch:
     """One switch (vale0, vale1, ...) and its ports, by name."""
 
-    __slots__ = ("_auto_cpu", "_capture_queue_lost", "_core", "_cpus", "_fastpath",
-                 "_ifindex", "_index", "_kernel",
-                 "_kernel_blockers", "_kernel_dirty", "_kernel_kept", "_kernel_why",
-                 "_loop_probe", "_names", "_next_flags", "_next_probe", "_next_refresh",
-                 "_thread", "_vlan", "name")
+    __slots__ = (
+        "_auto_cpu",
+        "_capture_queue_lost",
+        "_core",
+        "_cpus",
+        "_fastpath",
+        "_ifindex",
+        "_index",
+        "_kernel",
+        "_kernel_blockers",
+        "_kernel_digest",
+        "_kernel_dirty",
+        "_kernel_kept",
+        "_kernel_why",
+        "_loop_probe",
+        "_names",
+        "_next_flags",
+        "_next_probe",
+        "_next_refresh",
+        "_probe_rx",
+        "_thread",
+        "_vlan",
+        "name",
+    )
 
     def __init__(self, name: str = "vale0", *, manual_clock: bool = False,
                  core_class: type = SwitchCore, **settings: Any) -> None:
@@ -142,6 +161,8 @@ class Switch:
         self._kernel_blockers: dict[int, list[str]] = {}    # as the flags last followed
         self._kernel_kept: dict[int, dict[str, Any]] = {}   # counts of fast paths gone
         self._next_flags = self._next_refresh = 0.0
+        self._kernel_digest = 0
+        self._probe_rx = 0
         self._capture_queue_lost: dict[int, int] = {}   # port index -> copies lost in valed
         if settings:
             self.configure(**settings)
@@ -413,17 +434,25 @@ class Switch:
             self._fastpath[None] = fastpath
             self._kernel_follow()
         self._kernel_dirty = True
+        self._next_refresh = 0.0            # at the next sync, and then as the ageing says
 
     def send_loop_probes(self, now: float) -> int:
         """When loop_probe seconds have passed since the last ones (now: time.monotonic()),
-        the loop guard's probe out of every port that is up and not blocked; how many."""
+        the loop guard's probe out of every port that is up and not blocked; how many.
+        Not while the switch has taken no frame since the last ones: a loop storms only
+        once a frame goes round, and the first frame brings the probes at the next call
+        (the daemon calls every 0.1 s). 1,024 idle ports cost no probes."""
         if not self._loop_probe or now < self._next_probe:
             return 0
         first = not self._next_probe            # a new switch: its first probes one
+        rx = self._core.rx_frames
+        if not first and rx == self._probe_rx:
+            return 0
+        self._probe_rx = rx
         self._next_probe = now + self._loop_probe   # interval from now
         if first:
             return 0
-        return sum(self._core.send_loop_probe(index) for index in list(self._names))
+        return self._core.send_loop_probes()
 
     def set_time(self, seconds: float) -> None:
         self._core.set_time(seconds)
@@ -648,17 +677,30 @@ class Switch:
             return
         now = time.monotonic() if now is None else now
         if self._kernel_dirty or now >= self._next_flags:
-            self._kernel_dirty = False
             self._next_flags = now + FLAGS_S
-            self._kernel_blockers = self._core.kernel_path_blockers()
-            for index in self._kernel.ports():
-                self._kernel.flags(index, not self._kernel_blockers.get(index, ["gone"]))
+            digest = self._core.kernel_path_digest()
+            if self._kernel_dirty or digest != self._kernel_digest:
+                self._kernel_dirty = False
+                self._kernel_digest = digest
+                self._kernel_blockers = self._core.kernel_path_blockers()
+                for index in self._kernel.ports():
+                    self._kernel.flags(index, not self._kernel_blockers.get(index, ["gone"]))
         self._kernel.apply(self._core)
         if now >= self._next_refresh:
-            self._next_refresh = now + REFRESH_S
+            # What the kernel forwarded ages a tenth of the ageing time late at most.
+            self._next_refresh = now + min(max(self._core.ageing / 10, REFRESH_S),
+                                           REFRESH_MAX_S)
             self._kernel.refresh(self._core)
-            for index, upcall in self._kernel.reattach().items():
-                self._core.port_receive_from(index, upcall)
+
+    def kernel_check(self, ports: Iterable[str]) -> None:
+        """Put back what of these ports' fast path went from the kernel meanwhile (a
+        program or upcall device taken away by hand); the daemon asks for a few ports
+        each second, in turn."""
+        if self._kernel is None:
+            return
+        indexes = [self._index[port] for port in ports if port in self._index]
+        for index, upcall in self._kernel.reattach(indexes).items():
+            self._core.port_receive_from(index, upcall)
 
     def kernel_restored(self) -> None:
         """valed has restored what it had: take away what an earlier valed's fast path

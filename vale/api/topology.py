@@ -354,7 +354,8 @@ class Topology:
 
     def poll_links(self) -> None:
         """Kernel ring drops into the counters; anything the netlink watch missed (a
-        port's link back up, an interface gone), SWEEP_PORTS live ports a call in turn:
+        port's link back up, an interface gone, a fast path taken away by hand),
+        SWEEP_PORTS live ports a call in turn:
         with 1,024 ports, looking at all of them every second cost a tenth of a CPU."""
         live = [(switch, port) for switch, sw in list(self.switches.items())
                 for port in sw.ports()]
@@ -365,6 +366,14 @@ class Topology:
         start = self._sweep % len(live) if live else 0
         turn = set((live[start:] + live[:start])[:SWEEP_PORTS])
         self._sweep = start + SWEEP_PORTS
+        by_switch: dict[str, list[str]] = {}
+        for switch, port in turn:
+            by_switch.setdefault(switch, []).append(port)
+        for switch, ports in by_switch.items():
+            try:
+                self.switches[switch].kernel_check(ports)
+            except OSError as exc:      # an interface going away meanwhile
+                log.warning("%s: putting its kernel fast path back: %s", switch, exc)
         for switch, port in turn:
             sw = self.switches[switch]
             ifindex = sw.ifindex(port)
