@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -86,7 +87,7 @@ def main() -> int:
     parser.add_argument("--switch-settings", default="",
                         help='settings for every switch before the idle time, as JSON')
     parser.add_argument("--profile", metavar="FILE",
-                        help="py-spy's samples of the idle time, raw (needs py-spy)")
+                        help="py-spy's samples of the attach (FILE.attach) and the idle time, raw")
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
     n_switches, per_switch = (int(x) for x in opts.switches.split("x"))
@@ -102,6 +103,11 @@ def main() -> int:
             valed = e2e.Valed(lab, extra=("--max-switches", str(max(n_switches, 1))))
             pid = valed.proc.pid
             out["rss_before_mib"] = status_kib(pid, "VmRSS") / 1024
+            spy = str(Path(sys.executable).parent / "py-spy")
+            if opts.profile:                # the attach too, until it is over (SIGINT)
+                lab.start("spy-attach", [spy, "record", "--pid", str(pid), "--nonblocking",
+                                         "--format", "raw", "--output",
+                                         opts.profile + ".attach"])
             if opts.layout == "one":
                 start = time.monotonic()
                 attach(valed, "vale0", ports, opts.idle_frames)
@@ -122,13 +128,15 @@ def main() -> int:
                            opts.idle_frames)
                 out["switches"] = f"{n_switches}x{per_switch}"
                 out["attach_s"] = time.monotonic() - start
+            if opts.profile:
+                lab.daemons["spy-attach"].send_signal(signal.SIGINT)
+                lab.daemons["spy-attach"].wait(60)
             for row in {row["switch"] for row in valed.call("list")}:
                 if opts.switch_settings:
                     valed.call("set", target=row, settings=json.loads(opts.switch_settings))
             time.sleep(3)
             before, threads_before = cpu_seconds(pid), thread_cpu(pid)
             if opts.profile:
-                spy = str(Path(sys.executable).parent / "py-spy")
                 e2e.sh(spy, "record", "--pid", str(pid), "--duration", str(IDLE_S),
                        "--nonblocking", "--format", "raw", "--output", opts.profile,
                        timeout=IDLE_S + 60)

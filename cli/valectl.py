@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, NoReturn
 import click
 
 from vale.cli import completion as complete
-from vale.client import ClientError, call, open_stream
+from vale.client import ClientError, call, open_stream, stream
 from vale.settings import BY_NAME, describe, of_scope
 
 from .pkttools import pktcount, pktgen
@@ -302,6 +302,36 @@ def info(obj: Context, port: str, as_json: bool) -> None:
         click.echo(f"  drops {reason}: {count}")
 
 
+def fdb_show(obj: Context, switch: str, port: str | None, vlan: int | None,
+             as_json: bool) -> None:
+    """The entries as valed streams them, in table order, each page printed as it comes
+    (a million entries start printing at once and hold no memory here)."""
+    args = {k: v for k, v in {"switch": switch, "port": port, "vlan": vlan}.items()
+            if v is not None}
+    widths = (4, 17, 15, 7)         # VLAN, MAC, a port name (IFNAMSIZ), TYPE
+    pages = stream("fdb_stream", args, path=obj.socket)
+    try:
+        page = next(pages, [])      # a refusal comes before anything is printed
+        click.echo("[" if as_json else "  ".join(h.ljust(w) for h, w in zip(
+            ("VLAN", "MAC", "PORT", "TYPE"), widths, strict=True)) + "  AGE(s)")
+        shown = 0
+        while page:
+            if as_json:
+                click.echo(",\n" * bool(shown) + ",\n".join(json.dumps(e) for e in page),
+                           nl=False)
+            else:
+                click.echo("\n".join("  ".join(c.ljust(w) for c, w in zip(
+                    (str(e["vlan"]), e["mac"], e["port"], "static" if e["static"]
+                     else "learned"), widths, strict=True))
+                    + "  " + ("-" if e["static"] else f"{e['age']:.1f}") for e in page))
+            shown += len(page)
+            page = next(pages, [])
+    except ClientError as exc:
+        fail(exc.code, exc.message)
+    if as_json:
+        click.echo("\n]")
+
+
 @main.command()
 @click.argument("switch", shell_complete=complete.switches)
 @click.argument("action", default="show",
@@ -324,13 +354,7 @@ def fdb(obj: Context, switch: str, action: str, params: tuple[str, ...], port: s
         click.echo(f"valectl: usage: valectl fdb {switch} {usage[action]}", err=True)
         sys.exit(2)
     if action == "show":
-        entries = obj.call("fdb_show", switch=switch, port=port, vlan=vlan)
-        if as_json:
-            emit_json(entries)
-            return
-        table([[str(e["vlan"]), e["mac"], e["port"], "static" if e["static"] else "learned",
-                "-" if e["static"] else f"{e['age']:.1f}"] for e in entries],
-              ["VLAN", "MAC", "PORT", "TYPE", "AGE(s)"])
+        fdb_show(obj, switch, port, vlan, as_json)
     elif action == "add":
         obj.call("fdb_add", switch=switch, mac=params[0], port=params[1], vlan=vlan or 0)
     elif action == "del":

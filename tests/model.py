@@ -426,6 +426,10 @@ class ModelCore:
         return [(k, e.port, e.static, (self.now_ms - e.last_seen) / 1000.0)
                 for k, e in self.fdb.items()]
 
+    def fdb_chunk(self, start):
+        """The model's table is one chunk."""
+        return (self.fdb_entries() if start == 0 else []), None
+
     def fdb_lookup(self, key):
         self._expire()
         e = self.fdb.get(key)

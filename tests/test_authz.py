@@ -29,6 +29,7 @@ EXPECTED = {
     "info": "reader",
     "stats": "reader",
     "fdb_show": "reader",
+    "fdb_stream": "reader",
     "mirror_show": "reader",
     "capture": "reader+capture",
     "set": "operator",
@@ -67,8 +68,9 @@ CALLERS = {
 
 
 def served_ops() -> list[str]:
-    """Every op valed answers: the Api's, and capture, which the daemon streams."""
-    return sorted({*Api()._ops, "capture"})
+    """Every op valed answers: the Api's, its streamed ones, and capture (the daemon's)."""
+    api = Api()
+    return sorted({*api._ops, *api.streams, "capture"})
 
 
 def state_with_interfaces() -> State:

@@ -1194,33 +1194,42 @@ cdef class SwitchCore:
         """fdb_remove_port; the caller holds the lock."""
         return fdb_remove_port(self.sw, port, statics)
 
-    def fdb_entries(self, *, between=None):
-        """Every entry as (key, port index, static, seconds since last seen), after
-        removing the aged ones. Read FDB_CHUNK entries at a time, letting go of the
-        forwarding lock between chunks, so a large table never stalls forwarding: not a
-        picture of one instant (an entry that moves meanwhile may be seen twice or not).
-        between: as set_capacity's."""
+    def fdb_chunk(self, uint32_t start):
+        """(entries, next): the entries of up to FDB_CHUNK slots of the table from slot
+        `start` on, after removing the aged ones, each as (key, port index, static,
+        seconds since last seen); next, the slot to read from next time, or None at the
+        end. One short hold of the forwarding lock (< 1 ms), so reading a large table a
+        chunk at a time never stalls forwarding."""
         cdef vale_fdb *t = &self.sw.fdb
         cdef vale_entry *e
-        cdef uint32_t i, start = 0, end
+        cdef uint32_t i, end
         out = []
-        while True:
+        self.acquire()
+        try:
+            if start >= t.used_top:
+                return out, None
+            self.refresh_clock()
+            end = min(start + FDB_CHUNK, t.used_top)
+            for i in range(start, end):
+                e = &t.entries[i]
+                if e.flags & ENTRY_USED:
+                    out.append((e.key, e.port, bool(e.flags & ENTRY_STATIC),
+                                (self.sw.now_ms - e.last_seen) / 1000.0))
+            return out, (end if end < t.used_top else None)
+        finally:
+            self.release()
+
+    def fdb_entries(self, *, between=None):
+        """Every entry, as fdb_chunk gives them, a chunk at a time: not a picture of one
+        instant (an entry that moves meanwhile may be seen twice or not). between: as
+        set_capacity's."""
+        out = []
+        start = 0
+        while start is not None:
             if between is not None:
                 between()
-            self.acquire()
-            try:
-                if start >= t.used_top:
-                    break
-                self.refresh_clock()
-                end = min(start + FDB_CHUNK, t.used_top)
-                for i in range(start, end):
-                    e = &t.entries[i]
-                    if e.flags & ENTRY_USED:
-                        out.append((e.key, e.port, bool(e.flags & ENTRY_STATIC),
-                                    (self.sw.now_ms - e.last_seen) / 1000.0))
-            finally:
-                self.release()
-            start = end
+            chunk, start = self.fdb_chunk(start)
+            out.extend(chunk)
         if between is not None:
             between()
         return out

@@ -201,6 +201,7 @@ RULES: dict[str, Rule] = {
     "info": Rule(Role.READER),
     "stats": Rule(Role.READER),
     "fdb_show": Rule(Role.READER),
+    "fdb_stream": Rule(Role.READER),
     "mirror_show": Rule(Role.READER),
     "capture": Rule(Role.READER, capture=True),
     "set": Rule(Role.OPERATOR),

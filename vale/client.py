@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 DEFAULT_SOCKET = "/run/vale/valed.sock"
@@ -54,6 +55,39 @@ def open_stream(op: str, args: dict[str, Any], *, path: str | None = None) -> so
     return sock
 
 
+def stream(op: str, args: dict[str, Any] | None = None, *, path: str | None = None,
+           timeout: float = 30.0) -> Iterator[list[Any]]:
+    """Send a request whose answer comes in pages (fdb_stream); yield each page as it
+    comes. ClientError when it is refused, or valed stops it (the pages before came)."""
+    sock = open_stream(op, args or {}, path=path)
+    sock.settimeout(timeout)
+    try:
+        with sock.makefile("rb") as lines:
+            first = _reply(lines.readline())
+            if not first.get("ok"):
+                error = first.get("error", {})
+                raise ClientError(error.get("code", "error"), error.get("message", "refused"))
+            for line in lines:
+                message = _reply(line)
+                if "page" in message:
+                    yield message["page"]
+                elif message.get("done"):
+                    if "error" in message:
+                        raise ClientError(message["error"]["code"], message["error"]["message"])
+                    return
+            raise ClientError("connect", "valed closed the connection mid-answer")
+    except TimeoutError:
+        raise ClientError("timeout", f"valed did not go on within {timeout:g} s") from None
+    finally:
+        sock.close()
+
+
+def _reply(line: bytes) -> dict[str, Any]:
+    if not line:
+        raise ClientError("connect", "valed closed the connection without answering")
+    return json.loads(line)
+
+
 def call(op: str, args: dict[str, Any] | None = None, *, path: str | None = None,
          timeout: float = 30.0) -> Any:
     """Send one request; return its result or raise ClientError."""
@@ -86,9 +120,7 @@ def call(op: str, args: dict[str, Any] | None = None, *, path: str | None = None
         raise ClientError("timeout", f"valed did not answer within {timeout:g} s") from None
     finally:
         sock.close()
-    if not line:
-        raise ClientError("connect", "valed closed the connection without answering")
-    reply = json.loads(line)
+    reply = _reply(line)
     if not reply.get("ok"):
         error = reply.get("error", {})
         raise ClientError(error.get("code", "error"), error.get("message", "request failed"))

@@ -53,6 +53,7 @@ HOUSEKEEPING_SECONDS = 1.0
 LOOP_PROBE_TICK = 0.1               # how often the switches are asked for their loop probes
 KERNEL_SYNC_TICK = 0.05             # how often the kernel fast paths follow their MAC tables
 CAPTURE_WRITE_BUFFER = 256 * 1024   # a capture's socket buffer in valed, before it waits
+STREAM_WRITE_BUFFER = 256 * 1024    # the same for a streamed answer (fdb_stream)
 # valed's exit status when the kernel lacks what it needs (sysexits' EX_UNAVAILABLE:
 # systemd shows status=69/UNAVAILABLE); the unit does not restart on it
 # (RestartPreventExitStatus=): starting again would find the same kernel.
@@ -193,6 +194,9 @@ class Daemon:
                     if isinstance(request, dict) and request.get("op") == "capture":
                         await self._capture(request, reader, writer, caller)
                         return
+                    if isinstance(request, dict) and request.get("op") in self.api.streams:
+                        await self._stream(request, writer, caller)
+                        continue
                     try:
                         reply = self.api.handle(request, caller)
                     except Exception as exc:      # a bug: say so, keep serving
@@ -260,6 +264,39 @@ class Daemon:
             ring_lost = hub.remove(sub)
             stop.cancel()
         await self._send(writer, {"done": True, "frames": sent, "lost": sub.lost + ring_lost})
+
+    async def _stream(self, request: dict[str, Any], writer: asyncio.StreamWriter,
+                      caller: authz.Caller) -> None:
+        """A streamed answer (fdb_stream): the reply, then a line {"page": [...]} for each
+        page as it is read, then {"done": true, "count": n}. Between pages the other
+        clients and the switches' housekeeping are served, and valed holds at most
+        STREAM_WRITE_BUFFER of it however slowly the client reads. A switch that goes
+        meanwhile ends it with "error" in the last line."""
+        try:
+            pages = self.api.open_stream(request, caller)
+        except Exception as exc:
+            reply = error_reply(exc)
+            if reply is None:
+                log.exception("request %r failed", request)
+                reply = reply_error("internal", f"internal error: {exc}")
+            await self._send(writer, reply)
+            return
+        await self._send(writer, {"ok": True, "result": {"stream": request["op"]}})
+        count = 0
+        end: dict[str, Any] = {"done": True}
+        try:
+            for page in pages:
+                if page:
+                    writer.write(_line({"page": page}))
+                    count += len(page)
+                if writer.transport.get_write_buffer_size() > STREAM_WRITE_BUFFER:
+                    await self._wait(writer.drain())
+                else:
+                    await asyncio.sleep(0)
+        except (KeyError, ValueError) as exc:       # the switch or port went meanwhile
+            end["error"] = {"code": "gone", "message": str(exc)}
+        end["count"] = count
+        await self._send(writer, end)
 
     async def _send(self, writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
         writer.write(_line(reply))

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -384,13 +384,23 @@ class Switch:
 
     def fdb_show(self, port: str | None = None, vlan: int | None = None) -> list[FdbEntry]:
         """The entries (of one port, of one VLAN), by VLAN then MAC."""
-        only = None if port is None else self.port_index(port)
-        entries = (FdbEntry(key_to_mac(key & KEY_MAC_MASK), key >> 48, self._names[index], static,
-                            age)
-                   for key, index, static, age in self._core.fdb_entries())
-        return sorted((e for e in entries if (only is None or self._index[e.port] == only)
-                       and (vlan is None or e.vlan == vlan)),
+        return sorted((e for page in self.fdb_pages(port, vlan) for e in page),
                       key=lambda e: (e.vlan, e.mac))
+
+    def fdb_pages(self, port: str | None = None,
+                  vlan: int | None = None) -> Iterator[list[FdbEntry]]:
+        """The entries (of one port, of one VLAN) in table order, a page for each of the
+        core's chunks: between two pages the forwarding thread has the table, and a
+        caller may serve others (a million entries are 500 pages)."""
+        only = None if port is None else self.port_index(port)
+        start: int | None = 0
+        while start is not None:
+            chunk, start = self._core.fdb_chunk(start)
+            yield [FdbEntry(key_to_mac(key & KEY_MAC_MASK), key >> 48, self._names[index],
+                            static, age)
+                   for key, index, static, age in chunk
+                   if (only is None or index == only) and (vlan is None or key >> 48 == vlan)
+                   and index in self._names]
 
     def fdb_lookup(self, mac: str, vlan: int = 0) -> str | None:
         index = self._core.fdb_lookup(fdb_key(mac, vlan))

@@ -4,13 +4,14 @@ only in the core."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from vale._fastpath import MAX_VLAN
 from vale.api.protocol import ApiError, arg
 from vale.names import key_to_mac, mac_to_key
 from vale.state import static_name
-from vale.switch import Switch
+from vale.switch import FdbEntry, Switch
 
 if TYPE_CHECKING:
     from vale.api.topology import Topology
@@ -43,14 +44,32 @@ class FdbOps:
             raise ApiError("invalid", f"vlan takes 0 to {MAX_VLAN}, not {vlan}")
         return vlan
 
-    def op_fdb_show(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+    def streams(self) -> dict[str, Any]:
+        """The operations whose answer is a stream of pages (the daemon's _stream)."""
+        return {"fdb_stream": self.op_fdb_stream}
+
+    def _shown(self, args: dict[str, Any]) -> tuple[Switch | None, str | None, int | None]:
+        """(live switch, port, vlan) of an fdb_show or fdb_stream; the switch is None when
+        there is nothing to show."""
         switch, sw = self._target(args)
         port = self._port(switch, args)
         vlan = self._vlan(args, None)
         if sw is None or (port is not None and port not in sw.ports()):
-            return []
-        return [{"mac": e.mac, "vlan": e.vlan, "port": e.port, "static": e.static,
-                 "age": round(e.age, 3)} for e in sw.fdb_show(port, vlan)]
+            return None, port, vlan
+        return sw, port, vlan
+
+    def op_fdb_show(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every entry at once, sorted: for tables of a size to read at once (valectl
+        fdb streams, fdb_stream)."""
+        sw, port, vlan = self._shown(args)
+        return [] if sw is None else [_entry(e) for e in sw.fdb_show(port, vlan)]
+
+    def op_fdb_stream(self, args: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        """fdb_show's entries in table order, a page at a time (the arguments are checked
+        now, the pages read as the daemon sends them)."""
+        sw, port, vlan = self._shown(args)
+        pages = iter(()) if sw is None else sw.fdb_pages(port, vlan)
+        return ([_entry(e) for e in page] for page in pages)
 
     def op_fdb_add(self, args: dict[str, Any]) -> None:
         switch, port, _ = self.topo.desired_port(f"{arg(args, 'switch', str)}:"
@@ -92,3 +111,8 @@ class FdbOps:
             config.fdb = {m: p for m, p in config.fdb.items()
                           if port is not None and p != port}
         return {"removed": removed}
+
+
+def _entry(e: FdbEntry) -> dict[str, Any]:
+    return {"mac": e.mac, "vlan": e.vlan, "port": e.port, "static": e.static,
+            "age": round(e.age, 3)}

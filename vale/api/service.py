@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from vale import authz
@@ -39,9 +39,12 @@ class Api:
         self.interfaces = InterfaceOps(self.topo)
         self.mirrors = MirrorOps(self.topo)
         self._unsaved = ""              # why the last save failed; "" when saved
+        fdb = FdbOps(self.topo)
         self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "version": self.op_version, "reload": self.op_reload, **self.ports.ops(),
-            **self.interfaces.ops(), **FdbOps(self.topo).ops(), **self.mirrors.ops()}
+            **self.interfaces.ops(), **fdb.ops(), **self.mirrors.ops()}
+        # Those answered with a stream of pages (the daemon sends them as they come).
+        self.streams: dict[str, Callable[[dict[str, Any]], Iterator[Any]]] = fdb.streams()
         # What the daemon and the metrics ask for.
         self.port_summary = self.topo.port_summary
         self.link_event = self.topo.link_event
@@ -89,6 +92,13 @@ class Api:
             log.error("a failed request had changed the configuration; restoring it")
             self.topo.desired = before
         return reply
+
+    def open_stream(self, request: Any, caller: authz.Caller) -> Iterator[Any]:
+        """The pages of a streamed operation's answer; ApiError (or ValueError) when the
+        request is refused or wrong, before any page."""
+        op, args = parse_request(request, self.streams)
+        self.authorize(caller, op, args)
+        return self.streams[op](args)
 
     def authorize(self, caller: authz.Caller, op: str, args: dict[str, Any]) -> authz.Rule:
         """The op's rule if `caller` may make this request, else ApiError("forbidden")."""
