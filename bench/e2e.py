@@ -487,12 +487,15 @@ class Valed:
     another tree (a build of another version, for an A/B of two versions) when given."""
 
     def __init__(self, lab: Lab, tree: Path = ROOT, name: str = "valed",
-                 extra: tuple[str, ...] = (), ns: str = SWITCH_NS) -> None:
+                 extra: tuple[str, ...] = (), ns: str = SWITCH_NS,
+                 metrics: str | None = None) -> None:
+        """metrics: HOST:PORT to serve them at, in namespace ns (None: none)."""
         self.lab = lab
         self.sock = str(lab.tmp / f"{name}.sock")
+        serve = ("--metrics", metrics) if metrics else ("--no-metrics",)
         self.proc = lab.start(name, in_ns(
             ns, sys.executable, "-m", "vale.daemon", "--foreground", "--socket",
-            self.sock, "--state-dir", str(lab.tmp / f"{name}-state"), "--no-metrics", *extra),
+            self.sock, "--state-dir", str(lab.tmp / f"{name}-state"), *serve, *extra),
             cwd=tree)
         deadline = time.monotonic() + 15
         while True:

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scale.py [--layout one|many] [--ports 1024] [--hosts 32]
                                     [--switches 64x16] [--idle-frames 15] [--json]
+                                    [--macs 1000000] [--profile FILE]
 
 In a namespace of the run's own: `--ports` veth pairs, of which `--hosts` lead to hosts
 in namespaces of their own (198.18.0.x) and the rest have both ends in the switch's
@@ -10,7 +11,14 @@ namespace, up and quiet. valed attaches them all to vale0 in requests of 128
 receive ring is one 1 MiB block). It reports the time the attach took, valed's resident
 memory (VmRSS) once they are attached, and whether every sampled host pings the next
 through the switch. `--layout many` attaches the first ports as `--switches` (count x
-ports) instead. Both then measure valed's CPU time over 20 idle seconds. Needs root.
+ports) instead. Both then measure valed's CPU time over 20 idle seconds.
+
+`--macs N` (layout one) then fills vale0's MAC table: a program on a memif port sends
+frames from N source MACs (to its own MAC, so nothing floods), and measures with the
+table full: a Prometheus scrape, `valectl list`, `stats` and `fdb` (streamed, its lines
+counted), each while two hosts ping every 10 ms through the switch (the longest reply
+says whether forwarding stalled), and TCP (iperf3) between two hosts on vale0 against two
+hosts on vale1, a switch of two ports in the same valed, runs alternating. Needs root.
 Everything it makes is removed.
 """
 
@@ -19,7 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,8 +39,13 @@ from typing import Any
 
 import e2e
 
+from cli.pkttools import udp_frame
+from vale.app import open_port
+
 CHUNK = 128                     # ports per attach request
 IDLE_S = 20
+METRICS = "127.0.0.1:9617"      # valed's metrics, in the switch namespace (--macs)
+TCP_RUNS, TCP_S = 3, 5
 
 
 def status_kib(pid: int, key: str) -> int:
@@ -76,6 +92,95 @@ def attach(valed: e2e.Valed, switch: str, ports: list[str], idle_frames: int) ->
                    settings=settings)
 
 
+def fill_table(lab: e2e.Lab, valed: e2e.Valed, macs: int) -> float:
+    """vale0:app1, a memif port, and frames from `macs` source MACs through it until the
+    table holds them all; seconds it took."""
+    sock = str(lab.tmp / "app1.sock")
+    valed.call("create", name="app1", kind="memif", path=sock)
+    own = "02:ff:00:00:00:01"
+    start = time.monotonic()
+    with open_port(sock) as port:
+        port.send([udp_frame(60, src=own, dst="02:ff:00:00:00:02")])
+        base = udp_frame(60, src=own, dst=own)      # learned on app1: dropped there
+        for first in range(0, macs, 4096):
+            frames = []
+            for k in range(first, min(first + 4096, macs)):
+                f = bytearray(base)
+                f[6:12] = (0x02AA << 32 | k).to_bytes(6, "big")
+                frames.append(bytes(f))
+            sent = 0
+            while sent < len(frames):
+                sent += port.send(frames[sent:])
+        deadline = time.monotonic() + 300
+        while valed.call("stats", target="vale0")[0]["fdb"]["entries"] < macs:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the table did not fill")
+            time.sleep(0.5)
+    return time.monotonic() - start
+
+
+def while_pinging(a: e2e.Host, b: e2e.Host, step: Any) -> tuple[float, Any, float, int]:
+    """(seconds step() took, what it returned, the longest ping reply meanwhile in ms,
+    pings lost): a pings b every 10 ms all along."""
+    ping = subprocess.Popen(e2e.in_ns(a.ns, "ping", "-i", "0.01", "-W", "1", b.ip),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        time.sleep(0.3)
+        start = time.monotonic()
+        result = step()
+        took = time.monotonic() - start
+        time.sleep(0.3)
+    finally:
+        ping.send_signal(signal.SIGINT)
+        out, _ = ping.communicate(timeout=10)
+    rtts = [float(m) for m in re.findall(r"time=([\d.]+)", out)]
+    sent = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    lost = int(sent.group(1)) - int(sent.group(2)) if sent else -1
+    return took, result, max(rtts, default=float("nan")), lost
+
+
+def scrape() -> int:
+    """Bytes of one scrape of valed's metrics (from the switch namespace)."""
+    code = ("import sys, urllib.request; "
+            f"sys.stdout.write(str(len(urllib.request.urlopen('http://{METRICS}/metrics', "
+            "timeout=60).read())))")
+    return int(e2e.sh(*e2e.in_ns(e2e.SWITCH_NS, sys.executable, "-c", code), timeout=90).stdout)
+
+
+def valectl(valed: e2e.Valed, *argv: str) -> str:
+    return e2e.sh(sys.executable, "-m", "cli.valectl", "--socket", valed.sock, *argv,
+                  timeout=600).stdout
+
+
+def at_scale(lab: e2e.Lab, valed: e2e.Valed, hosts: list[e2e.Host], macs: int,
+             out: dict[str, Any]) -> None:
+    """The --macs measurements (see the module's doc)."""
+    valed.call("set", target="vale0", settings={"fdb_capacity": macs + 65536})
+    out["fill_s"] = fill_table(lab, valed, macs)
+    out["fdb_entries"] = valed.call("stats", target="vale0")[0]["fdb"]["entries"]
+    a, b = hosts[0], hosts[1]
+    for name, step in (("scrape", scrape),
+                       ("list", lambda: len(valectl(valed, "list").splitlines())),
+                       ("stats", lambda: len(valectl(valed, "stats", "vale0").splitlines())),
+                       ("fdb", lambda: valectl(valed, "fdb", "vale0").count("\n") - 1)):
+        took, result, worst, lost = while_pinging(a, b, step)
+        out[name] = {"s": round(took, 3), "result": result, "ping_max_ms": worst,
+                     "pings_lost": lost}
+        e2e.log(f"{name}: {out[name]}")
+    pair = [e2e.make_host(lab, i) for i in (91, 92)]
+    valed.call("attach", ports=[f"vale1:{h.port}" for h in pair])
+    tcp: dict[str, list[float]] = {"vale0": [], "vale1": []}
+    for run in range(TCP_RUNS):
+        order = ("vale0", "vale1") if run % 2 == 0 else ("vale1", "vale0")
+        for name in order:
+            x, y = (a, b) if name == "vale0" else pair
+            tcp[name].append(e2e.measure_tcp(x, y, TCP_S))
+            e2e.log(f"tcp {name} run {run + 1}: {tcp[name][-1]:.2f} Gbit/s")
+    out["tcp_gbps"] = tcp
+    out["tcp_ratio"] = statistics.median(
+        big / small for big, small in zip(tcp["vale0"], tcp["vale1"], strict=True))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ports", type=int, default=1024)
@@ -86,6 +191,8 @@ def main() -> int:
                         help="one: every port on vale0; many: --switches switches")
     parser.add_argument("--switch-settings", default="",
                         help='settings for every switch before the idle time, as JSON')
+    parser.add_argument("--macs", type=int, default=0,
+                        help="fill vale0's MAC table with this many and measure (layout one)")
     parser.add_argument("--profile", metavar="FILE",
                         help="py-spy's samples of the attach (FILE.attach) and the idle time, raw")
     parser.add_argument("--json", action="store_true")
@@ -98,9 +205,13 @@ def main() -> int:
         with e2e.signals_as_interrupt():
             e2e.make_switch_ns(lab)
             hosts = [e2e.make_host(lab, i) for i in range(1, opts.hosts + 1)]
-            quiet = make_quiet_veths(lab, opts.ports - len(hosts), 0)
+            # --macs: the last of the ports is the memif port that fills the table
+            quiet = make_quiet_veths(lab, opts.ports - len(hosts) - bool(opts.macs), 0)
             ports = [h.port for h in hosts] + quiet
-            valed = e2e.Valed(lab, extra=("--max-switches", str(max(n_switches, 1))))
+            extra = ("--max-switches", str(max(n_switches, 2)))
+            if opts.macs:
+                extra += ("--max-fdb-capacity", str(opts.macs + 65536))
+            valed = e2e.Valed(lab, extra=extra, metrics=METRICS if opts.macs else None)
             pid = valed.proc.pid
             out["rss_before_mib"] = status_kib(pid, "VmRSS") / 1024
             spy = str(Path(sys.executable).parent / "py-spy")
@@ -120,6 +231,8 @@ def main() -> int:
                                                "2", b.ip), check=False).returncode != 0]
                 out["pings"] = len(hosts)
                 out["pings_failed"] = failed
+                if opts.macs:
+                    at_scale(lab, valed, hosts, opts.macs, out)
             else:
                 sample = ports[:n_switches * per_switch]
                 start = time.monotonic()

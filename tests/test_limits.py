@@ -249,3 +249,16 @@ def test_operations_md_lists_each_limit_with_its_default():
     page = (ROOT / "docs" / "operations.md").read_text()
     for limit in LIMITS:
         assert f"| `--{limit.option} N` | {limit.default} |" in page, limit.option
+
+
+def test_a_port_past_1024_is_refused_and_the_switch_goes_on():
+    sw = Switch("vale0")
+    for k in range(1024):
+        sw.add_port(f"p{k}")
+    with pytest.raises(ValueError, match="all 1024 ports in use"):
+        sw.add_port("p1024")
+    assert len(sw.ports()) == 1024 and "p1024" not in sw.ports()
+    sw.inject("p0", [frame(BROADCAST, mac(1))])
+    assert sw.forward_all() == 1 and len(sw.drain("p1023")) == 1     # flooded to all
+    sw.remove_port("p5")
+    assert sw.add_port("p1024") == 5                                 # its index is free

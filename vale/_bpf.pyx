@@ -399,7 +399,8 @@ cdef class Datapath:
         # libbpf 1.1 knows no tcx; its plain bpf_link_create passes the attach type
         # through, and with no options the link goes last among the interface's tcx
         # programs (no relative program, any revision).
-        fd = bpf_link_create(prog_fd, ifindex, VALE_BPF_TCX_INGRESS, NULL)
+        with nogil:                     # a grace period: other threads go on meanwhile
+            fd = bpf_link_create(prog_fd, ifindex, VALE_BPF_TCX_INGRESS, NULL)
         if fd < 0:
             hint = " (Linux before 6.6 has no tcx: use clsact)" if fd == -EINVAL else ""
             fail(-fd, f"attaching to interface {ifindex} with tcx{hint}")

@@ -18,7 +18,7 @@ from libc.string cimport memcpy, memmove, memset
 from vale.includes.linux cimport *
 from vale.includes.system cimport (
     MADV_HUGEPAGE, madvise, monotonic_ms, monotonic_ns, posix_memalign, pthread_mutex_destroy,
-    realtime_ns, thread_cpu_ns,
+    realtime_ns, thread_cpu_ns, pthread_create, pthread_join, pthread_t,
     pthread_mutex_init, pthread_mutex_lock, pthread_mutex_t, pthread_mutex_unlock,
     vale_cpu_relax, vale_likely, vale_prefetch, vale_unlikely,
 )
@@ -301,12 +301,14 @@ cdef class SwitchCore:
         finally:
             self.release()
 
-    def add_packet_port(self, int ifindex, *, mtu=1500, rx_frames=DEFAULT_RX_FRAMES,
-                        rx_idle_frames=0, learning=True, flood=True, learn_limit=0,
-                        vnet=True):
+    def add_packet_port(self, int ifindex, *, int receive_on=0, mtu=1500,
+                        rx_frames=DEFAULT_RX_FRAMES, rx_idle_frames=0, learning=True,
+                        flood=True, learn_limit=0, vnet=True):
         """Attach the interface with this index through a packet socket (promiscuous,
         virtio-net headers on); returns the port index. OSError when the kernel refuses.
-        vnet False: offloaded frames are segmented and checksummed before they reach it.
+        receive_on: the interface the socket receives on, when not the port's own (the
+        kernel fast path's upcall device; port_receive_from moves it later). vnet False:
+        offloaded frames are segmented and checksummed before they reach it.
         rx_idle_frames: the receive ring starts this big and grows to rx_frames at the
         first burst (0: rx_frames from the start)."""
         cdef vale_port *p
@@ -319,21 +321,24 @@ cdef class SwitchCore:
         check_range("learn_limit", learn_limit, 0, MAX_FDB_CAPACITY)
         frames = rx_frames
         idle = rx_idle_frames
+        # The socket and its rings are made without the forwarding lock: each ring and
+        # bind is an RCU grace period (10-25 ms) the other ports need not wait for. Only
+        # this thread adds ports, so the free index new_port found stays free meanwhile.
+        p = self.new_port(learning, flood, learn_limit)
+        p.kind = PORT_PACKET
+        p.vnet = vnet
+        p.max_frame = mtu + FRAME_SLACK
+        p.rx_max = TRUNCATED - 1
+        with nogil:
+            err = packet_open(p, ifindex, receive_on, frames, idle)
+        if err != 0:
+            free(p)
+            if err == ENOPROTOOPT:
+                raise OSError(err, "this kernel's packet sockets lack an option vale "
+                                   "needs (PACKET_IGNORE_OUTGOING: Linux 4.20 or later)")
+            raise OSError(err, os.strerror(err))
         self.acquire()
         try:
-            p = self.new_port(learning, flood, learn_limit)
-            p.kind = PORT_PACKET
-            p.vnet = vnet
-            p.max_frame = mtu + FRAME_SLACK
-            p.rx_max = TRUNCATED - 1
-            with nogil:
-                err = packet_open(p, ifindex, frames, idle)
-            if err != 0:
-                free(p)
-                if err == ENOPROTOOPT:
-                    raise OSError(err, "this kernel's packet sockets lack an option vale "
-                                       "needs (PACKET_IGNORE_OUTGOING: Linux 4.20 or later)")
-                raise OSError(err, os.strerror(err))
             ev.events = EPOLLIN
             ev.data.u32 = p.index
             if epoll_ctl(self.sw.epoll_fd, EPOLL_CTL_ADD, p.fd, &ev) != 0:
@@ -1008,12 +1013,14 @@ cdef class SwitchCore:
         self.acquire()
         try:
             p = packet_port(self.port_at(index), False)
-            err = packet_receive_from(p, ifindex)
-            if err != 0:
-                raise OSError(err, f"port {index}: receiving on interface {ifindex}: "
-                                   f"{os.strerror(err)}")
         finally:
             self.release()
+        # Without the lock (see packet_receive_from): only this thread removes ports.
+        with nogil:
+            err = packet_receive_from(p, ifindex)
+        if err != 0:
+            raise OSError(err, f"port {index}: receiving on interface {ifindex}: "
+                               f"{os.strerror(err)}")
 
     # -- the loop guard --------------------------------------------------------------
 

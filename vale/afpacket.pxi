@@ -47,14 +47,27 @@ cdef inline bint fits_tx_ring(const vale_vnet *vnet, uint32_t wire) noexcept nog
     return wire <= TX_MAX_WIRE and (vnet == NULL or vnet.gso_type == VNET_GSO_NONE)
 
 
-cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames,
+cdef struct tx_open_job:
+    vale_port *p
+    int ifindex
+
+
+cdef void *packet_tx_open_job(void *arg) noexcept nogil:
+    cdef tx_open_job *job = <tx_open_job *>arg
+    packet_tx_open(job.p, job.ifindex)
+    return NULL
+
+
+cdef int packet_open(vale_port *p, int ifindex, int rx_ifindex, uint32_t rx_frames,
                      uint32_t idle_frames) noexcept nogil:
     """Open p's socket on ifindex and map its receive ring (idle_frames big, growing to
-    rx_frames at the first burst; idle_frames 0: rx_frames from the start); 0, or an errno
-    value."""
+    rx_frames at the first burst; idle_frames 0: rx_frames from the start); it receives
+    on rx_ifindex (the kernel fast path's upcall device) when not 0: bound there at once,
+    not moved later (a grace period saved). 0, or an errno value."""
     cdef int fd, one = 1, version = TPACKET_V2, size = PACKET_SNDBUF, e
-    cdef uint32_t idle
-    cdef packet_mreq mreq
+    cdef tx_open_job job
+    cdef pthread_t tx_thread
+    cdef bint threaded
     # Protocol 0 until bind: a socket that takes no frames yet has no hook to take out
     # again when its ring is set and when it is bound (each an RCU grace period, tens of
     # milliseconds: most of what attaching a port costs).
@@ -75,6 +88,36 @@ cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames,
     setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one))
     setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size))
     p.fd = fd
+    # The send-only socket and its ring are made in a thread of their own meanwhile
+    # (its fields are not these): setting a ring waits for a grace period, and two rings
+    # set at once wait for the same one.
+    job.p = p
+    job.ifindex = ifindex
+    threaded = pthread_create(&tx_thread, NULL, packet_tx_open_job, &job) == 0
+    e = packet_rx_open(p, fd, ifindex, rx_ifindex, rx_frames, idle_frames)
+    if threaded:
+        pthread_join(tx_thread, NULL)
+    elif e == 0:
+        packet_tx_open(p, ifindex)
+    if e != 0:
+        packet_tx_close(p)
+        p.fd = -1
+        close(fd)
+        return e
+    # Until bind the socket took frames of every interface, and dropped some: not this
+    # port's losses (and not a stuck ring's), so the count starts again here.
+    packet_kernel_drops_reset(p)
+    return 0
+
+
+cdef int packet_rx_open(vale_port *p, int fd, int ifindex, int rx_ifindex, uint32_t rx_frames,
+                        uint32_t idle_frames) noexcept nogil:
+    """packet_open's receiving side on fd: the ring, bind, promiscuous; 0 or an errno value
+    (what it made is undone, but fd stays open)."""
+    cdef uint32_t idle
+    cdef packet_mreq mreq
+    cdef sockaddr_ll sll
+    cdef int e
     p.prx.frames_per_block = PACKET_BLOCK_SIZE // PACKET_FRAME_SIZE
     p.prx.grow_blocks = (rx_frames + p.prx.frames_per_block - 1) // p.prx.frames_per_block
     idle = (idle_frames + p.prx.frames_per_block - 1) // p.prx.frames_per_block
@@ -84,8 +127,6 @@ cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames,
     else:
         e = packet_ring(p, idle)
     if e != 0:
-        p.fd = -1
-        close(fd)
         return e
     memset(&p.link, 0, sizeof(p.link))
     p.link.sll_family = AF_PACKET
@@ -94,19 +135,15 @@ cdef int packet_open(vale_port *p, int ifindex, uint32_t rx_frames,
     memset(&mreq, 0, sizeof(mreq))
     mreq.mr_ifindex = ifindex
     mreq.mr_type = PACKET_MR_PROMISC    # undone by the kernel when the socket closes
-    if (bind(fd, <sockaddr *>&p.link, sizeof(p.link)) != 0
+    sll = p.link
+    sll.sll_ifindex = rx_ifindex if rx_ifindex else ifindex
+    if (bind(fd, <sockaddr *>&sll, sizeof(sll)) != 0
             or setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, sizeof(mreq)) != 0):
         e = errno
         munmap(p.prx.map, p.prx.map_len)
         p.prx.map = NULL
-        p.fd = -1
-        close(fd)
         return e
-    p.rx_ifindex = ifindex
-    # Until bind the socket took frames of every interface, and dropped some: not this
-    # port's losses (and not a stuck ring's), so the count starts again here.
-    packet_kernel_drops_reset(p)
-    packet_tx_open(p, ifindex)
+    p.rx_ifindex = sll.sll_ifindex
     return 0
 
 
@@ -115,8 +152,14 @@ cdef int packet_receive_from(vale_port *p, int ifindex) noexcept nogil:
     fast path's upcall device, or the port's own interface again. It still sends to the
     port's interface (link, each message's address). 0, or an errno value."""
     cdef sockaddr_ll sll = p.link
+    cdef int was = p.rx_ifindex
     sll.sll_ifindex = ifindex
+    # Called without the forwarding lock (a bind is a grace period): while it is under
+    # way the thread sends with the port's address (rx_ifindex 0), right whichever
+    # device the socket is bound to.
+    p.rx_ifindex = 0
     if bind(p.fd, <sockaddr *>&sll, sizeof(sll)) != 0:
+        p.rx_ifindex = was
         return errno
     p.rx_ifindex = ifindex
     return 0

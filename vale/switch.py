@@ -222,10 +222,18 @@ class Switch:
             raise ValueError(f"{self.name}:{ifname} already exists")
         args = core_args("attach", settings)
         ifindex = interface_index(ifname)
-        index = self._core.add_packet_port(ifindex, mtu=interface_mtu(ifname), **args)
+        prepared = self._kernel_prepare(ifindex, settings.get("fastpath", "on"))
+        try:
+            index = self._core.add_packet_port(ifindex, mtu=interface_mtu(ifname),
+                                               receive_on=prepared[1] if prepared else 0,
+                                               **args)
+        except BaseException:
+            if prepared is not None and self._kernel is not None:
+                self._kernel.unprepare(ifindex, prepared)
+            raise
         self._added(ifname, index, settings)
         self._ifindex[ifname] = ifindex
-        self._kernel_follow()
+        self._kernel_follow({index: prepared} if prepared else None)
         return index
 
     def attach_tap(self, name: str, fd: int, **settings: Any) -> int:
@@ -600,11 +608,22 @@ class Switch:
 
     def _kernel_mode(self, index: int) -> str | None:
         """How the port's fast path should be attached (auto, tcx, clsact), or None."""
-        switch, port = self._fastpath[None], self._fastpath.get(index, "on")
-        if switch == "off" or port == "off" or self._names[index] not in self._ifindex:
+        if self._names[index] not in self._ifindex:
             return None
-        mode = port if port != "on" else switch
-        return "auto" if mode == "on" else mode
+        return _fastpath_mode(self._fastpath[None], self._fastpath.get(index, "on"))
+
+    def _kernel_prepare(self, ifindex: int, port_mode: str) -> tuple[str, int] | None:
+        """For an interface about to be attached with the fast path on: its kernel side
+        first (KernelPath.prepare), so the port's socket is opened on the upcall device.
+        None when the port will not have it, or it cannot be had now (_kernel_follow
+        then tries the usual way, and says why)."""
+        mode = _fastpath_mode(self._fastpath[None], port_mode)
+        if self._thread is None or mode is None:
+            return None
+        try:
+            return self._kernel_open().prepare(ifindex, mode)
+        except OSError:
+            return None
 
     def _kernel_leave(self, index: int) -> None:
         """Take the port off the fast path, keeping what the kernel counted for it."""
@@ -620,10 +639,11 @@ class Switch:
                          self._names[index], exc)
         self._kernel.remove_port(index)
 
-    def _kernel_follow(self) -> None:
+    def _kernel_follow(self, prepared: dict[int, tuple[str, int]] | None = None) -> None:
         """Attach or take away each interface port's fast path as the settings want
         (none while the forwarding thread is stopped); a fast path that cannot be had is
-        logged, and info says why (the port goes on through its packet socket)."""
+        logged, and info says why (the port goes on through its packet socket).
+        prepared: {port: what KernelPath.prepare made for it}."""
         if self._thread is None:
             return
         for index, name in list(self._names.items()):
@@ -633,7 +653,7 @@ class Switch:
                 self._kernel_leave(index)
                 have = None
             if want is not None and have is None:
-                self._kernel_attach(index, name, want)
+                self._kernel_attach(index, name, want, (prepared or {}).get(index))
                 if self._kernel is not None:
                     self._core.fdb_learn(index, self._kernel.adopted(index))
         if self._kernel is not None and not self._kernel.ports():
@@ -641,24 +661,37 @@ class Switch:
         self._core.journal_ports(self._kernel.ports() if self._kernel is not None else ())
         self._kernel_dirty = True
 
-    def _kernel_attach(self, index: int, name: str, mode: str) -> None:
+    def _kernel_open(self) -> KernelPath:
+        """The switch's kernel fast path, loaded when it has none yet; OSError."""
+        if self._kernel is None:
+            try:
+                self._kernel = KernelPath(self.name,
+                                          macs=self._core.snapshot()["fdb"]["capacity"])
+            except OSError as exc:
+                self._kernel_why[None] = str(exc)
+                raise
+            self._kernel_why.pop(None, None)
+            self._core.set_kernel_sources(self._kernel.sources_fd)
+        return self._kernel
+
+    def _kernel_attach(self, index: int, name: str, mode: str,
+                       prepared: tuple[str, int] | None = None) -> None:
         self._kernel_why.pop(index, None)
         try:
-            if self._kernel is None:
-                self._kernel = KernelPath(self.name, macs=self._core.snapshot()["fdb"]["capacity"])
-                self._kernel_why.pop(None, None)
-                self._core.set_kernel_sources(self._kernel.sources_fd)
+            kernel = self._kernel_open()
             mtu = self._core.port_info(index)["max_frame"] - FRAME_SLACK
-            upcall = self._kernel.add_port(index, self._ifindex[name], mtu=mtu,
-                                           peer=veth_peer_elsewhere(name), mode=mode)
-            try:
-                self._core.port_receive_from(index, upcall)
-            except OSError:
-                self._kernel.remove_port(index)
-                raise
+            upcall = kernel.add_port(index, self._ifindex[name], mtu=mtu,
+                                     peer=veth_peer_elsewhere(name), mode=mode,
+                                     prepared=prepared)
+            if prepared is None:        # the socket is still on the port's interface
+                try:
+                    self._core.port_receive_from(index, upcall)
+                except OSError:
+                    kernel.remove_port(index)
+                    raise
         except OSError as exc:
-            where = None if self._kernel is None else index
-            self._kernel_why[where] = str(exc)
+            if self._kernel is not None:
+                self._kernel_why[index] = str(exc)
             log.warning("%s:%s: no kernel fast path, every frame goes through vale: %s",
                         self.name, name, exc)
 
@@ -734,6 +767,15 @@ class Switch:
             self._kernel = None
         self._core.journal_ports(())
 
+
+
+def _fastpath_mode(switch: str, port: str) -> str | None:
+    """How a port's fast path is attached (auto, tcx, clsact) given the switch's and the
+    port's fastpath settings, or None (off)."""
+    if switch == "off" or port == "off":
+        return None
+    mode = port if port != "on" else switch
+    return "auto" if mode == "on" else mode
 
 
 def _kernel_sum(*counts: dict[str, Any] | None) -> dict[str, Any]:
