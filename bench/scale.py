@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/scale.py [--layout one|many] [--ports 1024] [--hosts 32]
                                     [--switches 64x16] [--idle-frames 15] [--json]
-                                    [--macs 1000000] [--profile FILE]
+                                    [--macs 1000000 [--plot FILE]] [--profile FILE]
+    .venv/bin/python bench/scale.py --replot RUN.json --plot FILE
 
 In a namespace of the run's own: `--ports` veth pairs, of which `--hosts` lead to hosts
 in namespaces of their own (198.18.0.x) and the rest have both ends in the switch's
@@ -181,6 +182,35 @@ def at_scale(lab: e2e.Lab, valed: e2e.Valed, hosts: list[e2e.Host], macs: int,
         big / small for big, small in zip(tcp["vale0"], tcp["vale1"], strict=True))
 
 
+def plot(out: dict[str, Any], path: str) -> None:
+    """A --macs run: what each request took with the table full (and the longest ping
+    reply meanwhile), and TCP on the full switch against the two-port one, by run."""
+    plt = e2e.import_pyplot()
+    fig, (ops, tcp) = plt.subplots(1, 2, figsize=(9, 3.2))
+    names = [n for n in ("scrape", "list", "stats", "fdb") if n in out]
+    bars = ops.bar(names, [out[n]["s"] for n in names], color="#1f77b4")
+    for bar, n in zip(bars, names, strict=True):
+        ops.annotate(f"{out[n]['s']:.2f} s\nping\n<= {out[n]['ping_max_ms']:.2f} ms",
+                     (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                     ha="center", va="bottom", fontsize=7)
+    ops.set_ylabel("seconds (the longest ping reply meanwhile)")
+    ops.set_title(f"{out['ports']} ports, {out.get('fdb_entries', 0):,} MACs on vale0")
+    ops.margins(y=0.3)
+    runs = range(1, len(out["tcp_gbps"]["vale0"]) + 1)
+    for name, colour in (("vale0", "#1f77b4"), ("vale1", "#7f7f7f")):
+        tcp.plot(runs, out["tcp_gbps"][name], "o-", color=colour, label={
+            "vale0": "vale0 (full)", "vale1": "vale1 (2 ports)"}[name])
+    tcp.set_xticks(list(runs))
+    tcp.set_xlabel("run")
+    tcp.set_ylabel("TCP Gbit/s (iperf3)")
+    tcp.set_ylim(bottom=0)
+    tcp.set_title(f"median ratio {out['tcp_ratio']:.2f}")
+    tcp.legend(loc="lower right")
+    fig.text(0.01, 0.01, "bench/scale.py --macs 1000000", fontsize=7, color="#555555")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ports", type=int, default=1024)
@@ -193,10 +223,17 @@ def main() -> int:
                         help='settings for every switch before the idle time, as JSON')
     parser.add_argument("--macs", type=int, default=0,
                         help="fill vale0's MAC table with this many and measure (layout one)")
+    parser.add_argument("--plot", metavar="FILE",
+                        help="draw a --macs run into FILE (.svg; needs matplotlib)")
+    parser.add_argument("--replot", metavar="JSON",
+                        help="draw an earlier --macs run's --json output (with --plot)")
     parser.add_argument("--profile", metavar="FILE",
                         help="py-spy's samples of the attach (FILE.attach) and the idle time, raw")
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
+    if opts.replot:
+        plot(json.loads(Path(opts.replot).read_text()), opts.plot or "scale.svg")
+        return 0
     n_switches, per_switch = (int(x) for x in opts.switches.split("x"))
     e2e.remove_leftovers()
     lab = e2e.Lab(Path(tempfile.mkdtemp(prefix=f"{e2e.PREFIX}-")))
@@ -265,6 +302,8 @@ def main() -> int:
     finally:
         lab.teardown()
     print(json.dumps(out) if opts.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
+    if opts.plot and "tcp_gbps" in out:
+        plot(out, opts.plot)
     return 0
 
 

@@ -435,6 +435,7 @@ ctypedef struct vale_switch:
     int epoll_fd
     int wake_fd                 # eventfd: control wants the thread's attention
     int notify_fd               # eventfd: the thread tells Python a port went down
+    int journal_fd              # eventfd: the MAC table's journal has changes to read
     bint stopping
     uint32_t busy_poll_us       # after a frame, spin this long before sleeping; 0 = never
     uint32_t control_waiting    # control calls queued for the lock

@@ -195,6 +195,7 @@ cdef class SwitchCore:
         self.sw.epoll_fd = -1
         self.sw.wake_fd = -1
         self.sw.notify_fd = -1
+        self.sw.journal_fd = -1
         if pthread_mutex_init(&self.lock, NULL) != 0:
             raise MemoryError("cannot initialise the switch lock")
         self.lock_ready = True
@@ -216,7 +217,9 @@ cdef class SwitchCore:
         self.sw.epoll_fd = epoll_create1(EPOLL_CLOEXEC)
         self.sw.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
         self.sw.notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
-        if self.sw.epoll_fd < 0 or self.sw.wake_fd < 0 or self.sw.notify_fd < 0:
+        self.sw.journal_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        if (self.sw.epoll_fd < 0 or self.sw.wake_fd < 0 or self.sw.notify_fd < 0
+                or self.sw.journal_fd < 0):
             raise OSError(errno, os.strerror(errno))
         ev.events = EPOLLIN
         ev.data.u32 = WAKE_EVENT
@@ -233,7 +236,8 @@ cdef class SwitchCore:
             free(self.sw.soft_buf)
             ring_free(&self.sw.cap)
             free(self.sw.cap_stamps)
-            for fd in (self.sw.epoll_fd, self.sw.wake_fd, self.sw.notify_fd):
+            for fd in (self.sw.epoll_fd, self.sw.wake_fd, self.sw.notify_fd,
+                       self.sw.journal_fd):
                 if fd >= 0:
                     close(fd)
             free(self.sw)
@@ -1369,6 +1373,9 @@ cdef class SwitchCore:
         holds (or it has just begun), so the whole table must be read instead."""
         cdef vale_fdb *t = &self.sw.fdb
         cdef uint32_t i
+        cdef uint64_t drained
+        # First: an entry added after this still finds journal_fd set, and is read then.
+        read(self.sw.journal_fd, &drained, sizeof(drained))
         self.acquire()
         try:
             changes = [(t.journal[i].key,
@@ -1707,6 +1714,12 @@ cdef class SwitchCore:
         """Readable when the thread has put a port down (its link failed or vanished);
         read 8 bytes to clear it, then look at port_info()."""
         return self.sw.notify_fd
+
+    @property
+    def journal_fd(self):
+        """Readable when the MAC table's journal has gone from empty to not (fdb_changes
+        clears it): the kernel fast path's maps follow at once, not at the next tick."""
+        return self.sw.journal_fd
 
     def clear_notify(self):
         cdef uint64_t value = 0

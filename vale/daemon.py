@@ -51,7 +51,7 @@ MAX_CLIENTS_PER_USER = 32         # connections one other uid may hold at once
 IDLE_TIMEOUT = 30.0               # seconds a client may keep valed waiting
 HOUSEKEEPING_SECONDS = 1.0
 LOOP_PROBE_TICK = 0.1               # how often the switches are asked for their loop probes
-KERNEL_SYNC_TICK = 0.05             # how often the kernel fast paths follow their MAC tables
+KERNEL_SYNC_TICK = 0.25             # the fast paths' flags and ageing (their maps: journal_fd)
 CAPTURE_WRITE_BUFFER = 256 * 1024   # a capture's socket buffer in valed, before it waits
 STREAM_WRITE_BUFFER = 256 * 1024    # the same for a streamed answer (fdb_stream)
 # valed's exit status when the kernel lacks what it needs (sysexits' EX_UNAVAILABLE:
@@ -111,10 +111,19 @@ class Daemon:
     def _watch(self, sw: Switch) -> None:
         assert self.loop is not None
         self.loop.add_reader(sw.notify_fd, self._port_event, sw)
+        self.loop.add_reader(sw.journal_fd, self._kernel_sync, sw)
 
     def _unwatch(self, sw: Switch) -> None:
         assert self.loop is not None
         self.loop.remove_reader(sw.notify_fd)
+        self.loop.remove_reader(sw.journal_fd)
+
+    def _kernel_sync(self, sw: Switch) -> None:
+        """The switch's MAC table changed: its kernel fast path's maps follow now."""
+        try:
+            sw.kernel_sync()
+        except (KeyError, ValueError, OSError):
+            log.warning("kernel fast path of %s", sw.name, exc_info=True)
 
     def _port_event(self, sw: Switch) -> None:
         sw.clear_notify()
@@ -202,6 +211,9 @@ class Daemon:
                     except Exception as exc:      # a bug: say so, keep serving
                         log.exception("request %r failed", request)
                         reply = reply_error("internal", f"internal error: {exc}")
+                    for sw in list(self.api.switches.values()):
+                        self._kernel_sync(sw)   # what the request changed, now
+
                 await self._send(writer, reply)
         except (ConnectionError, Idle, asyncio.CancelledError):
             pass

@@ -217,6 +217,8 @@ cdef void fdb_journal(vale_switch *sw, uint64_t key, uint16_t port, uint16_t was
     t.journal[t.journal_len].key = key
     t.journal[t.journal_len].port = port
     t.journal_len += 1
+    if t.journal_len == 1:              # tell valed: it reads the journal now
+        eventfd_write(sw.journal_fd, 1)
 
 
 cdef void fdb_rewatch(vale_fdb *t) noexcept nogil:
@@ -245,8 +247,8 @@ cdef void fdb_changed(vale_switch *sw, uint32_t idx, uint64_t key, uint16_t port
     if (t.kernel_src_fd >= 0 and was != VALE_NO_PORT and port != VALE_NO_PORT
             and journaled(sw, was)):
         # A move: the kernel must not take the MAC's frames on the port it left a moment
-        # longer (the journal is read every 50 ms), or they would pass the move damping
-        # by. Its next frames go to vale, whichever port they come from, until the journal
+        # longer (until valed reads the journal), or they would pass the move damping by.
+        # Its next frames go to vale, whichever port they come from, until the journal
         # puts the entry back where it now is. Moves are damped, so these are few.
         vale_bpf_map_delete(t.kernel_src_fd, &key)
 

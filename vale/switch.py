@@ -557,6 +557,11 @@ class Switch:
         return self._cpus
 
     @property
+    def journal_fd(self) -> int:
+        """Readable when the MAC table has changes for the kernel fast path: kernel_sync()."""
+        return self._core.journal_fd
+
+    @property
     def notify_fd(self) -> int:
         """Readable when the thread has put a port down; clear_notify() then port_info()."""
         return self._core.notify_fd
@@ -715,7 +720,8 @@ class Switch:
     def kernel_sync(self, now: float | None = None) -> None:
         """Keep the fast path's maps a copy of vale's table and its ports' flags in step
         with vale's rules, and give the ageing what the kernel forwarded: the daemon calls
-        this often (every 50 ms); now: time.monotonic()."""
+        this when journal_fd says the table changed, after each request, and every 0.25 s;
+        now: time.monotonic()."""
         if self._kernel is None:
             return
         now = time.monotonic() if now is None else now

@@ -26,7 +26,7 @@ from vale.switch import FRAME_SLACK, Switch
 log = logging.getLogger("vale.api")
 
 RETRY_S = 5                 # a port that failed to come back is tried again after this
-SWEEP_PORTS = 64            # live ports poll_links looks at a second (the watch sees the rest)
+SWEEP_PORTS = 16            # live ports poll_links looks at a second (the watch sees the rest)
 
 
 class Topology:
