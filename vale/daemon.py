@@ -379,6 +379,14 @@ class Daemon:
                             "switch is not configured, or has it off", switch)
         except OSError as exc:
             log.error("cannot remove what an earlier valed's kernel fast path left: %s", exc)
+        # Metrics first: once valed answers on its socket, its metrics answer too.
+        metrics_server = None
+        if self.metrics is not None:
+            try:
+                metrics_server = await serve_metrics(self.api, self.metrics)
+            except OSError as exc:          # metrics are worth a log line, not the switch
+                log.error("cannot serve metrics on %s: %s; going on without them",
+                          self.metrics, exc.strerror or exc)
         # Created 0660 (or 0666) from the start, not chmod-ed after anyone could connect.
         old_umask = os.umask(0o111 if self.open_socket else 0o117)
         try:
@@ -389,13 +397,6 @@ class Daemon:
         if self.group is not None:
             os.chown(path, -1, grp.getgrnam(self.group).gr_gid)
         log.info("valed serving %s", path)
-        metrics_server = None
-        if self.metrics is not None:
-            try:
-                metrics_server = await serve_metrics(self.api, self.metrics)
-            except OSError as exc:          # metrics are worth a log line, not the switch
-                log.error("cannot serve metrics on %s: %s; going on without them",
-                          self.metrics, exc.strerror or exc)
         tasks = [self.loop.create_task(self._housekeeping()),
                  self.loop.create_task(self._every_switch(
                      LOOP_PROBE_TICK, Switch.send_loop_probes, "loop probes", logging.DEBUG)),
