@@ -56,9 +56,10 @@ def status_kib(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100     # utime + stime, in clock ticks
+def stat_seconds(stat: Path) -> float:
+    """utime + stime of a /proc stat file (a process's or a thread's), in seconds."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100     # in clock ticks
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
@@ -67,10 +68,10 @@ def thread_cpu(pid: int) -> dict[str, float]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            used = stat_seconds(task / "stat")
         except OSError:                 # a thread that ended meanwhile
             continue
-        seconds[name] = seconds.get(name, 0) + (int(fields[11]) + int(fields[12])) / 100
+        seconds[name] = seconds.get(name, 0) + used
     return seconds
 
 
@@ -285,14 +286,15 @@ def main() -> int:
                 if opts.switch_settings:
                     valed.call("set", target=row, settings=json.loads(opts.switch_settings))
             time.sleep(3)
-            before, threads_before = cpu_seconds(pid), thread_cpu(pid)
+            proc_stat = Path(f"/proc/{pid}/stat")
+            before, threads_before = stat_seconds(proc_stat), thread_cpu(pid)
             if opts.profile:
                 e2e.sh(spy, "record", "--pid", str(pid), "--duration", str(IDLE_S),
                        "--nonblocking", "--format", "raw", "--output", opts.profile,
                        timeout=IDLE_S + 60)
             else:
                 time.sleep(IDLE_S)
-            out["idle_cpu_percent"] = 100 * (cpu_seconds(pid) - before) / IDLE_S
+            out["idle_cpu_percent"] = 100 * (stat_seconds(proc_stat) - before) / IDLE_S
             out["idle_cpu_percent_by_thread"] = {
                 name: round(100 * (s - threads_before.get(name, 0)) / IDLE_S, 2)
                 for name, s in thread_cpu(pid).items() if s > threads_before.get(name, 0)}
